@@ -1,0 +1,78 @@
+# Set-up and everyday commands. `make up` runs the stack, `make test` runs every test
+# (installing what the tests need on a fresh Debian machine first).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+PG_MAJOR ?= 15
+PG_BIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux
+COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
+
+.PHONY: install system-packages test unit integration lint format up down local bench clean
+
+# Barman 3.20 needs Python >= 3.12; Debian bookworm's python3 is 3.11, pyenv's builds are used.
+PYTHON ?= $(shell for c in python3.13 python3.12 \
+	$$(ls -d $$(pyenv root 2>/dev/null || echo /nonexistent)/versions/3.1[2-9]*/bin/python3 2>/dev/null) \
+	/usr/bin/python3.13 /usr/bin/python3.12 python3; do \
+	$$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$c; break; }; done)
+
+install: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@test -x $(PG_BIN)/postgres || { echo "no PostgreSQL $(PG_MAJOR) server in $(PG_BIN)"; exit 1; }
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (Barman 3.20 needs it); install one or set PYTHON="; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,barman]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check barman_supervisor tests
+	$(BIN)/ruff format --check barman_supervisor tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format barman_supervisor tests
+	$(BIN)/ruff check --fix barman_supervisor tests
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	PG_BIN=$(PG_BIN) $(BIN)/pytest -q tests/integration
+
+test: lint
+	PG_BIN=$(PG_BIN) $(BIN)/pytest -q -rfEs tests/unit tests/integration
+
+# The compose stack: PostgreSQL 17 and the supervisor, backed up with no further step.
+up:
+	@test -f compose/.env || cp compose/.env.example compose/.env
+	$(COMPOSE) up --build -d
+	@echo "follow the logs: $(COMPOSE) logs -f barman"
+
+down:
+	$(COMPOSE) down
+
+# No Docker: the daemon on this machine against the PostgreSQL named by PG_HOST/PG_PORT/...
+local: install
+	BARMAN_CONFIG_FILE=$${BARMAN_CONFIG_FILE:-$(CURDIR)/.local/barman.conf} \
+	BARMAN_CONFIG_DIR=$${BARMAN_CONFIG_DIR:-$(CURDIR)/.local/barman.d} \
+	BARMAN_HOME=$${BARMAN_HOME:-$(CURDIR)/.local/home} \
+	$(BIN)/barman-supervisor run
+
+bench: install
+	@echo "benchmarks: not written yet"; exit 1
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from barman_supervisor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Barman driven through its command line (``barman -f json …``), never through its internals.
+
+Barman's JSON output puts its console messages under ``_INFO``, ``_WARNING`` and ``_ERROR``;
+each becomes its own log event, and the data part is returned as plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from barman_supervisor.log import get_logger
+from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.settings import Settings
+
+_log = get_logger(__name__)
+_MESSAGE_LEVELS = {"_INFO": "info", "_WARNING": "warning", "_ERROR": "error"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished Barman command: its exit, its data and its messages."""
+
+    completed: Completed
+    data: Any
+    messages: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.completed.ok
+
+    @property
+    def errors(self) -> list[str]:
+        return [text for level, text in self.messages if level == "error"]
+
+    def reason(self) -> str:
+        """A short why for a failure: Barman's last error, else the last line it printed."""
+        if self.completed.timed_out:
+            return "timed out"
+        if self.errors:
+            return self.errors[-1]
+        lines = [
+            line.strip()
+            for line in (self.completed.stderr + "\n" + self.completed.stdout).splitlines()
+            if line.strip()
+        ]
+        return lines[-1][:300] if lines else f"exit code {self.completed.returncode}"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    hint: str
+
+
+@dataclass(frozen=True)
+class Backup:
+    backup_id: str
+    status: str
+    end_time: float | None
+    size_bytes: int | None
+
+
+def parse_json_output(stdout: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
+    """Split Barman's JSON output into data and (level, message) pairs; non-JSON is all message."""
+    text = stdout.strip()
+    if not text:
+        return None, ()
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return None, tuple(("info", line) for line in text.splitlines() if line.strip())
+    messages: list[tuple[str, str]] = []
+    if isinstance(document, dict):
+        for key, level in _MESSAGE_LEVELS.items():
+            for message in document.pop(key, []) or []:
+                messages.append((level, str(message)))
+    return document, tuple(messages)
+
+
+def parse_checks(data: Any, server: str) -> list[Check]:
+    checks = (data or {}).get(server, {}) if isinstance(data, dict) else {}
+    return [
+        Check(name, str(result.get("status")) == "OK", str(result.get("hint") or ""))
+        for name, result in sorted(checks.items())
+        if isinstance(result, dict)
+    ]
+
+
+def parse_backups(data: Any, server: str) -> list[Backup]:
+    """Backups newest first, as ``list-backups`` prints them."""
+    rows = (data or {}).get(server, []) if isinstance(data, dict) else []
+    backups = []
+    for row in rows:
+        stamp = row.get("end_time_timestamp")
+        size = row.get("size_bytes")
+        backups.append(
+            Backup(
+                backup_id=str(row.get("backup_id")),
+                status=str(row.get("status")),
+                end_time=float(stamp) if stamp not in (None, "", "None") else None,
+                size_bytes=int(size) if isinstance(size, int | float) else None,
+            )
+        )
+    return backups
+
+
+class Barman:
+    def __init__(self, settings: Settings, runner: Runner) -> None:
+        self._settings = settings
+        self._runner = runner
+
+    def _argv(self, *args: str, json_output: bool = True) -> list[str]:
+        argv = [self._settings.barman_bin, "-c", str(self._settings.barman_config_file)]
+        if json_output:
+            argv += ["-f", "json"]
+        return [*argv, *args]
+
+    def run(
+        self,
+        *args: str,
+        kind: str,
+        timeout: float | None = None,
+        during_shutdown: bool = False,
+        on_message: Callable[[str, str], None] | None = None,
+    ) -> Outcome:
+        completed = self._runner.run(
+            self._argv(*args),
+            kind=kind,
+            timeout=timeout,
+            echo_stdout=False,
+            during_shutdown=during_shutdown,
+        )
+        data, messages = parse_json_output(completed.stdout)
+        for level, text in messages:
+            if on_message is not None:
+                on_message(level, text)
+            self._runner.log_line(text, command=f"barman {args[0]}", barman_level=level)
+        return Outcome(completed, data, messages)
+
+    def cron(self) -> Outcome:
+        return self.run("cron", kind="cron", timeout=300)
+
+    def check(self, server: str, timeout: float = 120) -> tuple[Outcome, list[Check]]:
+        outcome = self.run("check", server, kind="check", timeout=timeout)
+        return outcome, parse_checks(outcome.data, server)
+
+    def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
+        outcome = self.run("list-backups", server, kind="list", timeout=60)
+        return outcome, parse_backups(outcome.data, server)
+
+    def create_slot(self, server: str) -> Outcome:
+        return self.run(
+            "receive-wal", "--create-slot", "--if-not-exists", server, kind="slot", timeout=60
+        )
+
+    def switch_wal(self, server: str, archive_timeout: int) -> Outcome:
+        return self.run(
+            "switch-wal",
+            "--force",
+            "--archive",
+            "--archive-timeout",
+            str(archive_timeout),
+            server,
+            kind="switch-wal",
+            timeout=archive_timeout + 60,
+        )
+
+    def backup(self, server: str, *, immediate: bool, wait_timeout: int) -> Outcome:
+        args = ["backup", "--wait", "--wait-timeout", str(wait_timeout)]
+        if immediate:
+            args.append("--immediate-checkpoint")
+        return self.run(*args, server, kind="backup")
+
+    def terminate_receive_wal(self, server: str) -> Outcome:
+        return self.run(
+            "terminate-process",
+            server,
+            "receive-wal",
+            kind="terminate",
+            timeout=30,
+            during_shutdown=True,
+        )
+
+    def delete(self, server: str, backup_id: str) -> Outcome:
+        return self.run("delete", server, backup_id, kind="delete", timeout=600)
+
+    def status_fields(self, server: str) -> Mapping[str, str]:
+        outcome = self.run("status", server, kind="status", timeout=60)
+        rows = (outcome.data or {}).get(server, {}) if isinstance(outcome.data, dict) else {}
+        return {
+            key: str(value.get("message")) for key, value in rows.items() if isinstance(value, dict)
+        }

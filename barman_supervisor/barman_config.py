@@ -1,0 +1,144 @@
+"""Barman's configuration files and the password file, written from the settings.
+
+Passwords go to a ``.pgpass`` file (mode 0600) that every Barman child finds through
+``PGPASSFILE``, never into a conninfo string: conninfo ends up on disk, in ``ps`` output and in
+Barman's log file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+
+from barman_supervisor.settings import (
+    RENDERED_MARKER,
+    ServerSettings,
+    Settings,
+    foreign_config_files,
+)
+
+_HEADER = f"{RENDERED_MARKER} from the environment; edits are overwritten at every start.\n"
+
+
+def _ini_value(value: str) -> str:
+    """ConfigParser (which Barman uses with interpolation) reads '%' as a reference."""
+    return value.replace("%", "%%")
+
+
+def render_global(settings: Settings) -> str:
+    lines = [
+        _HEADER,
+        "[barman]",
+        f"barman_user = {settings.barman_user}",
+        f"barman_home = {_ini_value(str(settings.barman_home))}",
+        f"log_file = {_ini_value(str(settings.barman_log_file))}",
+        "log_level = INFO",
+        f"configuration_files_directory = {_ini_value(str(settings.barman_config_dir))}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_server(server: ServerSettings) -> str:
+    """A streaming-only server: ``backup_method = postgres`` needs no SSH and no archive_command."""
+    lines = [
+        _HEADER,
+        f"[{server.name}]",
+        f"description = {server.name} (managed by barman-supervisor)",
+        f"conninfo = {_ini_value(server.conninfo)}",
+        f"streaming_conninfo = {_ini_value(server.streaming_conninfo)}",
+        "backup_method = postgres",
+        "streaming_archiver = on",
+        "archiver = off",
+        f"slot_name = {server.slot_name}",
+        # cron recreates a missing slot on its own; start-up also creates it explicitly.
+        "create_slot = auto",
+        f"retention_policy = {server.retention_policy}",
+        "wal_retention_policy = main",
+    ]
+    if server.bandwidth_limit_kbps:
+        # pg_basebackup --max-rate: keeps a backup from saturating the primary's disk or link.
+        lines.append(f"bandwidth_limit = {server.bandwidth_limit_kbps}")
+    return "\n".join([*lines, ""])
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(handle, mode)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_configuration(settings: Settings) -> list[Path]:
+    """Render Barman's files (render mode) and drop rendered files of servers no longer listed."""
+    if settings.config_mode != "render":
+        return []
+    foreign = foreign_config_files(settings.barman_config_file, settings.barman_config_dir)
+    if foreign:
+        # The settings saw none; someone added one since. Refuse rather than overwrite it.
+        raise FileExistsError(f"{foreign[0]} appeared and was not rendered by barman-supervisor")
+    written = [settings.barman_config_file]
+    _write_atomically(settings.barman_config_file, render_global(settings), 0o644)
+    wanted = {settings.barman_config_dir / f"{server.name}.conf" for server in settings.servers}
+    for server in settings.servers:
+        path = settings.barman_config_dir / f"{server.name}.conf"
+        _write_atomically(path, render_server(server), 0o644)
+        written.append(path)
+    for stale in settings.barman_config_dir.glob("*.conf"):
+        if stale not in wanted:
+            stale.unlink()
+    return written
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def pgpass_lines(settings: Settings) -> list[str]:
+    """One line per (host, port, user) with a password; '*' as database covers replication."""
+    lines: list[str] = []
+    for server in settings.servers:
+        for conninfo, secret in (
+            (server.conninfo, server.password),
+            (server.streaming_conninfo, server.streaming_password),
+        ):
+            if secret is None:
+                continue
+            params = conninfo_to_dict(conninfo)
+            line = ":".join(
+                _pgpass_field(str(value))
+                for value in (
+                    params.get("host") or "localhost",
+                    params.get("port") or "5432",
+                    "*",
+                    params.get("user") or settings.barman_user,
+                    secret.reveal(),
+                )
+            )
+            if line not in lines:
+                lines.append(line)
+    return lines
+
+
+def write_pgpass(settings: Settings) -> bool:
+    """Write the password file when the settings carry passwords; keep a mounted one otherwise."""
+    lines = pgpass_lines(settings)
+    if not lines:
+        return False
+    _write_atomically(settings.pgpass_file, "\n".join(lines) + "\n", 0o600)
+    return True
+
+
+def prepare_directories(settings: Settings) -> None:
+    """Barman refuses to start when ``barman_home`` or its log directory is missing."""
+    settings.barman_home.mkdir(parents=True, exist_ok=True)
+    settings.barman_log_file.parent.mkdir(parents=True, exist_ok=True)

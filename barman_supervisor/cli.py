@@ -1,0 +1,64 @@
+"""``barman-supervisor``: the command line. Bad input ends here as one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from barman_supervisor import __version__
+from barman_supervisor import log as logging_setup
+from barman_supervisor.settings import ConfigError, Settings, load_settings
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="barman-supervisor",
+        description="Run Barman unattended: WAL streaming, scheduled backups, retention, health.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the daemon (the container's PID 1)")
+    commands.add_parser("check-config", help="validate the settings and print what would run")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"barman-supervisor: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _run(settings: Settings) -> int:
+    from barman_supervisor.daemon import Daemon  # noqa: PLC0415 - keeps check-config light
+
+    logging_setup.configure(settings.log_level, settings.log_format)
+    try:
+        return Daemon(settings).run()
+    except ConfigError as exc:
+        logging_setup.get_logger().error("bad_input", reason=str(exc))
+        return _fail(str(exc))
+
+
+def _check_config(settings: Settings) -> int:
+    print(f"config mode: {settings.config_mode} ({settings.barman_config_file})")
+    for server in settings.servers:
+        print(
+            f"server {server.name}: {server.host}:{server.port} slot={server.slot_name} "
+            f"backups='{server.backup_schedule}' ({settings.timezone}) "
+            f"retention='{server.retention_policy}'"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.command == "check-config":
+        return _check_config(settings)
+    return _run(settings)

@@ -1,0 +1,338 @@
+"""The work the daemon does for each server: start-up, barman cron, backups, checks.
+
+Every job runs with ``server`` and ``job`` bound to its log events and leaves a ``JobRun`` in the
+state for the probes. A job of one kind never runs twice at once for one server: APScheduler's
+``max_instances=1`` covers a job with itself, and the locks here cover the start-up backup with
+the scheduled one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+
+from barman_supervisor import retry
+from barman_supervisor.barman import Backup, Barman, Outcome
+from barman_supervisor.log import bind, get_logger
+from barman_supervisor.postgres import Postgres, SlotState, preflight_problems
+from barman_supervisor.proc import RunnerClosed
+from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.state import JobRun, State
+
+_log = get_logger(__name__)
+STREAMING_CONFIRM_TIMEOUT = 30.0
+
+
+class StartupFailed(Exception):
+    """A server can never be protected as configured; a person must change something."""
+
+
+@dataclass
+class _Run:
+    ok: bool = True
+    reason: str = ""
+    exit_code: int | None = None
+
+    def fail(self, reason: str, exit_code: int | None = None) -> None:
+        self.ok, self.reason, self.exit_code = False, reason, exit_code
+
+    def take(self, outcome: Outcome) -> bool:
+        self.exit_code = outcome.completed.returncode
+        if not outcome.ok:
+            self.fail(outcome.reason(), outcome.completed.returncode)
+        return outcome.ok
+
+
+def needs_first_backup(backups: list[Backup]) -> bool:
+    """A server with no DONE backup is unprotected; one still running will finish by itself."""
+    return not any(backup.status in ("DONE", "STARTED", "WAITING_FOR_WALS") for backup in backups)
+
+
+class Jobs:
+    def __init__(
+        self,
+        settings: Settings,
+        barman: Barman,
+        state: State,
+        stop: threading.Event,
+        on_fatal: Callable[[str, str], None],
+        on_ready: Callable[[ServerSettings], None],
+    ) -> None:
+        self._settings = settings
+        self._barman = barman
+        self._state = state
+        self._stop = stop
+        self._on_fatal = on_fatal
+        self._on_ready = on_ready
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.postgres = {
+            server.name: Postgres(server, settings.pgpass_file, settings.pg_connect_timeout)
+            for server in settings.servers
+        }
+
+    def _lock(self, kind: str, server: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((kind, server), threading.Lock())
+
+    @contextmanager
+    def _job(self, job: str, server: str | None) -> Iterator[_Run]:
+        """Bind log context, time the job, record its outcome; shutdown is not a failure."""
+        run = _Run()
+        started_wall, started = time.time(), time.monotonic()
+        with bind(job=job, **({"server": server} if server else {})):
+            _log.info("job_started")
+            try:
+                yield run
+            except (RunnerClosed, retry.Interrupted):
+                run.fail("interrupted by shutdown")
+            except StartupFailed as exc:
+                run.fail(str(exc))
+                raise
+            except Exception as exc:  # a job must never take the scheduler down
+                _log.exception("job_crashed")
+                run.fail(f"{type(exc).__name__}: {exc}")
+            finally:
+                duration = time.monotonic() - started
+                if not run.ok and self._stop.is_set() and "shutdown" not in run.reason:
+                    run.reason = f"interrupted by shutdown ({run.reason})"
+                self._state.record_run(
+                    server,
+                    JobRun(
+                        job, started_wall, round(duration, 3), run.ok, run.reason, run.exit_code
+                    ),
+                )
+                _log.log(
+                    20 if run.ok else 30 if self._stop.is_set() else 40,
+                    "job_finished",
+                    ok=run.ok,
+                    duration_s=round(duration, 3),
+                    **({"reason": run.reason} if run.reason else {}),
+                )
+
+    # Start-up ------------------------------------------------------------------------------
+    def bootstrap(self, server: ServerSettings) -> None:
+        """From 'PostgreSQL may not even be up' to 'streaming and backed up', step by step."""
+        try:
+            with self._job("bootstrap", server.name) as run:
+                self._wait_for_postgres(server)
+                self._preflight(server)
+                self._phase(server, "slot")
+                if not run.take(self._barman.create_slot(server.name)):
+                    _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+                self._phase(server, "streaming")
+                self._start_streaming(server, run)
+                self._phase(server, "first_wal")
+                self._archive_first_wal(server, run)
+                self._phase(server, "check")
+                self.check(server)
+                self._first_backup(server, run)
+                self._phase(server, "running")
+        except StartupFailed as exc:
+            self._phase(server, "failed")
+            self._on_fatal(server.name, str(exc))
+            return
+        if not self._stop.is_set():
+            self._on_ready(server)
+
+    def _phase(self, server: ServerSettings, phase: str) -> None:
+        self._state.update(server.name, phase=phase)
+        _log.info("startup_step", step=phase)
+
+    def _wait_for_postgres(self, server: ServerSettings) -> None:
+        self._phase(server, "waiting_for_postgres")
+        postgres = self.postgres[server.name]
+        policy = retry.until_reachable(
+            self._stop,
+            max_delay=self._settings.pg_wait_timeout,
+            retry_on=(psycopg.OperationalError,),
+            describe=lambda _state: {"host": server.host, "port": server.port},
+        )
+        try:
+            facts = policy(postgres.facts)
+        except psycopg.OperationalError as exc:
+            raise StartupFailed(
+                f"PostgreSQL at {server.host}:{server.port} not reachable within PG_WAIT_TIMEOUT="
+                f"{self._settings.pg_wait_timeout:g}s: {str(exc).strip().splitlines()[0]}"
+            ) from None
+        self._state.update(
+            server.name, facts=facts, postgres_reached_at=time.time(), postgres_error=None
+        )
+        _log.info(
+            "postgres_reached",
+            host=server.host,
+            port=server.port,
+            version=facts.version_num,
+            system_id=facts.system_id,
+            timeline=facts.timeline,
+            wal_level=facts.wal_level,
+            max_wal_senders=facts.max_wal_senders,
+            max_replication_slots=facts.max_replication_slots,
+            archive_mode=facts.archive_mode,
+        )
+
+    def _preflight(self, server: ServerSettings) -> None:
+        self._phase(server, "preflight")
+        facts = self._state.server(server.name).facts
+        assert facts is not None
+        problems = preflight_problems(facts)
+        self._state.update(server.name, problems=problems)
+        if problems:
+            raise StartupFailed("; ".join(problems))
+
+    def _start_streaming(self, server: ServerSettings, run: _Run) -> None:
+        """``barman cron`` starts receive-wal; the slot turning active proves it streams."""
+        self.cron()
+        deadline = time.monotonic() + STREAMING_CONFIRM_TIMEOUT
+        while not self._stop.is_set():
+            slot = self.refresh_slot(server)
+            if slot is not None and slot.active:
+                _log.info("streaming_running", slot=server.slot_name, walsender_pid=slot.active_pid)
+                return
+            if time.monotonic() > deadline:
+                break
+            self._stop.wait(0.5)
+        run.fail("WAL streaming did not start")
+        _log.error(
+            "streaming_not_running",
+            slot=server.slot_name,
+            waited_s=STREAMING_CONFIRM_TIMEOUT,
+            hint="barman cron retries every BARMAN_CRON_INTERVAL; see the barman log events",
+        )
+
+    def _archive_first_wal(self, server: ServerSettings, run: _Run) -> None:
+        """Force a WAL switch and wait until Barman archived the segment.
+
+        On an idle primary the switch only completes once the next segment has data, so a
+        restore point is written every second while Barman waits: under a second instead of
+        10-15 s.
+        """
+        done = threading.Event()
+
+        def nudge() -> None:
+            while not done.wait(1.0):
+                try:
+                    self.postgres[server.name].create_restore_point("barman_supervisor_switch")
+                except psycopg.Error as exc:
+                    _log.debug("restore_point_failed", error=str(exc).splitlines()[0])
+                    return
+
+        helper = threading.Thread(target=nudge, name=f"nudge-{server.name}", daemon=True)
+        helper.start()
+        try:
+            outcome = self._barman.switch_wal(server.name, self._settings.wal_archive_timeout)
+        finally:
+            done.set()
+            helper.join(5)
+        if run.take(outcome):
+            _log.info("first_wal_archived")
+        else:
+            _log.error("first_wal_not_archived", reason=outcome.reason())
+
+    def _first_backup(self, server: ServerSettings, run: _Run) -> None:
+        backups = self.refresh_backups(server)
+        if backups is None:
+            return
+        if not needs_first_backup(backups):
+            _log.info("first_backup_not_needed", backups=len(backups))
+            return
+        if not server.backup_on_start:
+            _log.warning("no_backup_yet", hint="BACKUP_ON_START is false; waiting for the schedule")
+            return
+        self._phase(server, "first_backup")
+        outcome = self._run_backup(server, immediate=True, reason="first")
+        if outcome is not None:
+            run.take(outcome)
+
+    # Scheduled jobs --------------------------------------------------------------------------
+    def cron(self) -> None:
+        """``barman cron`` for every server: streaming (re)start, WAL archiving, retention."""
+        with self._lock("cron", "*"), self._job("cron", None) as run:
+            run.take(self._barman.cron())
+            for server in self._settings.servers:
+                self.refresh_slot(server)
+
+    def backup(self, server: ServerSettings) -> None:
+        with self._job("backup", server.name) as run:
+            outcome = self._run_backup(
+                server, immediate=server.backup_immediate_checkpoint, reason="schedule"
+            )
+            if outcome is not None:
+                run.take(outcome)
+
+    def check(self, server: ServerSettings) -> None:
+        with self._lock("check", server.name), self._job("check", server.name) as run:
+            outcome, checks = self._barman.check(server.name)
+            for check in checks:
+                _log.log(
+                    20 if check.ok else 30,
+                    "check_result",
+                    check=check.name,
+                    ok=check.ok,
+                    **({"hint": check.hint} if check.hint else {}),
+                )
+            self._state.update(server.name, checks=checks, checks_at=time.time())
+            if not checks:
+                run.take(outcome)
+            elif not outcome.ok:
+                failed = [check.name for check in checks if not check.ok]
+                run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
+            self.refresh_backups(server)
+
+    # Helpers ----------------------------------------------------------------------------------
+    def _run_backup(
+        self, server: ServerSettings, *, immediate: bool, reason: str
+    ) -> Outcome | None:
+        """One backup, or None when one of this server is already running."""
+        lock = self._lock("backup", server.name)
+        if not lock.acquire(blocking=False):
+            _log.warning("backup_skipped", reason="a backup of this server is already running")
+            return None
+        try:
+            _log.info("backup_starting", trigger=reason, immediate_checkpoint=immediate)
+            outcome = self._barman.backup(
+                server.name, immediate=immediate, wait_timeout=self._settings.backup_wait_timeout
+            )
+            data = outcome.data if isinstance(outcome.data, dict) else {}
+            _log.log(
+                20 if outcome.ok else 40,
+                "backup_finished",
+                ok=outcome.ok,
+                backup_id=data.get("backup_id"),
+                status=data.get("status"),
+                size_bytes=data.get("size"),
+                duration_s=round(outcome.completed.duration, 3),
+                **({} if outcome.ok else {"reason": outcome.reason()}),
+            )
+            self.refresh_backups(server)
+            return outcome
+        finally:
+            lock.release()
+
+    def refresh_backups(self, server: ServerSettings) -> list[Backup] | None:
+        outcome, backups = self._barman.list_backups(server.name)
+        if not outcome.ok:
+            return None
+        self._state.update(server.name, backups=backups, backups_at=time.time())
+        return backups
+
+    def refresh_slot(self, server: ServerSettings) -> SlotState | None:
+        try:
+            slot = self.postgres[server.name].slot(server.slot_name)
+        except psycopg.Error as exc:
+            self._state.update(server.name, postgres_error=str(exc).strip().splitlines()[0])
+            return None
+        now = time.time()
+        self._state.update(
+            server.name,
+            slot=slot,
+            slot_checked_at=now,
+            postgres_reached_at=now,
+            postgres_error=None,
+        )
+        return slot

@@ -1,0 +1,194 @@
+"""PID-1 duties: signals, reaping orphans, and stopping what Barman left behind.
+
+``barman cron`` starts ``receive-wal`` and ``archive-wal`` with ``setsid`` and never waits for
+them, so they are reparented to PID 1 (or to this daemon when it runs elsewhere, because it
+makes itself a child subreaper). Reaping them with ``waitpid(-1)`` would also steal the exit
+status of the Barman commands the daemon runs itself, and ``subprocess`` then reports 0 for a
+failed backup. So the reaper only waits for zombies whose pid is not owned by a running
+``subprocess.Popen``; spawning and reaping share a lock so that no child is seen before it is
+registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from barman_supervisor.log import get_logger
+
+_PR_SET_CHILD_SUBREAPER = 36
+_log = get_logger(__name__)
+_P = TypeVar("_P")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    state: str
+    cmdline: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return Path(self.cmdline[0]).name if self.cmdline else ""
+
+
+def parse_stat(text: str) -> tuple[str, int]:
+    """State letter and parent pid from ``/proc/PID/stat``; the command name may hold ') '."""
+    after_name = text[text.rindex(")") + 2 :].split()
+    return after_name[0], int(after_name[1])
+
+
+def processes() -> Iterator[ProcInfo]:
+    """Every process visible in /proc; ones that vanish while being read are skipped."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = parse_stat((entry / "stat").read_text())
+            raw = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        cmdline = tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+        yield ProcInfo(int(entry.name), ppid, state, cmdline)
+
+
+def descendants(root: int, table: list[ProcInfo]) -> list[ProcInfo]:
+    """Processes below ``root`` in a process table, parents before children."""
+    children: dict[int, list[ProcInfo]] = {}
+    for proc in table:
+        children.setdefault(proc.ppid, []).append(proc)
+    found: list[ProcInfo] = []
+    stack = list(children.get(root, []))
+    while stack:
+        proc = stack.pop(0)
+        found.append(proc)
+        stack.extend(children.get(proc.pid, []))
+    return found
+
+
+class Supervisor:
+    """Owns the process-wide duties: the stop event, the reaper and the child registry."""
+
+    def __init__(self) -> None:
+        self.stop_requested = threading.Event()
+        self.signal_received: str | None = None
+        self._child_exited = threading.Event()
+        self._lock = threading.Lock()
+        self._owned: set[int] = set()
+        self._reaper: threading.Thread | None = None
+        self.reaped = 0
+
+    # Signals ------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """Handlers only set events; the main thread and the reaper act on them."""
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGCHLD, self._on_child_signal)
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal_received = signal.Signals(signum).name
+        self.stop_requested.set()
+
+    def _on_child_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._child_exited.set()
+
+    # Reaping -------------------------------------------------------------------------------
+    @staticmethod
+    def become_subreaper() -> bool:
+        """Orphans of our children come to us even when we are not PID 1 (Linux >= 3.4)."""
+        if os.getpid() == 1:
+            return True
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        except (OSError, AttributeError):
+            return False
+
+    def spawn(self, start: Callable[[], _P], pid_of: Callable[[_P], int]) -> _P:
+        """Start a child the caller will wait for itself; the reaper leaves it alone."""
+        with self._lock:
+            child = start()
+            self._owned.add(pid_of(child))
+            return child
+
+    def release(self, pid: int) -> None:
+        with self._lock:
+            self._owned.discard(pid)
+
+    def reap_orphans(self) -> list[tuple[ProcInfo, int]]:
+        """Wait for every zombie child nobody else waits for; returns them with their status."""
+        me = os.getpid()
+        reaped: list[tuple[ProcInfo, int]] = []
+        with self._lock:
+            for proc in processes():
+                if proc.ppid != me or proc.state != "Z" or proc.pid in self._owned:
+                    continue
+                try:
+                    pid, status = os.waitpid(proc.pid, os.WNOHANG)
+                except ChildProcessError:
+                    continue
+                if pid:
+                    reaped.append((proc, os.waitstatus_to_exitcode(status)))
+        self.reaped += len(reaped)
+        for proc, code in reaped:
+            _log.debug("orphan_reaped", pid=proc.pid, exit_code=code)
+        return reaped
+
+    def start_reaper(self, poll: float = 5.0) -> None:
+        def loop() -> None:
+            while True:
+                self._child_exited.wait(poll)
+                self._child_exited.clear()
+                try:
+                    self.reap_orphans()
+                except Exception:  # the reaper must outlive a bad /proc read
+                    _log.exception("reaper_failed")
+
+        self._reaper = threading.Thread(target=loop, name="reaper", daemon=True)
+        self._reaper.start()
+
+    # Stopping what is left -----------------------------------------------------------------------
+    def leftovers(self, match: Callable[[ProcInfo], bool] = lambda _p: True) -> list[ProcInfo]:
+        """Live processes below this daemon that match, excluding ones it is waiting for."""
+        with self._lock:
+            owned = set(self._owned)
+        return [
+            proc
+            for proc in descendants(os.getpid(), list(processes()))
+            if proc.state != "Z" and proc.pid not in owned and match(proc)
+        ]
+
+    def terminate(
+        self, match: Callable[[ProcInfo], bool], grace: float, sig: int = signal.SIGTERM
+    ) -> list[ProcInfo]:
+        """Signal matching leftovers, wait up to ``grace`` for them, SIGKILL the rest."""
+        targets = self.leftovers(match)
+        for proc in targets:
+            _signal(proc.pid, sig)
+        deadline = time.monotonic() + grace
+        pending = {proc.pid for proc in targets}
+        while pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self.reap_orphans()
+            pending &= {proc.pid for proc in self.leftovers()}
+        for pid in pending:
+            _signal(pid, signal.SIGKILL)
+        if pending:
+            time.sleep(0.2)
+            self.reap_orphans()
+        return targets
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

@@ -1,0 +1,162 @@
+"""What the daemon asks PostgreSQL directly: is it there, can Barman work with it, is the slot busy.
+
+Connections use the same ``.pgpass`` as Barman (``passfile=``), so the daemon never holds a
+conninfo string with a password in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from barman_supervisor.settings import ServerSettings
+
+_SETTINGS = (
+    "wal_level",
+    "max_wal_senders",
+    "max_replication_slots",
+    "archive_mode",
+    "archive_command",
+    "server_version_num",
+)
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What start-up learned about a server; plain data for the decisions below."""
+
+    version_num: int
+    wal_level: str
+    max_wal_senders: int
+    max_replication_slots: int
+    archive_mode: str
+    archive_command: str
+    archive_library: str
+    in_recovery: bool
+    system_id: str
+    timeline: int
+
+
+@dataclass(frozen=True)
+class SlotState:
+    exists: bool
+    active: bool
+    active_pid: int | None = None
+    wal_status: str | None = None
+
+
+class Postgres:
+    """Short-lived connections to one server; every call opens and closes its own."""
+
+    def __init__(self, server: ServerSettings, passfile: Path, connect_timeout: int) -> None:
+        self.server = server
+        self._passfile = passfile
+        self._timeout = connect_timeout
+
+    def _connect(self, replication: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+        base = self.server.streaming_conninfo if replication else self.server.conninfo
+        extra: dict[str, str] = {
+            "passfile": str(self._passfile),
+            "connect_timeout": str(self._timeout),
+            "application_name": "barman_supervisor",
+        }
+        if replication:
+            extra |= {"replication": "true", "dbname": "replication"}
+        return psycopg.connect(make_conninfo(base, **extra), autocommit=True)
+
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT 1")
+
+    def facts(self) -> ServerFacts:
+        """Settings that decide whether Barman can work, read over both kinds of connection."""
+        with self._connect() as conn:
+            values = {
+                name: str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+                for name in _SETTINGS
+            }
+            library = conn.execute(
+                "SELECT coalesce(current_setting('archive_library', true), '')"
+            ).fetchone()
+            in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        with self._connect(replication=True) as repl:
+            system = repl.execute("IDENTIFY_SYSTEM").fetchone()
+        assert system is not None and library is not None and in_recovery is not None
+        return ServerFacts(
+            version_num=int(values["server_version_num"]),
+            wal_level=values["wal_level"],
+            max_wal_senders=int(values["max_wal_senders"]),
+            max_replication_slots=int(values["max_replication_slots"]),
+            archive_mode=values["archive_mode"],
+            archive_command=values["archive_command"],
+            archive_library=str(library[0]),
+            in_recovery=bool(in_recovery[0]),
+            system_id=_text(system[0]),
+            timeline=int(_text(system[1])),
+        )
+
+    def slot(self, name: str) -> SlotState:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT active, active_pid, wal_status FROM pg_replication_slots"
+                " WHERE slot_name = %s",
+                (name,),
+            ).fetchone()
+        if row is None:
+            return SlotState(exists=False, active=False)
+        active, pid, wal_status = row
+        return SlotState(
+            exists=True,
+            active=bool(active),
+            active_pid=int(str(pid)) if pid is not None else None,
+            wal_status=str(wal_status) if wal_status is not None else None,
+        )
+
+    def create_restore_point(self, label: str) -> None:
+        """Writes a WAL record, which lets a pending WAL switch complete on an idle primary."""
+        with self._connect() as conn:
+            conn.execute("SELECT pg_create_restore_point(%s)", (label,))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def preflight_problems(facts: ServerFacts) -> list[str]:
+    """Reasons Barman cannot protect this server as configured; empty when it can."""
+    problems: list[str] = []
+    if facts.wal_level not in ("replica", "logical"):
+        problems.append(
+            f"wal_level is {facts.wal_level}; set wal_level = replica in postgresql.conf "
+            "and restart"
+        )
+    if facts.max_wal_senders < 2:
+        problems.append(
+            f"max_wal_senders is {facts.max_wal_senders}; Barman needs 2 (streaming and backup), "
+            "set max_wal_senders >= 2 and restart"
+        )
+    if facts.max_replication_slots < 1:
+        problems.append("max_replication_slots is 0; set max_replication_slots >= 1 and restart")
+    if (
+        facts.archive_mode in ("on", "always")
+        and not facts.archive_command.strip()
+        and not facts.archive_library.strip()
+    ):
+        problems.append(
+            f"archive_mode is {facts.archive_mode} with an empty archive_command, which makes "
+            "every backup hang in pg_backup_stop; set archive_mode = off (Barman streams WAL) "
+            "or a real archive_command"
+        )
+    if facts.version_num < 100000:
+        problems.append(
+            f"PostgreSQL {facts.version_num // 10000} is not supported by Barman 3; upgrade to 10+"
+        )
+    if facts.in_recovery:
+        problems.append(
+            "the server is a standby; point the daemon at the primary (backups from a standby "
+            "are not configured)"
+        )
+    return problems

@@ -1,0 +1,197 @@
+"""The one place that runs commands: every line they print becomes a log event.
+
+Children start in a session of their own, so a Ctrl-C in a terminal (SIGINT to the foreground
+process group) reaches only the daemon, which then decides what to stop and when: a backup
+interrupted by a stray signal is a silent loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from barman_supervisor.log import RepeatFilter, get_logger
+from barman_supervisor.pid1 import Supervisor
+
+_log = get_logger(__name__)
+_TERM_GRACE = 10.0
+
+
+class RunnerClosed(RuntimeError):
+    """The daemon is shutting down and starts no new command of this kind."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+@dataclass
+class _Running:
+    process: subprocess.Popen[str]
+    kind: str
+    started: float
+
+
+class Runner:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        env: Mapping[str, str],
+        repeat_filter: RepeatFilter | None = None,
+    ) -> None:
+        self._supervisor = supervisor
+        self._env = dict(env)
+        self._repeats = repeat_filter or RepeatFilter()
+        self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """From now on only commands marked ``during_shutdown`` start."""
+        with self._lock:
+            self._closed = True
+
+    def running_kinds(self) -> list[str]:
+        with self._lock:
+            return [entry.kind for entry in self._running.values()]
+
+    def signal(self, kinds: Sequence[str] | None, sig: int) -> int:
+        """Send a signal to running commands of these kinds (all when None); returns how many."""
+        with self._lock:
+            targets = [e for e in self._running.values() if kinds is None or e.kind in kinds]
+        for entry in targets:
+            with contextlib.suppress(ProcessLookupError):
+                entry.process.send_signal(sig)
+        return len(targets)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        kind: str,
+        timeout: float | None = None,
+        echo_stdout: bool = True,
+        during_shutdown: bool = False,
+        on_line: Callable[[str, str], None] | None = None,
+    ) -> Completed:
+        """Run to completion, logging each output line; on timeout SIGTERM, then SIGKILL."""
+        with self._lock:
+            if self._closed and not during_shutdown:
+                raise RunnerClosed(kind)
+        command = " ".join(argv)
+        started = time.monotonic()
+        process = self._supervisor.spawn(
+            lambda: subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=self._env,
+                start_new_session=True,
+            ),
+            lambda child: child.pid,
+        )
+        with self._lock:
+            self._running[process.pid] = _Running(process, kind, started)
+        _log.debug("command_started", command=command, pid=process.pid)
+        collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        readers = [
+            threading.Thread(
+                target=self._pump,
+                args=(
+                    stream,
+                    name,
+                    command,
+                    collected[name],
+                    echo_stdout or name == "stderr",
+                    on_line,
+                ),
+                daemon=True,
+            )
+            for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+        ]
+        for reader in readers:
+            reader.start()
+        timed_out = False
+        try:
+            try:
+                returncode = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _log.warning("command_timed_out", command=command, timeout_s=timeout)
+                returncode = self._stop(process)
+        finally:
+            with self._lock:
+                self._running.pop(process.pid, None)
+            self._supervisor.release(process.pid)
+        for reader in readers:
+            reader.join(5)
+        duration = time.monotonic() - started
+        result = Completed(
+            tuple(argv),
+            returncode,
+            "".join(collected["stdout"]),
+            "".join(collected["stderr"]),
+            duration,
+            timed_out,
+        )
+        _log.log(
+            20 if result.ok else 30,
+            "command_finished",
+            command=command,
+            exit_code=returncode,
+            duration_s=round(duration, 3),
+        )
+        return result
+
+    def _pump(
+        self,
+        stream: object,
+        name: str,
+        command: str,
+        sink: list[str],
+        echo: bool,
+        on_line: Callable[[str, str], None] | None,
+    ) -> None:
+        for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
+            sink.append(line)
+            text = line.rstrip("\n")
+            if on_line is not None:
+                on_line(name, text)
+            if echo and text.strip():
+                self.log_line(text, command=command, stream=name)
+
+    def log_line(self, text: str, **fields: object) -> None:
+        """Log one line of a child's output unless it is repeated noise."""
+        admitted, held_back = self._repeats.admit(text)
+        if held_back:
+            _log.info("repeated_lines_suppressed", count=held_back, example=text, **fields)
+        if admitted:
+            _log.info("command_output", line=text, **fields)
+
+    def _stop(self, process: subprocess.Popen[str]) -> int:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(_TERM_GRACE)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()

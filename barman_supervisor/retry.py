@@ -1,0 +1,100 @@
+"""Every retry policy of the daemon, built on tenacity.
+
+Waits sleep on the daemon's stop event, so a shutdown interrupts a long backoff at once instead
+of after the next attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_never,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from barman_supervisor.log import get_logger
+
+_log = get_logger(__name__)
+T = TypeVar("T")
+
+
+class Interrupted(Exception):
+    """The stop event was set while waiting between attempts."""
+
+
+def _sleeper(stop: threading.Event) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise Interrupted
+
+    return sleep
+
+
+def until_reachable(
+    stop: threading.Event,
+    *,
+    max_delay: float | None,
+    retry_on: tuple[type[BaseException], ...],
+    describe: Callable[[RetryCallState], dict[str, Any]],
+    initial: float = 1.0,
+    max_wait: float = 30.0,
+) -> Retrying:
+    """Exponential backoff with jitter, for ever unless ``max_delay`` bounds it.
+
+    Each failed attempt is logged with its number and the next wait; ``describe`` adds what is
+    being waited for (never a password).
+    """
+    stop_rule: stop_base = stop_never if max_delay is None else stop_after_delay(max_delay)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        _log.warning(
+            "retrying",
+            attempt=state.attempt_number,
+            next_wait_s=round(state.upcoming_sleep, 2),
+            error=_first_line(error),
+            **describe(state),
+        )
+
+    return Retrying(
+        retry=retry_if_exception_type(retry_on),
+        stop=stop_rule,
+        wait=wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial),
+        sleep=_sleeper(stop),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def few_times(
+    stop: threading.Event,
+    *,
+    attempts: int,
+    retry_on: tuple[type[BaseException], ...],
+    initial: float = 0.5,
+    max_wait: float = 5.0,
+) -> Retrying:
+    """A short, bounded retry for calls that must not hold up their caller for long."""
+    return Retrying(
+        retry=retry_if_exception_type(retry_on),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial),
+        sleep=_sleeper(stop),
+        reraise=True,
+    )
+
+
+def _first_line(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -1,0 +1,141 @@
+"""APScheduler in place of system cron.
+
+Job defaults that a backup daemon needs, and which are not APScheduler's: one instance of a job
+at a time, missed runs coalesced into one, and no misfire grace limit (the default of 1 s drops
+a backup that started a second late, e.g. behind a long ``barman check``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from barman_supervisor.crontab import parse_crontab
+from barman_supervisor.jobs import Jobs
+from barman_supervisor.log import get_logger
+from barman_supervisor.settings import ServerSettings, Settings
+
+_log = get_logger(__name__)
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A recurring job as plain data: what to run, when, and under which id."""
+
+    job_id: str
+    trigger: BaseTrigger
+    func: Any
+    args: tuple[Any, ...] = ()
+    first_run: datetime | None = None
+
+
+def server_jobs(
+    server: ServerSettings, settings: Settings, jobs: Jobs, now: datetime
+) -> list[JobSpec]:
+    """A server's recurring jobs once its start-up is through: backups and checks."""
+    return [
+        JobSpec(
+            f"backup:{server.name}",
+            parse_crontab(server.backup_schedule, settings.timezone),
+            jobs.backup,
+            (server,),
+        ),
+        JobSpec(
+            f"check:{server.name}",
+            IntervalTrigger(seconds=settings.check_interval, timezone=settings.timezone),
+            jobs.check,
+            (server,),
+            first_run=now + timedelta(seconds=settings.check_interval),
+        ),
+    ]
+
+
+def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
+    """``barman cron`` is global in Barman: one job serves every server."""
+    return [
+        JobSpec(
+            "cron",
+            IntervalTrigger(seconds=settings.cron_interval, timezone=settings.timezone),
+            jobs.cron,
+            first_run=now + timedelta(seconds=settings.cron_interval),
+        )
+    ]
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, jobs: Jobs) -> None:
+        self._settings = settings
+        self._jobs = jobs
+        workers = 3 * len(settings.servers) + 2
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults=JOB_DEFAULTS,
+            timezone=settings.timezone,
+        )
+        self._scheduler.add_listener(
+            self._after_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+        )
+
+    def now(self) -> datetime:
+        return datetime.now(self._settings.timezone)
+
+    def start(self) -> None:
+        """Global jobs now; each server's start-up at once, its own jobs when that is through."""
+        self._scheduler.start()
+        for spec in global_jobs(self._settings, self._jobs, self.now()):
+            self.add(spec)
+        for server in self._settings.servers:
+            self._scheduler.add_job(
+                self._jobs.bootstrap,
+                args=(server,),
+                id=f"bootstrap:{server.name}",
+                next_run_time=self.now(),
+            )
+
+    def add_server_jobs(self, server: ServerSettings) -> None:
+        for spec in server_jobs(server, self._settings, self._jobs, self.now()):
+            self.add(spec)
+
+    def add(self, spec: JobSpec) -> None:
+        kwargs: dict[str, Any] = {"id": spec.job_id, "replace_existing": True}
+        if spec.first_run is not None:
+            kwargs["next_run_time"] = spec.first_run
+        job = self._scheduler.add_job(spec.func, spec.trigger, args=spec.args, **kwargs)
+        _log.info(
+            "job_scheduled",
+            job_id=spec.job_id,
+            trigger=str(spec.trigger),
+            next_run=_iso(job.next_run_time),
+        )
+
+    def next_runs(self) -> dict[str, str | None]:
+        return {job.id: _iso(job.next_run_time) for job in self._scheduler.get_jobs()}
+
+    def _after_run(self, event: JobExecutionEvent) -> None:
+        job = self._scheduler.get_job(event.job_id)
+        if event.code == EVENT_JOB_MISSED:
+            _log.warning("job_missed", job_id=event.job_id)
+        if job is not None:
+            _log.info("job_next_run", job_id=event.job_id, next_run=_iso(job.next_run_time))
+
+    def shutdown(self) -> None:
+        """Stop starting jobs; running ones finish or are stopped by the daemon's shutdown."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

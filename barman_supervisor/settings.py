@@ -1,0 +1,543 @@
+"""The daemon's settings: built once from the environment at start, validated there, then frozen.
+
+Nothing else in the package reads ``os.environ``. Every problem found here is a ``ConfigError``
+whose message is one line naming the variable (or file) and the fix, so that the CLI can print it
+and exit 2 before anything is touched.
+
+Per-server variables take an optional ``__<SERVER>`` suffix (server name upper-cased, ``-`` and
+``.`` as ``_``): ``PG_HOST__REPORTS=db2`` overrides ``PG_HOST`` for the server ``reports`` only.
+"""
+
+from __future__ import annotations
+
+import configparser
+import getpass
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from barman_supervisor.crontab import CrontabError, parse_crontab
+
+RENDERED_MARKER = "# Rendered by barman-supervisor"
+SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Barman refuses 'all'; 'barman' is its global section.
+RESERVED_SERVER_NAMES = frozenset({"all", "barman"})
+RETENTION = re.compile(
+    r"^(REDUNDANCY\s+[1-9]\d*|RECOVERY\s+WINDOW\s+OF\s+[1-9]\d*\s+(DAYS?|WEEKS?|MONTHS?))$",
+    re.IGNORECASE,
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Never handed down to Barman and PostgreSQL tools: /proc/PID/environ is readable by the user.
+_SENSITIVE_VARIABLE = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|_KEY$", re.IGNORECASE)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(Exception):
+    """Invalid input; the message is one line naming what to fix."""
+
+
+class Secret:
+    """A password that prints as ``***`` wherever it ends up by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """One PostgreSQL server as Barman sees it, plus the schedules the daemon runs for it.
+
+    ``retention_policy`` is empty for a mounted server whose file sets none: Barman keeps every
+    backup then.
+    """
+
+    name: str
+    conninfo: str
+    streaming_conninfo: str
+    password: Secret | None
+    streaming_password: Secret | None
+    slot_name: str
+    backup_schedule: str
+    backup_on_start: bool
+    backup_immediate_checkpoint: bool
+    retention_policy: str
+    bandwidth_limit_kbps: int = 0
+
+    @property
+    def host(self) -> str:
+        return str(conninfo_to_dict(self.conninfo).get("host") or "localhost")
+
+    @property
+    def port(self) -> int:
+        return int(conninfo_to_dict(self.conninfo).get("port") or 5432)
+
+
+@dataclass(frozen=True)
+class Settings:
+    servers: tuple[ServerSettings, ...]
+    config_mode: Literal["render", "mounted"]
+    barman_config_file: Path
+    barman_config_dir: Path
+    barman_home: Path
+    barman_user: str
+    barman_log_file: Path
+    barman_bin: str
+    pgpass_file: Path
+    cron_interval: float
+    check_interval: float
+    timezone: ZoneInfo
+    log_level: str
+    log_format: Literal["auto", "json", "console"]
+    shutdown_grace: float
+    pg_wait_timeout: float | None
+    pg_connect_timeout: int
+    backup_wait_timeout: int
+    wal_archive_timeout: int
+    http_bind: str
+    http_port: int
+    child_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets: tuple[Secret, ...] = field(default=(), repr=False)
+
+    def server(self, name: str) -> ServerSettings:
+        for server in self.servers:
+            if server.name == name:
+                return server
+        raise KeyError(name)
+
+
+class _Env:
+    """Typed reads of the environment that fail with the variable's name and the fix."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, name: str, server: str | None = None) -> tuple[str, str | None]:
+        """The variable that applies (per-server override first) and its value."""
+        if server is not None:
+            scoped = f"{name}__{server_suffix(server)}"
+            if scoped in self._environ:
+                return scoped, self._environ[scoped]
+        return name, self._environ.get(name)
+
+    def text(self, name: str, default: str, server: str | None = None) -> str:
+        var, value = self.raw(name, server)
+        if value is None or value.strip() == "":
+            return default
+        if "\n" in value or "\r" in value:
+            raise ConfigError(f"{var}: must be a single line")
+        return value.strip()
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        minimum: float,
+        maximum: float | None = None,
+        server: str | None = None,
+    ) -> float:
+        var, value = self.raw(name, server)
+        if value is None or value.strip() == "":
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"{var}: {value!r} is not a number; set e.g. {var}={default:g}"
+            ) from None
+        if math.isnan(number) or number < minimum or (maximum is not None and number > maximum):
+            bounds = (
+                f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
+            )
+            raise ConfigError(f"{var}: {value!r} is out of range; use a number {bounds}")
+        return number
+
+    def integer(
+        self, name: str, default: int, minimum: int, maximum: int, server: str | None = None
+    ) -> int:
+        var, value = self.raw(name, server)
+        if value is None or value.strip() == "":
+            return default
+        if not value.strip().isdigit():
+            raise ConfigError(f"{var}: {value!r} is not a whole number; set e.g. {var}={default}")
+        number = int(value)
+        if not minimum <= number <= maximum:
+            raise ConfigError(f"{var}: {number} is out of range; use {minimum}-{maximum}")
+        return number
+
+    def boolean(self, name: str, default: bool, server: str | None = None) -> bool:
+        var, value = self.raw(name, server)
+        if value is None or value.strip() == "":
+            return default
+        if value.strip().lower() in _TRUE:
+            return True
+        if value.strip().lower() in _FALSE:
+            return False
+        raise ConfigError(f"{var}: {value!r} is not a boolean; use true or false")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        var, value = self.raw(name)
+        if value is None or value.strip() == "":
+            return default
+        if value.strip() not in choices:
+            raise ConfigError(f"{var}: {value!r} is not one of {', '.join(choices)}")
+        return value.strip()
+
+    def secret(self, name: str, server: str | None = None) -> Secret | None:
+        """``NAME`` or the contents of the file named by ``NAME_FILE`` (Docker secrets)."""
+        var, value = self.raw(name, server)
+        file_var, path = self.raw(f"{name}_FILE", server)
+        if value and path:
+            raise ConfigError(f"{var} and {file_var} are both set; keep only one of them")
+        if path:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"{file_var}: cannot read {path!r} ({exc.strerror}); "
+                    "mount the secret file there"
+                ) from None
+            value = text.rstrip("\r\n")
+            var = file_var
+        if not value:
+            return None
+        if "\n" in value or "\r" in value:
+            raise ConfigError(f"{var}: the password must be a single line")
+        return Secret(value)
+
+
+def server_suffix(server: str) -> str:
+    """The ``__<SERVER>`` suffix of per-server variables for this server."""
+    return re.sub(r"[-.]", "_", server).upper()
+
+
+def check_server_name(name: str, source: str) -> str:
+    if not SERVER_NAME.match(name) or name.lower() in RESERVED_SERVER_NAMES:
+        raise ConfigError(
+            f"{source}: server name {name!r} is not usable by Barman; use letters, digits, "
+            "'_', '-', '.' (max 63, not 'all' or 'barman')"
+        )
+    return name
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read and validate every setting; raise ConfigError on the first problem."""
+    env = _Env(environ)
+    timezone = _timezone(env)
+    config_file = Path(env.text("BARMAN_CONFIG_FILE", "/etc/barman.conf"))
+    config_dir = Path(env.text("BARMAN_CONFIG_DIR", "/etc/barman.d"))
+    mode = _config_mode(env, config_file, config_dir)
+    global_options = _mounted_global_options(config_file) if mode == "mounted" else {}
+
+    barman_home = Path(
+        global_options.get("barman_home") or env.text("BARMAN_HOME", "/var/lib/barman")
+    )
+    barman_user = global_options.get("barman_user") or env.text("BARMAN_USER", _current_user())
+    log_file = Path(
+        global_options.get("log_file")
+        or env.text("BARMAN_LOG_FILE", str(barman_home / "log" / "barman.log"))
+    )
+    for var, path in (("BARMAN_HOME", barman_home), ("BARMAN_LOG_FILE", log_file)):
+        if not path.is_absolute():
+            raise ConfigError(f"{var}: {str(path)!r} must be an absolute path")
+
+    if mode == "mounted":
+        servers = _mounted_servers(env, config_file, config_dir, timezone)
+    else:
+        servers = _rendered_servers(env, timezone)
+
+    wait_timeout = env.number("PG_WAIT_TIMEOUT", 0, minimum=0)
+    pgpass_file = Path(env.text("BARMAN_PGPASS_FILE", str(barman_home / ".pgpass")))
+    child_env = {
+        name: value for name, value in environ.items() if not _SENSITIVE_VARIABLE.search(name)
+    }
+    child_env["PGPASSFILE"] = str(pgpass_file)
+    secrets = tuple(
+        secret
+        for server in servers
+        for secret in (server.password, server.streaming_password)
+        if secret is not None
+    )
+    return Settings(
+        servers=servers,
+        config_mode=mode,
+        barman_config_file=config_file,
+        barman_config_dir=config_dir,
+        barman_home=barman_home,
+        barman_user=barman_user,
+        barman_log_file=log_file,
+        barman_bin=env.text("BARMAN_BIN", _default_barman_bin()),
+        pgpass_file=pgpass_file,
+        cron_interval=env.number("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
+        check_interval=env.number("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
+        timezone=timezone,
+        log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),  # type: ignore[arg-type]
+        shutdown_grace=env.number("SHUTDOWN_GRACE", 300, minimum=0, maximum=86400),
+        pg_wait_timeout=wait_timeout or None,
+        pg_connect_timeout=env.integer("PG_CONNECT_TIMEOUT", 5, 1, 300),
+        backup_wait_timeout=env.integer("BACKUP_WAIT_TIMEOUT", 600, 1, 86400),
+        wal_archive_timeout=env.integer("WAL_ARCHIVE_TIMEOUT", 60, 5, 3600),
+        http_bind=env.text("HTTP_BIND", "0.0.0.0"),  # noqa: S104 - a container's probe port
+        http_port=env.integer("HTTP_PORT", 9187, 1, 65535),
+        child_env=MappingProxyType(child_env),
+        secrets=secrets,
+    )
+
+
+def _default_barman_bin() -> str:
+    """Barman installed beside the daemon (same virtualenv) wins over one found on PATH."""
+    sibling = Path(sys.executable).parent / "barman"
+    return str(sibling) if sibling.is_file() else "barman"
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "barman"
+
+
+def _timezone(env: _Env) -> ZoneInfo:
+    name = env.text("TZ", "UTC").lstrip(":")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"TZ: unknown time zone {name!r}; use an IANA name such as UTC or Europe/Berlin"
+        ) from None
+
+
+def _is_rendered(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return handle.readline().startswith(RENDERED_MARKER)
+    except OSError:
+        return False
+
+
+def foreign_config_files(config_file: Path, config_dir: Path) -> list[Path]:
+    """Configuration files that a person (not this daemon) put in place."""
+    candidates = (
+        [config_file, *sorted(config_dir.glob("*.conf"))] if config_dir.is_dir() else [config_file]
+    )
+    return [path for path in candidates if path.is_file() and not _is_rendered(path)]
+
+
+def _config_mode(env: _Env, config_file: Path, config_dir: Path) -> Literal["render", "mounted"]:
+    mode = env.choice("BARMAN_CONFIG_MODE", "auto", ("auto", "render", "mounted"))
+    foreign = foreign_config_files(config_file, config_dir)
+    if mode == "render":
+        if foreign:
+            raise ConfigError(
+                f"BARMAN_CONFIG_MODE: render, but {foreign[0]} was not rendered by "
+                "barman-supervisor; remove it or set BARMAN_CONFIG_MODE=mounted"
+            )
+        return "render"
+    if mode == "mounted" or any(path != config_file for path in foreign):
+        if not config_file.is_file():
+            raise ConfigError(
+                f"BARMAN_CONFIG_FILE: {config_file} does not exist; mount it or set "
+                "BARMAN_CONFIG_MODE=render"
+            )
+        return "mounted"
+    return "render"
+
+
+def _read_ini(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read ({exc.strerror}); check the mount and its permissions"
+        ) from None
+    except configparser.Error as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not a valid Barman configuration file ({first_line})") from None
+    return parser
+
+
+def _mounted_global_options(config_file: Path) -> dict[str, str]:
+    parser = _read_ini(config_file)
+    if not parser.has_section("barman"):
+        raise ConfigError(f"{config_file}: has no [barman] section; add one with barman_home")
+    return dict(parser.items("barman"))
+
+
+def _mounted_servers(
+    env: _Env, config_file: Path, config_dir: Path, timezone: ZoneInfo
+) -> tuple[ServerSettings, ...]:
+    """Servers from the files a person mounted; the environment adds schedules and passwords."""
+    options = _mounted_global_options(config_file)
+    directory = Path(options.get("configuration_files_directory") or config_dir)
+    files = (
+        [config_file, *sorted(directory.glob("*.conf"))] if directory.is_dir() else [config_file]
+    )
+    servers: dict[str, ServerSettings] = {}
+    for path in files:
+        parser = _read_ini(path)
+        for section in parser.sections():
+            if section == "barman" or parser.get(section, "model", fallback="").lower() == "true":
+                continue
+            if section in servers:
+                raise ConfigError(f"{path}: server [{section}] is defined twice; keep one section")
+            check_server_name(section, str(path))
+            conninfo = parser.get(section, "conninfo", fallback="")
+            streaming = parser.get(section, "streaming_conninfo", fallback="") or conninfo
+            if not conninfo:
+                raise ConfigError(f"{path}: server [{section}] has no conninfo; add one")
+            servers[section] = _server(
+                env,
+                section,
+                conninfo=_checked_conninfo(conninfo, f"{path} [{section}] conninfo"),
+                streaming_conninfo=_checked_conninfo(
+                    streaming, f"{path} [{section}] streaming_conninfo"
+                ),
+                slot_name=parser.get(section, "slot_name", fallback="barman"),
+                retention_policy=parser.get(section, "retention_policy", fallback=""),
+                timezone=timezone,
+                require_password=False,
+            )
+    if not servers:
+        raise ConfigError(
+            f"{config_file}: no server section found in it or in {directory}; add one"
+        )
+    return tuple(servers.values())
+
+
+def _checked_conninfo(conninfo: str, source: str) -> str:
+    try:
+        conninfo_to_dict(conninfo)
+    except Exception:  # psycopg raises ProgrammingError; the message may echo a password
+        raise ConfigError(f"{source}: not a valid libpq connection string") from None
+    return conninfo
+
+
+def _rendered_servers(env: _Env, timezone: ZoneInfo) -> tuple[ServerSettings, ...]:
+    names = [name.strip() for name in env.text("BARMAN_SERVERS", "pg").split(",") if name.strip()]
+    if not names:
+        raise ConfigError("BARMAN_SERVERS: no server named; set e.g. BARMAN_SERVERS=pg")
+    suffixes: dict[str, str] = {}
+    for name in names:
+        check_server_name(name, "BARMAN_SERVERS")
+        suffix = server_suffix(name)
+        if suffix in suffixes:
+            raise ConfigError(
+                f"BARMAN_SERVERS: {suffixes[suffix]!r} and {name!r} share the variable suffix "
+                f"__{suffix}; rename one"
+            )
+        suffixes[suffix] = name
+    return tuple(_rendered_server(env, name, timezone) for name in names)
+
+
+def _rendered_server(env: _Env, name: str, timezone: ZoneInfo) -> ServerSettings:
+    host = env.text("PG_HOST", "localhost", name)
+    port = env.integer("PG_PORT", 5432, 1, 65535, name)
+    user = env.text("PG_USER", "barman", name)
+    database = env.text("PG_DATABASE", "postgres", name)
+    streaming_user = env.text("PG_STREAMING_USER", "streaming_barman", name)
+    conninfo = make_conninfo(host=host, port=str(port), user=user, dbname=database)
+    streaming = make_conninfo(host=host, port=str(port), user=streaming_user)
+    return _server(
+        env,
+        name,
+        conninfo=conninfo,
+        streaming_conninfo=streaming,
+        slot_name=env.text("BARMAN_SLOT_NAME", "barman", name),
+        retention_policy=None,
+        timezone=timezone,
+        require_password=True,
+    )
+
+
+def _server(
+    env: _Env,
+    name: str,
+    *,
+    conninfo: str,
+    streaming_conninfo: str,
+    slot_name: str,
+    retention_policy: str | None,
+    timezone: ZoneInfo,
+    require_password: bool,
+) -> ServerSettings:
+    password = env.secret("PG_PASSWORD", name)
+    streaming_password = env.secret("PG_STREAMING_PASSWORD", name) or password
+    if require_password and password is None:
+        var, _ = env.raw("PG_PASSWORD", name)
+        raise ConfigError(
+            f"{var}: no password for the Barman PostgreSQL user; set {var} or {var}_FILE"
+        )
+    if not re.match(r"^[a-z0-9_]{1,63}$", slot_name):
+        var, _ = env.raw("BARMAN_SLOT_NAME", name)
+        raise ConfigError(
+            f"{var}: slot name {slot_name!r} is invalid; use lower-case letters, digits and '_'"
+        )
+    schedule_var, _ = env.raw("BACKUP_SCHEDULE", name)
+    schedule = env.text("BACKUP_SCHEDULE", "0 3 * * *", name)
+    try:
+        parse_crontab(schedule, timezone)
+    except CrontabError as exc:
+        raise ConfigError(
+            f"{schedule_var}: {exc}; use 5 crontab fields, e.g. '0 3 * * 0' (Sundays at 03:00)"
+        ) from None
+    if retention_policy is not None:
+        retention = retention_policy
+    else:
+        retention = env.text("RETENTION_POLICY", "RECOVERY WINDOW OF 7 DAYS", name)
+    retention_var, _ = env.raw("RETENTION_POLICY", name)
+    if retention_policy is None and not RETENTION.match(retention):
+        raise ConfigError(
+            f"{retention_var}: {retention!r} is not a Barman retention policy; use e.g. "
+            "'RECOVERY WINDOW OF 7 DAYS' or 'REDUNDANCY 3'"
+        )
+    return ServerSettings(
+        name=name,
+        conninfo=conninfo,
+        streaming_conninfo=streaming_conninfo,
+        password=password,
+        streaming_password=streaming_password,
+        slot_name=slot_name,
+        backup_schedule=schedule,
+        backup_on_start=env.boolean("BACKUP_ON_START", True, name),
+        backup_immediate_checkpoint=env.boolean("BACKUP_IMMEDIATE_CHECKPOINT", False, name),
+        retention_policy=retention.upper(),
+        bandwidth_limit_kbps=_bandwidth_limit(env, name),
+    )
+
+
+def _bandwidth_limit(env: _Env, server: str) -> int:
+    """kB/s for pg_basebackup --max-rate, which takes 32 to 1048576; 0 means unlimited."""
+    limit = env.integer("BACKUP_BANDWIDTH_LIMIT", 0, 0, 1048576, server)
+    if 0 < limit < 32:
+        var, _ = env.raw("BACKUP_BANDWIDTH_LIMIT", server)
+        raise ConfigError(
+            f"{var}: {limit} kB/s is below pg_basebackup's minimum; use 0 or 32-1048576"
+        )
+    return limit

@@ -1,0 +1,80 @@
+"""What the jobs learned, kept for the probes: health answers from here, never by running Barman.
+
+Jobs write; readers get a deep copy, so a probe never sees a half-updated server and never
+waits for a job.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from barman_supervisor.barman import Backup, Check
+from barman_supervisor.postgres import ServerFacts, SlotState
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job: str
+    started_at: float
+    duration_s: float
+    ok: bool
+    reason: str = ""
+    exit_code: int | None = None
+
+
+@dataclass
+class ServerState:
+    phase: str = "starting"
+    postgres_reached_at: float | None = None
+    postgres_error: str | None = None
+    facts: ServerFacts | None = None
+    slot: SlotState | None = None
+    slot_checked_at: float | None = None
+    checks: list[Check] = field(default_factory=list)
+    checks_at: float | None = None
+    backups: list[Backup] = field(default_factory=list)
+    backups_at: float | None = None
+    runs: dict[str, JobRun] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class State:
+    def __init__(self, servers: list[str]) -> None:
+        self._lock = threading.Lock()
+        self._servers = {name: ServerState() for name in servers}
+        self._runs: dict[str, JobRun] = {}
+        self.heartbeat_at = time.time()
+
+    def update(self, server: str, **fields: Any) -> None:
+        with self._lock:
+            target = self._servers[server]
+            for key, value in fields.items():
+                if not hasattr(target, key):
+                    raise AttributeError(key)
+                setattr(target, key, value)
+
+    def record_run(self, server: str | None, run: JobRun) -> None:
+        with self._lock:
+            if server is None:
+                self._runs[run.job] = run
+            else:
+                self._servers[server].runs[run.job] = run
+
+    def beat(self) -> None:
+        self.heartbeat_at = time.time()
+
+    def server(self, name: str) -> ServerState:
+        with self._lock:
+            return copy.deepcopy(self._servers[name])
+
+    def servers(self) -> dict[str, ServerState]:
+        with self._lock:
+            return copy.deepcopy(self._servers)
+
+    def global_runs(self) -> dict[str, JobRun]:
+        with self._lock:
+            return dict(self._runs)
