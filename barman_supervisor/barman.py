@@ -16,7 +16,12 @@ from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
-_MESSAGE_LEVELS = {"_INFO": "info", "_WARNING": "warning", "_ERROR": "error"}
+_MESSAGE_LEVELS = {
+    "_INFO": "info",
+    "_WARNING": "warning",
+    "_ERROR": "error",
+    "_EXCEPTION": "error",
+}
 
 
 @dataclass(frozen=True)
@@ -36,17 +41,20 @@ class Outcome:
         return [text for level, text in self.messages if level == "error"]
 
     def reason(self) -> str:
-        """A short why for a failure: Barman's last error, else the last line it printed."""
+        """A short why for a failure: Barman's last error, else its last line on stderr, else
+        the last plain line on stdout (never the JSON document)."""
         if self.completed.timed_out:
             return "timed out"
         if self.errors:
-            return self.errors[-1]
-        lines = [
-            line.strip()
-            for line in (self.completed.stderr + "\n" + self.completed.stdout).splitlines()
-            if line.strip()
-        ]
-        return lines[-1][:300] if lines else f"exit code {self.completed.returncode}"
+            return self.errors[-1].splitlines()[0]
+        for stream in (
+            self.completed.stderr,
+            "" if self.data is not None else self.completed.stdout,
+        ):
+            lines = [line.strip() for line in stream.splitlines() if line.strip()]
+            if lines:
+                return lines[-1][:300]
+        return f"exit code {self.completed.returncode}"
 
 
 @dataclass(frozen=True)

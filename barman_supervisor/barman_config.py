@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from barman_supervisor.settings import (
     RENDERED_MARKER,
+    ConfigError,
     ServerSettings,
     Settings,
     foreign_config_files,
@@ -85,7 +86,10 @@ def write_configuration(settings: Settings) -> list[Path]:
     foreign = foreign_config_files(settings.barman_config_file, settings.barman_config_dir)
     if foreign:
         # The settings saw none; someone added one since. Refuse rather than overwrite it.
-        raise FileExistsError(f"{foreign[0]} appeared and was not rendered by barman-supervisor")
+        raise ConfigError(
+            f"{foreign[0]}: appeared during start-up and was not written by barman-supervisor; "
+            "remove it or set BARMAN_CONFIG_MODE=mounted"
+        )
     written = [settings.barman_config_file]
     _write_atomically(settings.barman_config_file, render_global(settings), 0o644)
     wanted = {settings.barman_config_dir / f"{server.name}.conf" for server in settings.servers}

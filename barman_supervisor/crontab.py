@@ -36,10 +36,11 @@ class CrontabError(ValueError):
 
 
 def _day_number(token: str) -> int:
+    """0-7 as written (7 stays 7, so that '5-7' and '7-7' keep their meaning); names 0-6."""
     if token in _DAY_NUMBERS:
         return _DAY_NUMBERS[token]
     if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token) % 7
+        return int(token)
     raise CrontabError(f"day of week {token!r} is not 0-7 or sun-sat")
 
 
@@ -65,8 +66,8 @@ def cron_days_of_week(field: str) -> str:
         elif "-" in span:
             low, high = span.split("-")
             first, last = _day_number(low), _day_number(high)
-            # '5-7', 'fri-sun' and '0-7' end on Sunday as 7 to keep the range increasing.
-            if last == 0 and (high == "7" or first > 0):
+            # 'fri-sun' ends on Sunday as 7 to keep the range increasing.
+            if last == 0 and first > 0:
                 last = 7
             if last < first:
                 raise CrontabError(f"day of week range {item!r} runs backwards")
@@ -85,7 +86,8 @@ def parse_crontab(expression: str, timezone: tzinfo) -> BaseTrigger:
     minute, hour, day, month, day_of_week = fields
     weekdays = cron_days_of_week(day_of_week)
     try:
-        if day not in ("*", "?") and weekdays != "*":
+        # cron(8): a field starting with '*' (also '*/2') is unrestricted and both must match.
+        if not day.startswith(("*", "?")) and not day_of_week.startswith(("*", "?")):
             return OrTrigger(
                 [
                     CronTrigger(minute=minute, hour=hour, day=day, month=month, timezone=timezone),

@@ -122,6 +122,7 @@ class Jobs:
             with self._job("bootstrap", server.name) as run:
                 self._wait_for_postgres(server)
                 self._preflight(server)
+                self._identify(server)
                 self._phase(server, "slot")
                 if not run.take(self._barman.create_slot(server.name)):
                     _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
@@ -168,8 +169,6 @@ class Jobs:
             host=server.host,
             port=server.port,
             version=facts.version_num,
-            system_id=facts.system_id,
-            timeline=facts.timeline,
             wal_level=facts.wal_level,
             max_wal_senders=facts.max_wal_senders,
             max_replication_slots=facts.max_replication_slots,
@@ -184,6 +183,23 @@ class Jobs:
         self._state.update(server.name, problems=problems)
         if problems:
             raise StartupFailed("; ".join(problems))
+
+    def _identify(self, server: ServerSettings) -> None:
+        """A replication connection that fails now fails for every backup: say so at once."""
+        self._phase(server, "replication_connection")
+        policy = retry.few_times(self._stop, attempts=3, retry_on=(psycopg.OperationalError,))
+        try:
+            identity = policy(self.postgres[server.name].identify)
+        except psycopg.OperationalError as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise StartupFailed(
+                f"replication connection refused ({first_line}); the streaming user needs the "
+                "REPLICATION attribute and a 'host replication' line in pg_hba.conf"
+            ) from None
+        self._state.update(server.name, identity=identity)
+        _log.info(
+            "replication_connection_ok", system_id=identity.system_id, timeline=identity.timeline
+        )
 
     def _start_streaming(self, server: ServerSettings, run: _Run) -> None:
         """``barman cron`` starts receive-wal; the slot turning active proves it streams."""

@@ -72,7 +72,8 @@ class RepeatFilter:
 
     @staticmethod
     def kind(text: str) -> str:
-        return re.sub(r"\d+", "#", text)
+        """Numbers, and hexadecimal runs such as WAL segment names, do not make a new kind."""
+        return re.sub(r"\b[0-9A-F]{8,}\b|\d+", "#", text)
 
     def admit(self, text: str) -> tuple[bool, int]:
         """Whether to log this line, and how many of its kind were held back before it."""

@@ -36,6 +36,12 @@ class ServerFacts:
     archive_command: str
     archive_library: str
     in_recovery: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    """IDENTIFY_SYSTEM over a replication connection: what Barman's streaming will see."""
+
     system_id: str
     timeline: int
 
@@ -72,7 +78,7 @@ class Postgres:
             conn.execute("SELECT 1")
 
     def facts(self) -> ServerFacts:
-        """Settings that decide whether Barman can work, read over both kinds of connection."""
+        """Settings that decide whether Barman can work."""
         with self._connect() as conn:
             values = {
                 name: str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])  # type: ignore[index]
@@ -82,9 +88,7 @@ class Postgres:
                 "SELECT coalesce(current_setting('archive_library', true), '')"
             ).fetchone()
             in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-        with self._connect(replication=True) as repl:
-            system = repl.execute("IDENTIFY_SYSTEM").fetchone()
-        assert system is not None and library is not None and in_recovery is not None
+        assert library is not None and in_recovery is not None
         return ServerFacts(
             version_num=int(values["server_version_num"]),
             wal_level=values["wal_level"],
@@ -94,9 +98,14 @@ class Postgres:
             archive_command=values["archive_command"],
             archive_library=str(library[0]),
             in_recovery=bool(in_recovery[0]),
-            system_id=_text(system[0]),
-            timeline=int(_text(system[1])),
         )
+
+    def identify(self) -> Identity:
+        """Proves the streaming user may open a replication connection (pg_hba, REPLICATION)."""
+        with self._connect(replication=True) as repl:
+            system = repl.execute("IDENTIFY_SYSTEM").fetchone()
+        assert system is not None
+        return Identity(system_id=_text(system[0]), timeline=int(_text(system[1])))
 
     def slot(self, name: str) -> SlotState:
         with self._connect() as conn:

@@ -199,18 +199,25 @@ class _Env:
             return False
         raise ConfigError(f"{var}: {value!r} is not a boolean; use true or false")
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
         var, value = self.raw(name)
         if value is None or value.strip() == "":
             return default
-        if value.strip() not in choices:
+        picked = value.strip().upper() if upper else value.strip()
+        if picked not in choices:
             raise ConfigError(f"{var}: {value!r} is not one of {', '.join(choices)}")
-        return value.strip()
+        return picked
 
     def secret(self, name: str, server: str | None = None) -> Secret | None:
-        """``NAME`` or the contents of the file named by ``NAME_FILE`` (Docker secrets)."""
-        var, value = self.raw(name, server)
-        file_var, path = self.raw(f"{name}_FILE", server)
+        """``NAME`` or the contents of the file named by ``NAME_FILE`` (Docker secrets).
+
+        A per-server pair (``NAME__S``, ``NAME_FILE__S``) replaces the global pair as a whole.
+        """
+        suffix = f"__{server_suffix(server)}" if server is not None else ""
+        if not any(f"{n}{suffix}" in self._environ for n in (name, f"{name}_FILE")):
+            suffix = ""
+        var, file_var = f"{name}{suffix}", f"{name}_FILE{suffix}"
+        value, path = self._environ.get(var), self._environ.get(file_var)
         if value and path:
             raise ConfigError(f"{var} and {file_var} are both set; keep only one of them")
         if path:
@@ -295,7 +302,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         cron_interval=env.number("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
         check_interval=env.number("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
         timezone=timezone,
-        log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),  # type: ignore[arg-type]
         shutdown_grace=env.number("SHUTDOWN_GRACE", 300, minimum=0, maximum=86400),
         pg_wait_timeout=wait_timeout or None,
@@ -358,7 +365,7 @@ def _config_mode(env: _Env, config_file: Path, config_dir: Path) -> Literal["ren
                 "barman-supervisor; remove it or set BARMAN_CONFIG_MODE=mounted"
             )
         return "render"
-    if mode == "mounted" or any(path != config_file for path in foreign):
+    if mode == "mounted" or foreign:
         if not config_file.is_file():
             raise ConfigError(
                 f"BARMAN_CONFIG_FILE: {config_file} does not exist; mount it or set "
@@ -412,13 +419,16 @@ def _mounted_servers(
             streaming = parser.get(section, "streaming_conninfo", fallback="") or conninfo
             if not conninfo:
                 raise ConfigError(f"{path}: server [{section}] has no conninfo; add one")
+            conninfo, password = _split_password(conninfo, f"{path} [{section}] conninfo")
+            streaming, streaming_password = _split_password(
+                streaming, f"{path} [{section}] streaming_conninfo"
+            )
             servers[section] = _server(
                 env,
                 section,
-                conninfo=_checked_conninfo(conninfo, f"{path} [{section}] conninfo"),
-                streaming_conninfo=_checked_conninfo(
-                    streaming, f"{path} [{section}] streaming_conninfo"
-                ),
+                conninfo=conninfo,
+                streaming_conninfo=streaming,
+                file_passwords=(password, streaming_password),
                 slot_name=parser.get(section, "slot_name", fallback="barman"),
                 retention_policy=parser.get(section, "retention_policy", fallback=""),
                 timezone=timezone,
@@ -426,17 +436,23 @@ def _mounted_servers(
             )
     if not servers:
         raise ConfigError(
-            f"{config_file}: no server section found in it or in {directory}; add one"
+            f"{config_file}: not written by barman-supervisor and no server section in it or in "
+            f"{directory}; add one, or remove the file to render servers from the environment"
         )
     return tuple(servers.values())
 
 
-def _checked_conninfo(conninfo: str, source: str) -> str:
+def _split_password(conninfo: str, source: str) -> tuple[str, Secret | None]:
+    """A mounted conninfo may carry ``password=``; keep it out of every string the daemon logs."""
     try:
-        conninfo_to_dict(conninfo)
+        params = conninfo_to_dict(conninfo)
     except Exception:  # psycopg raises ProgrammingError; the message may echo a password
         raise ConfigError(f"{source}: not a valid libpq connection string") from None
-    return conninfo
+    if "password" not in params:
+        return conninfo, None
+    password = params.pop("password")
+    secret = Secret(str(password)) if password else None
+    return make_conninfo(**{key: str(value) for key, value in params.items()}), secret
 
 
 def _rendered_servers(env: _Env, timezone: ZoneInfo) -> tuple[ServerSettings, ...]:
@@ -486,9 +502,10 @@ def _server(
     retention_policy: str | None,
     timezone: ZoneInfo,
     require_password: bool,
+    file_passwords: tuple[Secret | None, Secret | None] = (None, None),
 ) -> ServerSettings:
-    password = env.secret("PG_PASSWORD", name)
-    streaming_password = env.secret("PG_STREAMING_PASSWORD", name) or password
+    password = env.secret("PG_PASSWORD", name) or file_passwords[0]
+    streaming_password = env.secret("PG_STREAMING_PASSWORD", name) or file_passwords[1] or password
     if require_password and password is None:
         var, _ = env.raw("PG_PASSWORD", name)
         raise ConfigError(

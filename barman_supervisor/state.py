@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from barman_supervisor.barman import Backup, Check
-from barman_supervisor.postgres import ServerFacts, SlotState
+from barman_supervisor.postgres import Identity, ServerFacts, SlotState
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class ServerState:
     postgres_reached_at: float | None = None
     postgres_error: str | None = None
     facts: ServerFacts | None = None
+    identity: Identity | None = None
     slot: SlotState | None = None
     slot_checked_at: float | None = None
     checks: list[Check] = field(default_factory=list)

@@ -78,6 +78,7 @@ def test_startup_steps_run_in_order(daemon: Daemon) -> None:
     assert steps == [
         "waiting_for_postgres",
         "preflight",
+        "replication_connection",
         "slot",
         "streaming",
         "first_wal",

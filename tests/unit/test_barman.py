@@ -1,0 +1,187 @@
+"""Barman's JSON output: data, messages, checks, backups, and why a command failed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from barman_supervisor.barman import (
+    Backup,
+    Check,
+    Outcome,
+    parse_backups,
+    parse_checks,
+    parse_json_output,
+)
+from barman_supervisor.proc import Completed
+
+
+def outcome(
+    stdout: str = "", stderr: str = "", returncode: int = 1, timed_out: bool = False
+) -> Outcome:
+    """An Outcome the way Barman.run builds one from a finished command."""
+    completed = Completed(
+        ("barman", "-f", "json", "backup", "pg"), returncode, stdout, stderr, 1.5, timed_out
+    )
+    data, messages = parse_json_output(stdout)
+    return Outcome(completed, data, messages)
+
+
+# parse_json_output ----------------------------------------------------------------------------
+
+
+def test_messages_are_split_from_the_data() -> None:
+    stdout = json.dumps(
+        {
+            "_INFO": ["Starting backup", "Backup done"],
+            "_WARNING": ["slow"],
+            "_ERROR": ["first", "second"],
+            "backup_id": "20261123T033000",
+        },
+        indent=4,
+    )
+
+    data, messages = parse_json_output(stdout)
+
+    assert data == {"backup_id": "20261123T033000"}
+    assert messages == (
+        ("info", "Starting backup"),
+        ("info", "Backup done"),
+        ("warning", "slow"),
+        ("error", "first"),
+        ("error", "second"),
+    )
+
+
+def test_non_json_output_is_all_messages() -> None:
+    assert parse_json_output("ERROR: Unknown server 'x'\n\nhint: check the name\n") == (
+        None,
+        (("info", "ERROR: Unknown server 'x'"), ("info", "hint: check the name")),
+    )
+
+
+@pytest.mark.parametrize("stdout", ["", "  \n"])
+def test_empty_output_is_nothing(stdout: str) -> None:
+    assert parse_json_output(stdout) == (None, ())
+
+
+def test_json_without_messages_and_non_object_json() -> None:
+    assert parse_json_output('{"pg": {}}') == ({"pg": {}}, ())
+    assert parse_json_output('{"_ERROR": null}') == ({}, ())
+    assert parse_json_output("[1, 2]") == ([1, 2], ())
+
+
+# parse_checks / parse_backups -----------------------------------------------------------------
+
+
+def test_parse_checks_sorted_with_status_and_hint() -> None:
+    data = {
+        "pg": {
+            "replication slot": {"status": "FAILED", "hint": "slot 'barman' not initialised"},
+            "archiver errors": {"status": "OK", "hint": ""},
+            "not a check": "ignored",
+        },
+        "other": {"x": {"status": "FAILED"}},
+    }
+
+    assert parse_checks(data, "pg") == [
+        Check("archiver errors", True, ""),
+        Check("replication slot", False, "slot 'barman' not initialised"),
+    ]
+
+
+@pytest.mark.parametrize("data", [None, {}, {"other": {}}, [1, 2], "text"])
+def test_parse_checks_of_nothing(data: Any) -> None:
+    assert parse_checks(data, "pg") == []
+
+
+def test_parse_backups() -> None:
+    data = {
+        "pg": [
+            {
+                "backup_id": "20261123T033000",
+                "status": "DONE",
+                "end_time_timestamp": "1795404671",
+                "size_bytes": 123456789,
+            },
+            {"backup_id": "20261122T033000", "status": "FAILED", "end_time_timestamp": "None"},
+            {"backup_id": "20261121T033000", "status": "STARTED", "size_bytes": "12 MiB"},
+            {"backup_id": "20261120T033000", "status": "DONE", "end_time_timestamp": 17.5},
+        ]
+    }
+
+    assert parse_backups(data, "pg") == [
+        Backup("20261123T033000", "DONE", 1795404671.0, 123456789),
+        Backup("20261122T033000", "FAILED", None, None),
+        Backup("20261121T033000", "STARTED", None, None),
+        Backup("20261120T033000", "DONE", 17.5, None),
+    ]
+
+
+@pytest.mark.parametrize("data", [None, {}, {"other": [{"backup_id": "x"}]}, [1]])
+def test_parse_backups_of_nothing(data: Any) -> None:
+    assert parse_backups(data, "pg") == []
+
+
+# Outcome --------------------------------------------------------------------------------------
+
+ERRORS_JSON = json.dumps({"_ERROR": ["first problem", "last problem"]})
+
+
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        (outcome(stdout=ERRORS_JSON, timed_out=True, returncode=-15), "timed out"),
+        (outcome(stdout=ERRORS_JSON, stderr="noise on stderr\n"), "last problem"),
+        (
+            outcome(stderr="warning: x\nERROR: pg_basebackup failed\n\n"),
+            "ERROR: pg_basebackup failed",
+        ),
+        (outcome(stdout="plain text\nlast plain line\n"), "last plain line"),
+        (outcome(stderr="x" * 500), "x" * 300),
+        (outcome(returncode=3), "exit code 3"),
+        (outcome(stderr=" \n\n", returncode=4), "exit code 4"),
+    ],
+    ids=[
+        "timeout",
+        "last-error",
+        "last-stderr-line",
+        "last-stdout-line",
+        "truncated",
+        "exit-code",
+        "blank",
+    ],
+)
+def test_reason_precedence(result: Outcome, reason: str) -> None:
+    assert result.reason() == reason
+
+
+def test_barman_exception_messages_are_errors() -> None:
+    """Barman's JSON writer files an unexpected exception under _EXCEPTION (barman/cli.py main:
+    'output.exception("%s\\nSee log file for more details." % e)'), not under _ERROR."""
+    message = "could not connect to server\nSee log file for more details."
+    result = outcome(stdout=json.dumps({"_EXCEPTION": [message]}))
+
+    assert result.data == {}
+    assert result.errors == [message]
+    assert result.reason() == "could not connect to server"
+
+
+def test_reason_prefers_stderr_to_the_json_document() -> None:
+    """Barman prints its JSON on one line; with data but no _ERROR that line is not a reason,
+    the message on stderr is."""
+    result = outcome(
+        stdout=json.dumps({"pg": {"postgresql": {"status": "FAILED"}}}) + "\n",
+        stderr="psycopg2.OperationalError: connection to server failed\n",
+    )
+
+    assert result.reason() == "psycopg2.OperationalError: connection to server failed"
+
+
+def test_ok_and_errors() -> None:
+    assert outcome(returncode=0).ok is True
+    assert outcome(returncode=0, timed_out=True).ok is False
+    assert outcome(returncode=2).ok is False
+    assert outcome(stdout=ERRORS_JSON).errors == ["first problem", "last problem"]

@@ -1,0 +1,162 @@
+"""Rendering Barman's files and the password file from the settings."""
+
+from __future__ import annotations
+
+import configparser
+import stat
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor.barman_config import (
+    pgpass_lines,
+    render_global,
+    render_server,
+    write_configuration,
+    write_pgpass,
+)
+from barman_supervisor.settings import RENDERED_MARKER, ConfigError, Settings, load_settings
+from tests.unit.conftest import PASSWORD
+
+
+def settings_for(environ: dict[str, str], **changes: str) -> Settings:
+    return load_settings({**environ, **changes})
+
+
+def read_as_barman(text: str) -> configparser.ConfigParser:
+    """Barman reads its files with ConfigParser's default ('%') interpolation."""
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    return parser
+
+
+def test_server_file_has_marker_and_conninfo_without_password(environ: dict[str, str]) -> None:
+    settings = settings_for(environ, PG_HOST="db1", PG_USER="bar%man")
+    server = settings.server("pg")
+
+    text = render_server(server)
+
+    assert text.startswith(RENDERED_MARKER)
+    assert "conninfo = host=db1 port=5432 user=bar%%man dbname=postgres\n" in text
+    assert PASSWORD not in text
+    assert "password" not in text.lower()
+    parsed = read_as_barman(text)
+    assert parsed.get("pg", "conninfo") == server.conninfo
+    assert parsed.get("pg", "streaming_conninfo") == server.streaming_conninfo
+    assert parsed.get("pg", "backup_method") == "postgres"
+    assert parsed.get("pg", "slot_name") == "barman"
+    assert parsed.get("pg", "retention_policy") == "RECOVERY WINDOW OF 7 DAYS"
+
+
+def test_global_file_escapes_percent_in_paths(environ: dict[str, str], tmp_path: Path) -> None:
+    home = tmp_path / "100%"
+    settings = settings_for(environ, BARMAN_HOME=str(home))
+
+    text = render_global(settings)
+
+    assert text.startswith(RENDERED_MARKER)
+    parsed = read_as_barman(text)
+    assert parsed.get("barman", "barman_home") == str(home)
+    assert parsed.get("barman", "log_file") == str(home / "log" / "barman.log")
+    assert parsed.get("barman", "configuration_files_directory") == str(tmp_path / "barman.d")
+    assert parsed.get("barman", "barman_user") == "barman"
+
+
+def test_write_configuration_writes_files_and_drops_stale_rendered_ones(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    config_dir = tmp_path / "barman.d"
+    config_dir.mkdir()
+    stale = config_dir / "old.conf"
+    stale.write_text(f"{RENDERED_MARKER} earlier\n[old]\nconninfo = host=x\n")
+    settings = settings_for(environ, BARMAN_SERVERS="pg,reports")
+
+    written = write_configuration(settings)
+
+    assert written == [
+        tmp_path / "barman.conf",
+        config_dir / "pg.conf",
+        config_dir / "reports.conf",
+    ]
+    assert sorted(path.name for path in config_dir.iterdir()) == ["pg.conf", "reports.conf"]
+    assert (config_dir / "pg.conf").read_text() == render_server(settings.server("pg"))
+    assert (tmp_path / "barman.conf").read_text() == render_global(settings)
+    assert stat.S_IMODE((config_dir / "pg.conf").stat().st_mode) == 0o644
+    # The next start reads its own files as rendered, not as a person's.
+    assert load_settings(environ).config_mode == "render"
+
+
+def test_write_configuration_refuses_to_touch_a_foreign_file(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    settings = settings_for(environ)
+    foreign = tmp_path / "barman.d" / "mine.conf"
+    foreign.parent.mkdir()
+    foreign.write_text("[mine]\nconninfo = host=mine\n")
+
+    with pytest.raises(ConfigError, match=r"mine\.conf"):
+        write_configuration(settings)
+
+    assert foreign.read_text() == "[mine]\nconninfo = host=mine\n"
+    assert not (tmp_path / "barman.conf").exists()
+    assert not (tmp_path / "barman.d" / "pg.conf").exists()
+
+
+def test_write_configuration_leaves_mounted_files_alone(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "barman.d").mkdir()
+    (tmp_path / "barman.conf").write_text("[barman]\nbarman_home = /srv\n")
+    (tmp_path / "barman.d" / "pg.conf").write_text("[pg]\nconninfo = host=db\n")
+    settings = settings_for(environ)
+
+    assert settings.config_mode == "mounted"
+    assert write_configuration(settings) == []
+    assert (tmp_path / "barman.conf").read_text() == "[barman]\nbarman_home = /srv\n"
+
+
+def test_pgpass_escapes_colon_and_backslash(environ: dict[str, str]) -> None:
+    settings = settings_for(
+        environ, PG_HOST="::1", PG_PASSWORD="pa:ss\\word", PG_STREAMING_USER="barman"
+    )
+
+    assert pgpass_lines(settings) == ["\\:\\:1:5432:*:barman:pa\\:ss\\\\word"]
+
+
+def test_pgpass_has_a_line_per_distinct_user(environ: dict[str, str]) -> None:
+    settings = settings_for(environ, PG_PORT="5433", PG_STREAMING_PASSWORD="stream-pw")
+
+    assert pgpass_lines(settings) == [
+        f"localhost:5433:*:barman:{PASSWORD}",
+        "localhost:5433:*:streaming_barman:stream-pw",
+    ]
+
+
+def test_pgpass_deduplicates_identical_lines(environ: dict[str, str]) -> None:
+    settings = settings_for(environ, BARMAN_SERVERS="pg,copy", PG_STREAMING_USER="barman")
+
+    assert pgpass_lines(settings) == [f"localhost:5432:*:barman:{PASSWORD}"]
+
+
+def test_write_pgpass_is_private(environ: dict[str, str], tmp_path: Path) -> None:
+    settings = settings_for(environ)
+
+    assert write_pgpass(settings) is True
+
+    assert stat.S_IMODE(settings.pgpass_file.stat().st_mode) == 0o600
+    assert settings.pgpass_file.read_text().splitlines() == pgpass_lines(settings)
+    assert settings.pgpass_file.read_text().endswith("\n")
+
+
+def test_write_pgpass_without_passwords_writes_nothing(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "barman.d").mkdir()
+    (tmp_path / "barman.conf").write_text(f"[barman]\nbarman_home = {tmp_path / 'home'}\n")
+    (tmp_path / "barman.d" / "pg.conf").write_text("[pg]\nconninfo = host=db\n")
+    settings = settings_for({k: v for k, v in environ.items() if k != "PG_PASSWORD"})
+
+    assert settings.pgpass_file == tmp_path / "home" / ".pgpass"
+
+    assert write_pgpass(settings) is False
+    assert not settings.pgpass_file.exists()

@@ -1,0 +1,28 @@
+"""When start-up must take a first backup."""
+
+from __future__ import annotations
+
+import pytest
+
+from barman_supervisor.barman import Backup
+from barman_supervisor.jobs import needs_first_backup
+
+
+def backups(*statuses: str) -> list[Backup]:
+    return [Backup(f"2026112{n}T030000", status, None, None) for n, status in enumerate(statuses)]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "needed"),
+    [
+        ((), True),
+        (("FAILED",), True),
+        (("FAILED", "EMPTY", "SYNCING"), True),
+        (("DONE",), False),
+        (("FAILED", "DONE"), False),
+        (("STARTED",), False),
+        (("WAITING_FOR_WALS",), False),
+    ],
+)
+def test_needs_first_backup(statuses: tuple[str, ...], needed: bool) -> None:
+    assert needs_first_backup(backups(*statuses)) is needed

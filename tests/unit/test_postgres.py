@@ -1,0 +1,62 @@
+"""Whether Barman can protect a server, judged from the facts start-up read."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from barman_supervisor.postgres import ServerFacts, preflight_problems
+
+GOOD = ServerFacts(
+    version_num=170002,
+    wal_level="replica",
+    max_wal_senders=10,
+    max_replication_slots=10,
+    archive_mode="off",
+    archive_command="",
+    archive_library="",
+    in_recovery=False,
+)
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        GOOD,
+        replace(GOOD, wal_level="logical"),
+        replace(GOOD, max_wal_senders=2, max_replication_slots=1),
+        replace(GOOD, archive_mode="on", archive_library="basic_archive"),
+        replace(GOOD, archive_mode="always", archive_command="cp %p /archive/%f"),
+        replace(GOOD, version_num=100000),
+    ],
+    ids=["replica", "logical", "minimum-senders", "archive-library", "archive-command", "pg10"],
+)
+def test_workable_servers_have_no_problem(facts: ServerFacts) -> None:
+    assert preflight_problems(facts) == []
+
+
+@pytest.mark.parametrize(
+    ("facts", "mentions"),
+    [
+        (replace(GOOD, wal_level="minimal"), "wal_level"),
+        (replace(GOOD, max_wal_senders=1), "max_wal_senders"),
+        (replace(GOOD, max_replication_slots=0), "max_replication_slots"),
+        (replace(GOOD, archive_mode="on"), "hang"),
+        (replace(GOOD, archive_mode="always", archive_command="  "), "hang"),
+        (replace(GOOD, version_num=90624), "PostgreSQL 9 "),
+        (replace(GOOD, in_recovery=True), "standby"),
+    ],
+    ids=["wal-level", "senders", "slots", "empty-archive-command", "blank", "pg9", "standby"],
+)
+def test_each_problem_is_reported_with_its_cause(facts: ServerFacts, mentions: str) -> None:
+    problems = preflight_problems(facts)
+
+    assert len(problems) == 1
+    assert mentions in problems[0]
+
+
+def test_all_problems_are_reported_together() -> None:
+    facts = replace(GOOD, wal_level="minimal", max_wal_senders=0, in_recovery=True)
+
+    assert len(preflight_problems(facts)) == 3

@@ -1,0 +1,76 @@
+"""The recurring jobs and the job defaults a backup daemon needs."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.triggers.interval import IntervalTrigger
+
+from barman_supervisor.barman import Barman
+from barman_supervisor.jobs import Jobs
+from barman_supervisor.pid1 import Supervisor
+from barman_supervisor.proc import Runner
+from barman_supervisor.scheduler import JOB_DEFAULTS, global_jobs, server_jobs
+from barman_supervisor.settings import Settings, load_settings
+from barman_supervisor.state import State
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW = datetime(2026, 11, 18, 12, 0, tzinfo=BERLIN)  # a Wednesday
+
+
+@pytest.fixture
+def settings(environ: dict[str, str]) -> Settings:
+    return load_settings(
+        {
+            **environ,
+            "TZ": "Europe/Berlin",
+            "BARMAN_SERVERS": "pg,reports",
+            "BACKUP_SCHEDULE__REPORTS": "30 1 * * 7",
+            "BARMAN_CRON_INTERVAL": "30",
+            "BARMAN_CHECK_INTERVAL": "600",
+        }
+    )
+
+
+@pytest.fixture
+def jobs(settings: Settings) -> Jobs:
+    runner = Runner(Supervisor(), settings.child_env)
+    return Jobs(
+        settings,
+        Barman(settings, runner),
+        State([server.name for server in settings.servers]),
+        threading.Event(),
+        on_fatal=lambda _server, _reason: None,
+        on_ready=lambda _server: None,
+    )
+
+
+def test_job_defaults() -> None:
+    assert JOB_DEFAULTS == {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+
+
+def test_server_jobs(settings: Settings, jobs: Jobs) -> None:
+    reports = settings.server("reports")
+
+    backup, check = server_jobs(reports, settings, jobs, NOW)
+
+    assert (backup.job_id, backup.func, backup.args) == ("backup:reports", jobs.backup, (reports,))
+    first_backup = backup.trigger.get_next_fire_time(None, NOW)
+    assert first_backup == datetime(2026, 11, 22, 1, 30, tzinfo=BERLIN)
+    assert backup.first_run is None
+    assert (check.job_id, check.func, check.args) == ("check:reports", jobs.check, (reports,))
+    assert isinstance(check.trigger, IntervalTrigger)
+    assert check.trigger.interval == timedelta(seconds=600)
+    assert check.first_run == NOW + timedelta(seconds=600)
+
+
+def test_global_jobs(settings: Settings, jobs: Jobs) -> None:
+    (cron,) = global_jobs(settings, jobs, NOW)
+
+    assert (cron.job_id, cron.func, cron.args) == ("cron", jobs.cron, ())
+    assert isinstance(cron.trigger, IntervalTrigger)
+    assert cron.trigger.interval == timedelta(seconds=30)
+    assert cron.first_run == NOW + timedelta(seconds=30)
