@@ -7,15 +7,18 @@ each becomes its own log event, and the data part is returned as plain values.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from barman_supervisor.log import get_logger
+from barman_supervisor.pid1 import ProcInfo, processes
 from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
+_LOG_LEVELS = {"info": 20, "warning": 30, "error": 40}
 _MESSAGE_LEVELS = {
     "_INFO": "info",
     "_WARNING": "warning",
@@ -146,7 +149,7 @@ class Barman:
         for level, text in messages:
             if on_message is not None:
                 on_message(level, text)
-            self._runner.log_line(text, command=f"barman {args[0]}", barman_level=level)
+            self._runner.log_line(text, _LOG_LEVELS[level], command=f"barman {args[0]}")
         return Outcome(completed, data, messages)
 
     def cron(self) -> Outcome:
@@ -196,9 +199,35 @@ class Barman:
     def delete(self, server: str, backup_id: str) -> Outcome:
         return self.run("delete", server, backup_id, kind="delete", timeout=600)
 
-    def status_fields(self, server: str) -> Mapping[str, str]:
-        outcome = self.run("status", server, kind="status", timeout=60)
-        rows = (outcome.data or {}).get(server, {}) if isinstance(outcome.data, dict) else {}
-        return {
-            key: str(value.get("message")) for key, value in rows.items() if isinstance(value, dict)
-        }
+    def processes(self, command: str, server: str) -> list[ProcInfo]:
+        """Barman processes of this configuration running ``command`` for ``server``."""
+        config = str(self._settings.barman_config_file)
+        return [
+            proc
+            for proc in processes()
+            if proc.state != "Z"
+            and command in proc.cmdline
+            and config in proc.cmdline
+            and proc.cmdline[-1] == server
+        ]
+
+    def wal_times(self, server: str) -> tuple[float | None, float | None]:
+        """When Barman last received WAL (streaming directory) and last archived a segment.
+
+        Read from file times, so a probe costs two directory reads and no Barman command.
+        """
+        base = self._settings.barman_home / server
+        received = _newest_mtime((base / "streaming").glob("*"))
+        archived = _newest_mtime([base / "wals" / f"{server}-xlog.db"])
+        return received, archived
+
+
+def _newest_mtime(paths: Iterable[Path]) -> float | None:
+    newest: float | None = None
+    for path in paths:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        newest = mtime if newest is None else max(newest, mtime)
+    return newest

@@ -8,8 +8,9 @@ differences are translated here instead of being documented as surprises.
 
 from __future__ import annotations
 
+import itertools
 import re
-from datetime import tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
@@ -110,3 +111,22 @@ def parse_crontab(expression: str, timezone: tzinfo) -> BaseTrigger:
         )
     except ValueError as exc:
         raise CrontabError(f"{expression!r}: {exc}") from None
+
+
+def longest_gap(trigger: BaseTrigger, start: datetime, samples: int = 64) -> timedelta:
+    """The longest wait between two consecutive fire times over the next ``samples`` fires.
+
+    Readiness derives its default "backup too old" limit from it, so that a weekly schedule
+    does not turn red every day and an hourly one does not stay green for a week.
+    """
+    fires: list[datetime] = []
+    previous: datetime | None = None
+    moment = start
+    for _ in range(samples):
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None:
+            break
+        fires.append(fire)
+        previous, moment = fire, fire + timedelta(seconds=1)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(fires)]
+    return max(gaps, default=timedelta(days=1))

@@ -11,25 +11,45 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime
 
-from barman_supervisor import __version__, barman_config
+from apscheduler.triggers.interval import IntervalTrigger
+
+from barman_supervisor import __version__, barman_config, metrics
+from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload, hostname
+from barman_supervisor.api import HttpServer, Probes
 from barman_supervisor.barman import Barman
+from barman_supervisor.crontab import longest_gap, parse_crontab
+from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
 from barman_supervisor.logtail import LogTail
 from barman_supervisor.pid1 import ProcInfo, Supervisor
 from barman_supervisor.proc import Runner
-from barman_supervisor.scheduler import Scheduler
+from barman_supervisor.scheduler import JobSpec, Scheduler
 from barman_supervisor.settings import ConfigError, ServerSettings, Settings
 from barman_supervisor.state import State
 
 _log = get_logger(__name__)
 BACKUP_STOP_GRACE = 60.0
 LEFTOVER_GRACE = 10.0
+# A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
+STARTUP_ALERT_AFTER = 600.0
 
 
 def is_streaming_process(proc: ProcInfo) -> bool:
     return proc.name == "pg_receivewal" or "receive-wal" in proc.cmdline
+
+
+def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> Limits:
+    """Readiness limits; a backup may be 1.5 gaps of its schedule old unless BACKUP_MAX_AGE says."""
+    gap = longest_gap(parse_crontab(server.backup_schedule, settings.timezone), now)
+    return Limits(
+        postgres_max_silence=3 * settings.health_interval + settings.pg_connect_timeout,
+        backup_max_age=server.backup_max_age or 1.5 * gap.total_seconds(),
+        wal_max_lag_bytes=settings.wal_max_lag_bytes,
+        wal_max_age=settings.wal_max_age,
+    )
 
 
 class Daemon:
@@ -37,6 +57,19 @@ class Daemon:
         self.settings = settings
         self.supervisor = supervisor or Supervisor()
         self.state = State([server.name for server in settings.servers])
+        now = datetime.now(settings.timezone)
+        self.limits = {
+            server.name: server_limits(settings, server, now) for server in settings.servers
+        }
+        self._default_limits = server_limits(settings, settings.servers[0], now)
+        self.notifier = Notifier(settings.alert_timeout)
+        self.tracker = AlertTracker(
+            {
+                "startup": STARTUP_ALERT_AFTER,
+                "postgres": settings.alert_streaming_after,
+                "streaming": settings.alert_streaming_after,
+            }
+        )
         repeats = RepeatFilter()
         self.runner = Runner(self.supervisor, settings.child_env, repeats)
         self.barman = Barman(settings, self.runner)
@@ -47,19 +80,49 @@ class Daemon:
             self.supervisor.stop_requested,
             on_fatal=self._fatal,
             on_ready=self._server_ready,
+            notifier=self.notifier,
         )
         self.scheduler = Scheduler(settings, self.jobs)
         self._tail_stop = threading.Event()
         self._tail = LogTail(settings.barman_log_file, self._tail_stop, repeats)
+        self.http: HttpServer | None = None
         self.fatal_reason: str | None = None
+        self._started = False
+
+    def limits_for(self, server: str) -> Limits:
+        return self.limits.get(server, self._default_limits)
 
     def _fatal(self, server: str, reason: str) -> None:
         self.fatal_reason = f"{server}: {reason}"
+        self.state.update(server, problems=[reason])
         _log.critical("startup_failed", server=server, reason=reason)
+        self.evaluate_alerts()
         self.supervisor.stop_requested.set()
 
     def _server_ready(self, server: ServerSettings) -> None:
         self.scheduler.add_server_jobs(server)
+
+    def evaluate_alerts(self) -> None:
+        """One alert when a server stops being protected and one when it is again."""
+        now = time.time()
+        for name, server in self.state.servers().items():
+            problems = server_problems(server, now, self.limits_for(name))
+            change = self.tracker.observe(name, problems, now)
+            if change is None:
+                continue
+            _log.log(
+                30 if change.state == "failing" else 20,
+                "alert",
+                server=change.server,
+                state=change.state,
+                problems=[f"{p.condition}: {p.reason}" for p in change.problems],
+            )
+            if self.settings.alert_webhook_url is not None:
+                self.notifier.post(
+                    self.settings.alert_webhook_url,
+                    alert_payload(change, now, hostname()),
+                    what=f"alert {change.state} {change.server}",
+                )
 
     def run(self) -> int:
         """Exit code: 0 after a requested stop, 1 when a server can never be protected."""
@@ -80,7 +143,18 @@ class Daemon:
         try:
             self._prepare()
             self._tail.start()
-            self.scheduler.start()
+            self.notifier.start()
+            self.scheduler.start(
+                [
+                    JobSpec(
+                        "alerts",
+                        IntervalTrigger(seconds=self.settings.health_interval),
+                        self.evaluate_alerts,
+                        quiet=True,
+                    )
+                ]
+            )
+            self._started = True
             while not self.supervisor.stop_requested.wait(1.0):
                 self.state.beat()
         finally:
@@ -97,6 +171,21 @@ class Daemon:
                 f"{exc.filename}: cannot write ({exc.strerror}); make it writable for "
                 f"user {self.settings.barman_user} or mount a volume there"
             ) from None
+        probes = Probes(
+            self.state,
+            self.limits_for,
+            lambda: self.scheduler.running,
+            self.scheduler.next_runs,
+            metrics.registry(self.state, self.limits_for),
+        )
+        try:
+            self.http = HttpServer(self.settings.http_bind, self.settings.http_port, probes)
+        except OSError as exc:
+            raise ConfigError(
+                f"HTTP_PORT: cannot listen on {self.settings.http_bind}:{self.settings.http_port} "
+                f"({exc.strerror}); pick a free port"
+            ) from None
+        self.http.start()
         if written:
             _log.info("config_rendered", files=[str(path) for path in written])
         else:
@@ -118,6 +207,17 @@ class Daemon:
         _log.info(
             "daemon_stopping", signal=self.supervisor.signal_received, reason=self.fatal_reason
         )
+        if self._started:
+            self._stop_barman()
+        if self.http is not None:
+            self.http.stop()
+        self.notifier.close(timeout=3 * self.settings.alert_timeout + 5)
+        self._tail_stop.set()
+        self._tail.join(5)
+        _log.info("daemon_stopped", orphans_reaped=self.supervisor.reaped)
+
+    def _stop_barman(self) -> None:
+        """Backups get their grace; everything else stops now; streaming stops through Barman."""
         self.scheduler.shutdown()
         self.runner.close()
         self.runner.signal(
@@ -137,9 +237,6 @@ class Daemon:
         if leftovers:
             _log.info("leftovers_stopped", processes=[" ".join(p.cmdline[:4]) for p in leftovers])
         self.supervisor.reap_orphans()
-        self._tail_stop.set()
-        self._tail.join(5)
-        _log.info("daemon_stopped", orphans_reaped=self.supervisor.reaped)
 
     def _let_backups_finish(self) -> None:
         grace = self.settings.shutdown_grace

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 from barman_supervisor import retry
+from barman_supervisor.alerts import Notifier
 from barman_supervisor.barman import Backup, Barman, Outcome
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.postgres import Postgres, SlotState, preflight_problems
@@ -62,6 +63,7 @@ class Jobs:
         stop: threading.Event,
         on_fatal: Callable[[str, str], None],
         on_ready: Callable[[ServerSettings], None],
+        notifier: Notifier | None = None,
     ) -> None:
         self._settings = settings
         self._barman = barman
@@ -69,6 +71,7 @@ class Jobs:
         self._stop = stop
         self._on_fatal = on_fatal
         self._on_ready = on_ready
+        self._notifier = notifier
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.postgres = {
@@ -133,17 +136,18 @@ class Jobs:
                 self._phase(server, "check")
                 self.check(server)
                 self._first_backup(server, run)
-                self._phase(server, "running")
         except StartupFailed as exc:
             self._phase(server, "failed")
             self._on_fatal(server.name, str(exc))
             return
+        # Also after a step failed or crashed: the schedule retries it, the probes tell the truth.
         if not self._stop.is_set():
+            self._phase(server, "running")
             self._on_ready(server)
 
     def _phase(self, server: ServerSettings, phase: str) -> None:
         self._state.update(server.name, phase=phase)
-        _log.info("startup_step", step=phase)
+        _log.info("startup_step", step=phase, server=server.name)
 
     def _wait_for_postgres(self, server: ServerSettings) -> None:
         self._phase(server, "waiting_for_postgres")
@@ -274,7 +278,8 @@ class Jobs:
                 self.refresh_slot(server)
 
     def backup(self, server: ServerSettings) -> None:
-        with self._job("backup", server.name) as run:
+        """The schedule's backup; the backup itself is recorded as job ``backup``."""
+        with self._job("scheduled_backup", server.name) as run:
             outcome = self._run_backup(
                 server, immediate=server.backup_immediate_checkpoint, reason="schedule"
             )
@@ -311,24 +316,69 @@ class Jobs:
             return None
         try:
             _log.info("backup_starting", trigger=reason, immediate_checkpoint=immediate)
+            self._deadman(server, "/start")
+            started = time.time()
             outcome = self._barman.backup(
                 server.name, immediate=immediate, wait_timeout=self._settings.backup_wait_timeout
             )
             data = outcome.data if isinstance(outcome.data, dict) else {}
-            _log.log(
-                20 if outcome.ok else 40,
-                "backup_finished",
-                ok=outcome.ok,
-                backup_id=data.get("backup_id"),
-                status=data.get("status"),
-                size_bytes=data.get("size"),
-                duration_s=round(outcome.completed.duration, 3),
-                **({} if outcome.ok else {"reason": outcome.reason()}),
+            duration = round(outcome.completed.duration, 3)
+            reason_text = "" if outcome.ok else outcome.reason()
+            summary: dict[str, object] = {
+                "ok": outcome.ok,
+                "trigger": reason,
+                "backup_id": data.get("backup_id"),
+                "status": data.get("status"),
+                "size_bytes": data.get("size"),
+                "duration_s": duration,
+                **({"reason": reason_text} if reason_text else {}),
+            }
+            _log.log(20 if outcome.ok else 40, "backup_finished", **summary)
+            self._state.update(server.name, last_backup=summary)
+            self._state.record_run(
+                server.name,
+                JobRun(
+                    "backup",
+                    started,
+                    duration,
+                    outcome.ok,
+                    reason_text,
+                    outcome.completed.returncode,
+                ),
             )
+            self._deadman(server, "" if outcome.ok else "/fail")
             self.refresh_backups(server)
             return outcome
         finally:
             lock.release()
+
+    def _deadman(self, server: ServerSettings, suffix: str) -> None:
+        if server.deadman_url is not None and self._notifier is not None:
+            self._notifier.ping(server.deadman_url, suffix, what=f"deadman{suffix or '/success'}")
+
+    def monitor(self, server: ServerSettings) -> None:
+        """Cheap facts for the probes every HEALTH_INTERVAL: no Barman command, one query."""
+        before = self._state.server(server.name)
+        slot = self.refresh_slot(server)
+        running = bool(self._barman.processes("receive-wal", server.name))
+        received, archived = self._barman.wal_times(server.name)
+        self._state.update(
+            server.name,
+            receive_wal_running=running,
+            wal_received_at=received,
+            wal_archived_at=archived,
+        )
+        after = self._state.server(server.name)
+        with bind(server=server.name, job="monitor"):
+            if before.receive_wal_running is not None and before.receive_wal_running != running:
+                _log.log(20 if running else 30, "receive_wal_changed", running=running)
+            if (before.postgres_error is None) != (after.postgres_error is None):
+                _log.log(
+                    20 if slot is not None else 30,
+                    "postgres_reachability_changed",
+                    reachable=slot is not None,
+                    **({"error": after.postgres_error} if after.postgres_error else {}),
+                )
 
     def refresh_backups(self, server: ServerSettings) -> list[Backup] | None:
         outcome, backups = self._barman.list_backups(server.name)
@@ -347,7 +397,6 @@ class Jobs:
         self._state.update(
             server.name,
             slot=slot,
-            slot_checked_at=now,
             postgres_reached_at=now,
             postgres_error=None,
         )

@@ -54,7 +54,8 @@ class LogTail:
         self._thread.start()
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _follow(self) -> None:
         position = self._path.stat().st_size if self._path.exists() else 0

@@ -52,6 +52,7 @@ class SlotState:
     active: bool
     active_pid: int | None = None
     wal_status: str | None = None
+    lag_bytes: int | None = None
 
 
 class Postgres:
@@ -110,18 +111,20 @@ class Postgres:
     def slot(self, name: str) -> SlotState:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT active, active_pid, wal_status FROM pg_replication_slots"
-                " WHERE slot_name = %s",
+                "SELECT active, active_pid, wal_status,"
+                " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
+                " FROM pg_replication_slots WHERE slot_name = %s",
                 (name,),
             ).fetchone()
         if row is None:
             return SlotState(exists=False, active=False)
-        active, pid, wal_status = row
+        active, pid, wal_status, lag = row
         return SlotState(
             exists=True,
             active=bool(active),
             active_pid=int(str(pid)) if pid is not None else None,
             wal_status=str(wal_status) if wal_status is not None else None,
+            lag_bytes=int(str(lag)) if lag is not None else None,
         )
 
     def create_restore_point(self, label: str) -> None:

@@ -179,13 +179,13 @@ class Runner:
             if echo and text.strip():
                 self.log_line(text, command=command, stream=name)
 
-    def log_line(self, text: str, **fields: object) -> None:
+    def log_line(self, text: str, level: int = 20, **fields: object) -> None:
         """Log one line of a child's output unless it is repeated noise."""
         admitted, held_back = self._repeats.admit(text)
         if held_back:
             _log.info("repeated_lines_suppressed", count=held_back, example=text, **fields)
         if admitted:
-            _log.info("command_output", line=text, **fields)
+            _log.log(level, "command_output", line=text, **fields)
 
     def _stop(self, process: subprocess.Popen[str]) -> int:
         process.send_signal(signal.SIGTERM)

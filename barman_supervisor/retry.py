@@ -68,7 +68,7 @@ def until_reachable(
     return Retrying(
         retry=retry_if_exception_type(retry_on),
         stop=stop_rule,
-        wait=wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial),
+        wait=wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial),
         sleep=_sleeper(stop),
         before_sleep=before_sleep,
         reraise=True,
@@ -87,7 +87,7 @@ def few_times(
     return Retrying(
         retry=retry_if_exception_type(retry_on),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial),
+        wait=wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial),
         sleep=_sleeper(stop),
         reraise=True,
     )

@@ -40,6 +40,7 @@ class JobSpec:
     func: Any
     args: tuple[Any, ...] = ()
     first_run: datetime | None = None
+    quiet: bool = False
 
 
 def server_jobs(
@@ -64,14 +65,22 @@ def server_jobs(
 
 
 def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
-    """``barman cron`` is global in Barman: one job serves every server."""
+    """``barman cron`` is global in Barman: one job serves every server. The monitors feed the
+    probes from the first second on, also while a server's start-up still waits."""
+    every = IntervalTrigger(seconds=settings.health_interval, timezone=settings.timezone)
     return [
         JobSpec(
             "cron",
             IntervalTrigger(seconds=settings.cron_interval, timezone=settings.timezone),
             jobs.cron,
             first_run=now + timedelta(seconds=settings.cron_interval),
-        )
+        ),
+        *(
+            JobSpec(
+                f"monitor:{server.name}", every, jobs.monitor, (server,), first_run=now, quiet=True
+            )
+            for server in settings.servers
+        ),
     ]
 
 
@@ -79,7 +88,8 @@ class Scheduler:
     def __init__(self, settings: Settings, jobs: Jobs) -> None:
         self._settings = settings
         self._jobs = jobs
-        workers = 3 * len(settings.servers) + 2
+        workers = 4 * len(settings.servers) + 3
+        self._quiet: set[str] = set()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults=JOB_DEFAULTS,
@@ -92,10 +102,10 @@ class Scheduler:
     def now(self) -> datetime:
         return datetime.now(self._settings.timezone)
 
-    def start(self) -> None:
+    def start(self, extra: list[JobSpec]) -> None:
         """Global jobs now; each server's start-up at once, its own jobs when that is through."""
         self._scheduler.start()
-        for spec in global_jobs(self._settings, self._jobs, self.now()):
+        for spec in [*global_jobs(self._settings, self._jobs, self.now()), *extra]:
             self.add(spec)
         for server in self._settings.servers:
             self._scheduler.add_job(
@@ -114,6 +124,8 @@ class Scheduler:
         if spec.first_run is not None:
             kwargs["next_run_time"] = spec.first_run
         job = self._scheduler.add_job(spec.func, spec.trigger, args=spec.args, **kwargs)
+        if spec.quiet:
+            self._quiet.add(spec.job_id)
         _log.info(
             "job_scheduled",
             job_id=spec.job_id,
@@ -128,8 +140,14 @@ class Scheduler:
         job = self._scheduler.get_job(event.job_id)
         if event.code == EVENT_JOB_MISSED:
             _log.warning("job_missed", job_id=event.job_id)
-        if job is not None:
+        if event.code == EVENT_JOB_ERROR:
+            _log.error("job_error", job_id=event.job_id, error=str(event.exception))
+        if job is not None and event.job_id not in self._quiet:
             _log.info("job_next_run", job_id=event.job_id, next_run=_iso(job.next_run_time))
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
 
     def shutdown(self) -> None:
         """Stop starting jobs; running ones finish or are stopped by the daemon's shutdown."""

@@ -37,6 +37,10 @@ RETENTION = re.compile(
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Never handed down to Barman and PostgreSQL tools: /proc/PID/environ is readable by the user.
 _SENSITIVE_VARIABLE = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|_KEY$", re.IGNORECASE)
+_DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[smhd])?$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG])?i?[bB]?$")
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -87,6 +91,8 @@ class ServerSettings:
     backup_immediate_checkpoint: bool
     retention_policy: str
     bandwidth_limit_kbps: int = 0
+    backup_max_age: float | None = None
+    deadman_url: Secret | None = None
 
     @property
     def host(self) -> str:
@@ -120,6 +126,12 @@ class Settings:
     wal_archive_timeout: int
     http_bind: str
     http_port: int
+    health_interval: float = 10.0
+    wal_max_lag_bytes: int = 256 * 1048576
+    wal_max_age: float | None = None
+    alert_webhook_url: Secret | None = field(default=None, repr=False)
+    alert_streaming_after: float = 300.0
+    alert_timeout: float = 5.0
     child_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
@@ -152,7 +164,7 @@ class _Env:
             raise ConfigError(f"{var}: must be a single line")
         return value.strip()
 
-    def number(
+    def seconds(
         self,
         name: str,
         default: float,
@@ -160,20 +172,22 @@ class _Env:
         maximum: float | None = None,
         server: str | None = None,
     ) -> float:
+        """A duration: plain seconds, or a number with s, m, h or d (``90``, ``15m``, ``36h``)."""
         var, value = self.raw(name, server)
         if value is None or value.strip() == "":
             return default
-        try:
-            number = float(value)
-        except ValueError:
+        match = _DURATION.match(value.strip().lower())
+        if match is None:
             raise ConfigError(
-                f"{var}: {value!r} is not a number; set e.g. {var}={default:g}"
-            ) from None
+                f"{var}: {value!r} is not a duration; use seconds or a number with s/m/h/d, "
+                f"e.g. {var}={default:g}"
+            )
+        number = float(match["number"]) * _UNITS[match["unit"] or "s"]
         if math.isnan(number) or number < minimum or (maximum is not None and number > maximum):
             bounds = (
                 f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
             )
-            raise ConfigError(f"{var}: {value!r} is out of range; use a number {bounds}")
+            raise ConfigError(f"{var}: {value!r} is out of range; use {bounds} seconds")
         return number
 
     def integer(
@@ -188,6 +202,24 @@ class _Env:
         if not minimum <= number <= maximum:
             raise ConfigError(f"{var}: {number} is out of range; use {minimum}-{maximum}")
         return number
+
+    def size(self, name: str, default: int, server: str | None = None) -> int:
+        """Bytes, or a number with k, M or G (binary multiples): ``268435456``, ``256M``."""
+        var, value = self.raw(name, server)
+        if value is None or value.strip() == "":
+            return default
+        match = _SIZE.match(value.strip())
+        if match is None:
+            raise ConfigError(f"{var}: {value!r} is not a size; use bytes or e.g. 256M, 2G")
+        return int(float(match["number"]) * _SIZE_UNITS[(match["unit"] or "").upper()])
+
+    def url(self, name: str, server: str | None = None) -> Secret | None:
+        """A URL that may carry a token, so it is kept like a password (``NAME_FILE`` too)."""
+        secret = self.secret(name, server)
+        if secret is not None and not re.match(r"^https?://[^\s/]+", secret.reveal()):
+            var, _ = self.raw(name, server)
+            raise ConfigError(f"{var}: not an http(s) URL; use e.g. https://hooks.example/alert")
+        return secret
 
     def boolean(self, name: str, default: bool, server: str | None = None) -> bool:
         var, value = self.raw(name, server)
@@ -277,16 +309,20 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     else:
         servers = _rendered_servers(env, timezone)
 
-    wait_timeout = env.number("PG_WAIT_TIMEOUT", 0, minimum=0)
+    wait_timeout = env.seconds("PG_WAIT_TIMEOUT", 0, minimum=0)
     pgpass_file = Path(env.text("BARMAN_PGPASS_FILE", str(barman_home / ".pgpass")))
     child_env = {
         name: value for name, value in environ.items() if not _SENSITIVE_VARIABLE.search(name)
     }
     child_env["PGPASSFILE"] = str(pgpass_file)
+    webhook = env.url("ALERT_WEBHOOK_URL")
     secrets = tuple(
         secret
-        for server in servers
-        for secret in (server.password, server.streaming_password)
+        for secret in (
+            webhook,
+            *(s for server in servers for s in (server.password, server.streaming_password)),
+            *(server.deadman_url for server in servers),
+        )
         if secret is not None
     )
     return Settings(
@@ -299,21 +335,36 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         barman_log_file=log_file,
         barman_bin=env.text("BARMAN_BIN", _default_barman_bin()),
         pgpass_file=pgpass_file,
-        cron_interval=env.number("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
-        check_interval=env.number("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
+        cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
+        check_interval=env.seconds("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
         timezone=timezone,
         log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),  # type: ignore[arg-type]
-        shutdown_grace=env.number("SHUTDOWN_GRACE", 300, minimum=0, maximum=86400),
+        shutdown_grace=env.seconds("SHUTDOWN_GRACE", 300, minimum=0, maximum=86400),
         pg_wait_timeout=wait_timeout or None,
-        pg_connect_timeout=env.integer("PG_CONNECT_TIMEOUT", 5, 1, 300),
-        backup_wait_timeout=env.integer("BACKUP_WAIT_TIMEOUT", 600, 1, 86400),
-        wal_archive_timeout=env.integer("WAL_ARCHIVE_TIMEOUT", 60, 5, 3600),
+        pg_connect_timeout=int(env.seconds("PG_CONNECT_TIMEOUT", 5, 1, 300)),
+        backup_wait_timeout=int(env.seconds("BACKUP_WAIT_TIMEOUT", 600, 1, 86400)),
+        wal_archive_timeout=int(env.seconds("WAL_ARCHIVE_TIMEOUT", 60, 5, 3600)),
         http_bind=env.text("HTTP_BIND", "0.0.0.0"),  # noqa: S104 - a container's probe port
-        http_port=env.integer("HTTP_PORT", 9187, 1, 65535),
+        http_port=env.integer("HTTP_PORT", 9798, 1, 65535),
+        health_interval=env.seconds("HEALTH_INTERVAL", 10, minimum=1, maximum=3600),
+        wal_max_lag_bytes=env.size("WAL_MAX_LAG", 256 * 1048576),
+        wal_max_age=env.seconds("WAL_MAX_AGE", 0, minimum=0) or None,
+        alert_webhook_url=webhook,
+        alert_streaming_after=env.seconds("ALERT_STREAMING_AFTER", 300, minimum=0),
+        alert_timeout=env.seconds("ALERT_TIMEOUT", 5, minimum=0.5, maximum=120),
         child_env=MappingProxyType(child_env),
         secrets=secrets,
     )
+
+
+def probe_address(environ: Mapping[str, str]) -> tuple[str, int]:
+    """Where ``barman-supervisor healthcheck`` finds the daemon: only the HTTP settings, so a
+    probe never fails on a setting it does not need."""
+    env = _Env(environ)
+    bind = env.text("HTTP_BIND", "0.0.0.0")  # noqa: S104 - read, not bound
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind, bind)  # noqa: S104
+    return host, env.integer("HTTP_PORT", 9798, 1, 65535)
 
 
 def _default_barman_bin() -> str:
@@ -546,6 +597,8 @@ def _server(
         backup_immediate_checkpoint=env.boolean("BACKUP_IMMEDIATE_CHECKPOINT", False, name),
         retention_policy=retention.upper(),
         bandwidth_limit_kbps=_bandwidth_limit(env, name),
+        backup_max_age=env.seconds("BACKUP_MAX_AGE", 0, minimum=0, server=name) or None,
+        deadman_url=env.url("DEADMAN_URL", name),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,16 @@ class ServerState:
     facts: ServerFacts | None = None
     identity: Identity | None = None
     slot: SlotState | None = None
-    slot_checked_at: float | None = None
+    receive_wal_running: bool | None = None
+    wal_received_at: float | None = None
+    wal_archived_at: float | None = None
     checks: list[Check] = field(default_factory=list)
     checks_at: float | None = None
     backups: list[Backup] = field(default_factory=list)
     backups_at: float | None = None
+    last_backup: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, JobRun] = field(default_factory=dict)
+    run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
 
@@ -48,6 +53,8 @@ class State:
         self._lock = threading.Lock()
         self._servers = {name: ServerState() for name in servers}
         self._runs: dict[str, JobRun] = {}
+        self._run_counts: Counter[tuple[str, bool]] = Counter()
+        self.started_at = time.time()
         self.heartbeat_at = time.time()
 
     def update(self, server: str, **fields: Any) -> None:
@@ -62,8 +69,10 @@ class State:
         with self._lock:
             if server is None:
                 self._runs[run.job] = run
+                self._run_counts[(run.job, run.ok)] += 1
             else:
                 self._servers[server].runs[run.job] = run
+                self._servers[server].run_counts[(run.job, run.ok)] += 1
 
     def beat(self) -> None:
         self.heartbeat_at = time.time()
@@ -76,6 +85,6 @@ class State:
         with self._lock:
             return copy.deepcopy(self._servers)
 
-    def global_runs(self) -> dict[str, JobRun]:
+    def global_runs(self) -> tuple[dict[str, JobRun], Counter[tuple[str, bool]]]:
         with self._lock:
-            return dict(self._runs)
+            return dict(self._runs), Counter(self._run_counts)

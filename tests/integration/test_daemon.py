@@ -73,7 +73,7 @@ def test_reaches_postgres_started_after_it_by_retrying(daemon: Daemon) -> None:
 
 
 def test_startup_steps_run_in_order(daemon: Daemon) -> None:
-    daemon.wait_for("job_finished", timeout=180, server="pg", job="bootstrap")
+    daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
     steps = [e["step"] for e in daemon.find("startup_step", server="pg")]
     assert steps == [
         "waiting_for_postgres",

@@ -68,9 +68,17 @@ def test_server_jobs(settings: Settings, jobs: Jobs) -> None:
 
 
 def test_global_jobs(settings: Settings, jobs: Jobs) -> None:
-    (cron,) = global_jobs(settings, jobs, NOW)
+    cron, *_monitors = global_jobs(settings, jobs, NOW)
 
     assert (cron.job_id, cron.func, cron.args) == ("cron", jobs.cron, ())
     assert isinstance(cron.trigger, IntervalTrigger)
     assert cron.trigger.interval == timedelta(seconds=30)
     assert cron.first_run == NOW + timedelta(seconds=30)
+    assert not cron.quiet
+
+
+def test_every_server_is_monitored_quietly_from_the_start(settings: Settings, jobs: Jobs) -> None:
+    _cron, *monitors = global_jobs(settings, jobs, NOW)
+
+    assert [m.job_id for m in monitors] == [f"monitor:{s.name}" for s in settings.servers]
+    assert all(m.quiet and m.first_run == NOW and m.func == jobs.monitor for m in monitors)

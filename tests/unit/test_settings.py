@@ -78,7 +78,7 @@ def test_defaults(environ: dict[str, str], tmp_path: Path) -> None:
     assert (settings.cron_interval, settings.check_interval) == (60, 300)
     assert settings.pg_wait_timeout is None
     assert (settings.log_level, settings.log_format) == ("INFO", "auto")
-    assert settings.http_port == 9187
+    assert settings.http_port == 9798
 
 
 def test_unknown_server_raises_key_error(environ: dict[str, str]) -> None:

@@ -1,0 +1,143 @@
+"""Is the daemon alive, and is each PostgreSQL server protected? Pure functions over state.
+
+Liveness never looks at PostgreSQL or backups: restarting the daemon cannot fix those and would
+only interrupt a backup. Readiness ("this server is protected") looks at everything a person
+would check before trusting the backups: PostgreSQL reached, WAL streaming, Barman's own check,
+a recent DONE backup, WAL not piling up on the primary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from barman_supervisor.state import ServerState
+
+CONDITIONS = (
+    "startup",
+    "startup_failed",
+    "postgres",
+    "streaming",
+    "check",
+    "backup",
+    "backup_job",
+    "wal",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    postgres_max_silence: float
+    backup_max_age: float
+    wal_max_lag_bytes: int
+    wal_max_age: float | None
+    liveness_max_stall: float = 30.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    condition: str
+    reason: str
+
+
+def _age(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def liveness_problems(
+    heartbeat_at: float, scheduler_running: bool, now: float, limits: Limits
+) -> list[str]:
+    problems = []
+    if now - heartbeat_at > limits.liveness_max_stall:
+        problems.append(f"main loop stalled for {_age(now - heartbeat_at)}")
+    if not scheduler_running:
+        problems.append("scheduler is not running")
+    return problems
+
+
+def server_problems(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    """Every reason this server is not protected right now; empty when it is."""
+    if state.phase == "failed":
+        reasons = "; ".join(state.problems or ["see the logs"])
+        return [Problem("startup_failed", f"start-up failed: {reasons}")]
+    problems = _postgres(state, now, limits)
+    if state.phase != "running":
+        return [Problem("startup", f"starting ({state.phase})"), *problems]
+    return [
+        *problems,
+        *_streaming(state),
+        *_check(state),
+        *_backup(state, now, limits),
+        *_wal(state, now, limits),
+    ]
+
+
+def _postgres(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    if state.postgres_error:
+        return [Problem("postgres", f"PostgreSQL unreachable: {state.postgres_error}")]
+    if state.postgres_reached_at is None:
+        return [Problem("postgres", "PostgreSQL not reached yet")]
+    silence = now - state.postgres_reached_at
+    if silence > limits.postgres_max_silence:
+        return [Problem("postgres", f"PostgreSQL not reached for {_age(silence)}")]
+    return []
+
+
+def _streaming(state: ServerState) -> list[Problem]:
+    problems = []
+    if state.receive_wal_running is False:
+        problems.append(Problem("streaming", "barman receive-wal is not running"))
+    if state.slot is not None and not state.slot.exists:
+        problems.append(Problem("streaming", "the replication slot does not exist"))
+    elif state.slot is not None and not state.slot.active:
+        problems.append(
+            Problem("streaming", "the replication slot is not active: WAL is not streaming")
+        )
+    return problems
+
+
+def _check(state: ServerState) -> list[Problem]:
+    if not state.checks:
+        return [Problem("check", "no barman check result yet")]
+    failed = [check.name for check in state.checks if not check.ok]
+    if failed:
+        return [Problem("check", f"barman check failed: {', '.join(failed)}")]
+    return []
+
+
+def _backup(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    problems = []
+    done = [backup for backup in state.backups if backup.status == "DONE" and backup.end_time]
+    if not done:
+        problems.append(Problem("backup", "no DONE backup"))
+    else:
+        newest = max(backup.end_time or 0.0 for backup in done)
+        age = now - newest
+        if age > limits.backup_max_age:
+            problems.append(
+                Problem(
+                    "backup",
+                    f"newest DONE backup is {_age(age)} old (max {_age(limits.backup_max_age)})",
+                )
+            )
+    last = state.runs.get("backup")
+    if last is not None and not last.ok:
+        problems.append(Problem("backup_job", f"last backup failed: {last.reason}"))
+    return problems
+
+
+def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    problems = []
+    lag = state.slot.lag_bytes if state.slot is not None else None
+    if lag is not None and lag > limits.wal_max_lag_bytes:
+        problems.append(
+            Problem("wal", f"{lag // 1048576} MiB of WAL on the primary not yet received by Barman")
+        )
+    if limits.wal_max_age is not None and state.wal_received_at is not None:
+        age = now - state.wal_received_at
+        if age > limits.wal_max_age:
+            problems.append(Problem("wal", f"no WAL received for {_age(age)}"))
+    return problems

@@ -1,0 +1,140 @@
+"""Prometheus metrics, computed from the state at scrape time.
+
+A custom collector reads one snapshot per scrape, so a metric can never disagree with
+``/status`` or ``/readyz`` about the same moment, and jobs never touch metric objects.
+Names share the ``barman_supervisor_`` prefix and carry their unit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from barman_supervisor.health import Limits, server_problems
+from barman_supervisor.state import ServerState, State
+
+PREFIX = "barman_supervisor_"
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=labels)
+
+
+class StateCollector(Collector):
+    def __init__(self, state: State, limits: Callable[[str], Limits]) -> None:
+        self._state = state
+        self._limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        servers = self._state.servers()
+        global_runs, global_counts = self._state.global_runs()
+
+        up = _gauge("up", "1 while the daemon runs", [])
+        up.add_metric([], 1)
+        yield up
+        started = _gauge("start_time_seconds", "when the daemon started (Unix time)", [])
+        started.add_metric([], self._state.started_at)
+        yield started
+
+        ready = _gauge("ready", "1 when the server is protected (/readyz conditions)", ["server"])
+        postgres_up = _gauge("postgres_up", "1 when PostgreSQL answered the last probe", ["server"])
+        receive_wal = _gauge("receive_wal_running", "1 when barman receive-wal runs", ["server"])
+        slot_active = _gauge("replication_slot_active", "1 when the slot streams", ["server"])
+        wal_lag = _gauge(
+            "wal_lag_bytes", "WAL on the primary not yet received by Barman", ["server"]
+        )
+        wal_received = _gauge(
+            "wal_last_received_age_seconds", "age of the newest WAL Barman received", ["server"]
+        )
+        wal_archived = _gauge(
+            "wal_last_archived_age_seconds", "age of the newest WAL in Barman's archive", ["server"]
+        )
+        last_backup = _gauge(
+            "last_backup_timestamp_seconds", "end time of the newest DONE backup", ["server"]
+        )
+        backup_duration = _gauge(
+            "last_backup_duration_seconds", "wall time of the last successful backup", ["server"]
+        )
+        backup_size = _gauge("last_backup_size_bytes", "size of the newest DONE backup", ["server"])
+        backups = _gauge("backups", "backups in the catalogue by status", ["server", "status"])
+        checks = _gauge("check_ok", "each barman check: 1 OK, 0 failed", ["server", "check"])
+        runs = CounterMetricFamily(
+            PREFIX + "job_runs", "job runs by result", labels=["server", "job", "result"]
+        )
+        durations = _gauge(
+            "job_last_duration_seconds", "duration of each job's last run", ["server", "job"]
+        )
+
+        for name, server in servers.items():
+            ready.add_metric([name], 0 if server_problems(server, now, self._limits(name)) else 1)
+            postgres_up.add_metric([name], 0 if server.postgres_error else 1)
+            if server.receive_wal_running is not None:
+                receive_wal.add_metric([name], int(server.receive_wal_running))
+            if server.slot is not None:
+                slot_active.add_metric([name], int(server.slot.active))
+                if server.slot.lag_bytes is not None:
+                    wal_lag.add_metric([name], server.slot.lag_bytes)
+            if server.wal_received_at is not None:
+                wal_received.add_metric([name], now - server.wal_received_at)
+            if server.wal_archived_at is not None:
+                wal_archived.add_metric([name], now - server.wal_archived_at)
+            _backup_metrics(name, server, last_backup, backup_size, backups)
+            if server.last_backup.get("ok"):
+                backup_duration.add_metric([name], float(server.last_backup["duration_s"]))
+            for check in server.checks:
+                checks.add_metric([name, check.name], int(check.ok))
+            for (job, ok), count in sorted(server.run_counts.items()):
+                runs.add_metric([name, job, "success" if ok else "failure"], count)
+            for job, run in sorted(server.runs.items()):
+                durations.add_metric([name, job], run.duration_s)
+        for (job, ok), count in sorted(global_counts.items()):
+            runs.add_metric(["", job, "success" if ok else "failure"], count)
+        for job, run in sorted(global_runs.items()):
+            durations.add_metric(["", job], run.duration_s)
+        yield from (
+            ready,
+            postgres_up,
+            receive_wal,
+            slot_active,
+            wal_lag,
+            wal_received,
+            wal_archived,
+            last_backup,
+            backup_duration,
+            backup_size,
+            backups,
+            checks,
+            runs,
+            durations,
+        )
+
+
+def _backup_metrics(
+    name: str,
+    server: ServerState,
+    last_backup: GaugeMetricFamily,
+    backup_size: GaugeMetricFamily,
+    backups: GaugeMetricFamily,
+) -> None:
+    done = [b for b in server.backups if b.status == "DONE" and b.end_time is not None]
+    if done:
+        newest = max(done, key=lambda b: b.end_time or 0.0)
+        last_backup.add_metric([name], newest.end_time or 0.0)
+        if newest.size_bytes is not None:
+            backup_size.add_metric([name], newest.size_bytes)
+    by_status: dict[str, int] = {}
+    for backup in server.backups:
+        by_status[backup.status] = by_status.get(backup.status, 0) + 1
+    for status, count in sorted(by_status.items()):
+        backups.add_metric([name, status], count)
+
+
+def registry(state: State, limits: Callable[[str], Limits]) -> CollectorRegistry:
+    """A registry of its own: no process/platform collectors, nothing global to clash with."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(StateCollector(state, limits))
+    return reg

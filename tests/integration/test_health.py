@@ -1,0 +1,255 @@
+"""The probes, metrics and alerts tell the truth about real PostgreSQL and Barman.
+
+One daemon serves the module, in order: green after start, a killed receive-wal, a PostgreSQL
+outage (with exactly one failure and one recovery alert on a webhook receiver on 127.0.0.1),
+metrics against Barman's own list, and no password anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.harness import (
+    BARMAN_PASSWORD,
+    STREAMING_PASSWORD,
+    Cluster,
+    Daemon,
+    cluster,
+    free_port,
+    processes_using,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Webhook:
+    """A receiver on 127.0.0.1 that keeps every JSON body posted to it."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.received = received
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Probe:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def json(self, path: str) -> tuple[int, Any]:
+        code, text = self.get(path)
+        return code, (json.loads(text) if text else None)
+
+    def problems(self) -> list[str]:
+        code, document = self.json("/readyz")
+        if code == 0 or document is None:
+            return ["no answer"]
+        return [p["condition"] for p in document["servers"]["pg"]]
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[Webhook]:
+    receiver = Webhook()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Cluster]:
+    with cluster() as server:
+        server.init()
+        server.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    pg: Cluster, webhook: Webhook, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Daemon, Probe]]:
+    port = free_port()
+    supervisor = Daemon(
+        tmp_path_factory.mktemp("health"),
+        pg,
+        HTTP_BIND="127.0.0.1",
+        HTTP_PORT=str(port),
+        HEALTH_INTERVAL="1",
+        BARMAN_CRON_INTERVAL="10",
+        ALERT_WEBHOOK_URL=webhook.url,
+        ALERT_STREAMING_AFTER="0",
+    ).start()
+    try:
+        yield supervisor, Probe(port)
+    finally:
+        supervisor.signal(signal.SIGTERM)
+        try:
+            supervisor.wait(120)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+
+
+def test_all_endpoints_green_after_start(daemon: tuple[Daemon, Probe]) -> None:
+    supervisor, probe = daemon
+    wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=180, what="/readyz 200")
+    assert probe.get("/healthz")[0] == 200
+    code, status = probe.json("/status")
+    assert code == 200
+    pg_status = status["servers"]["pg"]
+    assert pg_status["ready"] and pg_status["backups"]["done"] >= 1
+    assert pg_status["streaming"]["receive_wal_running"] is True
+    assert pg_status["checks"]["ok"] is True
+    assert {"backup", "check", "monitor"} <= set(pg_status["next_runs"])
+    assert status["next_runs"]["cron"]
+    assert (
+        subprocess.run(
+            [str(Path(supervisor.env["BARMAN_BIN"]).parent / "barman-supervisor"), "healthcheck"],
+            env={**os.environ, "HTTP_PORT": probe.base.rsplit(":", 1)[1]},
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).returncode
+        == 0
+    )
+
+
+def test_metrics_parse_and_match_barman(daemon: tuple[Daemon, Probe]) -> None:
+    supervisor, probe = daemon
+    code, text = probe.get("/metrics")
+    assert code == 200
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    (timestamp,) = families["barman_supervisor_last_backup_timestamp_seconds"].samples
+    newest = max(
+        float(b["end_time_timestamp"]) for b in supervisor.backups() if b["status"] == "DONE"
+    )
+    assert timestamp.value == newest
+    assert families["barman_supervisor_receive_wal_running"].samples[0].value == 1
+    checks = families["barman_supervisor_check_ok"].samples
+    assert checks and all(sample.value == 1 for sample in checks)
+
+
+def _outage_alerts(webhook: Webhook, before: int) -> list[str]:
+    return [event["state"] for event in webhook.received[before:]]
+
+
+def test_killed_receive_wal_turns_unready_then_green(
+    daemon: tuple[Daemon, Probe], webhook: Webhook
+) -> None:
+    supervisor, probe = daemon
+    before = len(webhook.received)
+    receivers = [
+        p for p in processes_using(str(supervisor.workdir)) if "receive-wal" in p[3].split()
+    ]
+    assert receivers, "no receive-wal to kill"
+    os.kill(receivers[0][0], signal.SIGTERM)
+    wait_until(lambda: "streaming" in probe.problems(), timeout=30, what="streaming problem")
+    assert probe.get("/healthz")[0] == 200
+    wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=90, what="green again")
+    wait_until(lambda: len(webhook.received) >= before + 2, timeout=30, what="two alerts")
+    assert _outage_alerts(webhook, before) == ["failing", "recovered"]
+
+
+def test_postgres_outage_is_one_alert_and_one_recovery(
+    daemon: tuple[Daemon, Probe], pg: Cluster, webhook: Webhook
+) -> None:
+    _supervisor, probe = daemon
+    before = len(webhook.received)
+    pg.stop()
+    try:
+        problems = wait_until(
+            lambda: {"postgres", "streaming"} & set(probe.problems()),
+            timeout=60,
+            what="/readyz to name PostgreSQL or streaming",
+        )
+        assert problems
+        for _ in range(5):
+            assert probe.get("/healthz")[0] == 200, "liveness must not depend on PostgreSQL"
+            time.sleep(1)
+    finally:
+        pg.start()
+    wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=120, what="green after restart")
+    wait_until(lambda: len(webhook.received) >= before + 2, timeout=30, what="two alerts")
+    time.sleep(3)  # anything more would be a second alert for the same outage
+    assert _outage_alerts(webhook, before) == ["failing", "recovered"]
+    failing = webhook.received[before]
+    assert failing["server"] == "pg"
+    assert {p["condition"] for p in failing["problems"]} & {"postgres", "streaming"}
+
+
+def test_no_response_and_no_alert_contains_a_password(
+    daemon: tuple[Daemon, Probe], webhook: Webhook
+) -> None:
+    supervisor, probe = daemon
+    texts = [probe.get(path)[1] for path in ("/healthz", "/readyz", "/status", "/metrics")]
+    texts += [json.dumps(event) for event in webhook.received]
+    texts += [supervisor.stdout.read_text(), supervisor.stderr.read_text()]
+    for secret in (BARMAN_PASSWORD, STREAMING_PASSWORD):
+        assert not [text for text in texts if secret in text]
+
+
+def test_backup_older_than_max_age_is_named(pg: Cluster, tmp_path: Path) -> None:
+    port = free_port()
+    supervisor = Daemon(
+        tmp_path,
+        pg,
+        HTTP_BIND="127.0.0.1",
+        HTTP_PORT=str(port),
+        HEALTH_INTERVAL="1",
+        BARMAN_SLOT_NAME="aged",
+        BACKUP_MAX_AGE="5",
+    ).start()
+    probe = Probe(port)
+    try:
+        supervisor.wait_for("startup_step", timeout=180, server="pg", step="running")
+        _code, document = wait_until(
+            lambda: (
+                (r := probe.json("/readyz"))[0] == 503
+                and any(p["condition"] == "backup" for p in r[1]["servers"]["pg"])
+                and r
+            ),
+            timeout=60,
+            what="backup age problem",
+        )
+        (problem,) = [p for p in document["servers"]["pg"] if p["condition"] == "backup"]
+        assert "old (max 5 s)" in problem["reason"]
+    finally:
+        supervisor.signal(signal.SIGTERM)
+        supervisor.wait(120)

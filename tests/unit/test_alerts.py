@@ -1,0 +1,131 @@
+"""One alert per state change: the tracker's transitions, and delivery that never blocks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload
+from barman_supervisor.health import Problem
+from barman_supervisor.settings import Secret
+
+DOWN = [Problem("postgres", "PostgreSQL unreachable"), Problem("streaming", "slot not active")]
+
+
+def test_an_outage_is_one_failure_and_one_recovery() -> None:
+    tracker = AlertTracker({})
+    changes = [
+        tracker.observe("pg", [], 0),
+        tracker.observe("pg", DOWN, 10),
+        tracker.observe("pg", DOWN, 20),
+        tracker.observe("pg", DOWN[:1], 30),
+        tracker.observe("pg", [], 40),
+        tracker.observe("pg", [], 50),
+    ]
+
+    states = [(c.state, c.since) for c in changes if c is not None]
+    assert states == [("failing", 10), ("recovered", 40)]
+
+
+def test_a_problem_alerts_only_after_its_delay() -> None:
+    tracker = AlertTracker({"streaming": 300})
+    blip = [Problem("streaming", "slot not active")]
+
+    assert tracker.observe("pg", blip, 0) is None
+    assert tracker.observe("pg", blip, 299) is None
+    change = tracker.observe("pg", blip, 300)
+    assert change is not None and change.state == "failing" and change.since == 0
+
+
+def test_a_blip_shorter_than_the_delay_never_alerts() -> None:
+    tracker = AlertTracker({"streaming": 300})
+
+    assert tracker.observe("pg", [Problem("streaming", "x")], 0) is None
+    assert tracker.observe("pg", [], 10) is None
+    assert tracker.observe("pg", [Problem("streaming", "x")], 200) is None
+    assert tracker.observe("pg", [Problem("streaming", "x")], 400) is None
+
+
+def test_servers_are_tracked_apart() -> None:
+    tracker = AlertTracker({})
+
+    assert tracker.observe("a", DOWN, 0) is not None
+    assert tracker.observe("b", [], 0) is None
+    assert set(tracker.failing()) == {"a"}
+
+
+def test_payload_says_what_and_why() -> None:
+    change = AlertTracker({}).observe("pg", DOWN, 1_800_000_000)
+    assert change is not None
+
+    payload = alert_payload(change, 1_800_000_060, "barman-1")
+
+    assert payload["server"] == "pg" and payload["state"] == "failing"
+    assert payload["summary"] == "pg: PostgreSQL unreachable; slot not active"
+    assert payload["problems"][0] == {"condition": "postgres", "reason": "PostgreSQL unreachable"}
+    assert payload["since"].startswith("2027-01-15T08:00:00")
+
+
+Received = list[tuple[str, str, Any]]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Records each request; ``/broken…`` answers 500 so that retries can be counted."""
+
+    received: Received
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.received.append((self.command, self.path, body))
+        self.send_response(500 if self.path.startswith("/broken") else 200)
+        self.end_headers()
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet test server."""
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Received]]:
+    received: Received = []
+    handler = type("Receiver", (_Receiver,), {"received": received})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_notifier_posts_json_and_pings(receiver: tuple[str, Received]) -> None:
+    url, received = receiver
+    notifier = Notifier(timeout=2)
+    notifier.start()
+
+    notifier.post(Secret(f"{url}/hook"), {"state": "failing"}, what="alert")
+    notifier.ping(Secret(f"{url}/ping/abc"), "/start", what="deadman")
+    notifier.close(timeout=10)
+
+    assert received == [("POST", "/hook", {"state": "failing"}), ("GET", "/ping/abc/start", None)]
+    assert notifier.delivered == 2
+
+
+def test_a_failing_receiver_is_retried_then_given_up(
+    receiver: tuple[str, Received],
+) -> None:
+    url, received = receiver
+    notifier = Notifier(timeout=2, attempts=3)
+    notifier.start()
+
+    notifier.post(Secret(f"{url}/broken"), {"state": "failing"}, what="alert")
+    notifier.close(timeout=30)
+
+    assert len(received) == 3
+    assert (notifier.delivered, notifier.failed) == (0, 1)

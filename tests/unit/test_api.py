@@ -1,0 +1,152 @@
+"""The probes answer from state alone: codes, documents, metrics text, and no secret anywhere."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from barman_supervisor.api import HttpServer, Probes
+from barman_supervisor.barman import Backup, Check
+from barman_supervisor.health import Limits
+from barman_supervisor.log import MASKER
+from barman_supervisor.metrics import registry
+from barman_supervisor.postgres import SlotState
+from barman_supervisor.state import JobRun, State
+
+LIMITS = Limits(
+    postgres_max_silence=35, backup_max_age=36 * 3600, wal_max_lag_bytes=256 << 20, wal_max_age=None
+)
+SECRET = "Pr0be-s3cret"
+
+
+def protected_state() -> State:
+    now = time.time()
+    state = State(["pg", "reports"])
+    for name in ("pg", "reports"):
+        state.update(
+            name,
+            phase="running",
+            postgres_reached_at=now,
+            slot=SlotState(exists=True, active=True, lag_bytes=0),
+            receive_wal_running=True,
+            checks=[Check("postgresql", True, "")],
+            backups=[Backup("20261123T030000", "DONE", now - 60, 1234)],
+        )
+        state.record_run(name, JobRun("backup", now - 70, 9.5, True))
+    return state
+
+
+def probes(state: State, scheduler_running: bool = True) -> Probes:
+    return Probes(
+        state,
+        lambda _server: LIMITS,
+        lambda: scheduler_running,
+        lambda: {"backup:pg": "2026-11-24T03:00:00+00:00", "cron": "2026-11-24T00:01:00+00:00"},
+        registry(state, lambda _server: LIMITS),
+    )
+
+
+def test_ready_when_every_server_is_protected() -> None:
+    code, document = probes(protected_state()).readyz()
+
+    assert code == 200
+    assert document == {"ready": True, "servers": {"pg": [], "reports": []}}
+
+
+def test_one_unprotected_server_makes_readyz_503_and_says_why() -> None:
+    state = protected_state()
+    state.update("reports", receive_wal_running=False)
+
+    code, document = probes(state).readyz()
+
+    assert code == 503
+    assert document["servers"]["pg"] == []
+    assert document["servers"]["reports"] == [
+        {"condition": "streaming", "reason": "barman receive-wal is not running"}
+    ]
+
+
+def test_liveness_does_not_care_about_backups() -> None:
+    state = protected_state()
+    state.update("pg", backups=[], postgres_error="connection refused")
+
+    assert probes(state).healthz()[0] == 200
+    assert probes(state, scheduler_running=False).healthz()[0] == 503
+
+
+def test_status_has_backups_jobs_and_next_runs_per_server() -> None:
+    _, document = probes(protected_state()).status()
+    pg = document["servers"]["pg"]
+
+    assert pg["ready"] is True
+    assert pg["backups"]["newest"]["id"] == "20261123T030000"
+    assert pg["backups"]["newest"]["size_bytes"] == 1234
+    assert pg["jobs"]["backup"]["duration_s"] == 9.5
+    assert pg["next_runs"] == {"backup": "2026-11-24T03:00:00+00:00"}
+    assert document["next_runs"] == {"cron": "2026-11-24T00:01:00+00:00"}
+
+
+def test_metrics_parse_and_carry_the_backup_time() -> None:
+    state = protected_state()
+    text = generate_latest(registry(state, lambda _server: LIMITS)).decode()
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    ready = {s.labels["server"]: s.value for s in families["barman_supervisor_ready"].samples}
+    newest = state.server("pg").backups[0].end_time
+    (backup_time,) = [
+        s.value
+        for s in families["barman_supervisor_last_backup_timestamp_seconds"].samples
+        if s.labels["server"] == "pg"
+    ]
+    assert ready == {"pg": 1.0, "reports": 1.0}
+    assert backup_time == newest
+    runs = families["barman_supervisor_job_runs"].samples
+    assert any(s.labels == {"server": "pg", "job": "backup", "result": "success"} for s in runs)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, State]]:
+    state = protected_state()
+    server = HttpServer("127.0.0.1", 0, probes(state))
+    server.start()
+    yield f"http://127.0.0.1:{server.port}", state
+    server.stop()
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_http_routes(served: tuple[str, State]) -> None:
+    base, state = served
+    assert _get(f"{base}/healthz")[0] == 200
+    assert _get(f"{base}/readyz")[0] == 200
+    assert _get(f"{base}/nope")[0] == 404
+    code, text = _get(f"{base}/metrics")
+    assert code == 200 and "barman_supervisor_up 1.0" in text
+
+    state.update("pg", postgres_error="connection refused")
+    code, text = _get(f"{base}/readyz")
+    assert code == 503 and json.loads(text)["servers"]["pg"][0]["condition"] == "postgres"
+
+
+def test_no_response_carries_a_secret(served: tuple[str, State]) -> None:
+    base, state = served
+    MASKER.register([SECRET])
+    state.update("pg", postgres_error=f"password authentication failed, password={SECRET}")
+    try:
+        for path in ("/healthz", "/readyz", "/status", "/metrics"):
+            assert SECRET not in _get(f"{base}{path}")[1]
+    finally:
+        MASKER.register([])

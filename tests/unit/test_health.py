@@ -1,0 +1,114 @@
+"""Readiness and liveness verdicts over plain state: which conditions make a server unready."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from barman_supervisor.barman import Backup, Check
+from barman_supervisor.health import Limits, liveness_problems, server_problems
+from barman_supervisor.postgres import SlotState
+from barman_supervisor.state import JobRun, ServerState
+
+NOW = 1_800_000_000.0
+LIMITS = Limits(
+    postgres_max_silence=35, backup_max_age=36 * 3600, wal_max_lag_bytes=256 << 20, wal_max_age=None
+)
+
+
+def protected() -> ServerState:
+    return ServerState(
+        phase="running",
+        postgres_reached_at=NOW - 5,
+        slot=SlotState(exists=True, active=True, active_pid=42, lag_bytes=1024),
+        receive_wal_running=True,
+        wal_received_at=NOW - 10,
+        checks=[Check("postgresql", True, ""), Check("replication_slot", True, "")],
+        backups=[Backup("20261123T030000", "DONE", NOW - 3600, 10 << 20)],
+        runs={"backup": JobRun("backup", NOW - 3700, 100, True)},
+    )
+
+
+def conditions(state: ServerState, limits: Limits = LIMITS) -> list[str]:
+    return [problem.condition for problem in server_problems(state, NOW, limits)]
+
+
+def test_a_protected_server_has_no_problem() -> None:
+    assert server_problems(protected(), NOW, LIMITS) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "condition", "words"),
+    [
+        ({"postgres_error": "connection refused"}, "postgres", "unreachable"),
+        ({"postgres_reached_at": NOW - 600}, "postgres", "not reached for 10 min"),
+        ({"receive_wal_running": False}, "streaming", "receive-wal is not running"),
+        ({"slot": SlotState(exists=True, active=False)}, "streaming", "not active"),
+        ({"slot": SlotState(exists=False, active=False)}, "streaming", "does not exist"),
+        ({"checks": []}, "check", "no barman check"),
+        ({"checks": [Check("wal_archive", False, "")]}, "check", "wal_archive"),
+        ({"backups": []}, "backup", "no DONE backup"),
+        ({"backups": [Backup("b", "FAILED", NOW - 10, None)]}, "backup", "no DONE backup"),
+        ({"backups": [Backup("b", "DONE", NOW - 40 * 3600, 1)]}, "backup", "40.0 h old"),
+        (
+            {"runs": {"backup": JobRun("backup", NOW, 1, False, "disk full")}},
+            "backup_job",
+            "disk full",
+        ),
+        (
+            {"slot": SlotState(exists=True, active=True, lag_bytes=300 << 20)},
+            "wal",
+            "300 MiB",
+        ),
+    ],
+)
+def test_each_condition_makes_the_server_unready_with_its_reason(
+    change: dict[str, object], condition: str, words: str
+) -> None:
+    problems = server_problems(replace(protected(), **change), NOW, LIMITS)  # type: ignore[arg-type]
+
+    assert [p.condition for p in problems] == [condition]
+    assert words in problems[0].reason
+
+
+def test_wal_age_counts_only_when_a_limit_is_set() -> None:
+    stale = replace(protected(), wal_received_at=NOW - 7200)
+
+    assert conditions(stale) == []
+    assert conditions(stale, replace(LIMITS, wal_max_age=3600)) == ["wal"]
+
+
+def test_a_starting_server_says_which_step_it_waits_in() -> None:
+    problems = server_problems(ServerState(phase="waiting_for_postgres"), NOW, LIMITS)
+
+    assert problems[0].condition == "startup"
+    assert "waiting_for_postgres" in problems[0].reason
+
+
+def test_a_failed_start_names_the_reason() -> None:
+    state = ServerState(phase="failed", problems=["wal_level is minimal"])
+
+    (problem,) = server_problems(state, NOW, LIMITS)
+    assert (problem.condition, problem.reason) == (
+        "startup_failed",
+        "start-up failed: wal_level is minimal",
+    )
+
+
+def test_an_older_failed_backup_does_not_hide_a_newer_done_one() -> None:
+    state = replace(
+        protected(),
+        backups=[
+            Backup("new", "DONE", NOW - 60, 1),
+            Backup("old", "FAILED", NOW - 7200, None),
+        ],
+    )
+
+    assert conditions(state) == []
+
+
+def test_liveness_ignores_postgres_and_backups() -> None:
+    assert liveness_problems(NOW - 1, True, NOW, LIMITS) == []
+    assert liveness_problems(NOW - 120, True, NOW, LIMITS) == ["main loop stalled for 2 min"]
+    assert liveness_problems(NOW, False, NOW, LIMITS) == ["scheduler is not running"]
