@@ -7,6 +7,7 @@ each becomes its own log event, and the data part is returned as plain values.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class Outcome:
     completed: Completed
     data: Any
     messages: tuple[tuple[str, str], ...]
+    cause: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,6 +50,10 @@ class Outcome:
         the last plain line on stdout (never the JSON document)."""
         if self.completed.timed_out:
             return "timed out"
+        said = self._said()
+        return f"{self.cause} ({said})" if self.cause and self.cause not in said else said
+
+    def _said(self) -> str:
         if self.errors:
             return self.errors[-1].splitlines()[0]
         for stream in (
@@ -120,9 +126,16 @@ def parse_backups(data: Any, server: str) -> list[Backup]:
 
 
 class Barman:
-    def __init__(self, settings: Settings, runner: Runner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runner: Runner,
+        explain: Callable[[float], str | None] = lambda _since: None,
+    ) -> None:
+        """``explain`` finds the cause of a failure in Barman's log since a moment."""
         self._settings = settings
         self._runner = runner
+        self._explain = explain
 
     def _argv(self, *args: str, json_output: bool = True) -> list[str]:
         argv = [self._settings.barman_bin, "-c", str(self._settings.barman_config_file)]
@@ -138,6 +151,7 @@ class Barman:
         during_shutdown: bool = False,
         on_message: Callable[[str, str], None] | None = None,
     ) -> Outcome:
+        started = time.time()
         completed = self._runner.run(
             self._argv(*args),
             kind=kind,
@@ -150,7 +164,8 @@ class Barman:
             if on_message is not None:
                 on_message(level, text)
             self._runner.log_line(text, _LOG_LEVELS[level], command=f"barman {args[0]}")
-        return Outcome(completed, data, messages)
+        cause = None if completed.ok else self._explain(started)
+        return Outcome(completed, data, messages, cause)
 
     def cron(self) -> Outcome:
         return self.run("cron", kind="cron", timeout=300)
@@ -198,6 +213,36 @@ class Barman:
 
     def delete(self, server: str, backup_id: str) -> Outcome:
         return self.run("delete", server, backup_id, kind="delete", timeout=600)
+
+    def reset_streaming(self, server: str) -> Outcome:
+        """``receive-wal --reset``: drops the .partial position; only after a timeline change."""
+        return self.run("receive-wal", "--reset", server, kind="reset", timeout=60)
+
+    def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
+        """Record an interrupted backup as FAILED in its backup.info.
+
+        Barman has no command for it: a backup whose process was killed stays STARTED for
+        ever, and Barman then treats it as running. Only ``status`` and ``error`` change.
+        """
+        base = self._settings.barman_home / server
+        for path in (
+            base / "meta" / f"{backup_id}-backup.info",
+            base / "base" / backup_id / "backup.info",
+        ):
+            if not path.is_file():
+                continue
+            lines = path.read_text().splitlines()
+            fields = {"status": "FAILED", "error": reason.replace("\n", " ")}
+            rewritten = [
+                f"{key}={fields.pop(key)}" if (key := line.split("=", 1)[0]) in fields else line
+                for line in lines
+            ]
+            rewritten += [f"{key}={value}" for key, value in fields.items()]
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.write_text("\n".join(rewritten) + "\n")
+            temporary.replace(path)
+            return True
+        return False
 
     def processes(self, command: str, server: str) -> list[ProcInfo]:
         """Barman processes of this configuration running ``command`` for ``server``."""

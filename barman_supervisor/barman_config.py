@@ -67,6 +67,13 @@ def render_server(server: ServerSettings) -> str:
 
 
 def _write_atomically(path: Path, text: str, mode: int) -> None:
+    """Replace the file in one step; an unchanged file is left alone, so that a restart on a
+    full disk does not fail on rewriting what is already there."""
+    try:
+        if path.read_text(encoding="utf-8") == text and path.stat().st_mode & 0o777 == mode:
+            return
+    except OSError:
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -49,6 +49,7 @@ def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> 
         backup_max_age=server.backup_max_age or 1.5 * gap.total_seconds(),
         wal_max_lag_bytes=settings.wal_max_lag_bytes,
         wal_max_age=settings.wal_max_age,
+        disk_min_free_bytes=settings.disk_min_free_bytes,
     )
 
 
@@ -71,8 +72,10 @@ class Daemon:
             }
         )
         repeats = RepeatFilter()
+        self._tail_stop = threading.Event()
+        self._tail = LogTail(settings.barman_log_file, self._tail_stop, repeats)
         self.runner = Runner(self.supervisor, settings.child_env, repeats)
-        self.barman = Barman(settings, self.runner)
+        self.barman = Barman(settings, self.runner, explain=self._tail.cause_since)
         self.jobs = Jobs(
             settings,
             self.barman,
@@ -83,8 +86,6 @@ class Daemon:
             notifier=self.notifier,
         )
         self.scheduler = Scheduler(settings, self.jobs)
-        self._tail_stop = threading.Event()
-        self._tail = LogTail(settings.barman_log_file, self._tail_stop, repeats)
         self.http: HttpServer | None = None
         self.fatal_reason: str | None = None
         self._started = False
@@ -161,7 +162,30 @@ class Daemon:
             self._shutdown()
         return 1 if self.fatal_reason else 0
 
+    def _stop_previous_run(self) -> None:
+        """A daemon killed with SIGKILL (outside a container) leaves its Barman processes
+        running: a backup, receive-wal, pg_receivewal holding the slot. Stop them before
+        anything starts, so that an interrupted backup ends FAILED and the slot is free."""
+        config = str(self.settings.barman_config_file)
+        home = f"{self.settings.barman_home}/"
+
+        def left_by_previous_run(proc: ProcInfo) -> bool:
+            if config in proc.cmdline:
+                return True
+            postgres_tool = proc.name in ("pg_receivewal", "pg_basebackup")
+            return postgres_tool and any(home in arg for arg in proc.cmdline)
+
+        strays = self.supervisor.strays(left_by_previous_run)
+        if strays:
+            _log.warning(
+                "previous_run_leftovers",
+                processes=[" ".join(proc.cmdline[:6]) for proc in strays],
+                action="stopping them",
+            )
+            self.supervisor.stop_processes(strays, LEFTOVER_GRACE)
+
     def _prepare(self) -> None:
+        self._stop_previous_run()
         try:
             barman_config.prepare_directories(self.settings)
             written = barman_config.write_configuration(self.settings)

@@ -21,6 +21,8 @@ CONDITIONS = (
     "backup",
     "backup_job",
     "wal",
+    "failover",
+    "disk",
 )
 
 
@@ -30,6 +32,7 @@ class Limits:
     backup_max_age: float
     wal_max_lag_bytes: int
     wal_max_age: float | None
+    disk_min_free_bytes: int = 0
     liveness_max_stall: float = 30.0
 
 
@@ -72,6 +75,8 @@ def server_problems(state: ServerState, now: float, limits: Limits) -> list[Prob
         *_check(state),
         *_backup(state, now, limits),
         *_wal(state, now, limits),
+        *_failover(state),
+        *_disk(state, limits),
     ]
 
 
@@ -127,6 +132,23 @@ def _backup(state: ServerState, now: float, limits: Limits) -> list[Problem]:
     if last is not None and not last.ok:
         problems.append(Problem("backup_job", f"last backup failed: {last.reason}"))
     return problems
+
+
+def _failover(state: ServerState) -> list[Problem]:
+    return [Problem("failover", state.identity_problem)] if state.identity_problem else []
+
+
+def _disk(state: ServerState, limits: Limits) -> list[Problem]:
+    free = state.disk_free_bytes
+    if free is None or free >= limits.disk_min_free_bytes:
+        return []
+    return [
+        Problem(
+            "disk",
+            f"the Barman volume has {free // 1048576} MiB free (DISK_MIN_FREE is "
+            f"{limits.disk_min_free_bytes // 1048576} MiB): free space or grow it",
+        )
+    ]
 
 
 def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:

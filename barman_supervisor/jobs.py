@@ -8,6 +8,10 @@ the scheduled one.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +23,16 @@ import psycopg
 from barman_supervisor import retry
 from barman_supervisor.alerts import Notifier
 from barman_supervisor.barman import Backup, Barman, Outcome
+from barman_supervisor.healing import (
+    client_tool_problems,
+    failed_to_delete,
+    identity_change,
+    orphaned_receivers,
+    restart_delay,
+    stale_started,
+)
 from barman_supervisor.log import bind, get_logger
+from barman_supervisor.pid1 import processes
 from barman_supervisor.postgres import Postgres, SlotState, preflight_problems
 from barman_supervisor.proc import RunnerClosed
 from barman_supervisor.settings import ServerSettings, Settings
@@ -72,6 +85,7 @@ class Jobs:
         self._on_fatal = on_fatal
         self._on_ready = on_ready
         self._notifier = notifier
+        self._restarts: dict[str, tuple[int, float]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.postgres = {
@@ -135,6 +149,8 @@ class Jobs:
                 self._archive_first_wal(server, run)
                 self._phase(server, "check")
                 self.check(server)
+                self._refuse_old_client_tools(server)
+                self._close_interrupted_backups(server)
                 self._first_backup(server, run)
         except StartupFailed as exc:
             self._phase(server, "failed")
@@ -271,8 +287,13 @@ class Jobs:
 
     # Scheduled jobs --------------------------------------------------------------------------
     def cron(self) -> None:
-        """``barman cron`` for every server: streaming (re)start, WAL archiving, retention."""
+        """``barman cron`` for every server: streaming (re)start, WAL archiving, retention.
+
+        The identity check comes first: cron recreates a missing slot, which would hide it.
+        """
         with self._lock("cron", "*"), self._job("cron", None) as run:
+            for server in self._settings.servers:
+                self._check_identity(server)
             run.take(self._barman.cron())
             for server in self._settings.servers:
                 self.refresh_slot(server)
@@ -303,7 +324,15 @@ class Jobs:
             elif not outcome.ok:
                 failed = [check.name for check in checks if not check.ok]
                 run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
-            self.refresh_backups(server)
+            backups = self.refresh_backups(server)
+            for backup_id in failed_to_delete(backups or [], self._settings.failed_backups):
+                deleted = self._barman.delete(server.name, backup_id)
+                _log.log(
+                    20 if deleted.ok else 40,
+                    "failed_backup_deleted" if deleted.ok else "failed_backup_not_deleted",
+                    backup_id=backup_id,
+                    reason="superseded by a newer DONE backup (FAILED_BACKUPS=delete)",
+                )
 
     # Helpers ----------------------------------------------------------------------------------
     def _run_backup(
@@ -357,7 +386,8 @@ class Jobs:
             self._notifier.ping(server.deadman_url, suffix, what=f"deadman{suffix or '/success'}")
 
     def monitor(self, server: ServerSettings) -> None:
-        """Cheap facts for the probes every HEALTH_INTERVAL: no Barman command, one query."""
+        """Cheap facts for the probes every HEALTH_INTERVAL (one query, no Barman command), and
+        the streaming watchdog: restart streaming as soon as PostgreSQL answers again."""
         before = self._state.server(server.name)
         slot = self.refresh_slot(server)
         running = bool(self._barman.processes("receive-wal", server.name))
@@ -367,9 +397,14 @@ class Jobs:
             receive_wal_running=running,
             wal_received_at=received,
             wal_archived_at=archived,
+            disk_free_bytes=shutil.disk_usage(self._settings.barman_home).free,
         )
         after = self._state.server(server.name)
         with bind(server=server.name, job="monitor"):
+            if running:
+                self._restarts.pop(server.name, None)
+            elif slot is not None and after.phase == "running" and after.identity_problem is None:
+                self._heal_streaming(server)
             if before.receive_wal_running is not None and before.receive_wal_running != running:
                 _log.log(20 if running else 30, "receive_wal_changed", running=running)
             if (before.postgres_error is None) != (after.postgres_error is None):
@@ -379,6 +414,76 @@ class Jobs:
                     reachable=slot is not None,
                     **({"error": after.postgres_error} if after.postgres_error else {}),
                 )
+
+    # Self-healing ------------------------------------------------------------------------------
+    def _heal_streaming(self, server: ServerSettings) -> None:
+        """Stop an orphaned pg_receivewal holding the slot, then restart streaming with backoff."""
+        streaming_dir = str(self._settings.barman_home / server.name / "streaming")
+        for orphan in orphaned_receivers(processes(), streaming_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan.pid, signal.SIGTERM)
+            _log.warning("orphan_pg_receivewal_stopped", pid=orphan.pid)
+        attempts, not_before = self._restarts.get(server.name, (0, 0.0))
+        if time.monotonic() < not_before:
+            return
+        attempts += 1
+        self._restarts[server.name] = (attempts, time.monotonic() + restart_delay(attempts))
+        _log.warning("streaming_restart", attempt=attempts)
+        self.cron()
+
+    def _check_identity(self, server: ServerSettings) -> None:
+        """Failover, point-in-time restore or a lost slot: alert, and never drop .partial WAL
+        (``receive-wal --reset``) unless ALLOW_STREAMING_RESET says so."""
+        state = self._state.server(server.name)
+        if state.phase != "running" or state.identity is None:
+            return
+        try:
+            current = self.postgres[server.name].identify()
+            slot = self.postgres[server.name].slot(server.slot_name)
+        except psycopg.Error:
+            return
+        change = identity_change(state.identity, current, slot.exists)
+        with bind(server=server.name):
+            if change is None:
+                if state.identity_problem is not None:
+                    _log.info("identity_ok")
+                    self._state.update(server.name, identity_problem=None)
+                return
+            if change.resettable and self._settings.allow_streaming_reset:
+                _log.warning("streaming_reset", kind=change.kind, reason=change.reason)
+                self._barman.reset_streaming(server.name)
+                self._barman.create_slot(server.name)
+                self._state.update(server.name, identity=current, identity_problem=None)
+                return
+            if state.identity_problem != change.reason:
+                _log.error(
+                    "identity_changed",
+                    kind=change.kind,
+                    reason=change.reason,
+                    hint="set ALLOW_STREAMING_RESET=true to resume streaming from the new "
+                    "position (drops the .partial WAL file)"
+                    if change.resettable
+                    else "a person must decide; backups and streaming are on hold",
+                )
+            self._state.update(server.name, identity_problem=change.reason)
+
+    def _refuse_old_client_tools(self, server: ServerSettings) -> None:
+        state = self._state.server(server.name)
+        problems = client_tool_problems(
+            state.checks, state.facts.version_num if state.facts else None
+        )
+        if problems:
+            raise StartupFailed("; ".join(problems))
+
+    def _close_interrupted_backups(self, server: ServerSettings) -> None:
+        """A backup left STARTED by a run that was killed is FAILED; the daemon stopped every
+        Barman process of the previous run before this, so none of them can still be going."""
+        for backup_id in stale_started(self._state.server(server.name).backups):
+            marked = self._barman.mark_failed(
+                server.name, backup_id, "interrupted: the process running it was killed"
+            )
+            _log.warning("interrupted_backup_marked_failed", backup_id=backup_id, marked=marked)
+        self.refresh_backups(server)
 
     def refresh_backups(self, server: ServerSettings) -> list[Backup] | None:
         outcome, backups = self._barman.list_backups(server.name)

@@ -153,8 +153,10 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # APScheduler announces every run at INFO; the daemon logs its own richer job events.
+    # APScheduler announces every run at INFO and every skipped run at WARNING; the daemon logs
+    # its own richer job events (job_finished, job_skipped_still_running).
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))
 
 
 def get_logger(name: str = "barman_supervisor") -> Any:

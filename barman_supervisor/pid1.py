@@ -173,6 +173,13 @@ class Supervisor:
     ) -> list[ProcInfo]:
         """Signal matching leftovers, wait up to ``grace`` for them, SIGKILL the rest."""
         targets = self.leftovers(match)
+        self.stop_processes(targets, grace, sig)
+        return targets
+
+    def stop_processes(
+        self, targets: list[ProcInfo], grace: float, sig: int = signal.SIGTERM
+    ) -> None:
+        """Signal, wait up to ``grace`` (reaping what are our children), then SIGKILL."""
         for proc in targets:
             _signal(proc.pid, sig)
         deadline = time.monotonic() + grace
@@ -180,13 +187,18 @@ class Supervisor:
         while pending and time.monotonic() < deadline:
             time.sleep(0.1)
             self.reap_orphans()
-            pending &= {proc.pid for proc in self.leftovers()}
+            pending &= {proc.pid for proc in processes() if proc.state != "Z"}
         for pid in pending:
             _signal(pid, signal.SIGKILL)
         if pending:
             time.sleep(0.2)
             self.reap_orphans()
-        return targets
+
+    def strays(self, match: Callable[[ProcInfo], bool]) -> list[ProcInfo]:
+        """Live matching processes that are not below this daemon: what a killed run left."""
+        table = list(processes())
+        mine = {proc.pid for proc in descendants(os.getpid(), table)} | {os.getpid()}
+        return [p for p in table if p.pid not in mine and p.state != "Z" and match(p)]
 
 
 def _signal(pid: int, sig: int) -> None:

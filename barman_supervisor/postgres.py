@@ -36,6 +36,8 @@ class ServerFacts:
     archive_command: str
     archive_library: str
     in_recovery: bool
+    user: str = ""
+    missing_privileges: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,13 @@ class Postgres:
                 "SELECT coalesce(current_setting('archive_library', true), '')"
             ).fetchone()
             in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-        assert library is not None and in_recovery is not None
+            user = conn.execute("SELECT current_user").fetchone()
+            missing = tuple(
+                f"{kind} {name}"
+                for kind, name in required_privileges(int(values["server_version_num"]))
+                if not _granted(conn, kind, name)
+            )
+        assert library is not None and in_recovery is not None and user is not None
         return ServerFacts(
             version_num=int(values["server_version_num"]),
             wal_level=values["wal_level"],
@@ -99,6 +107,8 @@ class Postgres:
             archive_command=values["archive_command"],
             archive_library=str(library[0]),
             in_recovery=bool(in_recovery[0]),
+            user=str(user[0]),
+            missing_privileges=missing,
         )
 
     def identify(self) -> Identity:
@@ -133,6 +143,32 @@ class Postgres:
             conn.execute("SELECT pg_create_restore_point(%s)", (label,))
 
 
+def required_privileges(version_num: int) -> list[tuple[str, str]]:
+    """What the backup role needs when it is not a superuser, by PostgreSQL version.
+
+    PostgreSQL 15 renamed the backup functions and moved CHECKPOINT behind pg_checkpoint.
+    """
+    if version_num >= 150000:
+        functions = ["pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"]
+        roles = ["pg_checkpoint"]
+    else:
+        functions = ["pg_start_backup(text, boolean, boolean)", "pg_stop_backup(boolean, boolean)"]
+        roles = []
+    functions += ["pg_switch_wal()", "pg_create_restore_point(text)"]
+    roles.append("pg_read_all_settings")
+    return [("EXECUTE on", name) for name in functions] + [("membership in", r) for r in roles]
+
+
+def _granted(conn: psycopg.Connection[tuple[object, ...]], kind: str, name: str) -> bool:
+    query = (
+        "SELECT has_function_privilege(%s, 'EXECUTE')"
+        if kind == "EXECUTE on"
+        else "SELECT pg_has_role(%s, 'MEMBER')"
+    )
+    row = conn.execute(query, (name,)).fetchone()
+    return bool(row and row[0])
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -165,6 +201,11 @@ def preflight_problems(facts: ServerFacts) -> list[str]:
     if facts.version_num < 100000:
         problems.append(
             f"PostgreSQL {facts.version_num // 10000} is not supported by Barman 3; upgrade to 10+"
+        )
+    if facts.missing_privileges:
+        problems.append(
+            f"role {facts.user} lacks {', '.join(facts.missing_privileges)}; grant them "
+            "(docker/postgres/initdb.d/10-barman-roles.sh does it) or use a superuser"
         )
     if facts.in_recovery:
         problems.append(

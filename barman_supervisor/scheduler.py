@@ -14,7 +14,9 @@ from typing import Any
 from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
+    JobEvent,
     JobExecutionEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -96,7 +98,8 @@ class Scheduler:
             timezone=settings.timezone,
         )
         self._scheduler.add_listener(
-            self._after_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+            self._after_run,
+            EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES,
         )
 
     def now(self) -> datetime:
@@ -136,11 +139,17 @@ class Scheduler:
     def next_runs(self) -> dict[str, str | None]:
         return {job.id: _iso(job.next_run_time) for job in self._scheduler.get_jobs()}
 
-    def _after_run(self, event: JobExecutionEvent) -> None:
+    def _after_run(self, event: JobEvent) -> None:
         job = self._scheduler.get_job(event.job_id)
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            # A monitor tick behind a slow probe is routine; a backup still running when the
+            # next one is due is worth a line.
+            if event.job_id not in self._quiet:
+                _log.warning("job_skipped_still_running", job_id=event.job_id)
+            return
         if event.code == EVENT_JOB_MISSED:
             _log.warning("job_missed", job_id=event.job_id)
-        if event.code == EVENT_JOB_ERROR:
+        if isinstance(event, JobExecutionEvent) and event.code == EVENT_JOB_ERROR:
             _log.error("job_error", job_id=event.job_id, error=str(event.exception))
         if job is not None and event.job_id not in self._quiet:
             _log.info("job_next_run", job_id=event.job_id, next_run=_iso(job.next_run_time))

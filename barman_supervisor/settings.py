@@ -132,6 +132,9 @@ class Settings:
     alert_webhook_url: Secret | None = field(default=None, repr=False)
     alert_streaming_after: float = 300.0
     alert_timeout: float = 5.0
+    failed_backups: Literal["keep", "delete"] = "delete"
+    allow_streaming_reset: bool = False
+    disk_min_free_bytes: int = 512 * 1048576
     child_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
@@ -353,6 +356,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         alert_webhook_url=webhook,
         alert_streaming_after=env.seconds("ALERT_STREAMING_AFTER", 300, minimum=0),
         alert_timeout=env.seconds("ALERT_TIMEOUT", 5, minimum=0.5, maximum=120),
+        failed_backups=env.choice("FAILED_BACKUPS", "delete", ("keep", "delete")),  # type: ignore[arg-type]
+        allow_streaming_reset=env.boolean("ALLOW_STREAMING_RESET", False),
+        disk_min_free_bytes=env.size("DISK_MIN_FREE", 512 * 1048576),
         child_env=MappingProxyType(child_env),
         secrets=secrets,
     )

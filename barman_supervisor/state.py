@@ -38,6 +38,8 @@ class ServerState:
     receive_wal_running: bool | None = None
     wal_received_at: float | None = None
     wal_archived_at: float | None = None
+    disk_free_bytes: int | None = None
+    identity_problem: str | None = None
     checks: list[Check] = field(default_factory=list)
     checks_at: float | None = None
     backups: list[Backup] = field(default_factory=list)

@@ -127,6 +127,9 @@ class Cluster:
     def stop(self, mode: str = "fast") -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
+    def reload(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "reload")
+
     def running(self) -> bool:
         return (self.datadir / "postmaster.pid").exists()
 

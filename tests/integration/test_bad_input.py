@@ -1,0 +1,135 @@
+"""Bad input, as a user would give it: one line naming the variable or file, exit 2, nothing
+written. At least 30 distinct cases, each through the real command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import SUPERVISOR
+
+pytestmark = pytest.mark.integration
+SECRET = "Sup3r-secret-pw"
+
+ENV_CASES = [
+    ("PG_PORT", "abc"),
+    ("PG_PORT", "0"),
+    ("PG_PORT", "70000"),
+    ("PG_HOST", "db\nother"),
+    ("TZ", "Mars/Olympus_Mons"),
+    ("BACKUP_SCHEDULE", "0 3 * *"),
+    ("BACKUP_SCHEDULE", "61 * * * *"),
+    ("BACKUP_SCHEDULE", "* * * * 8"),
+    ("BACKUP_SCHEDULE", "* * 32 * *"),
+    ("BACKUP_SCHEDULE__PG", "@sometimes"),
+    ("BARMAN_SERVERS", "bad name"),
+    ("BARMAN_SERVERS", "all"),
+    ("BARMAN_SERVERS", "a-b,a_b"),
+    ("BARMAN_SLOT_NAME", "Bad-Slot"),
+    ("BACKUP_ON_START", "maybe"),
+    ("BACKUP_IMMEDIATE_CHECKPOINT", "2"),
+    ("RETENTION_POLICY", "forever"),
+    ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
+    ("BARMAN_CRON_INTERVAL", "-1"),
+    ("BARMAN_CRON_INTERVAL", "5 minutes"),
+    ("BARMAN_CHECK_INTERVAL", "1"),
+    ("SHUTDOWN_GRACE", "forever"),
+    ("PG_WAIT_TIMEOUT", "abc"),
+    ("PG_CONNECT_TIMEOUT", "0"),
+    ("BACKUP_WAIT_TIMEOUT", "2x"),
+    ("BARMAN_HOME", "relative/path"),
+    ("BARMAN_CONFIG_MODE", "other"),
+    ("HTTP_PORT", "http"),
+    ("HEALTH_INTERVAL", "0"),
+    ("WAL_MAX_LAG", "lots"),
+    ("ALERT_WEBHOOK_URL", "ftp://example.invalid/hook"),
+    ("DEADMAN_URL", "not a url"),
+    ("BACKUP_BANDWIDTH_LIMIT", "10"),
+    ("BACKUP_MAX_AGE", "yesterday"),
+    ("FAILED_BACKUPS", "shred"),
+    ("ALLOW_STREAMING_RESET", "perhaps"),
+    ("DISK_MIN_FREE", "-5M"),
+    ("PG_PASSWORD_FILE", "/nonexistent/secret"),
+]
+
+
+def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": os.environ["PATH"],
+        "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
+        "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
+        "BARMAN_HOME": str(tmp_path / "home"),
+        "PG_PASSWORD": SECRET,
+    }
+    return subprocess.run(
+        [SUPERVISOR, "run"],
+        env={k: v for k, v in {**base, **env}.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _assert_refused(result: subprocess.CompletedProcess[str], names: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and names in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert SECRET not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("variable", "value"), ENV_CASES)
+def test_bad_variable(tmp_path: Path, variable: str, value: str) -> None:
+    env = {variable: value}
+    if variable == "PG_PASSWORD_FILE":
+        env["PG_PASSWORD"] = ""
+    result = _run(tmp_path, **env)
+    _assert_refused(result, variable)
+    assert not (tmp_path / "barman.conf").exists(), "bad input must change nothing"
+
+
+def test_missing_password(tmp_path: Path) -> None:
+    _assert_refused(_run(tmp_path, PG_PASSWORD=""), "PG_PASSWORD")
+
+
+@pytest.mark.parametrize(
+    ("files", "named"),
+    [
+        ({"barman.conf": "[barman\nbarman_home = /x\n"}, "barman.conf"),
+        ({"barman.conf": "[other]\nx = 1\n"}, "barman.conf"),
+        (
+            {
+                "barman.conf": "[barman]\nbarman_home = /x\n",
+                "barman.d/a.conf": "[a]\nslot_name = s\n",
+            },
+            "a.conf",
+        ),
+        (
+            {
+                "barman.conf": "[barman]\nbarman_home = /x\n",
+                "barman.d/a.conf": "[all]\nconninfo = host=x\n",
+            },
+            "a.conf",
+        ),
+        (
+            {
+                "barman.conf": "[barman]\nbarman_home = /x\n",
+                "barman.d/a.conf": "[a]\nconninfo = host='x\n",
+            },
+            "a.conf",
+        ),
+    ],
+)
+def test_bad_mounted_file(tmp_path: Path, files: dict[str, str], named: str) -> None:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    before = {name: (tmp_path / name).read_text() for name in files}
+    _assert_refused(_run(tmp_path), named)
+    assert {name: (tmp_path / name).read_text() for name in files} == before

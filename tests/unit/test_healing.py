@@ -1,0 +1,99 @@
+"""Self-healing decisions over plain data: orphans, identity changes, stale and failed backups."""
+
+from __future__ import annotations
+
+import pytest
+
+from barman_supervisor.barman import Backup, Check
+from barman_supervisor.healing import (
+    client_tool_problems,
+    failed_to_delete,
+    identity_change,
+    orphaned_receivers,
+    restart_delay,
+    stale_started,
+)
+from barman_supervisor.pid1 import ProcInfo
+from barman_supervisor.postgres import Identity
+
+STREAMING = "/var/lib/barman/pg/streaming"
+RECEIVE_WAL = ProcInfo(
+    10, 1, "S", ("python3", "barman", "-c", "/etc/barman.conf", "receive-wal", "pg")
+)
+
+
+def pg_receivewal(pid: int, ppid: int, directory: str = STREAMING) -> ProcInfo:
+    return ProcInfo(
+        pid, ppid, "S", ("/usr/lib/postgresql/17/bin/pg_receivewal", f"--directory={directory}")
+    )
+
+
+def test_a_pg_receivewal_under_its_receive_wal_is_not_an_orphan() -> None:
+    assert orphaned_receivers([RECEIVE_WAL, pg_receivewal(11, 10)], STREAMING) == []
+
+
+def test_a_pg_receivewal_whose_parent_died_is_an_orphan() -> None:
+    orphan = pg_receivewal(11, 1)
+    assert orphaned_receivers([orphan], STREAMING) == [orphan]
+
+
+def test_another_servers_pg_receivewal_is_left_alone() -> None:
+    other = pg_receivewal(12, 1, "/var/lib/barman/other/streaming")
+    assert orphaned_receivers([other], STREAMING) == []
+
+
+KNOWN = Identity(system_id="7000", timeline=1)
+
+
+@pytest.mark.parametrize(
+    ("current", "slot_exists", "kind", "resettable"),
+    [
+        (Identity("7000", 1), True, None, None),
+        (Identity("8000", 1), True, "system_id", False),
+        (Identity("7000", 2), True, "timeline", True),
+        (Identity("7000", 1), False, "slot_missing", True),
+    ],
+)
+def test_identity_change(
+    current: Identity, slot_exists: bool, kind: str | None, resettable: bool | None
+) -> None:
+    change = identity_change(KNOWN, current, slot_exists)
+
+    assert (change.kind if change else None) == kind
+    assert (change.resettable if change else None) == resettable
+
+
+def test_no_identity_known_yet_is_no_change() -> None:
+    assert identity_change(None, Identity("1", 1), False) is None
+
+
+def test_failed_backups_are_deleted_only_when_superseded_and_never_done_ones() -> None:
+    backups = [
+        Backup("20261124T030000", "FAILED", None, None),
+        Backup("20261123T030000", "DONE", 1.0, 1),
+        Backup("20261122T030000", "FAILED", None, None),
+        Backup("20261121T030000", "DONE", 1.0, 1),
+    ]
+
+    assert failed_to_delete(backups, "delete") == ["20261122T030000"]
+    assert failed_to_delete(backups, "keep") == []
+    assert failed_to_delete([Backup("1", "FAILED", None, None)], "delete") == []
+
+
+def test_stale_started() -> None:
+    backups = [Backup("a", "STARTED", None, None), Backup("b", "DONE", 1.0, 1)]
+    assert stale_started(backups) == ["a"]
+
+
+def test_old_client_tools_name_the_package_to_install() -> None:
+    checks = [Check("pg_basebackup_compatible", False, ""), Check("postgresql", True, "")]
+
+    (problem,) = client_tool_problems(checks, 170002)
+    assert "postgresql-client-17" in problem and "pg_basebackup_compatible" in problem
+    assert client_tool_problems([Check("pg_basebackup_compatible", True, "")], 170002) == []
+
+
+def test_restart_delay_grows_and_is_capped() -> None:
+    delays = [restart_delay(attempt, initial=1, ceiling=60) for attempt in (1, 2, 3, 10)]
+    assert 1 <= delays[0] < 2 and 2 <= delays[1] < 3 and 4 <= delays[2] < 5
+    assert 60 <= delays[3] < 61
