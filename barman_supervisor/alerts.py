@@ -70,10 +70,6 @@ class AlertTracker:
                 return Transition(server, "recovered", previous, now)
         return None
 
-    def failing(self) -> dict[str, tuple[Problem, ...]]:
-        with self._lock:
-            return {server: problems for server, (problems, _) in self._failing.items()}
-
 
 def alert_payload(transition: Transition, now: float, host: str) -> dict[str, Any]:
     """The webhook body: what changed, for which server, why, and since when."""

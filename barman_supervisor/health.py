@@ -12,19 +12,6 @@ from dataclasses import dataclass
 
 from barman_supervisor.state import ServerState
 
-CONDITIONS = (
-    "startup",
-    "startup_failed",
-    "postgres",
-    "streaming",
-    "check",
-    "backup",
-    "backup_job",
-    "wal",
-    "failover",
-    "disk",
-)
-
 
 @dataclass(frozen=True)
 class Limits:

@@ -86,6 +86,7 @@ class Jobs:
         self._on_ready = on_ready
         self._notifier = notifier
         self._restarts: dict[str, tuple[int, float]] = {}
+        self._cron_started_at = float("-inf")
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.postgres = {
@@ -223,7 +224,7 @@ class Jobs:
 
     def _start_streaming(self, server: ServerSettings, run: _Run) -> None:
         """``barman cron`` starts receive-wal; the slot turning active proves it streams."""
-        self.cron()
+        self.cron(requested_at=time.monotonic())
         deadline = time.monotonic() + STREAMING_CONFIRM_TIMEOUT
         while not self._stop.is_set():
             slot = self.refresh_slot(server)
@@ -286,12 +287,22 @@ class Jobs:
             run.take(outcome)
 
     # Scheduled jobs --------------------------------------------------------------------------
-    def cron(self) -> None:
+    def cron(self, requested_at: float | None = None) -> None:
         """``barman cron`` for every server: streaming (re)start, WAL archiving, retention.
 
-        The identity check comes first: cron recreates a missing slot, which would hide it.
+        It is global and takes seconds with many servers, so a caller that only needs "a cron
+        run that started after I asked" (start-up, the streaming watchdog) passes the moment it
+        asked, and concurrent requests share one run. The identity check comes first: cron
+        recreates a missing slot, which would hide it.
         """
-        with self._lock("cron", "*"), self._job("cron", None) as run:
+        with self._lock("cron", "*"):
+            if requested_at is not None and self._cron_started_at >= requested_at:
+                return
+            self._cron_started_at = time.monotonic()
+            self._run_cron()
+
+    def _run_cron(self) -> None:
+        with self._job("cron", None) as run:
             for server in self._settings.servers:
                 self._check_identity(server)
             run.take(self._barman.cron())
@@ -429,7 +440,7 @@ class Jobs:
         attempts += 1
         self._restarts[server.name] = (attempts, time.monotonic() + restart_delay(attempts))
         _log.warning("streaming_restart", attempt=attempts)
-        self.cron()
+        self.cron(requested_at=time.monotonic())
 
     def _check_identity(self, server: ServerSettings) -> None:
         """Failover, point-in-time restore or a lost slot: alert, and never drop .partial WAL

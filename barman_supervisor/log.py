@@ -12,7 +12,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import structlog
@@ -166,8 +166,3 @@ def get_logger(name: str = "barman_supervisor") -> Any:
 def bind(**fields: Any) -> Any:
     """Context for every event logged in this thread until the returned manager exits."""
     return structlog.contextvars.bound_contextvars(**fields)
-
-
-def level_number(name: str) -> int:
-    mapping: MutableMapping[str, int] = logging.getLevelNamesMapping()
-    return mapping.get(name.upper(), logging.INFO)

@@ -262,16 +262,20 @@ class Daemon:
             self.process.kill()
             self.process.wait(30)
 
-    def barman(self, *args: str) -> Any:
-        """Barman's JSON answer for this daemon's configuration."""
-        result = subprocess.run(
-            [BARMAN, "-c", str(self.config_file), "-f", "json", *args],
+    def barman_command(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """A Barman command with this daemon's configuration and password file."""
+        return subprocess.run(
+            [BARMAN, "-c", str(self.config_file), *args],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
             env={**self.env, "PGPASSFILE": str(self.home / ".pgpass")},
         )
+
+    def barman(self, *args: str) -> Any:
+        """Barman's JSON answer for this daemon's configuration."""
+        result = self.barman_command("-f", "json", *args, timeout=120)
         return json.loads(result.stdout) if result.stdout.strip() else None
 
     def backups(self, server: str = "pg") -> list[dict[str, Any]]:

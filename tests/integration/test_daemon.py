@@ -116,14 +116,7 @@ def test_first_backup_is_done_and_restores_the_rows(daemon: Daemon) -> None:
     target = Path(tempfile.mkdtemp(prefix="bs-recover-"))
     try:
         restored = target / "data"
-        result = subprocess.run(
-            [*daemon_barman_argv(daemon), "recover", "pg", first, str(restored)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env={**daemon.env, "PGPASSFILE": str(daemon.home / ".pgpass")},
-        )
+        result = daemon.barman_command("recover", "pg", first, str(restored))
         assert result.returncode == 0, result.stderr
         assert count_rows_in_restored_cluster(target, restored) == ROWS
     finally:
@@ -178,10 +171,6 @@ def test_sigterm_stops_cleanly_and_leaves_nothing(daemon: Daemon, pg: Cluster) -
     assert not processes_using(str(daemon.workdir))
     assert pg.sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'barman'") == "f"
     assert daemon.find("daemon_stopped")
-
-
-def daemon_barman_argv(daemon: Daemon) -> list[str]:
-    return [daemon.env["BARMAN_BIN"], "-c", str(daemon.config_file)]
 
 
 def count_rows_in_restored_cluster(base: Path, datadir: Path) -> int:

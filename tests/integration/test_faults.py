@@ -291,23 +291,8 @@ def test_no_committed_transaction_is_lost(tmp_path: Path) -> None:
         finally:
             stop.set()
             writer.join(30)
-        switched = subprocess.run(
-            [
-                daemon.env["BARMAN_BIN"],
-                "-c",
-                str(daemon.config_file),
-                "switch-wal",
-                "--force",
-                "--archive",
-                "--archive-timeout",
-                "60",
-                "pg",
-            ],
-            env={**daemon.env, "PGPASSFILE": str(daemon.home / ".pgpass")},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        switched = daemon.barman_command(
+            "switch-wal", "--force", "--archive", "--archive-timeout", "60", "pg"
         )
         assert switched.returncode == 0, switched.stderr
         daemon.signal(signal.SIGTERM)
@@ -315,22 +300,7 @@ def test_no_committed_transaction_is_lost(tmp_path: Path) -> None:
         pg.stop()
         restored = Cluster(pg.base, port=pg.port)
         restored.datadir = pg.base / "restored"
-        result = subprocess.run(
-            [
-                daemon.env["BARMAN_BIN"],
-                "-c",
-                str(daemon.config_file),
-                "recover",
-                "pg",
-                "latest",
-                str(restored.datadir),
-            ],
-            env={**daemon.env, "PGPASSFILE": str(daemon.home / ".pgpass")},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        result = daemon.barman_command("recover", "pg", "latest", str(restored.datadir))
         assert result.returncode == 0, result.stderr
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", "postgres:postgres", str(restored.datadir)], check=True)

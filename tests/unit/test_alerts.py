@@ -56,7 +56,8 @@ def test_servers_are_tracked_apart() -> None:
 
     assert tracker.observe("a", DOWN, 0) is not None
     assert tracker.observe("b", [], 0) is None
-    assert set(tracker.failing()) == {"a"}
+    recovered = tracker.observe("a", [], 10)
+    assert recovered is not None and recovered.server == "a" and recovered.state == "recovered"
 
 
 def test_payload_says_what_and_why() -> None:
