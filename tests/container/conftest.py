@@ -1,0 +1,208 @@
+"""Fixtures of the container tests: an engine, the images, and a compose stack on free ports.
+
+Nothing is skipped: a machine without an engine gets one (``engine.sh`` installs Debian's docker.io
+and starts dockerd), and a machine without the images builds them (``base_image.sh``,
+``build.sh``). That needs root, as ``make test`` has on a fresh Debian machine. Every wait has a
+deadline, and every container and volume a test creates is removed at the end, pass or fail.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+PRODUCT_COMPOSE = REPO_ROOT / "compose" / "docker-compose.yml"
+HOST_OVERRIDE = HERE / "compose.host.yaml"
+BARMAN_IMAGE = os.environ.get("BARMAN_TEST_IMAGE", "barman-supervisor:test")
+PG_IMAGE = "barman-supervisor-test/postgres:17"
+SECRET_NAMES = ("postgres_password", "barman_db_password", "barman_streaming_password")
+BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
+COMPOSE_TIMEOUT = 300
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
+    """Call ``probe`` until it returns something other than None/False, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last is not None and last is not False:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def run(
+    argv: list[str], timeout: float, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """A bounded command; on failure the assertion shows its output."""
+    try:
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"{' '.join(argv)}: no end after {timeout:.0f}s\n{exc.stdout!r}\n{exc.stderr!r}"
+        )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(argv)}: exit {result.returncode}\n"
+            f"stdout: {result.stdout[-4000:]}\nstderr: {result.stderr[-4000:]}"
+        )
+    return result
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_secrets(directory: Path) -> None:
+    """Random test passwords, readable by uid 999 in both containers, in a private directory."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in SECRET_NAMES:
+        path = directory / name
+        path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        path.chmod(0o644)
+
+
+def write_env(path: Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()), "utf-8")
+
+
+@pytest.fixture(scope="session")
+def built_images() -> float:
+    """Engine, base images and product image (PG_MAJOR 17), through the scripts beside this file."""
+    if os.geteuid() != 0:
+        pytest.fail("the container tests install and start a Docker engine: run them as root")
+    start = time.monotonic()
+    run([str(HERE / "build.sh")], BUILD_TIMEOUT, env={**os.environ, "IMAGE": BARMAN_IMAGE})
+    return time.monotonic() - start
+
+
+@pytest.fixture(scope="session")
+def docker_client(built_images: float) -> Iterator[Any]:
+    # By name: for mypy, run from the repository root, `docker` is the folder docker/.
+    sdk: Any = importlib.import_module("docker")
+    client = sdk.from_env(version="auto", timeout=120)
+    client.ping()
+    yield client
+    client.close()
+
+
+class Stack:
+    """The product compose file with the host-networking override, as one compose project."""
+
+    def __init__(self, client: Any, workdir: Path, settings: dict[str, str]) -> None:
+        self.client = client
+        self.project = f"bstest-{uuid.uuid4().hex[:8]}"
+        self.workdir = workdir
+        self.pg_port = free_port()
+        self.http_port = free_port()
+        while self.http_port == self.pg_port:
+            self.http_port = free_port()
+        write_secrets(workdir / "secrets")
+        self.settings = {
+            "PG_IMAGE": PG_IMAGE,
+            "BARMAN_IMAGE": BARMAN_IMAGE,
+            "SECRETS_DIR": str(workdir / "secrets"),
+            "PG_PORT": str(self.pg_port),
+            "HTTP_PORT": str(self.http_port),
+            **settings,
+        }
+        self.env_file = workdir / ".env"
+        write_env(self.env_file, self.settings)
+        # What one test leaves for a later one (the tests of a stack run in file order).
+        self.notes: dict[str, Any] = {}
+
+    def compose(self, *args: str, timeout: float = COMPOSE_TIMEOUT, check: bool = True) -> str:
+        argv = [
+            "docker", "compose",
+            "-f", str(PRODUCT_COMPOSE), "-f", str(HOST_OVERRIDE),
+            "--env-file", str(self.env_file), "-p", self.project, *args,
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+        return run(argv, timeout, env=env, check=check).stdout
+
+    def container(self, service: str) -> Any:
+        found = self.client.containers.list(
+            all=True,
+            filters={
+                "label": [
+                    f"com.docker.compose.project={self.project}",
+                    f"com.docker.compose.service={service}",
+                ]
+            },
+        )
+        assert len(found) == 1, f"{service}: {len(found)} containers in project {self.project}"
+        return found[0]
+
+    def exec(self, service: str, *argv: str, timeout: int = 120, user: str = "") -> str:
+        """Run a command in a running service container; fails the test on a non-zero exit."""
+        bounded = ["timeout", str(timeout), *argv]
+        code, output = self.container(service).exec_run(bounded, demux=False, user=user)
+        text = output.decode("utf-8", "replace") if output else ""
+        assert code == 0, f"{' '.join(argv)} in {service}: exit {code}\n{text[-4000:]}"
+        return text
+
+    def psql(self, sql: str) -> str:
+        """SQL as the superuser over the Unix socket, as OS user postgres (peer in pg_hba.conf)."""
+        return self.exec(
+            "postgres", "psql", "-X", "-v", "ON_ERROR_STOP=1", "-qAt", "-U", "postgres",
+            "-p", str(self.pg_port), "-d", "postgres", "-c", sql, timeout=300, user="postgres",
+        ).strip()  # fmt: skip
+
+    def backups(self) -> list[dict[str, Any]]:
+        text = self.exec("barman", "barman", "-f", "json", "list-backups", "all")
+        document = json.loads(text)
+        assert "_ERROR" not in document, document
+        return list(document.get("pg", []))
+
+    def health(self) -> str:
+        container = self.container("barman")
+        container.reload()
+        return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
+
+    def processes(self) -> list[dict[str, str]]:
+        """``docker top`` of the barman container: host pids, parent, state, age, command."""
+        top = self.container("barman").top(
+            ps_args="-o pid=PID,ppid=PPID,stat=STAT,etimes=AGE,args=ARGS"
+        )
+        titles = [title.upper() for title in top["Titles"]]
+        return [dict(zip(titles, row, strict=False)) for row in top["Processes"] or []]
+
+    def logs(self) -> list[str]:
+        raw = self.container("barman").logs(stdout=True, stderr=True, timestamps=False)
+        return [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs()]
+
+    def down(self) -> None:
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "60", check=False)
+        # Whatever compose could not remove (e.g. a failed `up`), by the project's label.
+        label = f"com.docker.compose.project={self.project}"
+        for container in self.client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+        for volume in self.client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)

@@ -1,0 +1,342 @@
+"""The product image and compose file, end to end, on a real engine.
+
+PostgreSQL: the official ``postgres:17`` image cannot be pulled on the test machines (no
+registry), so ``barman-supervisor-test/postgres:17`` stands in for it: Debian trixie's
+postgresql-17 with an entrypoint that follows the official image's contract
+(``tests/container/postgres-standin/``). It gets the project's own ``docker/postgres`` files:
+``postgresql.conf``, ``pg_hba.conf`` and ``initdb.d/10-barman-roles.sh``, mounted by the product
+compose file ``compose/docker-compose.yml``. The override ``compose.host.yaml`` changes only what
+this engine needs: host networking, free ports on 127.0.0.1, prebuilt images.
+
+The stack tests share one stack and run in file order: start and first backup, the PID-1 duties,
+a restore, a ``docker stop`` during a backup, and a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.container.conftest import (
+    BARMAN_IMAGE,
+    PRODUCT_COMPOSE,
+    REPO_ROOT,
+    Stack,
+    run,
+    wait_for,
+    write_env,
+    write_secrets,
+)
+
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
+
+SHUTDOWN_GRACE = 5
+STOP_GRACE = 60
+CRON_INTERVAL = 2
+# Long-lived processes of a healthy barman container besides PID 1; anything else is a one-off
+# (cron, archive-wal, check, list-backups, ...) that must be gone again soon.
+LONG_LIVED = ("receive-wal", "pg_receivewal", "pg_basebackup", " backup ")
+
+
+def _compose_config(env_file: Path, secrets_dir: Path) -> dict[str, Any]:
+    result = run(
+        [
+            "docker", "compose", "-f", str(PRODUCT_COMPOSE), "--env-file", str(env_file),
+            "config", "--format", "json",
+        ],
+        60,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "SECRETS_DIR": str(secrets_dir)},
+    )  # fmt: skip
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def _seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    total, number = 0.0, ""
+    for char in duration:
+        if char.isdigit() or char == ".":
+            number += char
+        else:
+            total += float(number) * units[char]
+            number = ""
+    return total
+
+
+def test_compose_config_accepts_the_product_file(built_images: float, tmp_path: Path) -> None:
+    """`docker compose config` takes compose/docker-compose.yml with .env.example and secrets."""
+    write_secrets(tmp_path / "secrets")
+    config = _compose_config(REPO_ROOT / "compose" / ".env.example", tmp_path / "secrets")
+    services = config["services"]
+    assert set(services) == {"postgres", "barman"}
+    postgres, barman = services["postgres"], services["barman"]
+    assert postgres["image"] == "postgres:17"
+    assert barman["build"]["context"] == str(REPO_ROOT)
+    assert barman["build"]["args"]["PG_MAJOR"] == "17"
+    assert barman["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for service in (postgres, barman):
+        assert "network_mode" not in service, "real users get the compose network"
+        assert service["healthcheck"]["test"]
+        assert any(volume["type"] == "volume" for volume in service["volumes"])
+    environment = barman["environment"]
+    assert environment["PG_HOST"] == "postgres"
+    assert environment["PG_PASSWORD_FILE"].startswith("/run/secrets/")
+    assert environment["PG_STREAMING_PASSWORD_FILE"].startswith("/run/secrets/")
+    assert environment["HTTP_PORT"] == "9798"
+    assert environment["BACKUP_SCHEDULE"] == "0 3 * * *"
+    assert _seconds(barman["stop_grace_period"]) > int(environment["SHUTDOWN_GRACE"]) + 60
+    for secret in config["secrets"].values():
+        assert Path(secret["file"]).parent == tmp_path / "secrets"
+    # Every password is a file: none in the environment of either service.
+    for service in (postgres, barman):
+        for name, value in service["environment"].items():
+            if "PASSWORD" in name:
+                assert name.endswith("_FILE") and value.startswith("/run/secrets/"), name
+    # Schedules follow the environment.
+    write_env(tmp_path / "tuned.env", {"BACKUP_SCHEDULE": "30 4 * * 0", "TZ": "Europe/Paris"})
+    tuned = _compose_config(tmp_path / "tuned.env", tmp_path / "secrets")
+    assert tuned["services"]["barman"]["environment"]["BACKUP_SCHEDULE"] == "30 4 * * 0"
+    assert tuned["services"]["barman"]["environment"]["TZ"] == "Europe/Paris"
+
+
+def test_image_has_postgresql_17_tools_and_no_compiler(docker_client: Any) -> None:
+    image = docker_client.images.get(BARMAN_IMAGE)
+    config = image.attrs["Config"]
+    assert config["User"] == "999:999"
+    assert config["Entrypoint"] == ["barman-supervisor"]
+    assert config["Cmd"] == ["run"]
+    assert "9798/tcp" in config["ExposedPorts"]
+    assert config.get("StopSignal") == "SIGTERM"
+    assert config["Healthcheck"]["Test"] == ["CMD", "barman-supervisor", "healthcheck"]
+    assert "/var/lib/barman" in config["Volumes"]
+    assert "PG_MAJOR=17" in config["Env"]
+    script = (
+        "set -e; pg_basebackup --version; pg_receivewal --version; barman --version; "
+        "rsync --version | head -n1; file --version | head -n1; "
+        "for tool in gcc cc c++ make; do ! command -v $tool; done; "
+        "test ! -d /usr/include/postgresql; stat -c %u:%g:%a /var/lib/barman"
+    )
+    container = docker_client.containers.run(
+        BARMAN_IMAGE, entrypoint=["sh", "-c", script], command=[], network_mode="host", detach=True
+    )
+    try:
+        result = container.wait(timeout=120)
+        output = container.logs(stdout=True, stderr=True).decode()
+    finally:
+        container.remove(force=True, v=True)  # with its anonymous /var/lib/barman volume
+    assert result["StatusCode"] == 0, output
+    assert "pg_basebackup (PostgreSQL) 17." in output, output
+    assert "pg_receivewal (PostgreSQL) 17." in output, output
+    assert "3.20" in output, output
+    assert output.strip().endswith("999:999:750"), output
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """PostgreSQL 17 stand-in + barman-supervisor, host networking, free ports, fresh volumes.
+
+    Backups every minute, throttled to 1000 kB/s so that one is running most of the time
+    (the stop test needs one); SHUTDOWN_GRACE short so that the stop ends well within the
+    compose stop_grace_period.
+    """
+    stack = Stack(
+        docker_client,
+        tmp_path_factory.mktemp("stack"),
+        {
+            "BACKUP_SCHEDULE": "* * * * *",
+            "BACKUP_IMMEDIATE_CHECKPOINT": "true",
+            "BACKUP_BANDWIDTH_LIMIT": "1000",
+            "BARMAN_CRON_INTERVAL": str(CRON_INTERVAL),
+            "BARMAN_CHECK_INTERVAL": "5",
+            "SHUTDOWN_GRACE": str(SHUTDOWN_GRACE),
+            "STOP_GRACE_PERIOD": f"{STOP_GRACE}s",
+            "TZ": "UTC",
+        },
+    )
+    try:
+        # `up` returns once PostgreSQL is healthy and barman has started (depends_on).
+        stack.compose("up", "-d", "--no-build", "--pull", "never")
+        yield stack
+    finally:
+        stack.down()
+
+
+def _processes_text(stack: Stack) -> str:
+    return "\n".join(f"{p['PID']} {p['PPID']} {p['STAT']} {p['ARGS']}" for p in stack.processes())
+
+
+def test_barman_turns_healthy_with_a_done_backup(stack: Stack) -> None:
+    wait_for("barman container healthy", lambda: stack.health() == "healthy", 300, 2)
+    done = [b for b in stack.backups() if b["status"] == "DONE"]
+    assert done, stack.backups()
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/status", timeout=10) as page:
+        status = json.load(page)
+    assert "pg" in json.dumps(status), status
+    assert stack.container("postgres").attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_runs_as_non_root_with_the_supervisor_as_pid_1(stack: Stack) -> None:
+    assert stack.exec("barman", "id", "-u").strip() == "999"
+    cmdline = stack.exec("barman", "cat", "/proc/1/cmdline").split("\0")
+    assert any(part.endswith("/barman-supervisor") for part in cmdline), cmdline
+    assert "run" in cmdline, cmdline
+    status = stack.exec("barman", "cat", "/proc/1/status")
+    uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    assert uid_line.split()[1:] == ["999"] * 4, uid_line
+    # The same seen from the host: the container's init process is the supervisor.
+    container = stack.container("barman")
+    container.reload()
+    init_pid = str(container.attrs["State"]["Pid"])
+    init = [p for p in stack.processes() if p["PID"] == init_pid]
+    assert init and "barman-supervisor run" in init[0]["ARGS"], _processes_text(stack)
+    # The named volume took its ownership from the image on first start.
+    assert stack.exec("barman", "stat", "-c", "%u:%g", "/var/lib/barman").strip() == "999:999"
+
+
+def _cron_runs(stack: Stack) -> int:
+    return sum(
+        1
+        for event in stack.events()
+        if event.get("event") == "job_finished" and event.get("job") == "cron"
+    )
+
+
+def test_no_zombie_and_no_orphan_after_cron_cycles(stack: Stack) -> None:
+    start = _cron_runs(stack)
+    wait_for("5 more barman cron runs", lambda: _cron_runs(stack) >= start + 5, 60, 1)
+    one_offs: set[str] = set()
+    for _ in range(5):
+        init_pid = str(stack.container("barman").attrs["State"]["Pid"])
+        everything = stack.processes()
+        text = "\n".join(f"{p['PID']} {p['PPID']} {p['STAT']} {p['ARGS']}" for p in everything)
+        shim = next(p["PPID"] for p in everything if p["PID"] == init_pid)
+        # `docker exec` sessions (the healthcheck, this test's own) hang off the shim, not PID 1.
+        processes = [p for p in everything if p["PPID"] != shim or p["PID"] == init_pid]
+        pids = {p["PID"] for p in processes}
+        assert not [p for p in everything if p["STAT"].startswith("Z")], f"zombie:\n{text}"
+        assert len(processes) < 15, f"processes pile up:\n{text}"
+        for process in processes:
+            if process["PID"] != init_pid:
+                assert process["PPID"] in pids, f"parent outside the supervisor's tree:\n{text}"
+        streaming = [
+            p for p in processes if "receive-wal" in p["ARGS"] and "pg_receivewal" not in p["ARGS"]
+        ]
+        receivers = [p for p in processes if "pg_receivewal" in p["ARGS"]]
+        assert len(streaming) <= 1 and len(receivers) <= 1, f"duplicate streaming:\n{text}"
+        one_offs |= {
+            p["PID"]
+            for p in processes
+            if p["PID"] != init_pid and not any(word in f" {p['ARGS']} " for word in LONG_LIVED)
+        }
+        time.sleep(CRON_INTERVAL)
+    # Every one-off seen (cron, archive-wal, check, ...) has been reaped since.
+    wait_for(
+        "one-off Barman processes to end",
+        lambda: not one_offs & {p["PID"] for p in stack.processes()},
+        60,
+        2,
+    )
+    assert any("pg_receivewal" in p["ARGS"] for p in stack.processes()), _processes_text(stack)
+
+
+def test_restore_from_the_latest_backup(stack: Stack) -> None:
+    """What the README's restore steps do, inside the container: recover into a directory."""
+    stack.exec("barman", "rm", "-rf", "/tmp/restore")
+    stack.exec("barman", "barman", "recover", "pg", "latest", "/tmp/restore", timeout=300)
+    assert stack.exec("barman", "cat", "/tmp/restore/PG_VERSION").strip() == "17"
+    stack.exec("barman", "rm", "-rf", "/tmp/restore")
+
+
+def _backup_running(stack: Stack, since: float = 0.0) -> bool:
+    """A backup's pg_basebackup is running (started after ``since``, a time.monotonic()).
+
+    Not `pg_basebackup --version`, which every `barman check` runs.
+    """
+    age_limit = time.monotonic() - since
+    return any(
+        "pg_basebackup --dbname" in p["ARGS"] and float(p["AGE"]) <= age_limit
+        for p in stack.processes()
+    )
+
+
+def test_docker_stop_during_a_backup_exits_0_within_the_grace(stack: Stack) -> None:
+    # ~60 MB more to copy at 1000 kB/s: a backup started after this runs over a minute.
+    loaded = time.monotonic()
+    stack.psql(
+        "CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 6) AS pad "
+        "FROM generate_series(1, 250000) AS g"
+    )
+    wait_for("a scheduled backup of the new data", lambda: _backup_running(stack, loaded), 180, 1)
+    time.sleep(2)
+    assert _backup_running(stack), "the backup ended before the stop: more data needed"
+    stack.notes["done_before_stop"] = {
+        b["backup_id"] for b in stack.backups() if b["status"] == "DONE"
+    }
+    container = stack.container("barman")
+    began = time.monotonic()
+    container.stop(timeout=STOP_GRACE)
+    elapsed = time.monotonic() - began
+    container.reload()
+    state = container.attrs["State"]
+    assert state["Status"] == "exited"
+    assert state["ExitCode"] == 0, f"exit code {state['ExitCode']} (137 is a SIGKILL)"
+    assert not state["OOMKilled"]
+    assert elapsed < STOP_GRACE, f"stop took {elapsed:.1f}s, grace {STOP_GRACE}s"
+    print(f"docker stop during a backup: {elapsed:.1f}s, exit code 0")
+    events = [event.get("event") for event in stack.events()]
+    assert "waiting_for_backup" in events
+    assert "backup_interrupted" in events or "backup_finished_before_stop" in events
+    assert events[-1] == "daemon_stopped", events[-5:]
+
+
+def test_restarted_container_carries_on(stack: Stack) -> None:
+    before: set[str] = stack.notes.get("done_before_stop", set())
+    assert before, "runs after the stop test"
+    container = stack.container("barman")
+    container.start()
+    # Streaming resumes: Barman's pg_receivewal holds the slot again.
+    wait_for(
+        "the replication slot to be active again",
+        lambda: (
+            stack.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'barman'") == "t"
+        ),
+        120,
+        1,
+    )
+    # New WAL reaches Barman: a switched segment is archived by the next cron runs.
+    segment = stack.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+    stack.psql("SELECT pg_switch_wal()")
+    wait_for(
+        f"WAL segment {segment} archived by Barman",
+        lambda: segment in stack.exec("barman", "ls", "-R", "/var/lib/barman/pg/wals"),
+        120,
+        2,
+    )
+    # The backup list is intact: every backup DONE before the stop is still DONE.
+    after = {b["backup_id"]: b["status"] for b in stack.backups()}
+    assert {backup: after.get(backup) for backup in before} == dict.fromkeys(before, "DONE")
+    container.reload()
+    assert container.attrs["State"]["Status"] == "running"
+    assert container.attrs["RestartCount"] == 0
+    # Not asserted: the interrupted backup is FAILED, which Barman's check reports until deleted.
+    failed = [b["backup_id"] for b in stack.backups() if b["status"] == "FAILED"]
+    print(f"after restart: health {stack.health()}, FAILED backups {failed}")
+
+
+def test_every_log_line_is_json(stack: Stack) -> None:
+    """Both runs of the container, start to stop: one JSON object per line."""
+    lines = stack.logs()
+    assert len(lines) > 50
+    for number, line in enumerate(lines, 1):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            pytest.fail(f"docker logs line {number} is not JSON: {line[:300]}")
+        assert isinstance(event, dict) and {"event", "level", "timestamp"} <= set(event), line
+    assert sum(1 for line in lines if '"daemon_starting"' in line) == 2
