@@ -73,7 +73,9 @@ def server_status(
             else None,
             "max_age_s": limits.backup_max_age,
             "last_attempt": server.last_backup or None,
+            "last_verification": server.last_verify or None,
         },
+        "drill": server.last_drill or None,
         "checks": {
             "at": _iso(server.checks_at),
             "ok": bool(server.checks) and all(check.ok for check in server.checks),

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from barman_supervisor import __version__
+from barman_supervisor import __version__, restore
 from barman_supervisor import log as logging_setup
 from barman_supervisor.settings import ConfigError, Settings, load_settings, probe_address
 
@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
         "--live", action="store_true", help="ask /healthz instead: is the daemon itself alive"
     )
     probe.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    restore_parser = commands.add_parser(
+        "restore", help="restore a backup into an empty directory (barman recover, with care)"
+    )
+    restore.add_arguments(restore_parser)
     return parser
 
 
@@ -106,4 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     if args.command == "check-config":
         return _check_config(settings)
+    if args.command == "restore":
+        return restore.main(args, settings)
     return _run(settings)

@@ -32,6 +32,8 @@ from barman_supervisor.state import State
 
 _log = get_logger(__name__)
 BACKUP_STOP_GRACE = 60.0
+# A drill's PostgreSQL gets a fast shutdown, then immediate, then SIGKILL: at most 50 s.
+DRILL_STOP_GRACE = 60.0
 LEFTOVER_GRACE = 10.0
 # A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
 STARTUP_ALERT_AFTER = 600.0
@@ -79,6 +81,7 @@ class Daemon:
         self.jobs = Jobs(
             settings,
             self.barman,
+            self.runner,
             self.state,
             self.supervisor.stop_requested,
             on_fatal=self._fatal,
@@ -248,6 +251,8 @@ class Daemon:
             [k for k in self.runner.running_kinds() if k != "backup"], signal.SIGTERM
         )
         self._let_backups_finish()
+        if not self.jobs.wait_for_drills(DRILL_STOP_GRACE):
+            _log.error("drill_not_stopped", grace_s=DRILL_STOP_GRACE)
         for server in self.settings.servers:
             outcome = self.barman.terminate_receive_wal(server.name)
             if not outcome.ok:

@@ -8,7 +8,9 @@ a recent DONE backup, WAL not piling up on the primary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from barman_supervisor.state import ServerState
 
@@ -64,6 +66,7 @@ def server_problems(state: ServerState, now: float, limits: Limits) -> list[Prob
         *_wal(state, now, limits),
         *_failover(state),
         *_disk(state, limits),
+        *_drill(state, now),
     ]
 
 
@@ -136,6 +139,36 @@ def _disk(state: ServerState, limits: Limits) -> list[Problem]:
             f"{limits.disk_min_free_bytes // 1048576} MiB): free space or grow it",
         )
     ]
+
+
+def drill_reason(
+    last_drill: Mapping[str, Any] | None, now: float, max_age: float | None = None
+) -> str | None:
+    """Why the restore drill makes the server unready, or None: a backup that does not restore
+    is no protection.
+
+    Red when the last drill failed (one cut short by a shutdown says nothing about the backup
+    and is ignored) and, with ``max_age``, when the last success is older than that. No drill
+    yet is not a problem: drills are off unless DRILL_SCHEDULE is set.
+    """
+    if not last_drill:
+        return None
+    if not last_drill.get("ok"):
+        if last_drill.get("interrupted"):
+            return None
+        backup = last_drill.get("backup_id")
+        where = f" (backup {backup})" if backup else ""
+        return f"last restore drill failed{where}: {last_drill.get('reason')}"
+    if max_age is not None:
+        age = now - float(last_drill.get("started_at") or 0.0)
+        if age > max_age:
+            return f"last successful restore drill is {_age(age)} old"
+    return None
+
+
+def _drill(state: ServerState, now: float) -> list[Problem]:
+    reason = drill_reason(state.last_drill, now)
+    return [Problem("drill", reason)] if reason else []
 
 
 def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:

@@ -23,6 +23,7 @@ import psycopg
 from barman_supervisor import retry
 from barman_supervisor.alerts import Notifier
 from barman_supervisor.barman import Backup, Barman, Outcome
+from barman_supervisor.drill import DEFAULT_QUERY, DrillConfig, run_drill
 from barman_supervisor.healing import (
     client_tool_problems,
     failed_to_delete,
@@ -34,9 +35,10 @@ from barman_supervisor.healing import (
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.pid1 import processes
 from barman_supervisor.postgres import Postgres, SlotState, preflight_problems
-from barman_supervisor.proc import RunnerClosed
+from barman_supervisor.proc import Runner, RunnerClosed
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import JobRun, State
+from barman_supervisor.verify import verify_backup
 
 _log = get_logger(__name__)
 STREAMING_CONFIRM_TIMEOUT = 30.0
@@ -62,9 +64,14 @@ class _Run:
         return outcome.ok
 
 
-def needs_first_backup(backups: list[Backup]) -> bool:
-    """A server with no DONE backup is unprotected; one still running will finish by itself."""
-    return not any(backup.status in ("DONE", "STARTED", "WAITING_FOR_WALS") for backup in backups)
+def needs_backup_at_start(backups: list[Backup]) -> bool:
+    """A server with no DONE backup is unprotected, and a newest backup that FAILED (often one
+    a stop interrupted) is owed: take it now rather than at the next scheduled time. One still
+    running will finish by itself."""
+    if any(backup.status in ("STARTED", "WAITING_FOR_WALS") for backup in backups):
+        return False
+    newest = max(backups, key=lambda backup: backup.backup_id, default=None)
+    return newest is None or newest.status != "DONE"
 
 
 class Jobs:
@@ -72,6 +79,7 @@ class Jobs:
         self,
         settings: Settings,
         barman: Barman,
+        runner: Runner,
         state: State,
         stop: threading.Event,
         on_fatal: Callable[[str, str], None],
@@ -85,6 +93,7 @@ class Jobs:
         self._on_fatal = on_fatal
         self._on_ready = on_ready
         self._notifier = notifier
+        self._runner = runner
         self._restarts: dict[str, tuple[int, float]] = {}
         self._cron_started_at = float("-inf")
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -275,7 +284,7 @@ class Jobs:
         backups = self.refresh_backups(server)
         if backups is None:
             return
-        if not needs_first_backup(backups):
+        if not needs_backup_at_start(backups):
             _log.info("first_backup_not_needed", backups=len(backups))
             return
         if not server.backup_on_start:
@@ -285,6 +294,8 @@ class Jobs:
         outcome = self._run_backup(server, immediate=True, reason="first")
         if outcome is not None:
             run.take(outcome)
+            # A fresh verdict, now that the backup exists and superseded failures are gone.
+            self.check(server)
 
     # Scheduled jobs --------------------------------------------------------------------------
     def cron(self, requested_at: float | None = None) -> None:
@@ -335,15 +346,53 @@ class Jobs:
             elif not outcome.ok:
                 failed = [check.name for check in checks if not check.ok]
                 run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
-            backups = self.refresh_backups(server)
-            for backup_id in failed_to_delete(backups or [], self._settings.failed_backups):
-                deleted = self._barman.delete(server.name, backup_id)
-                _log.log(
-                    20 if deleted.ok else 40,
-                    "failed_backup_deleted" if deleted.ok else "failed_backup_not_deleted",
-                    backup_id=backup_id,
-                    reason="superseded by a newer DONE backup (FAILED_BACKUPS=delete)",
-                )
+            self.refresh_backups(server)
+            self._delete_superseded_failures(server)
+
+    def _delete_superseded_failures(self, server: ServerSettings) -> None:
+        """FAILED_BACKUPS=delete: a FAILED backup keeps ``barman check`` red until deleted."""
+        backups = self._state.server(server.name).backups
+        for backup_id in failed_to_delete(backups, self._settings.failed_backups):
+            deleted = self._barman.delete(server.name, backup_id)
+            _log.log(
+                20 if deleted.ok else 40,
+                "failed_backup_deleted" if deleted.ok else "failed_backup_not_deleted",
+                backup_id=backup_id,
+                reason="superseded by a newer DONE backup (FAILED_BACKUPS=delete)",
+            )
+        if backups:
+            self.refresh_backups(server)
+
+    def drill(self, server: ServerSettings) -> None:
+        """The scheduled restore drill (DRILL_SCHEDULE); its result feeds /status, /metrics,
+        /readyz and alerts. It stops, and cleans up, when the daemon is asked to stop."""
+        with self._lock("drill", server.name), self._job("drill", server.name) as run:
+            config = DrillConfig(
+                scratch_root=self._settings.drill_scratch_dir
+                or self._settings.barman_home / "drill",
+                query=server.drill_query or DEFAULT_QUERY,
+                timeout=self._settings.drill_timeout,
+                pg_bin_dir=self._settings.pg_bin_dir,
+                space_factor=self._settings.drill_space_factor,
+                space_margin_bytes=self._settings.drill_space_margin_bytes,
+            )
+            result = run_drill(
+                self._settings, server, self._barman, self._runner, config, self._stop
+            )
+            self._state.update(server.name, last_drill=result.as_dict())
+            if not result.ok:
+                run.fail(result.reason)
+
+    def wait_for_drills(self, timeout: float) -> bool:
+        """At shutdown: a drill stops its PostgreSQL and deletes its scratch copy before the
+        daemon exits. True when no drill is left running."""
+        deadline = time.monotonic() + timeout
+        for server in self._settings.servers:
+            lock = self._lock("drill", server.name)
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return False
+            lock.release()
+        return True
 
     # Helpers ----------------------------------------------------------------------------------
     def _run_backup(
@@ -364,8 +413,25 @@ class Jobs:
             data = outcome.data if isinstance(outcome.data, dict) else {}
             duration = round(outcome.completed.duration, 3)
             reason_text = "" if outcome.ok else outcome.reason()
+            ok = outcome.ok
+            if ok and data.get("backup_id"):
+                # A backup that pg_verifybackup rejects is a failed backup: health, metrics,
+                # alerts and the dead-man's switch all see it as one.
+                verification = verify_backup(
+                    self._settings,
+                    self._barman,
+                    self._runner,
+                    server.name,
+                    str(data["backup_id"]),
+                    pg_bin_dir=self._settings.pg_bin_dir,
+                    # Part of the backup: a stop gives it the backup's grace period.
+                    kind="backup",
+                )
+                self._state.update(server.name, last_verify=verification.as_dict())
+                if not verification.ok:
+                    ok, reason_text = False, f"backup verification failed: {verification.reason}"
             summary: dict[str, object] = {
-                "ok": outcome.ok,
+                "ok": ok,
                 "trigger": reason,
                 "backup_id": data.get("backup_id"),
                 "status": data.get("status"),
@@ -373,7 +439,7 @@ class Jobs:
                 "duration_s": duration,
                 **({"reason": reason_text} if reason_text else {}),
             }
-            _log.log(20 if outcome.ok else 40, "backup_finished", **summary)
+            _log.log(20 if ok else 40, "backup_finished", **summary)
             self._state.update(server.name, last_backup=summary)
             self._state.record_run(
                 server.name,
@@ -381,12 +447,12 @@ class Jobs:
                     "backup",
                     started,
                     duration,
-                    outcome.ok,
+                    ok,
                     reason_text,
                     outcome.completed.returncode,
                 ),
             )
-            self._deadman(server, "" if outcome.ok else "/fail")
+            self._deadman(server, "" if ok else "/fail")
             self.refresh_backups(server)
             return outcome
         finally:

@@ -69,7 +69,22 @@ class StateCollector(Collector):
             "job_last_duration_seconds", "duration of each job's last run", ["server", "job"]
         )
 
+        drill_ok = _gauge("last_drill_success", "1 when the last restore drill passed", ["server"])
+        drill_at = _gauge("last_drill_timestamp_seconds", "start of the last drill", ["server"])
+        drill_time = _gauge(
+            "last_drill_restore_seconds", "recover + start + query of the last drill", ["server"]
+        )
+        drill_age = _gauge(
+            "last_drill_restored_age_seconds",
+            "how old the newest data in the last drill's restored copy was",
+            ["server"],
+        )
+        verified = _gauge(
+            "last_backup_verified", "1 when pg_verifybackup accepted the last backup", ["server"]
+        )
+
         for name, server in servers.items():
+            _drill_metrics(name, server, drill_ok, drill_at, drill_time, drill_age, verified)
             ready.add_metric([name], 0 if server_problems(server, now, self._limits(name)) else 1)
             postgres_up.add_metric([name], 0 if server.postgres_error else 1)
             if server.receive_wal_running is not None:
@@ -110,7 +125,33 @@ class StateCollector(Collector):
             checks,
             runs,
             durations,
+            drill_ok,
+            drill_at,
+            drill_time,
+            drill_age,
+            verified,
         )
+
+
+def _drill_metrics(
+    name: str,
+    server: ServerState,
+    drill_ok: GaugeMetricFamily,
+    drill_at: GaugeMetricFamily,
+    drill_time: GaugeMetricFamily,
+    drill_age: GaugeMetricFamily,
+    verified: GaugeMetricFamily,
+) -> None:
+    drill = server.last_drill
+    if drill and not drill.get("interrupted"):
+        drill_ok.add_metric([name], int(bool(drill.get("ok"))))
+        drill_at.add_metric([name], float(drill.get("started_at") or 0.0))
+        if drill.get("restore_s") is not None:
+            drill_time.add_metric([name], float(drill["restore_s"]))
+        if drill.get("restored_age_s") is not None:
+            drill_age.add_metric([name], float(drill["restored_age_s"]))
+    if server.last_verify:
+        verified.add_metric([name], int(bool(server.last_verify.get("ok"))))
 
 
 def _backup_metrics(

@@ -48,7 +48,20 @@ class JobSpec:
 def server_jobs(
     server: ServerSettings, settings: Settings, jobs: Jobs, now: datetime
 ) -> list[JobSpec]:
-    """A server's recurring jobs once its start-up is through: backups and checks."""
+    """A server's recurring jobs once its start-up is through: backups, checks and (when
+    DRILL_SCHEDULE is set) restore drills."""
+    drills = (
+        [
+            JobSpec(
+                f"drill:{server.name}",
+                parse_crontab(server.drill_schedule, settings.timezone),
+                jobs.drill,
+                (server,),
+            )
+        ]
+        if server.drill_schedule
+        else []
+    )
     return [
         JobSpec(
             f"backup:{server.name}",
@@ -63,6 +76,7 @@ def server_jobs(
             (server,),
             first_run=now + timedelta(seconds=settings.check_interval),
         ),
+        *drills,
     ]
 
 

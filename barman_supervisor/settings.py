@@ -93,6 +93,9 @@ class ServerSettings:
     bandwidth_limit_kbps: int = 0
     backup_max_age: float | None = None
     deadman_url: Secret | None = None
+    # Restore drill (issue 6): off while empty; an empty query means drill.DEFAULT_QUERY.
+    drill_schedule: str = ""
+    drill_query: str = ""
 
     @property
     def host(self) -> str:
@@ -135,6 +138,11 @@ class Settings:
     failed_backups: Literal["keep", "delete"] = "delete"
     allow_streaming_reset: bool = False
     disk_min_free_bytes: int = 512 * 1048576
+    drill_scratch_dir: Path | None = None
+    drill_timeout: float = 7200.0
+    drill_space_factor: float = 1.2
+    drill_space_margin_bytes: int = 1024**3
+    pg_bin_dir: Path | None = None
     child_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
@@ -359,9 +367,50 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failed_backups=env.choice("FAILED_BACKUPS", "delete", ("keep", "delete")),  # type: ignore[arg-type]
         allow_streaming_reset=env.boolean("ALLOW_STREAMING_RESET", False),
         disk_min_free_bytes=env.size("DISK_MIN_FREE", 512 * 1048576),
+        drill_scratch_dir=_absolute(
+            "DRILL_SCRATCH_DIR", env.text("DRILL_SCRATCH_DIR", str(barman_home / "drill"))
+        ),
+        drill_timeout=env.seconds("DRILL_TIMEOUT", 7200, minimum=60, maximum=172800),
+        drill_space_factor=_factor(env, "DRILL_SPACE_FACTOR", 1.2),
+        drill_space_margin_bytes=env.size("DRILL_SPACE_MARGIN", 1024**3),
+        pg_bin_dir=_pg_bin_dir(env),
         child_env=MappingProxyType(child_env),
         secrets=secrets,
     )
+
+
+def _absolute(var: str, value: str) -> Path:
+    path = Path(value)
+    if not path.is_absolute():
+        raise ConfigError(f"{var}: {value!r} must be an absolute path")
+    return path
+
+
+def _factor(env: _Env, var: str, default: float) -> float:
+    """A multiplier such as 1.2; at least 1 (a restored copy is never smaller than the backup)."""
+    text = env.text(var, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{var}: {text!r} is not a number; set e.g. {var}={default}") from None
+    if not 1 <= value <= 100:
+        raise ConfigError(f"{var}: {text} is out of range; use 1-100")
+    return value
+
+
+def _pg_bin_dir(env: _Env) -> Path | None:
+    """PostgreSQL server programs for drills and verification; unset: per backup, Debian's
+    /usr/lib/postgresql/<major>/bin."""
+    text = env.text("PG_BIN_DIR", "")
+    if not text:
+        return None
+    path = _absolute("PG_BIN_DIR", text)
+    if not (path / "postgres").is_file():
+        raise ConfigError(
+            f"PG_BIN_DIR: {path} has no 'postgres' program; point it at the bin directory of "
+            "the PostgreSQL server (e.g. /usr/lib/postgresql/17/bin)"
+        )
+    return path
 
 
 def probe_address(environ: Mapping[str, str]) -> tuple[str, int]:
@@ -581,6 +630,16 @@ def _server(
         raise ConfigError(
             f"{schedule_var}: {exc}; use 5 crontab fields, e.g. '0 3 * * 0' (Sundays at 03:00)"
         ) from None
+    drill_var, _ = env.raw("DRILL_SCHEDULE", name)
+    drill_schedule = env.text("DRILL_SCHEDULE", "", name)
+    if drill_schedule:
+        try:
+            parse_crontab(drill_schedule, timezone)
+        except CrontabError as exc:
+            raise ConfigError(
+                f"{drill_var}: {exc}; use 5 crontab fields, e.g. '0 5 * * 6' (Saturdays at "
+                "05:00), or leave it empty for no drill"
+            ) from None
     if retention_policy is not None:
         retention = retention_policy
     else:
@@ -605,6 +664,8 @@ def _server(
         bandwidth_limit_kbps=_bandwidth_limit(env, name),
         backup_max_age=env.seconds("BACKUP_MAX_AGE", 0, minimum=0, server=name) or None,
         deadman_url=env.url("DEADMAN_URL", name),
+        drill_schedule=drill_schedule,
+        drill_query=env.text("DRILL_QUERY", "", name),
     )
 
 

@@ -45,6 +45,8 @@ class ServerState:
     backups: list[Backup] = field(default_factory=list)
     backups_at: float | None = None
     last_backup: dict[str, Any] = field(default_factory=dict)
+    last_verify: dict[str, Any] = field(default_factory=dict)
+    last_drill: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, JobRun] = field(default_factory=dict)
     run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)

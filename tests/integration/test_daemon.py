@@ -132,7 +132,7 @@ def test_every_minute_schedule_makes_a_second_backup(daemon: Daemon) -> None:
     )
     assert done
     assert daemon.find("backup_starting", server="pg", trigger="schedule")
-    assert daemon.find("job_next_run", job_id="backup:pg")
+    daemon.wait_for("job_next_run", timeout=60, job_id="backup:pg")
 
 
 def test_no_zombie_and_no_orphan_after_many_cron_cycles(daemon: Daemon) -> None:

@@ -1,11 +1,11 @@
-"""When start-up must take a first backup."""
+"""When start-up must take a backup: none DONE yet, or the newest one failed."""
 
 from __future__ import annotations
 
 import pytest
 
 from barman_supervisor.barman import Backup
-from barman_supervisor.jobs import needs_first_backup
+from barman_supervisor.jobs import needs_backup_at_start
 
 
 def backups(*statuses: str) -> list[Backup]:
@@ -20,9 +20,10 @@ def backups(*statuses: str) -> list[Backup]:
         (("FAILED", "EMPTY", "SYNCING"), True),
         (("DONE",), False),
         (("FAILED", "DONE"), False),
+        (("DONE", "FAILED"), True),
         (("STARTED",), False),
         (("WAITING_FOR_WALS",), False),
     ],
 )
-def test_needs_first_backup(statuses: tuple[str, ...], needed: bool) -> None:
-    assert needs_first_backup(backups(*statuses)) is needed
+def test_needs_backup_at_start(statuses: tuple[str, ...], needed: bool) -> None:
+    assert needs_backup_at_start(backups(*statuses)) is needed

@@ -41,6 +41,7 @@ def jobs(settings: Settings) -> Jobs:
     return Jobs(
         settings,
         Barman(settings, runner),
+        runner,
         State([server.name for server in settings.servers]),
         threading.Event(),
         on_fatal=lambda _server, _reason: None,

@@ -1,0 +1,159 @@
+"""Is a finished backup intact? ``barman verify-backup`` (pg_verifybackup against the manifest).
+
+A backup that Barman calls DONE can still be unusable (a file truncated or changed on disk after
+the copy); pg_verifybackup checks every file's size and checksum against ``backup_manifest``. The
+daemon counts a failed verification as a failed backup.
+
+Barman looks for ``pg_verifybackup`` on ``PATH``, where Debian does not put it, so the command
+runs through ``env PATH=<bin dir of the backup's major>:…`` — still one child of the ``Runner``,
+signalled and logged like every other command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from barman_supervisor.barman import Barman, parse_json_output
+from barman_supervisor.log import get_logger
+from barman_supervisor.pgbin import find_tool_dir, major_of, path_with
+from barman_supervisor.proc import Runner
+from barman_supervisor.settings import Settings
+
+_log = get_logger(__name__)
+VERIFY_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What ``barman show-backup`` says about one backup, as far as restoring needs it."""
+
+    backup_id: str
+    status: str
+    version_num: int
+    size_bytes: int
+    end_time: float | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    reason: str
+    duration_s: float
+    backup_id: str
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
+    """``barman -f json show-backup``; None when the document is not about a backup."""
+    doc = data.get(server) if isinstance(data, dict) else None
+    if not isinstance(doc, dict) or "backup_id" not in doc:
+        return None
+    base = doc.get("base_backup_information") or {}
+    size = base.get("backup_size_with_wals_bytes") or base.get("backup_size_bytes") or 0
+    stamp = base.get("end_time_timestamp")
+    return BackupFacts(
+        backup_id=str(doc["backup_id"]),
+        status=str(doc.get("status")),
+        version_num=int(doc.get("postgresql_version") or 0),
+        size_bytes=int(size),
+        end_time=float(stamp) if stamp not in (None, "", "None") else None,
+    )
+
+
+def show_backup(barman: Barman, server: str, backup_id: str) -> BackupFacts | None:
+    outcome = barman.run("show-backup", server, backup_id, kind="show", timeout=60)
+    return parse_show_backup(outcome.data, server) if outcome.ok else None
+
+
+def verification_reason(messages: tuple[tuple[str, str], ...], stderr: str, code: int) -> str:
+    """The useful line: pg_verifybackup's complaint (Barman's last error), not its preamble."""
+    errors = [text for level, text in messages if level == "error"]
+    detail = [
+        line.strip()
+        for text in errors[1:] or errors
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("verify backup failure")
+    ]
+    if detail:
+        return "; ".join(detail[:3])[:500]
+    if errors:
+        return errors[-1].splitlines()[0][:500]
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else f"barman verify-backup exit code {code}"
+
+
+def verify_backup(
+    settings: Settings,
+    barman: Barman,
+    runner: Runner,
+    server: str,
+    backup_id: str,
+    *,
+    pg_bin_dir: Path | None = None,
+    facts: BackupFacts | None = None,
+    timeout: float = VERIFY_TIMEOUT,
+    kind: str = "verify",
+) -> Verification:
+    """Verify one backup; never raises for a bad backup, returns why instead."""
+    started_wall, started = time.time(), time.monotonic()
+
+    def result(ok: bool, reason: str = "") -> Verification:
+        duration = round(time.monotonic() - started, 3)
+        _log.log(
+            20 if ok else 40,
+            "backup_verified" if ok else "backup_verification_failed",
+            server=server,
+            backup_id=backup_id,
+            duration_s=duration,
+            **({"reason": reason} if reason else {}),
+        )
+        return Verification(ok, reason, duration, backup_id, started_wall)
+
+    facts = facts or show_backup(barman, server, backup_id)
+    if facts is None:
+        return result(False, f"barman show-backup {server} {backup_id} failed")
+    major = major_of(facts.version_num)
+    tools = find_tool_dir(major, pg_bin_dir)
+    if tools is None:
+        where = pg_bin_dir or f"/usr/lib/postgresql/{major}/bin"
+        return result(
+            False,
+            f"no pg_verifybackup for PostgreSQL {major} in {where}; install postgresql-client-"
+            f"{major} (or newer) or set PG_BIN_DIR",
+        )
+    completed = runner.run(
+        [
+            "env",
+            f"PATH={path_with(tools, _child_path(settings.child_env))}",
+            settings.barman_bin,
+            "-c",
+            str(settings.barman_config_file),
+            "-f",
+            "json",
+            "verify-backup",
+            server,
+            backup_id,
+        ],
+        kind=kind,
+        timeout=timeout,
+        echo_stdout=False,
+    )
+    _data, messages = parse_json_output(completed.stdout)
+    for level, text in messages:
+        runner.log_line(text, {"info": 20, "warning": 30}.get(level, 40), command="barman verify")
+    if completed.timed_out:
+        return result(False, f"verification timed out after {timeout:g}s")
+    if not completed.ok or any(level == "error" for level, _ in messages):
+        return result(False, verification_reason(messages, completed.stderr, completed.returncode))
+    return result(True)
+
+
+def _child_path(env: Mapping[str, str]) -> str | None:
+    return env.get("PATH")

@@ -1,0 +1,178 @@
+"""The pure parts of the restore drill and of backup verification."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor.drill import (
+    DEFAULT_QUERY,
+    newest_done,
+    restored_age,
+    server_options,
+    space_problem,
+    unreachable_ancestor,
+)
+from barman_supervisor.health import drill_reason
+from barman_supervisor.pgbin import find_bin_dir, find_tool_dir, major_of, path_with, server_user
+from barman_supervisor.verify import parse_show_backup, verification_reason
+
+GIB = 1024**3
+
+
+def test_newest_done_skips_failed_and_running() -> None:
+    data = {
+        "pg": [
+            {"backup_id": "3", "status": "STARTED"},
+            {"backup_id": "2", "status": "FAILED"},
+            {
+                "backup_id": "1",
+                "status": "DONE",
+                "size_bytes": 100,
+                "wal_size_bytes": 20,
+                "end_time_timestamp": "1795478625",
+            },
+        ]
+    }
+    found = newest_done(data, "pg")
+    assert found is not None
+    assert (found.backup_id, found.size_bytes, found.wal_bytes) == ("1", 100, 20)
+    assert found.end_time == 1795478625.0
+    assert newest_done({"pg": [{"backup_id": "9", "status": "FAILED"}]}, "pg") is None
+    assert newest_done(None, "pg") is None
+
+
+def test_space_is_backup_times_factor_plus_margin() -> None:
+    assert space_problem(free_bytes=3 * GIB, needed_bytes=GIB, factor=2, margin=GIB) is None
+    reason = space_problem(free_bytes=3 * GIB - 1, needed_bytes=GIB, factor=2, margin=GIB)
+    assert reason is not None
+    assert "3072 MiB needed" in reason and "DRILL_SCRATCH_DIR" in reason
+
+
+def test_unreachable_ancestor_names_the_closed_directory() -> None:
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="bs-unit-"))  # pytest's tmp tree is closed to others
+    try:
+        base.chmod(0o755)
+        outer = base / "outer"
+        inner = outer / "inner"
+        inner.mkdir(parents=True)
+        outer.chmod(0o700)
+        assert unreachable_ancestor(inner, nobody.pw_uid, nobody.pw_gid, set()) == outer
+        outer.chmod(0o711)
+        assert unreachable_ancestor(inner, nobody.pw_uid, nobody.pw_gid, set()) is None
+        outer.chmod(0o710)
+        assert unreachable_ancestor(inner, nobody.pw_uid, nobody.pw_gid, set()) == outer
+        group = outer.stat().st_gid
+        assert unreachable_ancestor(inner, nobody.pw_uid, nobody.pw_gid, {group}) is None
+        assert unreachable_ancestor(inner, 0, 0, set()) is None
+    finally:
+        shutil.rmtree(base)
+
+
+def test_server_options_keep_the_drill_private_and_harmless(tmp_path: Path) -> None:
+    argv = server_options(5999, tmp_path, tmp_path / "hba", tmp_path / "ident", tmp_path / "pid")
+    options = dict(arg.split("=", 1) for arg in argv[1::2])
+    assert all(flag == "-c" for flag in argv[0::2])
+    assert options["listen_addresses"] == ""
+    assert options["unix_socket_directories"] == str(tmp_path)
+    assert options["archive_mode"] == "off" and options["external_pid_file"] == str(
+        tmp_path / "pid"
+    )
+    assert options["hba_file"] == str(tmp_path / "hba")
+    assert options["primary_conninfo"] == "" and options["restore_command"] == "false"
+    assert options["port"] == "5999"
+
+
+def test_restored_age_takes_the_later_of_commit_and_backup_end() -> None:
+    assert restored_age(100.0, 90.0, 130.0) == (100.0, 30.0)
+    assert restored_age(None, 90.0, 130.0) == (90.0, 40.0)
+    assert restored_age(80.0, 90.0, 130.0) == (90.0, 40.0)
+    assert restored_age(None, None, 130.0) == (None, None)
+
+
+def test_default_query_reads_user_tables_only() -> None:
+    assert "count(*)" in DEFAULT_QUERY and "pg_catalog" in DEFAULT_QUERY
+
+
+def _fake_bin(root: Path, major: int, *programs: str) -> Path:
+    directory = root / str(major) / "bin"
+    directory.mkdir(parents=True)
+    for program in programs:
+        path = directory / program
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    return directory
+
+
+def test_bin_dirs_by_major(tmp_path: Path) -> None:
+    fifteen = _fake_bin(tmp_path, 15, "postgres", "pg_verifybackup")
+    seventeen = _fake_bin(tmp_path, 17, "pg_verifybackup")
+    assert major_of(150018) == 15 and major_of(170002) == 17
+    assert find_bin_dir(15, root=tmp_path) == fifteen
+    assert find_bin_dir(17, root=tmp_path) is None  # no server binaries for 17
+    assert find_bin_dir(16, configured=fifteen) == fifteen
+    assert find_tool_dir(16, root=tmp_path) == seventeen  # a newer pg_verifybackup reads it
+    assert find_tool_dir(18, root=tmp_path) is None  # never an older one
+    assert find_tool_dir(15, root=tmp_path) == fifteen
+    assert path_with(fifteen, "/usr/bin:/bin") == f"{fifteen}:/usr/bin:/bin"
+
+
+def test_server_user() -> None:
+    me = server_user(1, "root") if os.geteuid() == 0 else server_user(os.geteuid(), "x")
+    assert me.uid != 0
+    if os.geteuid() == 0:
+        as_postgres = server_user(0, "root")
+        assert as_postgres.user == "postgres"
+        assert as_postgres.prefix[0] == "setpriv" and as_postgres.prefix[-1] == "--"
+        with pytest.raises(LookupError, match="no system user"):
+            server_user(0, "no-such-user-here")
+    else:
+        assert me.prefix == ()
+
+
+def test_drill_reason() -> None:
+    assert drill_reason(None, 100.0) is None
+    assert drill_reason({}, 100.0) is None
+    failed = {"ok": False, "reason": "boom", "backup_id": "B1"}
+    assert drill_reason(failed, 100.0) == "last restore drill failed (backup B1): boom"
+    interrupted = {"ok": False, "reason": "interrupted by shutdown", "interrupted": True}
+    assert drill_reason(interrupted, 100.0) is None
+    ok = {"ok": True, "started_at": 0.0}
+    assert drill_reason(ok, 100.0) is None
+    assert drill_reason(ok, 100.0, max_age=50) == "last successful restore drill is 100 s old"
+
+
+def test_show_backup_and_verification_reason() -> None:
+    data = {
+        "pg": {
+            "backup_id": "B1",
+            "status": "DONE",
+            "postgresql_version": 150018,
+            "base_backup_information": {
+                "backup_size_with_wals_bytes": 40,
+                "end_time_timestamp": "17",
+            },
+        }
+    }
+    facts = parse_show_backup(data, "pg")
+    assert facts is not None
+    assert (facts.version_num, facts.size_bytes, facts.end_time) == (150018, 40, 17.0)
+    assert parse_show_backup({"_ERROR": ["x"]}, "pg") is None
+    messages = (
+        ("info", "Calling pg_verifybackup"),
+        ("error", "verify backup failure on directory '/x'"),
+        ("error", 'pg_verifybackup: error: "base/5/1" has size 100 on disk but size 8192\n'),
+    )
+    assert verification_reason(messages, "", 1) == (
+        'pg_verifybackup: error: "base/5/1" has size 100 on disk but size 8192'
+    )
+    assert verification_reason((("error", "pg_verifybackup not found"),), "", 1) == (
+        "pg_verifybackup not found"
+    )
+    assert verification_reason((), "boom\n", 3) == "boom"

@@ -1,0 +1,89 @@
+"""``barman-supervisor restore``: what it refuses, which backup it picks, what it tells."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+from barman_supervisor import restore
+from barman_supervisor.settings import load_settings
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    restore.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_destination_must_be_empty_new_and_absolute(tmp_path: Path) -> None:
+    assert restore.destination_problem(tmp_path / "new") is None
+    assert restore.destination_problem(tmp_path) is None
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    assert "not empty" in (restore.destination_problem(tmp_path) or "")
+    assert "not a directory" in (restore.destination_problem(tmp_path / "PG_VERSION") or "")
+    assert "absolute" in (restore.destination_problem(Path("relative/dir")) or "")
+
+
+def test_target_time_parsing() -> None:
+    with_offset = restore.parse_target_time("2026-11-23 14:05:00+00:00")
+    assert with_offset == datetime(2026, 11, 23, 14, 5, tzinfo=UTC)
+    naive = restore.parse_target_time("2026-11-23T14:05:00")
+    assert naive is not None and naive.tzinfo is not None
+    assert restore.parse_target_time("yesterday") is None
+
+
+def test_choose_backup_before_the_target() -> None:
+    rows = [
+        {"backup_id": "C", "status": "DONE", "end_time_timestamp": "300"},
+        {"backup_id": "B", "status": "FAILED", "end_time_timestamp": "200"},
+        {"backup_id": "A", "status": "DONE", "end_time_timestamp": "100"},
+    ]
+    assert restore.choose_backup(rows, None) == "C"
+    assert restore.choose_backup(rows, datetime.fromtimestamp(250, UTC)) == "A"
+    assert restore.choose_backup(rows, datetime.fromtimestamp(50, UTC)) is None
+
+
+def test_plan_passes_target_and_action_only_with_a_target() -> None:
+    dest = Path("/restore/here")
+    plain = restore.Plan("pg", "B1", dest, None, "pause")
+    assert plain.recover_args() == ["recover", "pg", "B1", "/restore/here"]
+    timed = restore.Plan("pg", "B1", dest, ("time", "2026-11-23 14:05:00+00"), "promote")
+    assert timed.recover_args() == [
+        "recover",
+        "--target-time",
+        "2026-11-23 14:05:00+00",
+        "--target-action",
+        "promote",
+        "pg",
+        "B1",
+        "/restore/here",
+    ]
+
+
+def test_next_steps_start_the_copy_as_postgres_when_root() -> None:
+    steps = restore.next_steps(
+        Path("/r"), "/usr/lib/postgresql/15/bin", ("lsn", "0/5"), "pause", True
+    )
+    assert steps[0].startswith("Give it to the PostgreSQL user: chown -R postgres:postgres /r")
+    assert any("runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /r" in s for s in steps)
+    assert "pg_wal_replay_resume()" in steps[-1]
+    plain = restore.next_steps(Path("/r"), "/b", None, "pause", False)
+    assert not any("chown" in s or "runuser" in s for s in plain)
+
+
+def test_refusals_change_nothing(environ: dict[str, str], tmp_path: Path) -> None:
+    settings = load_settings(environ)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep").write_text("data")
+    out = io.StringIO()
+    assert restore.main(parse("pg", str(full)), settings, out) == restore.EXIT_BAD_INPUT
+    assert "not empty" in out.getvalue() and (full / "keep").read_text() == "data"
+    out = io.StringIO()
+    assert restore.main(parse("other", str(tmp_path / "x")), settings, out) == 2
+    assert "no server 'other'" in out.getvalue() and not (tmp_path / "x").exists()
+    out = io.StringIO()
+    code = restore.main(parse("pg", str(tmp_path / "y"), "--target-time", "soon"), settings, out)
+    assert code == 2 and "is not a time" in out.getvalue()
