@@ -208,6 +208,9 @@ class Daemon:
             "PG_PASSWORD_FILE": str(pg.base / "secrets" / "barman"),
             "PG_STREAMING_PASSWORD_FILE": str(pg.base / "secrets" / "streaming"),
             "LOG_FORMAT": "json",
+            # Each daemon its own port: tests (and other runs on this machine) never collide.
+            "HTTP_BIND": "127.0.0.1",
+            "HTTP_PORT": str(free_port()),
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
