@@ -96,6 +96,7 @@ class Jobs:
         self._runner = runner
         self._restarts: dict[str, tuple[int, float]] = {}
         self._cron_started_at = float("-inf")
+        self._backups_running = threading.BoundedSemaphore(settings.backup_concurrency)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.postgres = {
@@ -404,6 +405,12 @@ class Jobs:
             _log.warning("backup_skipped", reason="a backup of this server is already running")
             return None
         try:
+            if not self._backup_slot():
+                raise RunnerClosed("backup")
+        except BaseException:
+            lock.release()
+            raise
+        try:
             _log.info("backup_starting", trigger=reason, immediate_checkpoint=immediate)
             self._deadman(server, "/start")
             started = time.time()
@@ -456,7 +463,22 @@ class Jobs:
             self.refresh_backups(server)
             return outcome
         finally:
+            self._backups_running.release()
             lock.release()
+
+    def _backup_slot(self) -> bool:
+        """Wait for one of BACKUP_CONCURRENCY backup slots: many servers on one daemon must not
+        all copy at once. False when the daemon stops while waiting."""
+        if self._backups_running.acquire(blocking=False):
+            return True
+        _log.info(
+            "backup_waiting",
+            reason=f"BACKUP_CONCURRENCY={self._settings.backup_concurrency} reached",
+        )
+        while not self._stop.is_set():
+            if self._backups_running.acquire(timeout=1.0):
+                return True
+        return False
 
     def _deadman(self, server: ServerSettings, suffix: str) -> None:
         if server.deadman_url is not None and self._notifier is not None:

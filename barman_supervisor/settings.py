@@ -136,6 +136,7 @@ class Settings:
     alert_streaming_after: float = 300.0
     alert_timeout: float = 5.0
     failed_backups: Literal["keep", "delete"] = "delete"
+    backup_concurrency: int = 2
     allow_streaming_reset: bool = False
     disk_min_free_bytes: int = 512 * 1048576
     drill_scratch_dir: Path | None = None
@@ -366,6 +367,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         alert_timeout=env.seconds("ALERT_TIMEOUT", 5, minimum=0.5, maximum=120),
         failed_backups=env.choice("FAILED_BACKUPS", "delete", ("keep", "delete")),  # type: ignore[arg-type]
         allow_streaming_reset=env.boolean("ALLOW_STREAMING_RESET", False),
+        backup_concurrency=env.integer("BACKUP_CONCURRENCY", 2, 1, 1000),
         disk_min_free_bytes=env.size("DISK_MIN_FREE", 512 * 1048576),
         drill_scratch_dir=_absolute(
             "DRILL_SCRATCH_DIR", env.text("DRILL_SCRATCH_DIR", str(barman_home / "drill"))
