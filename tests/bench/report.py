@@ -1,0 +1,433 @@
+"""Markdown from ``bench/results/latest.json``: the full tables (``latest.md``) and the short
+"Performance" section for the README (``performance.md``, also printed).
+
+``python -m tests.bench.report [latest.json]`` regenerates both without re-running anything, so
+the wording can change without paying for another 15-minute run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+TARGET_LABELS = {
+    "daemon_60": "daemon, cron every 60 s (default)",
+    "daemon_5": "daemon, BARMAN_CRON_INTERVAL=5",
+    "baseline": "baseline, system cron each minute",
+}
+
+
+def get(data: Any, *keys: str | int) -> Any:
+    """``data[k1][k2]...`` or None when any step is missing: results may be partial."""
+    for key in keys:
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        else:
+            return None
+    return data
+
+
+def num(value: Any, digits: int = 2, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.{digits}f}{unit}"
+
+
+def spread(stats: Any, digits: int = 2, unit: str = "") -> str:
+    """'median / p95 (n)' from a summary."""
+    if not get(stats, "n"):
+        return "n/a"
+    return f"{num(stats['median'], digits)} / {num(stats['p95'], digits)}{unit} (n={stats['n']})"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(results: dict[str, Any]) -> str:
+    m = results.get("meta", {})
+    return (
+        f"{m.get('nproc')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB RAM, "
+        f"kernel {m.get('kernel')}, {m.get('os')}, {m.get('postgresql')}, {m.get('barman')}, "
+        f"Python {m.get('python')}, barman-supervisor {m.get('barman_supervisor')} "
+        f"({m.get('commit')}); load average {m.get('loadavg_at_start')} at start, "
+        f"{m.get('loadavg_at_end')} at end (the machine was shared); whole run "
+        f"{num(m.get('runtime_s'), 0)} s"
+    )
+
+
+def error_of(section: Any) -> str | None:
+    return str(section["error"]) if isinstance(section, dict) and "error" in section else None
+
+
+# Sections -------------------------------------------------------------------------------------
+def protect_section(r: Any) -> str:
+    milestones = (
+        "slot_created",
+        "streaming_running",
+        "first_wal_archived",
+        "check_ok",
+        "backup_done",
+    )
+    rows = [
+        [
+            name.replace("_", " "),
+            num(get(r, "daemon", "milestones_s", name)),
+            num(get(r, "baseline", "milestones_s", name)),
+            num(get(r, "baseline_over_daemon", name), 1, "x"),
+        ]
+        for name in milestones
+    ]
+    return "\n".join(
+        [
+            table(
+                ["from PostgreSQL ready to", "daemon (s)", "baseline (s)", "baseline / daemon"],
+                rows,
+            ),
+            "",
+            f"Baseline: first cron tick {num(get(r, 'baseline', 'cron_wait_s'))} s after "
+            "PostgreSQL was ready (uniform in 0-60 s: it depends on when in the minute "
+            "PostgreSQL came up); "
+            f"`switch-wal` run {get(r, 'baseline', 'switch_wal_attempts')} time(s), `check` "
+            f"{get(r, 'baseline', 'check_attempts')} time(s); `backup --wait` took "
+            f"{num(get(r, 'baseline', 'backup_command_s'))} s (spread checkpoint, the default). "
+            f"The daemon noticed PostgreSQL {num(get(r, 'daemon', 'noticed_postgres_s'))} s after "
+            "it was ready (retry back-off) and used an immediate checkpoint.",
+        ]
+    )
+
+
+def freshness_section(r: Any) -> str:
+    rows = [
+        [
+            TARGET_LABELS.get(name, name),
+            spread(get(t, "commit_to_partial_ms")),
+            spread(get(t, "switch_to_streaming_s"), 3),
+            spread(get(t, "switch_to_wals_s"), 1),
+            str(get(t, "switches_not_archived")),
+        ]
+        for name, t in (get(r, "targets") or {}).items()
+    ]
+    headers = [
+        "set-up",
+        "commit -> streaming/*.partial, ms (median / p95)",
+        "pg_switch_wal() -> complete in streaming/, s",
+        "pg_switch_wal() -> wals/, s",
+        "not archived in time",
+    ]
+    return "\n".join(
+        [
+            table(headers, rows),
+            "",
+            f"{get(r, 'switch_samples')} switches {get(r, 'switch_period_s')} s apart, at every "
+            "phase of the cron cycles; a writer committed every 0.2 s. Completed segments move "
+            "to `wals/` only when `archive-wal` runs, i.e. on `barman cron`: BARMAN_CRON_INTERVAL "
+            "bounds that delay (uniform in 0..interval), streaming itself is not affected by it.",
+        ]
+    )
+
+
+def backup_section(r: Any) -> str:
+    rows = []
+    for key, s in (r or {}).items():
+        if not isinstance(s, dict):
+            continue
+        rows.append(
+            [
+                key.replace("scale_", "pgbench -s "),
+                num(s.get("cluster_mb"), 0),
+                spread(get(s, "seconds", "daemon")),
+                spread(get(s, "seconds", "barman")),
+                spread(get(s, "seconds", "pg_basebackup")),
+                num(s.get("daemon_over_barman"), 2, "x"),
+                num(s.get("daemon_over_pg_basebackup"), 2, "x"),
+            ]
+        )
+    headers = [
+        "data",
+        "cluster MB",
+        "daemon, s",
+        "barman backup, s",
+        "pg_basebackup, s",
+        "daemon / barman",
+        "daemon / pg_basebackup",
+    ]
+    return table(headers, rows) + (
+        "\n\nWall time (median / p95). All with an immediate checkpoint, each after a CHECKPOINT; "
+        "`pg_basebackup -X none -c fast` as Barman runs it; rounds alternate the order."
+    )
+
+
+def footprint_section(r: Any) -> str:
+    rows = [
+        [
+            TARGET_LABELS.get(name, name),
+            str(d.get("cron_cycles")),
+            num(d.get("daemon_cpu_pct"), 2, " %"),
+            num(d.get("tree_cpu_pct"), 2, " %"),
+            num(d.get("tree_cpu_per_cycle_s"), 3),
+            num(get(d, "daemon_rss_mb", "max"), 1),
+            num(get(d, "tree_rss_mb", "max"), 1),
+        ]
+        for name, d in (get(r, "daemons") or {}).items()
+    ]
+    headers = [
+        "daemon",
+        "cron cycles",
+        "daemon CPU",
+        "daemon + children CPU",
+        "CPU s / cycle (all)",
+        "daemon RSS max MB",
+        "with children MB",
+    ]
+    tree, alone = get(r, "model", "tree") or {}, get(r, "model", "daemon") or {}
+    return "\n".join(
+        [
+            table(headers, rows),
+            "",
+            f"Idle window {num(get(r, 'window_s'), 0)} s, no writes, no backup. Split into a fixed "
+            f"part and a per-cycle part: the daemon with its children uses "
+            f"{num(tree.get('base_cpu_pct'), 3)} % CPU plus "
+            f"{num(tree.get('per_cycle_cpu_s'), 3)} CPU s per `barman cron` cycle, i.e. "
+            f"{num(tree.get('per_hour_at_60s_cpu_s'), 0)} CPU s per hour at the default 60 s "
+            f"(the daemon process alone: {num(alone.get('per_hour_at_60s_cpu_s'), 0)} CPU s per "
+            "hour). PostgreSQL's walsenders are not counted.",
+        ]
+    )
+
+
+def scale_section(r: Any) -> str:
+    rows = []
+    for s in (r or {}).values():
+        if not isinstance(s, dict):
+            continue
+        rows.append(
+            [
+                str(s.get("servers")),
+                f"{s.get('servers_ready')} in {num(s.get('startup_all_ready_s'), 0)} s",
+                num(s.get("daemon_rss_max_mb"), 0),
+                num(s.get("tree_rss_max_mb"), 0),
+                num(s.get("idle_tree_cpu_per_cron_cycle_s"), 2),
+                spread(s.get("cron_job_duration_s")),
+                f"{s.get('scheduled_backups_started')} ({s.get('scheduled_backups_late')} late)",
+                f"{num(get(s, 'schedule_lateness_s', 'median'), 2)} / "
+                f"{num(get(s, 'schedule_lateness_s', 'max'), 2)}",
+                spread(s.get("backup_duration_s"), 1),
+                str(s.get("backups_failed")),
+                "yes" if s.get("complete") else "budget spent",
+            ]
+        )
+    headers = [
+        "servers",
+        "ready",
+        "daemon RSS max MB",
+        "with children MB",
+        "idle CPU s / cron cycle",
+        "cron job s",
+        "scheduled backups started",
+        "start delay s (median / max)",
+        "backup s",
+        "failed",
+        "complete",
+    ]
+    return table(headers, rows) + (
+        "\n\nOne cluster, one slot per server, `BACKUP_SCHEDULE='* * * * *'` (immediate "
+        "checkpoint), no start-up backup, `barman cron` every 10 s. Start delay: `backup_starting` "
+        "minus the run time the scheduler announced; late means more than 5 s."
+    )
+
+
+def health_section(r: Any) -> str:
+    if not get(r, "available"):
+        return f"Not available: {get(r, 'reason') or error_of(r) or 'not measured'}."
+    rows = [
+        [
+            phase,
+            path,
+            spread(get(r, phase, path, "latency_ms")),
+            json.dumps(get(r, phase, path, "statuses")),
+        ]
+        for phase in ("during_backup", "idle")
+        for path in ("/healthz", "/readyz")
+    ]
+    return table(["when", "path", "latency ms (median / p95)", "statuses"], rows) + (
+        f"\n\n{get(r, 'workers')} concurrent clients; p99 is in latest.json."
+    )
+
+
+def drill_section(r: Any) -> str:
+    steps = get(r, "drill_steps_median_s") or {}
+    rows = [
+        [
+            "restore drill: recover + start + query (`restore_s`)",
+            spread(get(r, "drill_restore_s")),
+        ],
+        ["restore drill, whole (with verify, stop, clean-up)", spread(get(r, "drill_total_s"))],
+        ["`cp -a` of the same backup's data directory", spread(get(r, "copy_s"))],
+        ["drill / cp -a (medians)", num(get(r, "ratio_drill_to_copy"), 2, "x")],
+    ]
+    step_text = ", ".join(
+        f"{name.removesuffix('_s')} {num(value)}" for name, value in steps.items()
+    )
+    return "\n".join(
+        [
+            table(["", "seconds (median / p95)"], rows),
+            "",
+            f"pgbench -s {get(r, 'pgbench_scale')}, backup {num(get(r, 'backup_mb'), 0)} MB, "
+            f"{get(r, 'rows')} rows counted by the drill's query. Median per step, s: "
+            f"{step_text or 'n/a'}. Drill and copy alternate so that a drift in machine load "
+            "favours neither; both write to the same scratch disk.",
+        ]
+    )
+
+
+SECTIONS = (
+    ("protect", "1. Time to protected", protect_section),
+    ("freshness", "2. WAL freshness", freshness_section),
+    ("backup_cost", "3. Backup cost", backup_section),
+    ("footprint", "4. Idle footprint", footprint_section),
+    ("scale", "5. Scale", scale_section),
+    ("health", "6. Health endpoint under load", health_section),
+    ("drill", "7. Restore drill", drill_section),
+)
+
+
+def render_latest(results: dict[str, Any]) -> str:
+    parts = ["# Benchmark results", "", machine_line(results)]
+    for key, title, render in SECTIONS:
+        section = results.get(key)
+        body = f"Failed: {error_of(section)}" if error_of(section) else render(section)
+        parts += ["", f"## {title}", "", body]
+    return "\n".join(parts) + "\n"
+
+
+def headline_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The few numbers a README reader needs, each with its comparison."""
+    p, f = results.get("protect"), get(results, "freshness", "targets") or {}
+    rows = [
+        [
+            "PostgreSQL ready -> first backup DONE",
+            num(get(p, "daemon", "milestones_s", "backup_done"), 1, " s"),
+            num(get(p, "baseline", "milestones_s", "backup_done"), 1, " s")
+            + " (cron + manual steps)",
+        ],
+        [
+            "commit -> in Barman's streaming/*.partial (median)",
+            num(get(f, "daemon_60", "commit_to_partial_ms", "median"), 1, " ms"),
+            num(get(f, "baseline", "commit_to_partial_ms", "median"), 1, " ms"),
+        ],
+        [
+            "pg_switch_wal() -> in wals/ (median / p95)",
+            f"{num(get(f, 'daemon_60', 'switch_to_wals_s', 'median'), 1)} / "
+            f"{num(get(f, 'daemon_60', 'switch_to_wals_s', 'p95'), 1)} s "
+            f"({num(get(f, 'daemon_5', 'switch_to_wals_s', 'median'), 1)} s with interval 5)",
+            f"{num(get(f, 'baseline', 'switch_to_wals_s', 'median'), 1)} / "
+            f"{num(get(f, 'baseline', 'switch_to_wals_s', 'p95'), 1)} s",
+        ],
+    ]
+    for s in (results.get("backup_cost") or {}).values():
+        if isinstance(s, dict) and "seconds" in s:
+            rows.append(
+                [
+                    f"full backup, {num(s.get('cluster_mb'), 0)} MB cluster",
+                    f"{num(get(s, 'seconds', 'daemon', 'median'), 1, ' s')} "
+                    f"({num(s.get('daemon_over_pg_basebackup'), 2, 'x')} pg_basebackup)",
+                    f"barman backup {num(get(s, 'seconds', 'barman', 'median'), 1, ' s')}, "
+                    f"pg_basebackup {num(get(s, 'seconds', 'pg_basebackup', 'median'), 1, ' s')}",
+                ]
+            )
+    d = results.get("drill")
+    if get(d, "drill_restore_s", "n"):
+        rows.append(
+            [
+                "restore drill (recover + start + query) vs cp -a, "
+                f"{num(get(d, 'backup_mb'), 0)} MB",
+                f"{num(get(d, 'drill_restore_s', 'median'), 1, ' s')} "
+                f"({num(get(d, 'ratio_drill_to_copy'), 1, 'x')} cp -a)",
+                f"cp -a {num(get(d, 'copy_s', 'median'), 1, ' s')} (files only, not proven)",
+            ]
+        )
+    tree = get(results, "footprint", "model", "tree") or {}
+    d60 = get(results, "footprint", "daemons", "daemon_60") or {}
+    rows.append(
+        [
+            "idle daemon: CPU per hour at 60 s, RSS",
+            f"{num(tree.get('per_hour_at_60s_cpu_s'), 0)} CPU s/h with children; daemon RSS "
+            f"{num(get(d60, 'daemon_rss_mb', 'max'), 0)} MB, "
+            f"{num(get(d60, 'tree_rss_mb', 'max'), 0)} MB with streaming",
+            "cron: same Barman processes, no resident daemon",
+        ]
+    )
+    for s in (results.get("scale") or {}).values():
+        if isinstance(s, dict) and "servers" in s:
+            rows.append(
+                [
+                    f"{s['servers']} servers on one daemon",
+                    f"RSS {num(s.get('daemon_rss_max_mb'), 0)} MB daemon, "
+                    f"{num(s.get('tree_rss_max_mb'), 0)} MB with children; "
+                    f"{s.get('servers_ready')}/{s['servers']} ready; "
+                    f"{s.get('scheduled_backups_started')} scheduled backups, "
+                    f"{s.get('scheduled_backups_late')} late"
+                    + ("" if s.get("complete") else " (time budget spent)"),
+                    "",
+                ]
+            )
+    h = results.get("health")
+    rows.append(
+        [
+            "/healthz p50 / p99 during a backup",
+            (
+                f"{num(get(h, 'during_backup', '/healthz', 'latency_ms', 'median'), 1)} / "
+                f"{num(get(h, 'during_backup', '/healthz', 'latency_ms', 'p99'), 1)} ms"
+                if get(h, "available")
+                else "not available (no HTTP server yet)"
+            ),
+            "",
+        ]
+    )
+    return rows
+
+
+def render_performance(results: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "## Performance",
+            "",
+            "Measured by `make bench` against PostgreSQL 15 on 127.0.0.1: "
+            f"{machine_line(results)}. "
+            "Baseline: the same Barman driven by a `barman cron` every minute (system cron) and "
+            "the manual commands of Barman's documentation. Full tables: "
+            "`bench/results/latest.md`.",
+            "",
+            table(["", "barman-supervisor", "baseline"], headline_rows(results)),
+            "",
+        ]
+    )
+
+
+def write_reports(results: dict[str, Any], directory: Path) -> str:
+    """Write latest.md and performance.md; return the Performance section."""
+    section = render_performance(results)
+    (directory / "latest.md").write_text(render_latest(results))
+    (directory / "performance.md").write_text(section)
+    return section
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    source = Path(args[0]) if args else RESULTS / "latest.json"
+    results = json.loads(source.read_text())
+    print(write_reports(results, source.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
