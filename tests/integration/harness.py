@@ -260,6 +260,16 @@ class Daemon:
         assert self.process is not None
         return self.process.wait(timeout)
 
+    def stop(self, timeout: float = 120) -> None:
+        """SIGTERM and wait, as a fixture's clean-up; SIGKILL when it does not stop in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

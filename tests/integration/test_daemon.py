@@ -55,12 +55,7 @@ def daemon(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
         pg.start()
         yield supervisor
     finally:
-        if supervisor.process is not None and supervisor.process.poll() is None:
-            supervisor.signal(signal.SIGTERM)
-            try:
-                supervisor.wait(120)
-            except subprocess.TimeoutExpired:
-                supervisor.kill()
+        supervisor.stop()
 
 
 def test_reaches_postgres_started_after_it_by_retrying(daemon: Daemon) -> None:

@@ -59,11 +59,7 @@ def protected(tmp_path: Path) -> Iterator[tuple[Cluster, Daemon]]:
             wait_until(lambda: _slot(pg)[0], timeout=60, what="streaming")
             yield pg, daemon
         finally:
-            daemon.signal(signal.SIGTERM)
-            try:
-                daemon.wait(120)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            daemon.stop()
 
 
 def test_postgres_restart_streaming_resumes_within_seconds(

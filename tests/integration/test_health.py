@@ -120,11 +120,7 @@ def daemon(
     try:
         yield supervisor, Probe(port)
     finally:
-        supervisor.signal(signal.SIGTERM)
-        try:
-            supervisor.wait(120)
-        except subprocess.TimeoutExpired:
-            supervisor.kill()
+        supervisor.stop()
 
 
 def test_all_endpoints_green_after_start(daemon: tuple[Daemon, Probe]) -> None:

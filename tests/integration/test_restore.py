@@ -13,7 +13,6 @@ import argparse
 import io
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -98,11 +97,7 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
             runner = Runner(Supervisor(), settings.child_env)
             yield Protected(pg, daemon, settings, runner, Barman(settings, runner), scratch)
         finally:
-            daemon.signal(signal.SIGTERM)
-            try:
-                daemon.wait(120)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            daemon.stop()
             shutil.rmtree(scratch, ignore_errors=True)
 
 
