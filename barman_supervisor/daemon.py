@@ -220,6 +220,13 @@ class Daemon:
         if pgpass:
             _log.info("pgpass_written", file=str(self.settings.pgpass_file), mode="0600")
         for server in self.settings.servers:
+            if server.password_in_mounted_file:
+                _log.warning(
+                    "password_in_mounted_conninfo",
+                    server=server.name,
+                    hint="Barman puts it on pg_receivewal's command line (visible in ps); "
+                    "remove password= from the conninfo and set PG_PASSWORD_FILE instead",
+                )
             _log.info(
                 "server_configured",
                 server=server.name,

@@ -91,6 +91,8 @@ class ServerSettings:
     backup_immediate_checkpoint: bool
     retention_policy: str
     bandwidth_limit_kbps: int = 0
+    # A mounted conninfo with password=: Barman passes it on pg_receivewal's command line.
+    password_in_mounted_file: bool = False
     backup_max_age: float | None = None
     deadman_url: Secret | None = None
     # Restore drill (issue 6): off while empty; an empty query means drill.DEFAULT_QUERY.
@@ -668,6 +670,7 @@ def _server(
         deadman_url=env.url("DEADMAN_URL", name),
         drill_schedule=drill_schedule,
         drill_query=env.text("DRILL_QUERY", "", name),
+        password_in_mounted_file=any(p is not None for p in file_passwords),
     )
 
 

@@ -54,6 +54,7 @@ def test_mounted_files_with_two_servers_are_read_not_rewritten(tmp_path: Path) -
             for name in ("main", "reports"):
                 assert [b["status"] for b in daemon.backups(name)] == ["DONE"]
             assert daemon.find("config_read")
+            assert daemon.find("password_in_mounted_conninfo", server="main")
             assert {path: path.read_text() for path in files} == files, "mounted files changed"
             printed = daemon.stdout.read_text() + daemon.stderr.read_text()
             assert STREAMING_PASSWORD not in printed and BARMAN_PASSWORD not in printed
