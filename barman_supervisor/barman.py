@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from barman_supervisor.log import get_logger
+from barman_supervisor.pgbin import path_with
 from barman_supervisor.pid1 import ProcInfo, processes
 from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Settings
@@ -150,14 +151,19 @@ class Barman:
         timeout: float | None = None,
         during_shutdown: bool = False,
         on_message: Callable[[str, str], None] | None = None,
+        tools_dir: Path | None = None,
     ) -> Outcome:
+        """``tools_dir`` goes first on PATH: Barman looks for some PostgreSQL programs there
+        only (``pg_verifybackup``), and Debian keeps them in a per-major directory."""
         started = time.time()
+        path = self._settings.child_env.get("PATH")
         completed = self._runner.run(
             self._argv(*args),
             kind=kind,
             timeout=timeout,
             echo_stdout=False,
             during_shutdown=during_shutdown,
+            env={"PATH": path_with(tools_dir, path)} if tools_dir else None,
         )
         data, messages = parse_json_output(completed.stdout)
         for level, text in messages:

@@ -381,9 +381,7 @@ class Drill:
             result,
             "verify_s",
             lambda: verify_backup(
-                self.settings,
                 self.barman,
-                self.runner,
                 self.server.name,
                 candidate.backup_id,
                 pg_bin_dir=self.config.pg_bin_dir,

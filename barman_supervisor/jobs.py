@@ -425,9 +425,7 @@ class Jobs:
                 # A backup that pg_verifybackup rejects is a failed backup: health, metrics,
                 # alerts and the dead-man's switch all see it as one.
                 verification = verify_backup(
-                    self._settings,
                     self._barman,
-                    self._runner,
                     server.name,
                     str(data["backup_id"]),
                     pg_bin_dir=self._settings.pg_bin_dir,

@@ -89,8 +89,12 @@ class Runner:
         echo_stdout: bool = True,
         during_shutdown: bool = False,
         on_line: Callable[[str, str], None] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Completed:
-        """Run to completion, logging each output line; on timeout SIGTERM, then SIGKILL."""
+        """Run to completion, logging each output line; on timeout SIGTERM, then SIGKILL.
+
+        ``env`` overrides variables of the daemon's child environment for this command only.
+        """
         with self._lock:
             if self._closed and not during_shutdown:
                 raise RunnerClosed(kind)
@@ -104,7 +108,7 @@ class Runner:
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                env=self._env,
+                env={**self._env, **(env or {})},
                 start_new_session=True,
             ),
             lambda child: child.pid,

@@ -12,16 +12,13 @@ signalled and logged like every other command.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman import Barman, parse_json_output
+from barman_supervisor.barman import Barman
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import find_tool_dir, major_of, path_with
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import Settings
+from barman_supervisor.pgbin import find_tool_dir, major_of
 
 _log = get_logger(__name__)
 VERIFY_TIMEOUT = 3600.0
@@ -90,9 +87,7 @@ def verification_reason(messages: tuple[tuple[str, str], ...], stderr: str, code
 
 
 def verify_backup(
-    settings: Settings,
     barman: Barman,
-    runner: Runner,
     server: str,
     backup_id: str,
     *,
@@ -128,32 +123,12 @@ def verify_backup(
             f"no pg_verifybackup for PostgreSQL {major} in {where}; install postgresql-client-"
             f"{major} (or newer) or set PG_BIN_DIR",
         )
-    completed = runner.run(
-        [
-            "env",
-            f"PATH={path_with(tools, _child_path(settings.child_env))}",
-            settings.barman_bin,
-            "-c",
-            str(settings.barman_config_file),
-            "-f",
-            "json",
-            "verify-backup",
-            server,
-            backup_id,
-        ],
-        kind=kind,
-        timeout=timeout,
-        echo_stdout=False,
+    outcome = barman.run(
+        "verify-backup", server, backup_id, kind=kind, timeout=timeout, tools_dir=tools
     )
-    _data, messages = parse_json_output(completed.stdout)
-    for level, text in messages:
-        runner.log_line(text, {"info": 20, "warning": 30}.get(level, 40), command="barman verify")
+    completed, messages = outcome.completed, outcome.messages
     if completed.timed_out:
         return result(False, f"verification timed out after {timeout:g}s")
     if not completed.ok or any(level == "error" for level, _ in messages):
         return result(False, verification_reason(messages, completed.stderr, completed.returncode))
     return result(True)
-
-
-def _child_path(env: Mapping[str, str]) -> str | None:
-    return env.get("PATH")

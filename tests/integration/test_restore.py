@@ -106,9 +106,7 @@ def leftovers(p: Protected) -> tuple[list[tuple[int, int, str, str]], list[Path]
 
 
 def test_verify_backup_passes_on_a_fresh_backup(protected: Protected) -> None:
-    result = verify_backup(
-        protected.settings, protected.barman, protected.runner, "pg", protected.backup_id()
-    )
+    result = verify_backup(protected.barman, "pg", protected.backup_id())
     assert result.ok, result.reason
     assert result.duration_s > 0 and result.backup_id == protected.backup_id()
 
@@ -175,9 +173,7 @@ def test_drill_of_a_damaged_backup_fails_with_the_reason(protected: Protected) -
     assert len(saved) > 8192
     try:
         os.truncate(damaged, 100)
-        verified = verify_backup(
-            protected.settings, protected.barman, protected.runner, "pg", backup_id
-        )
+        verified = verify_backup(protected.barman, "pg", backup_id)
         assert not verified.ok
         assert f'"{relation}" has size 100 on disk' in verified.reason
         result = protected.drill()
