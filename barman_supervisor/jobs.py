@@ -318,8 +318,6 @@ class Jobs:
             for server in self._settings.servers:
                 self._check_identity(server)
             run.take(self._barman.cron())
-            for server in self._settings.servers:
-                self.refresh_slot(server)
 
     def backup(self, server: ServerSettings) -> None:
         """The schedule's backup; the backup itself is recorded as job ``backup``."""

@@ -319,7 +319,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{var}: {str(path)!r} must be an absolute path")
 
     if mode == "mounted":
-        servers = _mounted_servers(env, config_file, config_dir, timezone)
+        servers = _mounted_servers(env, config_file, config_dir, global_options, timezone)
     else:
         servers = _rendered_servers(env, timezone)
 
@@ -508,10 +508,9 @@ def _mounted_global_options(config_file: Path) -> dict[str, str]:
 
 
 def _mounted_servers(
-    env: _Env, config_file: Path, config_dir: Path, timezone: ZoneInfo
+    env: _Env, config_file: Path, config_dir: Path, options: Mapping[str, str], timezone: ZoneInfo
 ) -> tuple[ServerSettings, ...]:
     """Servers from the files a person mounted; the environment adds schedules and passwords."""
-    options = _mounted_global_options(config_file)
     directory = Path(options.get("configuration_files_directory") or config_dir)
     files = (
         [config_file, *sorted(directory.glob("*.conf"))] if directory.is_dir() else [config_file]
