@@ -76,10 +76,40 @@ class Check:
 
 @dataclass(frozen=True)
 class Backup:
+    """One row of ``barman -f json list-backups``."""
+
     backup_id: str
     status: str
     end_time: float | None
     size_bytes: int | None
+    wal_size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What ``barman show-backup`` says about one backup, as far as restoring needs it."""
+
+    backup_id: str
+    status: str
+    version_num: int
+    size_bytes: int
+    end_time: float | None
+
+
+def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
+    """``barman -f json show-backup``; None when the document is not about a backup."""
+    doc = data.get(server) if isinstance(data, dict) else None
+    if not isinstance(doc, dict) or "backup_id" not in doc:
+        return None
+    base = doc.get("base_backup_information") or {}
+    size = base.get("backup_size_with_wals_bytes") or base.get("backup_size_bytes") or 0
+    return BackupFacts(
+        backup_id=str(doc["backup_id"]),
+        status=str(doc.get("status")),
+        version_num=int(doc.get("postgresql_version") or 0),
+        size_bytes=int(size),
+        end_time=timestamp(base.get("end_time_timestamp")),
+    )
 
 
 def parse_json_output(stdout: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -111,19 +141,31 @@ def parse_checks(data: Any, server: str) -> list[Check]:
 def parse_backups(data: Any, server: str) -> list[Backup]:
     """Backups newest first, as ``list-backups`` prints them."""
     rows = (data or {}).get(server, []) if isinstance(data, dict) else []
-    backups = []
-    for row in rows:
-        stamp = row.get("end_time_timestamp")
-        size = row.get("size_bytes")
-        backups.append(
-            Backup(
-                backup_id=str(row.get("backup_id")),
-                status=str(row.get("status")),
-                end_time=float(stamp) if stamp not in (None, "", "None") else None,
-                size_bytes=int(size) if isinstance(size, int | float) else None,
-            )
+    return [
+        Backup(
+            backup_id=str(row.get("backup_id")),
+            status=str(row.get("status")),
+            end_time=timestamp(row.get("end_time_timestamp")),
+            size_bytes=_bytes(row.get("size_bytes")),
+            wal_size_bytes=_bytes(row.get("wal_size_bytes")),
         )
-    return backups
+        for row in rows
+        if isinstance(row, dict)
+    ]
+
+
+def timestamp(value: Any) -> float | None:
+    """Barman's ``*_timestamp`` fields: a number as text, or ``None``/empty when unknown."""
+    if value in (None, "", "None"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bytes(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
 
 
 class Barman:
@@ -183,6 +225,10 @@ class Barman:
     def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
         outcome = self.run("list-backups", server, kind="list", timeout=60)
         return outcome, parse_backups(outcome.data, server)
+
+    def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
+        outcome = self.run("show-backup", server, backup_id, kind="show", timeout=60)
+        return outcome, parse_show_backup(outcome.data, server) if outcome.ok else None
 
     def create_slot(self, server: str) -> Outcome:
         return self.run(

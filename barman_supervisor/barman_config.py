@@ -13,9 +13,9 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.settings import (
     RENDERED_MARKER,
-    ConfigError,
     ServerSettings,
     Settings,
     foreign_config_files,

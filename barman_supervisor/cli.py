@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from barman_supervisor import __version__, restore
 from barman_supervisor import log as logging_setup
-from barman_supervisor.settings import ConfigError, Settings, load_settings, probe_address
+from barman_supervisor.errors import ConfigError
+from barman_supervisor.settings import Settings, load_settings, probe_address
 
 EXIT_BAD_INPUT = 2
 

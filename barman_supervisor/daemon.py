@@ -20,6 +20,7 @@ from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload, host
 from barman_supervisor.api import HttpServer, Probes
 from barman_supervisor.barman import Barman
 from barman_supervisor.crontab import longest_gap, parse_crontab
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
@@ -27,7 +28,7 @@ from barman_supervisor.logtail import LogTail
 from barman_supervisor.pid1 import ProcInfo, Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.scheduler import JobSpec, Scheduler
-from barman_supervisor.settings import ConfigError, ServerSettings, Settings
+from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import State
 
 _log = get_logger(__name__)
@@ -98,7 +99,7 @@ class Daemon:
 
     def _fatal(self, server: str, reason: str) -> None:
         self.fatal_reason = f"{server}: {reason}"
-        self.state.update(server, problems=[reason])
+        self.state.set_problems(server, [reason])
         _log.critical("startup_failed", server=server, reason=reason)
         self.evaluate_alerts()
         self.supervisor.stop_requested.set()

@@ -26,11 +26,16 @@ def major_of(version_num: int) -> int:
     return version_num // 10000
 
 
+def debian_bin_dir(major: int, root: Path = DEBIAN_ROOT) -> Path:
+    """Where Debian installs one major's programs."""
+    return root / str(major) / "bin"
+
+
 def find_bin_dir(
     major: int, configured: Path | None = None, root: Path = DEBIAN_ROOT, program: str = "postgres"
 ) -> Path | None:
     """The directory holding ``program`` for this major: the configured one, else Debian's."""
-    candidates = [configured] if configured is not None else [root / str(major) / "bin"]
+    candidates = [configured] if configured is not None else [debian_bin_dir(major, root)]
     for candidate in candidates:
         if (candidate / program).is_file() and os.access(candidate / program, os.X_OK):
             return candidate

@@ -16,15 +16,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from barman_supervisor.errors import RunnerClosed
 from barman_supervisor.log import RepeatFilter, get_logger
 from barman_supervisor.pid1 import Supervisor
 
 _log = get_logger(__name__)
 _TERM_GRACE = 10.0
-
-
-class RunnerClosed(RuntimeError):
-    """The daemon is shutting down and starts no new command of this kind."""
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from barman_supervisor import log as logging_setup
-from barman_supervisor.barman import Barman, Outcome
-from barman_supervisor.pgbin import major_of
+from barman_supervisor.barman import BackupFacts, Barman, Outcome
+from barman_supervisor.pgbin import debian_bin_dir, major_of
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import Settings
-from barman_supervisor.verify import BackupFacts, show_backup
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 TARGET_ACTIONS = ("pause", "promote", "shutdown")
@@ -198,7 +197,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
             after = f" that ended before {target_time.isoformat()}" if target_time else ""
             say(f"refused: server {args.server} has no DONE backup{after}")
             return EXIT_BAD_INPUT
-    facts = show_backup(barman, args.server, backup_id)
+    _, facts = barman.show_backup(args.server, backup_id)
     if facts is None:
         say(f"refused: server {args.server} has no backup {backup_id!r} (barman list-backups)")
         return EXIT_BAD_INPUT
@@ -213,7 +212,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
         return EXIT_FAILED
     say(f"\nRestored into {destination} in {time.monotonic() - started:.1f} s.")
     _print_warnings(say, outcome)
-    bin_dir = f"/usr/lib/postgresql/{major_of(facts.version_num)}/bin"
+    bin_dir = str(debian_bin_dir(major_of(facts.version_num)))
     say("Next steps:")
     for number, step in enumerate(
         next_steps(destination, bin_dir, target, plan.target_action, os.geteuid() == 0), 1

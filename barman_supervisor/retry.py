@@ -21,14 +21,11 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from barman_supervisor.errors import Interrupted
 from barman_supervisor.log import get_logger
 
 _log = get_logger(__name__)
 T = TypeVar("T")
-
-
-class Interrupted(Exception):
-    """The stop event was set while waiting between attempts."""
 
 
 def _sleeper(stop: threading.Event) -> Callable[[float], None]:

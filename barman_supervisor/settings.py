@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from barman_supervisor.crontab import CrontabError, parse_crontab
+from barman_supervisor.errors import ConfigError
 
 RENDERED_MARKER = "# Rendered by barman-supervisor"
 SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -43,10 +44,6 @@ _SIZE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG])?i?[bB]?$")
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-class ConfigError(Exception):
-    """Invalid input; the message is one line naming what to fix."""
 
 
 class Secret:
@@ -110,6 +107,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, built once by ``load_settings``, which holds each default."""
+
     servers: tuple[ServerSettings, ...]
     config_mode: Literal["render", "mounted"]
     barman_config_file: Path
@@ -131,23 +130,23 @@ class Settings:
     wal_archive_timeout: int
     http_bind: str
     http_port: int
-    health_interval: float = 10.0
-    wal_max_lag_bytes: int = 256 * 1048576
-    wal_max_age: float | None = None
-    alert_webhook_url: Secret | None = field(default=None, repr=False)
-    alert_streaming_after: float = 300.0
-    alert_timeout: float = 5.0
-    failed_backups: Literal["keep", "delete"] = "delete"
-    backup_concurrency: int = 2
-    allow_streaming_reset: bool = False
-    disk_min_free_bytes: int = 512 * 1048576
-    drill_scratch_dir: Path | None = None
-    drill_timeout: float = 7200.0
-    drill_space_factor: float = 1.2
-    drill_space_margin_bytes: int = 1024**3
-    pg_bin_dir: Path | None = None
-    child_env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    secrets: tuple[Secret, ...] = field(default=(), repr=False)
+    health_interval: float
+    wal_max_lag_bytes: int
+    wal_max_age: float | None
+    alert_webhook_url: Secret | None = field(repr=False)
+    alert_streaming_after: float
+    alert_timeout: float
+    failed_backups: Literal["keep", "delete"]
+    backup_concurrency: int
+    allow_streaming_reset: bool
+    disk_min_free_bytes: int
+    drill_scratch_dir: Path
+    drill_timeout: float
+    drill_space_factor: float
+    drill_space_margin_bytes: int
+    pg_bin_dir: Path | None
+    child_env: Mapping[str, str] = field(repr=False)
+    secrets: tuple[Secret, ...] = field(repr=False)
 
     def server(self, name: str) -> ServerSettings:
         for server in self.servers:

@@ -1,7 +1,8 @@
 """What the jobs learned, kept for the probes: health answers from here, never by running Barman.
 
-Jobs write; readers get a deep copy, so a probe never sees a half-updated server and never
-waits for a job.
+Jobs write through the named methods below, one per fact, so that each field has writers one can
+find and mypy catches a misspelt one; readers get a deep copy, so a probe never sees a
+half-updated server and never waits for a job.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import copy
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from barman_supervisor.barman import Backup, Check
 from barman_supervisor.postgres import Identity, ServerFacts, SlotState
+
+if TYPE_CHECKING:
+    from barman_supervisor.drill import DrillResult
+    from barman_supervisor.verify import Verification
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,25 @@ class JobRun:
     ok: bool
     reason: str = ""
     exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """The last backup attempt as ``/status`` shows it (``last_attempt``)."""
+
+    ok: bool
+    trigger: str
+    backup_id: str | None
+    status: str | None
+    size_bytes: int | None
+    duration_s: float
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        summary = asdict(self)
+        if not self.reason:
+            del summary["reason"]
+        return summary
 
 
 @dataclass
@@ -53,21 +78,95 @@ class ServerState:
 
 
 class State:
-    def __init__(self, servers: list[str]) -> None:
+    def __init__(self, servers: list[str], clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._servers = {name: ServerState() for name in servers}
         self._runs: dict[str, JobRun] = {}
         self._run_counts: Counter[tuple[str, bool]] = Counter()
-        self.started_at = time.time()
-        self.heartbeat_at = time.time()
+        self.started_at = clock()
+        self.heartbeat_at = clock()
 
-    def update(self, server: str, **fields: Any) -> None:
+    # Writers: one per fact -------------------------------------------------------------------
+    def set_phase(self, server: str, phase: str) -> None:
+        with self._lock:
+            self._servers[server].phase = phase
+
+    def set_problems(self, server: str, problems: list[str]) -> None:
+        """Why the start-up refused the server (preflight, grants, client tools)."""
+        with self._lock:
+            self._servers[server].problems = list(problems)
+
+    def postgres_reached(self, server: str, facts: ServerFacts) -> None:
         with self._lock:
             target = self._servers[server]
-            for key, value in fields.items():
-                if not hasattr(target, key):
-                    raise AttributeError(key)
-                setattr(target, key, value)
+            target.facts, target.postgres_reached_at, target.postgres_error = (
+                facts,
+                self._clock(),
+                None,
+            )
+
+    def postgres_seen(self, server: str, slot: SlotState) -> None:
+        """PostgreSQL answered the slot query: it is reachable, and this is the slot now."""
+        with self._lock:
+            target = self._servers[server]
+            target.slot, target.postgres_reached_at, target.postgres_error = (
+                slot,
+                self._clock(),
+                None,
+            )
+
+    def postgres_unreachable(self, server: str, error: str) -> None:
+        with self._lock:
+            self._servers[server].postgres_error = error
+
+    def set_identity(self, server: str, identity: Identity) -> None:
+        """What start-up (or an allowed streaming reset) recorded as the server's identity."""
+        with self._lock:
+            target = self._servers[server]
+            target.identity, target.identity_problem = identity, None
+
+    def set_identity_problem(self, server: str, problem: str | None) -> None:
+        with self._lock:
+            self._servers[server].identity_problem = problem
+
+    def record_probe(
+        self,
+        server: str,
+        *,
+        receive_wal_running: bool,
+        wal_received_at: float | None,
+        wal_archived_at: float | None,
+        disk_free_bytes: int,
+    ) -> None:
+        """The monitor's cheap facts: streaming process, WAL file times, free disk."""
+        with self._lock:
+            target = self._servers[server]
+            target.receive_wal_running = receive_wal_running
+            target.wal_received_at, target.wal_archived_at = wal_received_at, wal_archived_at
+            target.disk_free_bytes = disk_free_bytes
+
+    def record_checks(self, server: str, checks: list[Check]) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.checks, target.checks_at = list(checks), self._clock()
+
+    def record_backups(self, server: str, backups: list[Backup]) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.backups, target.backups_at = list(backups), self._clock()
+
+    def record_backup(self, server: str, summary: BackupSummary) -> None:
+        with self._lock:
+            self._servers[server].last_backup = summary.as_dict()
+
+    def record_verification(self, server: str, verification: Verification) -> None:
+        with self._lock:
+            self._servers[server].last_verify = verification.as_dict()
+
+    def record_drill(self, server: str, result: DrillResult) -> None:
+        with self._lock:
+            self._servers[server].last_drill = result.as_dict()
 
     def record_run(self, server: str | None, run: JobRun) -> None:
         with self._lock:
@@ -79,8 +178,9 @@ class State:
                 self._servers[server].run_counts[(run.job, run.ok)] += 1
 
     def beat(self) -> None:
-        self.heartbeat_at = time.time()
+        self.heartbeat_at = self._clock()
 
+    # Readers: copies ---------------------------------------------------------------------------
     def server(self, name: str) -> ServerState:
         with self._lock:
             return copy.deepcopy(self._servers[name])

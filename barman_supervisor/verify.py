@@ -16,23 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman import BackupFacts, Barman
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import find_tool_dir, major_of
+from barman_supervisor.pgbin import debian_bin_dir, find_tool_dir, major_of
 
 _log = get_logger(__name__)
 VERIFY_TIMEOUT = 3600.0
-
-
-@dataclass(frozen=True)
-class BackupFacts:
-    """What ``barman show-backup`` says about one backup, as far as restoring needs it."""
-
-    backup_id: str
-    status: str
-    version_num: int
-    size_bytes: int
-    end_time: float | None
 
 
 @dataclass(frozen=True)
@@ -45,28 +34,6 @@ class Verification:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
-    """``barman -f json show-backup``; None when the document is not about a backup."""
-    doc = data.get(server) if isinstance(data, dict) else None
-    if not isinstance(doc, dict) or "backup_id" not in doc:
-        return None
-    base = doc.get("base_backup_information") or {}
-    size = base.get("backup_size_with_wals_bytes") or base.get("backup_size_bytes") or 0
-    stamp = base.get("end_time_timestamp")
-    return BackupFacts(
-        backup_id=str(doc["backup_id"]),
-        status=str(doc.get("status")),
-        version_num=int(doc.get("postgresql_version") or 0),
-        size_bytes=int(size),
-        end_time=float(stamp) if stamp not in (None, "", "None") else None,
-    )
-
-
-def show_backup(barman: Barman, server: str, backup_id: str) -> BackupFacts | None:
-    outcome = barman.run("show-backup", server, backup_id, kind="show", timeout=60)
-    return parse_show_backup(outcome.data, server) if outcome.ok else None
 
 
 def verification_reason(messages: tuple[tuple[str, str], ...], stderr: str, code: int) -> str:
@@ -111,13 +78,13 @@ def verify_backup(
         )
         return Verification(ok, reason, duration, backup_id, started_wall)
 
-    facts = facts or show_backup(barman, server, backup_id)
+    facts = facts or barman.show_backup(server, backup_id)[1]
     if facts is None:
         return result(False, f"barman show-backup {server} {backup_id} failed")
     major = major_of(facts.version_num)
     tools = find_tool_dir(major, pg_bin_dir)
     if tools is None:
-        where = pg_bin_dir or f"/usr/lib/postgresql/{major}/bin"
+        where = pg_bin_dir or debian_bin_dir(major)
         return result(
             False,
             f"no pg_verifybackup for PostgreSQL {major} in {where}; install postgresql-client-"

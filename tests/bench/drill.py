@@ -14,6 +14,7 @@ start). Then, alternating so that a drift in machine load favours neither side:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import subprocess
@@ -93,7 +94,9 @@ def _rounds(daemon: Daemon, scratch: Path, rounds: int, scale: int) -> dict[str,
             settings.servers[0],
             barman,
             runner,
-            DrillConfig(scratch_root=scratch),
+            dataclasses.replace(
+                DrillConfig.from_settings(settings, settings.servers[0]), scratch_root=scratch
+            ),
             threading.Event(),
         )
         if not result.ok:

@@ -10,6 +10,7 @@ the same ``Runner`` the daemon uses.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import shutil
@@ -59,7 +60,11 @@ class Protected:
             self.settings.servers[0],
             self.barman,
             self.runner,
-            DrillConfig(scratch_root=self.scratch, **config),  # type: ignore[arg-type]
+            dataclasses.replace(
+                DrillConfig.from_settings(self.settings, self.settings.servers[0]),
+                scratch_root=self.scratch,
+                **config,  # type: ignore[arg-type]
+            ),
             stop or threading.Event(),
         )
 

@@ -24,21 +24,28 @@ LIMITS = Limits(
     postgres_max_silence=35, backup_max_age=36 * 3600, wal_max_lag_bytes=256 << 20, wal_max_age=None
 )
 SECRET = "Pr0be-s3cret"
+FREE_DISK = 1024**4
+
+
+def streaming(state: State, name: str, *, running: bool) -> None:
+    state.record_probe(
+        name,
+        receive_wal_running=running,
+        wal_received_at=None,
+        wal_archived_at=None,
+        disk_free_bytes=FREE_DISK,
+    )
 
 
 def protected_state() -> State:
     now = time.time()
     state = State(["pg", "reports"])
     for name in ("pg", "reports"):
-        state.update(
-            name,
-            phase="running",
-            postgres_reached_at=now,
-            slot=SlotState(exists=True, active=True, lag_bytes=0),
-            receive_wal_running=True,
-            checks=[Check("postgresql", True, "")],
-            backups=[Backup("20261123T030000", "DONE", now - 60, 1234)],
-        )
+        state.set_phase(name, "running")
+        state.postgres_seen(name, SlotState(exists=True, active=True, lag_bytes=0))
+        streaming(state, name, running=True)
+        state.record_checks(name, [Check("postgresql", True, "")])
+        state.record_backups(name, [Backup("20261123T030000", "DONE", now - 60, 1234)])
         state.record_run(name, JobRun("backup", now - 70, 9.5, True))
     return state
 
@@ -62,7 +69,7 @@ def test_ready_when_every_server_is_protected() -> None:
 
 def test_one_unprotected_server_makes_readyz_503_and_says_why() -> None:
     state = protected_state()
-    state.update("reports", receive_wal_running=False)
+    streaming(state, "reports", running=False)
 
     code, document = probes(state).readyz()
 
@@ -75,7 +82,8 @@ def test_one_unprotected_server_makes_readyz_503_and_says_why() -> None:
 
 def test_liveness_does_not_care_about_backups() -> None:
     state = protected_state()
-    state.update("pg", backups=[], postgres_error="connection refused")
+    state.record_backups("pg", [])
+    state.postgres_unreachable("pg", "connection refused")
 
     assert probes(state).healthz()[0] == 200
     assert probes(state, scheduler_running=False).healthz()[0] == 503
@@ -136,7 +144,7 @@ def test_http_routes(served: tuple[str, State]) -> None:
     code, text = _get(f"{base}/metrics")
     assert code == 200 and "barman_supervisor_up 1.0" in text
 
-    state.update("pg", postgres_error="connection refused")
+    state.postgres_unreachable("pg", "connection refused")
     code, text = _get(f"{base}/readyz")
     assert code == 503 and json.loads(text)["servers"]["pg"][0]["condition"] == "postgres"
 
@@ -144,7 +152,7 @@ def test_http_routes(served: tuple[str, State]) -> None:
 def test_no_response_carries_a_secret(served: tuple[str, State]) -> None:
     base, state = served
     MASKER.register([SECRET])
-    state.update("pg", postgres_error=f"password authentication failed, password={SECRET}")
+    state.postgres_unreachable("pg", f"password authentication failed, password={SECRET}")
     try:
         for path in ("/healthz", "/readyz", "/status", "/metrics"):
             assert SECRET not in _get(f"{base}{path}")[1]

@@ -15,7 +15,8 @@ from barman_supervisor.barman_config import (
     write_configuration,
     write_pgpass,
 )
-from barman_supervisor.settings import RENDERED_MARKER, ConfigError, Settings, load_settings
+from barman_supervisor.errors import ConfigError
+from barman_supervisor.settings import RENDERED_MARKER, Settings, load_settings
 from tests.unit.conftest import PASSWORD
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from barman_supervisor.barman import parse_backups, parse_show_backup
 from barman_supervisor.drill import (
     DEFAULT_QUERY,
     newest_done,
@@ -20,7 +21,7 @@ from barman_supervisor.drill import (
 )
 from barman_supervisor.health import drill_reason
 from barman_supervisor.pgbin import find_bin_dir, find_tool_dir, major_of, path_with, server_user
-from barman_supervisor.verify import parse_show_backup, verification_reason
+from barman_supervisor.verify import verification_reason
 
 GIB = 1024**3
 
@@ -39,12 +40,14 @@ def test_newest_done_skips_failed_and_running() -> None:
             },
         ]
     }
-    found = newest_done(data, "pg")
+    found = newest_done(parse_backups(data, "pg"))
     assert found is not None
-    assert (found.backup_id, found.size_bytes, found.wal_bytes) == ("1", 100, 20)
+    assert (found.backup_id, found.size_bytes, found.wal_size_bytes) == ("1", 100, 20)
     assert found.end_time == 1795478625.0
-    assert newest_done({"pg": [{"backup_id": "9", "status": "FAILED"}]}, "pg") is None
-    assert newest_done(None, "pg") is None
+    assert (
+        newest_done(parse_backups({"pg": [{"backup_id": "9", "status": "FAILED"}]}, "pg")) is None
+    )
+    assert newest_done(parse_backups(None, "pg")) is None
 
 
 def test_space_is_backup_times_factor_plus_margin() -> None:

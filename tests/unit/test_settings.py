@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.settings import (
     RENDERED_MARKER,
-    ConfigError,
     Secret,
     Settings,
     load_settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from barman_supervisor.barman import Backup
-from barman_supervisor.jobs import needs_backup_at_start
+from barman_supervisor.jobs.backups import needs_backup_at_start
 
 
 def backups(*statuses: str) -> list[Backup]:

@@ -1,0 +1,93 @@
+"""The work the daemon does for each server, as small handlers behind one front.
+
+``Jobs`` is what the scheduler calls; it builds one handler per concern and gives each only the
+collaborators it uses:
+
+- ``recorder``: the job wrapper (log context, timing, outcome in the state) and per-server locks;
+- ``startup``: wait for PostgreSQL, preflight, replication connection, slot, streaming, first
+  WAL, first check, first backup;
+- ``streaming``: ``barman cron`` shared between callers, the monitor and its watchdog, identity;
+- ``backups``: scheduled and start-up backups, verification, concurrency, dead-man's pings,
+  interrupted and superseded FAILED backups;
+- ``checks``: ``barman check`` and the backup list it depends on;
+- ``drills``: scheduled restore drills.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from barman_supervisor.alerts import Notifier
+from barman_supervisor.barman import Barman
+from barman_supervisor.jobs.backups import Backups
+from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.drills import Drills
+from barman_supervisor.jobs.recorder import JobRecorder
+from barman_supervisor.jobs.startup import Startup
+from barman_supervisor.jobs.streaming import Streaming
+from barman_supervisor.postgres import Postgres
+from barman_supervisor.proc import Runner
+from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.state import State
+
+__all__ = ["Jobs"]
+
+
+class Jobs:
+    def __init__(
+        self,
+        settings: Settings,
+        barman: Barman,
+        runner: Runner,
+        state: State,
+        stop: threading.Event,
+        on_fatal: Callable[[str, str], None],
+        on_ready: Callable[[ServerSettings], None],
+        notifier: Notifier | None = None,
+    ) -> None:
+        postgres = {
+            server.name: Postgres(server, settings.pgpass_file, settings.pg_connect_timeout)
+            for server in settings.servers
+        }
+        recorder = JobRecorder(state, stop)
+        self._streaming = Streaming(settings, barman, state, postgres, recorder, stop)
+        self._backups = Backups(settings, barman, state, recorder, stop, notifier)
+        self._checks = Checks(barman, state, recorder, self._backups)
+        self._drills = Drills(settings, barman, runner, state, recorder, stop)
+        self._startup = Startup(
+            settings,
+            barman,
+            state,
+            postgres,
+            recorder,
+            stop,
+            streaming=self._streaming,
+            checks=self._checks,
+            backups=self._backups,
+            on_fatal=on_fatal,
+            on_ready=on_ready,
+        )
+
+    # What the scheduler calls -------------------------------------------------------------------
+    def bootstrap(self, server: ServerSettings) -> None:
+        self._startup.bootstrap(server)
+
+    def cron(self) -> None:
+        self._streaming.cron()
+
+    def monitor(self, server: ServerSettings) -> None:
+        self._streaming.monitor(server)
+
+    def backup(self, server: ServerSettings) -> None:
+        self._backups.scheduled(server)
+
+    def check(self, server: ServerSettings) -> None:
+        self._checks.check(server)
+
+    def drill(self, server: ServerSettings) -> None:
+        self._drills.drill(server)
+
+    # What the shutdown calls ---------------------------------------------------------------------
+    def wait_for_drills(self, timeout: float) -> bool:
+        return self._drills.wait(timeout)

@@ -1,0 +1,184 @@
+"""Backups: the scheduled one and the start-up one, each verified, each announced to the
+dead-man's switch, at most BACKUP_CONCURRENCY at once; and the clean-up of what failed.
+
+A backup that pg_verifybackup rejects is a failed backup: health, metrics, alerts and the
+dead-man's switch all see it as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from barman_supervisor.alerts import Notifier
+from barman_supervisor.barman import Backup, Barman, Outcome
+from barman_supervisor.errors import RunnerClosed
+from barman_supervisor.healing import failed_to_delete, stale_started
+from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
+from barman_supervisor.log import get_logger
+from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.state import BackupSummary, JobRun, State
+from barman_supervisor.verify import verify_backup
+
+_log = get_logger(__name__)
+CONCURRENCY_POLL_INTERVAL = 1.0
+RUNNING_STATUSES = ("STARTED", "WAITING_FOR_WALS")
+
+
+def needs_backup_at_start(backups: list[Backup]) -> bool:
+    """A server with no DONE backup is unprotected, and a newest backup that FAILED (often one
+    a stop interrupted) is owed: take it now rather than at the next scheduled time. One still
+    running will finish by itself."""
+    if any(backup.status in RUNNING_STATUSES for backup in backups):
+        return False
+    newest = max(backups, key=lambda backup: backup.backup_id, default=None)
+    return newest is None or newest.status != "DONE"
+
+
+class Backups:
+    def __init__(
+        self,
+        settings: Settings,
+        barman: Barman,
+        state: State,
+        recorder: JobRecorder,
+        stop: threading.Event,
+        notifier: Notifier | None,
+    ) -> None:
+        self._settings = settings
+        self._barman = barman
+        self._state = state
+        self._recorder = recorder
+        self._stop = stop
+        self._notifier = notifier
+        self._running = ServerLocks()
+        self._copy_slots = threading.BoundedSemaphore(settings.backup_concurrency)
+
+    def scheduled(self, server: ServerSettings) -> None:
+        """The schedule's backup; the backup itself is recorded as job ``backup``."""
+        with self._recorder.job("scheduled_backup", server.name) as run:
+            outcome = self.take(
+                server, immediate=server.backup_immediate_checkpoint, trigger="schedule"
+            )
+            if outcome is not None:
+                run.take(outcome)
+
+    def take(self, server: ServerSettings, *, immediate: bool, trigger: str) -> Outcome | None:
+        """One backup, or None when one of this server is already running."""
+        lock = self._running(server.name)
+        if not lock.acquire(blocking=False):
+            _log.warning("backup_skipped", reason="a backup of this server is already running")
+            return None
+        try:
+            if not self._wait_for_copy_slot():
+                raise RunnerClosed("backup")
+            try:
+                return self._backup(server, immediate=immediate, trigger=trigger)
+            finally:
+                self._copy_slots.release()
+        finally:
+            lock.release()
+
+    def _backup(self, server: ServerSettings, *, immediate: bool, trigger: str) -> Outcome:
+        _log.info("backup_starting", trigger=trigger, immediate_checkpoint=immediate)
+        self._deadman(server, "/start")
+        started = time.time()
+        outcome = self._barman.backup(
+            server.name, immediate=immediate, wait_timeout=self._settings.backup_wait_timeout
+        )
+        data = outcome.data if isinstance(outcome.data, dict) else {}
+        backup_id = str(data["backup_id"]) if data.get("backup_id") else None
+        reason = "" if outcome.ok else outcome.reason()
+        if outcome.ok and backup_id is not None:
+            reason = self._verify(server, backup_id)
+        summary = BackupSummary(
+            ok=not reason and outcome.ok,
+            trigger=trigger,
+            backup_id=backup_id,
+            status=data.get("status"),
+            size_bytes=data.get("size"),
+            duration_s=round(outcome.completed.duration, 3),
+            reason=reason,
+        )
+        _log.log(
+            logging.INFO if summary.ok else logging.ERROR, "backup_finished", **summary.as_dict()
+        )
+        self._state.record_backup(server.name, summary)
+        self._state.record_run(
+            server.name,
+            JobRun(
+                "backup",
+                started,
+                summary.duration_s,
+                summary.ok,
+                reason,
+                outcome.completed.returncode,
+            ),
+        )
+        self._deadman(server, "" if summary.ok else "/fail")
+        self.refresh(server)
+        return outcome
+
+    def _verify(self, server: ServerSettings, backup_id: str) -> str:
+        """pg_verifybackup on the new backup; why it was rejected, or empty."""
+        verification = verify_backup(
+            self._barman,
+            server.name,
+            backup_id,
+            pg_bin_dir=self._settings.pg_bin_dir,
+            # Part of the backup: a stop gives it the backup's grace period.
+            kind="backup",
+        )
+        self._state.record_verification(server.name, verification)
+        return "" if verification.ok else f"backup verification failed: {verification.reason}"
+
+    def _wait_for_copy_slot(self) -> bool:
+        """Wait for one of BACKUP_CONCURRENCY backup slots: many servers on one daemon must not
+        all copy at once. False when the daemon stops while waiting."""
+        if self._copy_slots.acquire(blocking=False):
+            return True
+        _log.info(
+            "backup_waiting",
+            reason=f"BACKUP_CONCURRENCY={self._settings.backup_concurrency} reached",
+        )
+        while not self._stop.is_set():
+            if self._copy_slots.acquire(timeout=CONCURRENCY_POLL_INTERVAL):
+                return True
+        return False
+
+    def _deadman(self, server: ServerSettings, suffix: str) -> None:
+        if server.deadman_url is not None and self._notifier is not None:
+            self._notifier.ping(server.deadman_url, suffix, what=f"deadman{suffix or '/success'}")
+
+    def refresh(self, server: ServerSettings) -> list[Backup] | None:
+        """Barman's list of backups into the state; None when Barman could not say."""
+        outcome, backups = self._barman.list_backups(server.name)
+        if not outcome.ok:
+            return None
+        self._state.record_backups(server.name, backups)
+        return backups
+
+    def close_interrupted(self, server: ServerSettings) -> None:
+        """A backup left STARTED by a run that was killed is FAILED; the daemon stopped every
+        Barman process of the previous run before this, so none of them can still be going."""
+        for backup_id in stale_started(self._state.server(server.name).backups):
+            marked = self._barman.mark_failed(
+                server.name, backup_id, "interrupted: the process running it was killed"
+            )
+            _log.warning("interrupted_backup_marked_failed", backup_id=backup_id, marked=marked)
+        self.refresh(server)
+
+    def delete_superseded_failures(self, server: ServerSettings) -> None:
+        """FAILED_BACKUPS=delete: a FAILED backup keeps ``barman check`` red until deleted."""
+        backups = self._state.server(server.name).backups
+        for backup_id in failed_to_delete(backups, self._settings.failed_backups):
+            deleted = self._barman.delete(server.name, backup_id)
+            _log.log(
+                logging.INFO if deleted.ok else logging.ERROR,
+                "failed_backup_deleted" if deleted.ok else "failed_backup_not_deleted",
+                backup_id=backup_id,
+                reason="superseded by a newer DONE backup (FAILED_BACKUPS=delete)",
+            )
+        if backups:
+            self.refresh(server)

@@ -1,0 +1,47 @@
+"""``barman check``: the verdict the probes show, refreshed with the backup list it depends on."""
+
+from __future__ import annotations
+
+import logging
+
+from barman_supervisor.barman import Barman
+from barman_supervisor.jobs.backups import Backups
+from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
+from barman_supervisor.log import get_logger
+from barman_supervisor.settings import ServerSettings
+from barman_supervisor.state import State
+
+_log = get_logger(__name__)
+
+
+class Checks:
+    def __init__(
+        self, barman: Barman, state: State, recorder: JobRecorder, backups: Backups
+    ) -> None:
+        self._barman = barman
+        self._state = state
+        self._recorder = recorder
+        self._backups = backups
+        self._running = ServerLocks()
+
+    def check(self, server: ServerSettings) -> None:
+        """Run ``barman check``, log each result, then refresh backups and clear superseded
+        failures (a FAILED backup keeps the check red)."""
+        with self._running(server.name), self._recorder.job("check", server.name) as run:
+            outcome, checks = self._barman.check(server.name)
+            for check in checks:
+                _log.log(
+                    logging.INFO if check.ok else logging.WARNING,
+                    "check_result",
+                    check=check.name,
+                    ok=check.ok,
+                    **({"hint": check.hint} if check.hint else {}),
+                )
+            self._state.record_checks(server.name, checks)
+            if not checks:
+                run.take(outcome)
+            elif not outcome.ok:
+                failed = [check.name for check in checks if not check.ok]
+                run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
+            self._backups.refresh(server)
+            self._backups.delete_superseded_failures(server)

@@ -1,0 +1,199 @@
+"""A server's start-up, from "PostgreSQL may not even be up" to "streaming and backed up".
+
+Only what can never work as configured stops the start (``StartupFailed``): preflight problems,
+missing grants, a refused replication connection, client tools older than the server. A step
+that fails otherwise (slot, streaming, first WAL, first backup) is logged; the schedule retries
+it and the probes tell the truth meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+import psycopg
+
+from barman_supervisor import retry
+from barman_supervisor.barman import Barman
+from barman_supervisor.errors import StartupFailed, first_line
+from barman_supervisor.healing import client_tool_problems
+from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
+from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.recorder import JobRecorder, Run
+from barman_supervisor.jobs.streaming import Streaming
+from barman_supervisor.log import get_logger
+from barman_supervisor.postgres import Postgres, preflight_problems
+from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.state import State
+
+_log = get_logger(__name__)
+IDENTIFY_ATTEMPTS = 3
+# On an idle primary a WAL switch completes only once the next segment has data: a restore
+# point this often while Barman waits brings the first archive from 10-15 s to about a second.
+NUDGE_INTERVAL = 1.0
+NUDGE_JOIN_TIMEOUT = 5.0
+
+
+class Startup:
+    def __init__(
+        self,
+        settings: Settings,
+        barman: Barman,
+        state: State,
+        postgres: Mapping[str, Postgres],
+        recorder: JobRecorder,
+        stop: threading.Event,
+        streaming: Streaming,
+        checks: Checks,
+        backups: Backups,
+        on_fatal: Callable[[str, str], None],
+        on_ready: Callable[[ServerSettings], None],
+    ) -> None:
+        self._settings = settings
+        self._barman = barman
+        self._state = state
+        self._postgres = postgres
+        self._recorder = recorder
+        self._stop = stop
+        self._streaming = streaming
+        self._checks = checks
+        self._backups = backups
+        self._on_fatal = on_fatal
+        self._on_ready = on_ready
+
+    def bootstrap(self, server: ServerSettings) -> None:
+        """Every step in order; a refusal ends the daemon (``on_fatal``), anything else hands
+        the server to the schedule (``on_ready``)."""
+        try:
+            with self._recorder.job("bootstrap", server.name) as run:
+                self._wait_for_postgres(server)
+                self._preflight(server)
+                self._identify(server)
+                self._phase(server, "slot")
+                if not run.take(self._barman.create_slot(server.name)):
+                    _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+                self._phase(server, "streaming")
+                if not self._streaming.confirm_started(server):
+                    run.fail("WAL streaming did not start")
+                self._phase(server, "first_wal")
+                self._archive_first_wal(server, run)
+                self._phase(server, "check")
+                self._checks.check(server)
+                self._refuse_old_client_tools(server)
+                self._backups.close_interrupted(server)
+                self._first_backup(server, run)
+        except StartupFailed as exc:
+            self._phase(server, "failed")
+            self._on_fatal(server.name, str(exc))
+            return
+        # Also after a step failed or crashed: the schedule retries it, the probes tell the truth.
+        if not self._stop.is_set():
+            self._phase(server, "running")
+            self._on_ready(server)
+
+    def _phase(self, server: ServerSettings, phase: str) -> None:
+        self._state.set_phase(server.name, phase)
+        _log.info("startup_step", step=phase, server=server.name)
+
+    def _wait_for_postgres(self, server: ServerSettings) -> None:
+        self._phase(server, "waiting_for_postgres")
+        policy = retry.until_reachable(
+            self._stop,
+            max_delay=self._settings.pg_wait_timeout,
+            retry_on=(psycopg.OperationalError,),
+            describe=lambda _state: {"host": server.host, "port": server.port},
+        )
+        try:
+            facts = policy(self._postgres[server.name].facts)
+        except psycopg.OperationalError as exc:
+            raise StartupFailed(
+                f"PostgreSQL at {server.host}:{server.port} not reachable within PG_WAIT_TIMEOUT="
+                f"{self._settings.pg_wait_timeout:g}s: {first_line(exc)}"
+            ) from None
+        self._state.postgres_reached(server.name, facts)
+        _log.info(
+            "postgres_reached",
+            host=server.host,
+            port=server.port,
+            version=facts.version_num,
+            wal_level=facts.wal_level,
+            max_wal_senders=facts.max_wal_senders,
+            max_replication_slots=facts.max_replication_slots,
+            archive_mode=facts.archive_mode,
+        )
+
+    def _preflight(self, server: ServerSettings) -> None:
+        self._phase(server, "preflight")
+        facts = self._state.server(server.name).facts
+        problems = preflight_problems(facts) if facts is not None else ["PostgreSQL not reached"]
+        self._state.set_problems(server.name, problems)
+        if problems:
+            raise StartupFailed("; ".join(problems))
+
+    def _identify(self, server: ServerSettings) -> None:
+        """A replication connection that fails now fails for every backup: say so at once."""
+        self._phase(server, "replication_connection")
+        policy = retry.few_times(
+            self._stop, attempts=IDENTIFY_ATTEMPTS, retry_on=(psycopg.OperationalError,)
+        )
+        try:
+            identity = policy(self._postgres[server.name].identify)
+        except psycopg.OperationalError as exc:
+            raise StartupFailed(
+                f"replication connection refused ({first_line(exc)}); the streaming user needs "
+                "the REPLICATION attribute and a 'host replication' line in pg_hba.conf"
+            ) from None
+        self._state.set_identity(server.name, identity)
+        _log.info(
+            "replication_connection_ok", system_id=identity.system_id, timeline=identity.timeline
+        )
+
+    def _archive_first_wal(self, server: ServerSettings, run: Run) -> None:
+        """Force a WAL switch and wait until Barman archived the segment, nudging an idle
+        primary with restore points meanwhile."""
+        done = threading.Event()
+
+        def nudge() -> None:
+            while not done.wait(NUDGE_INTERVAL):
+                try:
+                    self._postgres[server.name].create_restore_point("barman_supervisor_switch")
+                except psycopg.Error as exc:
+                    _log.debug("restore_point_failed", error=first_line(exc))
+                    return
+
+        helper = threading.Thread(target=nudge, name=f"nudge-{server.name}", daemon=True)
+        helper.start()
+        try:
+            outcome = self._barman.switch_wal(server.name, self._settings.wal_archive_timeout)
+        finally:
+            done.set()
+            helper.join(NUDGE_JOIN_TIMEOUT)
+        if run.take(outcome):
+            _log.info("first_wal_archived")
+        else:
+            _log.error("first_wal_not_archived", reason=outcome.reason())
+
+    def _refuse_old_client_tools(self, server: ServerSettings) -> None:
+        state = self._state.server(server.name)
+        problems = client_tool_problems(
+            state.checks, state.facts.version_num if state.facts else None
+        )
+        if problems:
+            raise StartupFailed("; ".join(problems))
+
+    def _first_backup(self, server: ServerSettings, run: Run) -> None:
+        backups = self._backups.refresh(server)
+        if backups is None:
+            return
+        if not needs_backup_at_start(backups):
+            _log.info("first_backup_not_needed", backups=len(backups))
+            return
+        if not server.backup_on_start:
+            _log.warning("no_backup_yet", hint="BACKUP_ON_START is false; waiting for the schedule")
+            return
+        self._phase(server, "first_backup")
+        outcome = self._backups.take(server, immediate=True, trigger="first")
+        if outcome is not None:
+            run.take(outcome)
+            # A fresh verdict, now that the backup exists and superseded failures are gone.
+            self._checks.check(server)
