@@ -7,6 +7,7 @@ each becomes its own log event, and the data part is returned as plain values.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
-_LOG_LEVELS = {"info": 20, "warning": 30, "error": 40}
+_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _MESSAGE_LEVELS = {
     "_INFO": "info",
     "_WARNING": "warning",

@@ -7,6 +7,7 @@ then stop WAL streaming through Barman and make sure no ``pg_receivewal`` keeps 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -116,7 +117,7 @@ class Daemon:
             if change is None:
                 continue
             _log.log(
-                30 if change.state == "failing" else 20,
+                logging.WARNING if change.state == "failing" else logging.INFO,
                 "alert",
                 server=change.server,
                 state=change.state,

@@ -7,6 +7,7 @@ ones of ``barman cron``.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -22,7 +23,9 @@ _LINE = re.compile(
     r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) \[(?P<pid>\d+)\] (?P<logger>\S+) "
     r"(?P<level>[A-Z]+): (?P<message>.*)$"
 )
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_LEVELS = {
+    name: logging.getLevelName(name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+}
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,12 @@ def parse_line(text: str) -> LogLine:
     """A Barman log line; lines not in its format (tracebacks) keep the level INFO."""
     match = _LINE.match(text)
     if match is None:
-        return LogLine(20, text)
+        return LogLine(logging.INFO, text)
     return LogLine(
-        _LEVELS.get(match["level"], 20), match["message"], int(match["pid"]), match["logger"]
+        _LEVELS.get(match["level"], logging.INFO),
+        match["message"],
+        int(match["pid"]),
+        match["logger"],
     )
 
 

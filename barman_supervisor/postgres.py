@@ -76,10 +76,6 @@ class Postgres:
             extra |= {"replication": "true", "dbname": "replication"}
         return psycopg.connect(make_conninfo(base, **extra), autocommit=True)
 
-    def ping(self) -> None:
-        with self._connect() as conn:
-            conn.execute("SELECT 1")
-
     def facts(self) -> ServerFacts:
         """Settings that decide whether Barman can work."""
         with self._connect() as conn:

@@ -8,6 +8,7 @@ interrupted by a stray signal is a silent loss.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -155,7 +156,7 @@ class Runner:
             timed_out,
         )
         _log.log(
-            20 if result.ok else 30,
+            logging.INFO if result.ok else logging.WARNING,
             "command_finished",
             command=command,
             exit_code=returncode,
@@ -180,7 +181,7 @@ class Runner:
             if echo and text.strip():
                 self.log_line(text, command=command, stream=name)
 
-    def log_line(self, text: str, level: int = 20, **fields: object) -> None:
+    def log_line(self, text: str, level: int = logging.INFO, **fields: object) -> None:
         """Log one line of a child's output unless it is repeated noise."""
         admitted, held_back = self._repeats.admit(text)
         if held_back:

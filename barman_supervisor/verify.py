@@ -11,6 +11,7 @@ signalled and logged like every other command.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,7 +70,7 @@ def verify_backup(
     def result(ok: bool, reason: str = "") -> Verification:
         duration = round(time.monotonic() - started, 3)
         _log.log(
-            20 if ok else 40,
+            logging.INFO if ok else logging.ERROR,
             "backup_verified" if ok else "backup_verification_failed",
             server=server,
             backup_id=backup_id,

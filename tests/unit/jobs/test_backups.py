@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from barman_supervisor.barman import Backup
-from barman_supervisor.jobs.backups import needs_backup_at_start
+from barman_supervisor.errors import Interrupted
+from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
+from tests.unit.jobs.conftest import World, make_world
+from tests.unit.jobs.fakes import Answer, backup_list, show
+
+WAIT = 10.0
+
+
+def wait(condition: Callable[[], bool]) -> None:
+    """Until another thread got somewhere; bounded."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def backups(*statuses: str) -> list[Backup]:
@@ -27,3 +45,122 @@ def backups(*statuses: str) -> list[Backup]:
 )
 def test_needs_backup_at_start(statuses: tuple[str, ...], needed: bool) -> None:
     assert needs_backup_at_start(backups(*statuses)) is needed
+
+
+# The Backups handler, with a fake Barman ----------------------------------------------------------
+def handler(world: World) -> Backups:
+    return Backups(
+        world.settings, world.barman, world.state, world.recorder, world.stop, world.notifier
+    )
+
+
+def test_a_done_backup_is_verified_recorded_and_announced(world: World) -> None:
+    world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE", "size": 9}))
+    world.barman.answer("show-backup", show("B1"))
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+
+    outcome = handler(world).take(world.server, immediate=True, trigger="first")
+
+    assert outcome is not None and outcome.ok
+    assert world.barman.commands() == ["backup", "show-backup", "verify-backup", "list-backups"]
+    assert "--immediate-checkpoint" in world.barman.calls[0]
+    server = world.state.server("pg")
+    assert server.last_backup == {
+        "ok": True,
+        "trigger": "first",
+        "backup_id": "B1",
+        "status": "DONE",
+        "size_bytes": 9,
+        "duration_s": 0.25,
+    }
+    assert server.last_verify["ok"] is True
+    assert server.runs["backup"].ok
+    assert [b.backup_id for b in server.backups] == ["B1"]
+    assert world.notifier.pings == ["/start", ""]
+
+
+def test_a_backup_verification_rejects_is_a_failed_backup(world: World) -> None:
+    world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
+    world.barman.answer("show-backup", show("B1"))
+    world.barman.answer("verify-backup", Answer(returncode=1, stderr="checksum mismatch"))
+
+    handler(world).take(world.server, immediate=False, trigger="schedule")
+
+    server = world.state.server("pg")
+    assert server.last_backup["ok"] is False
+    assert server.last_backup["reason"].startswith("backup verification failed")
+    assert not server.runs["backup"].ok
+    assert world.notifier.pings == ["/start", "/fail"]
+
+
+def test_a_second_backup_of_the_same_server_is_skipped(world: World) -> None:
+    world.barman.hold["backup"] = release = threading.Event()
+    backups = handler(world)
+    first = threading.Thread(
+        target=backups.take, args=(world.server,), kwargs={"immediate": True, "trigger": "first"}
+    )
+    first.start()
+    try:
+        wait(lambda: world.barman.commands() == ["backup"])
+        assert backups.take(world.server, immediate=False, trigger="schedule") is None
+    finally:
+        release.set()
+        first.join(10)
+    assert world.barman.commands().count("backup") == 1
+
+
+def test_waiting_for_a_concurrency_slot_ends_with_the_daemon(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    world = make_world(
+        {**environ, "BARMAN_SERVERS": "pg,reports"}, tmp_path, BACKUP_CONCURRENCY="1"
+    )
+    world.barman.hold["backup"] = release = threading.Event()
+    backups = handler(world)
+    pg, reports = world.settings.servers
+    first = threading.Thread(
+        target=backups.take, args=(pg,), kwargs={"immediate": True, "trigger": "first"}
+    )
+    first.start()
+    try:
+        wait(lambda: world.barman.commands() == ["backup"])
+        world.stop.set()
+        with pytest.raises(Interrupted):
+            backups.take(reports, immediate=True, trigger="first")
+    finally:
+        release.set()
+        first.join(10)
+    assert world.barman.commands().count("backup") == 1
+
+
+def test_interrupted_backups_are_marked_failed(world: World) -> None:
+    world.barman.answer(
+        "list-backups",
+        backup_list(("B2", "STARTED"), ("B1", "DONE")),
+        backup_list(("B2", "FAILED"), ("B1", "DONE")),
+    )
+    backups = handler(world)
+    backups.refresh(world.server)
+
+    backups.close_interrupted(world.server)
+
+    assert world.barman.marked_failed == ["B2"]
+    assert [b.status for b in world.state.server("pg").backups] == ["FAILED", "DONE"]
+
+
+def test_only_failures_older_than_a_done_backup_are_deleted(world: World) -> None:
+    world.barman.answer(
+        "list-backups",
+        backup_list(
+            ("20261124T030000", "FAILED"),
+            ("20261123T030000", "DONE"),
+            ("20261122T030000", "FAILED"),
+        ),
+    )
+    backups = handler(world)
+    backups.refresh(world.server)
+
+    backups.delete_superseded_failures(world.server)
+
+    deletes = [call for call in world.barman.calls if call[0] == "delete"]
+    assert deletes == [("delete", "pg", "20261122T030000")]

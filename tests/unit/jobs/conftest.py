@@ -1,0 +1,47 @@
+"""A server's collaborators for the handler tests: settings, state, stop event, fakes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor.jobs.recorder import JobRecorder
+from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.state import State
+from tests.unit.jobs.fakes import FakeBarman, FakePostgres, RecordingNotifier, settings_for
+
+
+@dataclass
+class World:
+    settings: Settings
+    server: ServerSettings
+    state: State
+    stop: threading.Event
+    barman: FakeBarman
+    postgres: FakePostgres
+    notifier: RecordingNotifier
+    recorder: JobRecorder
+
+
+def make_world(environ: dict[str, str], tmp_path: Path, **extra: str) -> World:
+    settings = settings_for(environ, tmp_path, **extra)
+    state = State([server.name for server in settings.servers])
+    stop = threading.Event()
+    return World(
+        settings=settings,
+        server=settings.servers[0],
+        state=state,
+        stop=stop,
+        barman=FakeBarman(settings),
+        postgres=FakePostgres(settings.servers[0]),
+        notifier=RecordingNotifier(),
+        recorder=JobRecorder(state, stop),
+    )
+
+
+@pytest.fixture
+def world(environ: dict[str, str], tmp_path: Path) -> World:
+    return make_world(environ, tmp_path, DEADMAN_URL="http://127.0.0.1:9/ping/abc")

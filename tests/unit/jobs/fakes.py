@@ -1,0 +1,175 @@
+"""Stand-ins for the job handlers' collaborators: plain data in, every call recorded.
+
+They replace Barman's command line and PostgreSQL's answers only in these unit tests of the
+orchestration; the integration tests run the real ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from barman_supervisor.alerts import Notifier
+from barman_supervisor.barman import Barman, Outcome
+from barman_supervisor.pid1 import ProcInfo
+from barman_supervisor.postgres import Identity, Postgres, ServerFacts, SlotState
+from barman_supervisor.proc import Completed
+from barman_supervisor.settings import Secret, ServerSettings, Settings, load_settings
+
+FACTS = ServerFacts(
+    version_num=150010,
+    wal_level="replica",
+    max_wal_senders=10,
+    max_replication_slots=10,
+    archive_mode="off",
+    archive_command="",
+    archive_library="",
+    in_recovery=False,
+    user="barman",
+)
+IDENTITY = Identity(system_id="7300000000000000001", timeline=1)
+ACTIVE_SLOT = SlotState(exists=True, active=True, active_pid=4242, lag_bytes=0)
+
+
+def settings_for(environ: dict[str, str], tmp_path: Path, **extra: str) -> Settings:
+    """Settings from the unit environment, with a PG_BIN_DIR holding a pg_verifybackup (never
+    run: the fake Barman answers verify-backup) so that verification has a tool to name."""
+    tools = tmp_path / "pgbin"
+    tools.mkdir(exist_ok=True)
+    for program in ("pg_verifybackup", "postgres"):
+        (tools / program).write_text("#!/bin/sh\nexit 0\n")
+        (tools / program).chmod(0o755)
+    settings = load_settings({**environ, "PG_BIN_DIR": str(tools), **extra})
+    settings.barman_home.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@dataclass
+class Answer:
+    returncode: int = 0
+    data: Any = None
+    stderr: str = ""
+
+
+@dataclass
+class FakeBarman(Barman):
+    """Each subcommand answers from ``answers`` (the last answer repeats); ``hold`` makes a
+    subcommand wait on an event, to test what happens while it runs."""
+
+    settings: Settings
+    answers: dict[str, list[Answer]] = field(default_factory=dict)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
+    receive_wal_running: bool = False
+    marked_failed: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._settings = self.settings
+
+    def answer(self, command: str, *answers: Answer) -> None:
+        self.answers[command] = list(answers)
+
+    def commands(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+    def run(
+        self,
+        *args: str,
+        kind: str,
+        timeout: float | None = None,
+        during_shutdown: bool = False,
+        on_message: Callable[[str, str], None] | None = None,
+        tools_dir: Path | None = None,
+    ) -> Outcome:
+        self.calls.append(args)
+        if args[0] in self.hold:
+            self.hold[args[0]].wait(10)
+        queue = self.answers.get(args[0]) or [Answer()]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        completed = Completed(args, answer.returncode, "", answer.stderr, 0.25)
+        return Outcome(completed, answer.data, ())
+
+    def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
+        self.marked_failed.append(backup_id)
+        return True
+
+    def processes(self, command: str, server: str) -> list[ProcInfo]:
+        running = self.receive_wal_running and command == "receive-wal"
+        return [ProcInfo(4243, 1, "S", ("barman", command, server))] if running else []
+
+    def wal_times(self, server: str) -> tuple[float | None, float | None]:
+        return None, None
+
+
+class FakePostgres(Postgres):
+    """PostgreSQL's answers as data; ``down`` makes every call fail as a refused connection."""
+
+    def __init__(self, server: ServerSettings) -> None:
+        super().__init__(server, Path("/nonexistent"), 1)
+        self.facts_answer = FACTS
+        self.identity = IDENTITY
+        self.slot_state = ACTIVE_SLOT
+        self.down = False
+        self.replication_refused = False
+
+    def _refuse(self) -> None:
+        if self.down:
+            raise psycopg.OperationalError("connection refused")
+
+    def facts(self) -> ServerFacts:
+        self._refuse()
+        return self.facts_answer
+
+    def identify(self) -> Identity:
+        self._refuse()
+        if self.replication_refused:
+            raise psycopg.OperationalError("no pg_hba.conf entry for replication connection")
+        return self.identity
+
+    def slot(self, name: str) -> SlotState:
+        self._refuse()
+        return self.slot_state
+
+    def create_restore_point(self, label: str) -> None:
+        self._refuse()
+
+
+class RecordingNotifier(Notifier):
+    """Pings and posts recorded instead of sent."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=1.0)
+        self.pings: list[str] = []
+
+    def ping(self, url: Secret, suffix: str, what: str) -> None:
+        self.pings.append(suffix)
+
+
+def backup_list(*rows: tuple[str, str], server: str = "pg") -> Answer:
+    """``list-backups`` JSON, newest first, from (backup_id, status) pairs."""
+    return Answer(
+        data={
+            server: [
+                {"backup_id": backup_id, "status": status, "end_time_timestamp": "1795478625"}
+                for backup_id, status in rows
+            ]
+        }
+    )
+
+
+def show(backup_id: str, server: str = "pg", version_num: int = 150010) -> Answer:
+    return Answer(
+        data={
+            server: {
+                "backup_id": backup_id,
+                "status": "DONE",
+                "postgresql_version": version_num,
+                "base_backup_information": {"backup_size_bytes": 1000},
+            }
+        }
+    )

@@ -1,0 +1,43 @@
+"""The check handler: Barman's verdict into the state, with the backups it depends on."""
+
+from __future__ import annotations
+
+from barman_supervisor.jobs.backups import Backups
+from barman_supervisor.jobs.checks import Checks
+from tests.unit.jobs.conftest import World
+from tests.unit.jobs.fakes import Answer, backup_list
+
+
+def handler(world: World) -> Checks:
+    backups = Backups(
+        world.settings, world.barman, world.state, world.recorder, world.stop, world.notifier
+    )
+    return Checks(world.barman, world.state, world.recorder, backups)
+
+
+def test_failed_checks_name_themselves_in_the_job_reason(world: World) -> None:
+    world.barman.answer(
+        "check",
+        Answer(
+            returncode=1,
+            data={"pg": {"postgresql": {"status": "OK"}, "wal_level": {"status": "FAILED"}}},
+        ),
+    )
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+
+    handler(world).check(world.server)
+
+    server = world.state.server("pg")
+    assert [(c.name, c.ok) for c in server.checks] == [("postgresql", True), ("wal_level", False)]
+    assert server.checks_at is not None
+    assert server.runs["check"].reason == "failed checks: wal_level"
+    assert [b.backup_id for b in server.backups] == ["B1"]
+
+
+def test_a_check_that_says_nothing_fails_with_barmans_reason(world: World) -> None:
+    world.barman.answer("check", Answer(returncode=2, stderr="unknown server"))
+
+    handler(world).check(world.server)
+
+    run = world.state.server("pg").runs["check"]
+    assert not run.ok and run.reason == "unknown server" and run.exit_code == 2
