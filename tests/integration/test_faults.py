@@ -138,8 +138,7 @@ def test_postgres_down_during_a_backup_then_the_next_backup_is_done(tmp_path: Pa
             )
             assert daemon.find("failed_backup_deleted", server="pg")
         finally:
-            daemon.signal(signal.SIGTERM)
-            daemon.wait(180)
+            daemon.stop()
 
 
 def test_daemon_killed_mid_backup_then_restarted_ends_it_failed_and_backs_up(
@@ -171,8 +170,7 @@ def test_daemon_killed_mid_backup_then_restarted_ends_it_failed_and_backs_up(
             assert "DONE" in statuses and "STARTED" not in statuses
             assert statuses.count("FAILED") <= 1
         finally:
-            second.signal(signal.SIGTERM)
-            second.wait(120)
+            second.stop()
         assert not processes_using(str(tmp_path))
 
 
@@ -240,8 +238,7 @@ def test_full_barman_volume_alerts_and_recovers(tmp_path: Path) -> None:
                 _report("disk freed -> ready", time.monotonic() - freed)
                 assert daemon.process is not None and daemon.process.poll() is None
             finally:
-                daemon.signal(signal.SIGTERM)
-                daemon.wait(120)
+                daemon.stop()
     finally:
         subprocess.run(["umount", "-l", str(volume)], check=False)
 

@@ -36,6 +36,7 @@ from tests.integration.harness import (
     Daemon,
     cluster,
     free_port,
+    process_table,
     processes_using,
     wait_until,
 )
@@ -151,13 +152,16 @@ def test_stop_mid_drill_leaves_no_postgres_and_no_scratch(protected: Protected) 
     )
     thread.start()
     try:
-        wait_until(
-            lambda: any("postgres -D" in p[3] for p in processes_using(str(protected.scratch))),
-            timeout=60,
-            interval=0.05,
-            what="the drill's PostgreSQL",
-        )
-        time.sleep(1.0)
+
+        def query_running() -> bool:
+            postmasters = {
+                proc[0]
+                for proc in processes_using(str(protected.scratch))
+                if "postgres -D" in proc[3]
+            }
+            return any(proc[1] in postmasters and "SELECT" in proc[3] for proc in process_table())
+
+        wait_until(query_running, timeout=60, interval=0.05, what="the drill's query")
     finally:
         stopped_at = time.monotonic()
         stop.set()

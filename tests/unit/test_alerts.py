@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
 
 import pytest
 
 from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload
 from barman_supervisor.health import Problem
 from barman_supervisor.settings import Secret
+from tests.webhook import Request, webhook_receiver
 
 DOWN = [Problem("postgres", "PostgreSQL unreachable"), Problem("streaming", "slot not active")]
 
@@ -72,37 +69,13 @@ def test_payload_says_what_and_why() -> None:
     assert payload["since"].startswith("2027-01-15T08:00:00")
 
 
-Received = list[tuple[str, str, Any]]
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    """Records each request; ``/broken…`` answers 500 so that retries can be counted."""
-
-    received: Received
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        self.received.append((self.command, self.path, body))
-        self.send_response(500 if self.path.startswith("/broken") else 200)
-        self.end_headers()
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet test server."""
+Received = list[Request]
 
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, Received]]:
-    received: Received = []
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as webhook:
+        yield webhook.base_url, webhook.requests
 
 
 def test_notifier_posts_json_and_pings(receiver: tuple[str, Received]) -> None:
