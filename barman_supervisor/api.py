@@ -58,6 +58,9 @@ def server_status(
             "wal_archive_age_s": round(now - server.wal_archived_at, 1)
             if server.wal_archived_at
             else None,
+            "wal_gap": {**asdict(server.wal_gap), "detected_at": _iso(server.wal_gap_at)}
+            if server.wal_gap
+            else None,
         },
         "backups": {
             "count": len(server.backups),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+SEGMENT_NAME_LENGTH = 24
+_SEGMENT = re.compile(r"^[0-9A-F]{24}(\.partial)?(\.\w+)?$")
+_SEGMENT_DIR = re.compile(r"^[0-9A-F]{16}$")
 _MESSAGE_LEVELS = {
     "_INFO": "info",
     "_WARNING": "warning",
@@ -66,6 +70,15 @@ class Outcome:
             if lines:
                 return lines[-1][:300]
         return f"exit code {self.completed.returncode}"
+
+
+@dataclass(frozen=True)
+class WalHoldings:
+    """WAL segment names at the head of Barman's archive for one server."""
+
+    archived_newest: str | None
+    streaming_oldest: str | None
+    streaming_newest: str | None
 
 
 @dataclass(frozen=True)
@@ -309,6 +322,29 @@ class Barman:
             and proc.cmdline[-1] == server
         ]
 
+    def wal_holdings(self, server: str) -> WalHoldings:
+        """Which WAL segments Barman holds at the head of its archive: the newest archived and
+        the range in the streaming directory. Two or three directory reads; no command."""
+        base = self._settings.barman_home / server
+        streamed = _segments(base / "streaming")
+        try:
+            newest_dir = max(
+                (d for d in (base / "wals").iterdir() if _SEGMENT_DIR.match(d.name)), default=None
+            )
+        except OSError:
+            newest_dir = None
+        archived = _segments(newest_dir) if newest_dir is not None else []
+        return WalHoldings(
+            archived_newest=max(archived, default=None),
+            streaming_oldest=min(streamed, default=None),
+            streaming_newest=max(streamed, default=None),
+        )
+
+    def has_segment(self, server: str, segment: str) -> bool:
+        """Whether Barman archived this WAL segment (compressed or not)."""
+        directory = self._settings.barman_home / server / "wals" / segment[:16]
+        return any(directory.glob(f"{segment}*"))
+
     def wal_times(self, server: str) -> tuple[float | None, float | None]:
         """When Barman last received WAL (streaming directory) and last archived a segment.
 
@@ -318,6 +354,15 @@ class Barman:
         received = _newest_mtime((base / "streaming").glob("*"))
         archived = _newest_mtime([base / "wals" / f"{server}-xlog.db"])
         return received, archived
+
+
+def _segments(directory: Path) -> list[str]:
+    """WAL segment names in a directory (``.partial`` and compression suffixes dropped)."""
+    try:
+        names = [entry.name for entry in directory.iterdir()]
+    except OSError:
+        return []
+    return [name[:SEGMENT_NAME_LENGTH] for name in names if _SEGMENT.match(name)]
 
 
 def _newest_mtime(paths: Iterable[Path]) -> float | None:

@@ -88,6 +88,7 @@ class Daemon:
             self.supervisor.stop_requested,
             on_fatal=self._fatal,
             on_ready=self._server_ready,
+            on_backup_owed=self._backup_owed,
             notifier=self.notifier,
         )
         self.scheduler = Scheduler(settings, self.jobs)
@@ -107,6 +108,9 @@ class Daemon:
 
     def _server_ready(self, server: ServerSettings) -> None:
         self.scheduler.add_server_jobs(server)
+
+    def _backup_owed(self, server: ServerSettings) -> None:
+        self.scheduler.run_now(f"owed_backup:{server.name}", self.jobs.owed_backup, server)
 
     def evaluate_alerts(self) -> None:
         """One alert when a server stops being protected and one when it is again."""
@@ -263,6 +267,8 @@ class Daemon:
         if not self.jobs.wait_for_drills(DRILL_STOP_GRACE):
             _log.error("drill_not_stopped", grace_s=DRILL_STOP_GRACE)
         for server in self.settings.servers:
+            if not self.barman.processes("receive-wal", server.name):
+                continue  # never started (a refused start): nothing to stop, nothing to report
             outcome = self.barman.terminate_receive_wal(server.name)
             if not outcome.ok:
                 _log.warning(

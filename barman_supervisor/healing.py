@@ -12,9 +12,9 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from barman_supervisor.barman import Backup, Check
+from barman_supervisor.barman import Backup, Check, WalHoldings
 from barman_supervisor.pid1 import ProcInfo
-from barman_supervisor.postgres import Identity
+from barman_supervisor.postgres import Identity, SlotState
 
 INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
 
@@ -119,3 +119,60 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
         for backup in backups
         if backup.status == "FAILED" and backup.backup_id < newest_done
     )
+
+
+@dataclass(frozen=True)
+class WalGap:
+    """WAL segments that no slot kept for Barman: the archive cannot replay across them."""
+
+    first_missing: str
+    last_missing: str
+
+    def describe(self) -> str:
+        return (
+            f"WAL segments {self.first_missing} to {self.last_missing} never reached the archive "
+            "(the replication slot was dropped and recreated?): no point in time between them "
+            "and the next backup can be restored"
+        )
+
+
+_SEGMENTS_PER_LOG_BASE = 0x100000000
+
+
+def slot_start(slot: SlotState) -> str | None:
+    """Where WAL is kept for Barman from: the slot's restart position; for a slot no receiver
+    has used yet (created without reserving WAL), the server's current position."""
+    return slot.restart_lsn if slot.restart_lsn is not None else slot.current_lsn
+
+
+def wal_gap(holdings: WalHoldings, slot_start_lsn: str | None, segment_size: int) -> WalGap | None:
+    """WAL missing at the head of Barman's archive, or about to be.
+
+    Two ways it shows: streaming resumed further on than the newest archived segment (the
+    streaming directory starts after a hole), or the slot starts past the newest segment Barman
+    holds (a slot only moves past WAL its receiver confirmed, so normally it lies in that segment
+    or the next; one further on was created afresh, e.g. by ``create_slot = auto`` after a DBA
+    dropped it, and nothing kept the WAL in between for Barman).
+    """
+    per_log = _SEGMENTS_PER_LOG_BASE // segment_size
+
+    def segno(name: str) -> int:
+        return int(name[8:16], 16) * per_log + int(name[16:24], 16)
+
+    def gap(timeline: str, first: int, last: int) -> WalGap:
+        def name(number: int) -> str:
+            return f"{timeline}{number // per_log:08X}{number % per_log:08X}"
+
+        return WalGap(name(first), name(last))
+
+    archived, oldest = holdings.archived_newest, holdings.streaming_oldest
+    if archived is not None and oldest is not None and segno(oldest) > segno(archived) + 1:
+        return gap(oldest[:8], segno(archived) + 1, segno(oldest) - 1)
+    held = holdings.streaming_newest or archived
+    if held is None or slot_start_lsn is None or "/" not in slot_start_lsn:
+        return None
+    high, low = slot_start_lsn.split("/", 1)
+    needed = ((int(high, 16) << 32) | int(low, 16)) // segment_size
+    if needed <= segno(held) + 1:
+        return None
+    return gap(held[:8], segno(held) + 1, needed - 1)

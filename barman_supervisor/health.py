@@ -65,6 +65,7 @@ def server_problems(state: ServerState, now: float, limits: Limits) -> list[Prob
         *_backup(state, now, limits),
         *_wal(state, now, limits),
         *_failover(state),
+        *_wal_gap(state),
         *_disk(state, limits),
         *_drill(state, now),
     ]
@@ -92,6 +93,20 @@ def _streaming(state: ServerState) -> list[Problem]:
             Problem("streaming", "the replication slot is not active: WAL is not streaming")
         )
     return problems
+
+
+def _wal_gap(state: ServerState) -> list[Problem]:
+    """Red until a backup that ended after the gap was seen gives a restorable point again."""
+    if state.wal_gap is None or state.wal_gap_at is None:
+        return []
+    after = [
+        backup
+        for backup in state.backups
+        if backup.status == "DONE" and (backup.end_time or 0.0) >= state.wal_gap_at
+    ]
+    if after:
+        return []
+    return [Problem("wal_gap", f"{state.wal_gap.describe()}; a fresh backup is owed")]
 
 
 def _check(state: ServerState) -> list[Problem]:

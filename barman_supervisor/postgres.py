@@ -38,6 +38,7 @@ class ServerFacts:
     in_recovery: bool
     user: str = ""
     missing_privileges: tuple[str, ...] = ()
+    wal_segment_size: int = 16 * 1048576
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class SlotState:
     active_pid: int | None = None
     wal_status: str | None = None
     lag_bytes: int | None = None
+    # NULL until a receiver first used a slot created without reserving WAL (pg_receivewal's)
+    restart_lsn: str | None = None
+    current_lsn: str | None = None
 
 
 class Postgres:
@@ -88,12 +92,16 @@ class Postgres:
             ).fetchone()
             in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             user = conn.execute("SELECT current_user").fetchone()
+            segment = conn.execute(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'"
+            ).fetchone()
             missing = tuple(
                 f"{kind} {name}"
                 for kind, name in required_privileges(int(values["server_version_num"]))
                 if not _granted(conn, kind, name)
             )
         assert library is not None and in_recovery is not None and user is not None
+        assert segment is not None
         return ServerFacts(
             version_num=int(values["server_version_num"]),
             wal_level=values["wal_level"],
@@ -105,6 +113,7 @@ class Postgres:
             in_recovery=bool(in_recovery[0]),
             user=str(user[0]),
             missing_privileges=missing,
+            wal_segment_size=int(str(segment[0])),
         )
 
     def identify(self) -> Identity:
@@ -118,19 +127,22 @@ class Postgres:
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT active, active_pid, wal_status,"
-                " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
+                " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, restart_lsn::text,"
+                " pg_current_wal_lsn()::text"
                 " FROM pg_replication_slots WHERE slot_name = %s",
                 (name,),
             ).fetchone()
         if row is None:
             return SlotState(exists=False, active=False)
-        active, pid, wal_status, lag = row
+        active, pid, wal_status, lag, restart_lsn, current_lsn = row
         return SlotState(
             exists=True,
             active=bool(active),
             active_pid=int(str(pid)) if pid is not None else None,
             wal_status=str(wal_status) if wal_status is not None else None,
             lag_bytes=int(str(lag)) if lag is not None else None,
+            restart_lsn=str(restart_lsn) if restart_lsn is not None else None,
+            current_lsn=str(current_lsn) if current_lsn is not None else None,
         )
 
     def create_restore_point(self, label: str) -> None:

@@ -7,6 +7,7 @@ a backup that started a second late, e.g. behind a long ``barman check``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,6 +132,15 @@ class Scheduler:
                 id=f"bootstrap:{server.name}",
                 next_run_time=self.now(),
             )
+
+    def run_now(
+        self, job_id: str, func: Callable[[ServerSettings], None], server: ServerSettings
+    ) -> None:
+        """A one-off job at once; one with this id already waiting or running is enough."""
+        if self._scheduler.get_job(job_id) is not None:
+            return
+        self._scheduler.add_job(func, args=(server,), id=job_id, next_run_time=self.now())
+        _log.info("job_scheduled", job_id=job_id, trigger="once")
 
     def add_server_jobs(self, server: ServerSettings) -> None:
         for spec in server_jobs(server, self._settings, self._jobs, self.now()):

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from barman_supervisor.barman import Backup, Check
+from barman_supervisor.healing import WalGap
 from barman_supervisor.postgres import Identity, ServerFacts, SlotState
 
 if TYPE_CHECKING:
@@ -65,10 +66,11 @@ class ServerState:
     wal_archived_at: float | None = None
     disk_free_bytes: int | None = None
     identity_problem: str | None = None
+    wal_gap: WalGap | None = None
+    wal_gap_at: float | None = None
     checks: list[Check] = field(default_factory=list)
     checks_at: float | None = None
     backups: list[Backup] = field(default_factory=list)
-    backups_at: float | None = None
     last_backup: dict[str, Any] = field(default_factory=dict)
     last_verify: dict[str, Any] = field(default_factory=dict)
     last_drill: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +132,17 @@ class State:
         with self._lock:
             self._servers[server].identity_problem = problem
 
+    def record_wal_gap(self, server: str, gap: WalGap) -> None:
+        """WAL that did not reach the archive when the slot was recreated."""
+        with self._lock:
+            target = self._servers[server]
+            target.wal_gap, target.wal_gap_at = gap, self._clock()
+
+    def wal_gap_closed(self, server: str) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.wal_gap, target.wal_gap_at = None, None
+
     def record_probe(
         self,
         server: str,
@@ -154,7 +167,7 @@ class State:
     def record_backups(self, server: str, backups: list[Backup]) -> None:
         with self._lock:
             target = self._servers[server]
-            target.backups, target.backups_at = list(backups), self._clock()
+            target.backups = list(backups)
 
     def record_backup(self, server: str, summary: BackupSummary) -> None:
         with self._lock:

@@ -44,14 +44,19 @@ class Jobs:
         stop: threading.Event,
         on_fatal: Callable[[str, str], None],
         on_ready: Callable[[ServerSettings], None],
+        on_backup_owed: Callable[[ServerSettings], None],
         notifier: Notifier | None = None,
     ) -> None:
+        """``on_fatal``: a server can never be protected; ``on_ready``: its start-up is through
+        (schedule its jobs); ``on_backup_owed``: run ``owed_backup`` for it soon."""
         postgres = {
             server.name: Postgres(server, settings.pgpass_file, settings.pg_connect_timeout)
             for server in settings.servers
         }
         recorder = JobRecorder(state, stop)
-        self._streaming = Streaming(settings, barman, state, postgres, recorder, stop)
+        self._streaming = Streaming(
+            settings, barman, state, postgres, recorder, stop, on_wal_gap=on_backup_owed
+        )
         self._backups = Backups(settings, barman, state, recorder, stop, notifier)
         self._checks = Checks(barman, state, recorder, self._backups)
         self._drills = Drills(settings, barman, runner, state, recorder, stop)
@@ -78,9 +83,13 @@ class Jobs:
 
     def monitor(self, server: ServerSettings) -> None:
         self._streaming.monitor(server)
+        self._backups.refresh_if_changed(server)
 
     def backup(self, server: ServerSettings) -> None:
         self._backups.scheduled(server)
+
+    def owed_backup(self, server: ServerSettings) -> None:
+        self._backups.owed(server)
 
     def check(self, server: ServerSettings) -> None:
         self._checks.check(server)

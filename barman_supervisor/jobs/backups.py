@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from barman_supervisor.alerts import Notifier
 from barman_supervisor.barman import Backup, Barman, Outcome
@@ -54,6 +55,7 @@ class Backups:
         self._notifier = notifier
         self._running = ServerLocks()
         self._copy_slots = threading.BoundedSemaphore(settings.backup_concurrency)
+        self._fingerprints: dict[str, tuple[int, ...]] = {}
 
     def scheduled(self, server: ServerSettings) -> None:
         """The schedule's backup; the backup itself is recorded as job ``backup``."""
@@ -63,6 +65,21 @@ class Backups:
             )
             if outcome is not None:
                 run.take(outcome)
+
+    def owed(self, server: ServerSettings) -> None:
+        """A backup owed at once (WAL never reached the archive): a restorable point again."""
+        with self._recorder.job("owed_backup", server.name) as run:
+            outcome = self.take(server, immediate=True, trigger="wal_gap")
+            if outcome is not None:
+                run.take(outcome)
+
+    def refresh_if_changed(self, server: ServerSettings) -> None:
+        """Backups taken or deleted beside the daemon (``barman backup`` by hand) show in the
+        state within a monitor tick: ``list-backups`` runs only when Barman's files changed."""
+        if self._state.server(server.name).phase != "running":
+            return  # the start-up lists backups itself
+        if self._fingerprint(server) != self._fingerprints.get(server.name):
+            self.refresh(server)
 
     def take(self, server: ServerSettings, *, immediate: bool, trigger: str) -> Outcome | None:
         """One backup, or None when one of this server is already running."""
@@ -153,11 +170,16 @@ class Backups:
 
     def refresh(self, server: ServerSettings) -> list[Backup] | None:
         """Barman's list of backups into the state; None when Barman could not say."""
+        fingerprint = self._fingerprint(server)
         outcome, backups = self._barman.list_backups(server.name)
         if not outcome.ok:
             return None
         self._state.record_backups(server.name, backups)
+        self._fingerprints[server.name] = fingerprint
         return backups
+
+    def _fingerprint(self, server: ServerSettings) -> tuple[int, ...]:
+        return _backup_files_fingerprint(self._settings.barman_home / server.name)
 
     def close_interrupted(self, server: ServerSettings) -> None:
         """A backup left STARTED by a run that was killed is FAILED; the daemon stopped every
@@ -182,3 +204,19 @@ class Backups:
             )
         if backups:
             self.refresh(server)
+
+
+def _backup_files_fingerprint(server_home: Path) -> tuple[int, ...]:
+    """Modification times (ns) of Barman's backup directories and their ``backup.info``
+    files: any backup started, finished, failed or deleted changes one of them."""
+    stamps = []
+    for directory in (server_home / "base", server_home / "meta"):
+        try:
+            stamps.append(directory.stat().st_mtime_ns)
+            stamps.extend(
+                info.stat().st_mtime_ns
+                for info in [*directory.glob("*/backup.info"), *directory.glob("*-backup.info")]
+            )
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)

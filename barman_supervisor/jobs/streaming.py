@@ -14,13 +14,19 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import psycopg
 
 from barman_supervisor.barman import Barman
 from barman_supervisor.errors import first_line
-from barman_supervisor.healing import identity_change, orphaned_receivers, restart_delay
+from barman_supervisor.healing import (
+    identity_change,
+    orphaned_receivers,
+    restart_delay,
+    slot_start,
+    wal_gap,
+)
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.pid1 import processes
@@ -32,6 +38,10 @@ _log = get_logger(__name__)
 # How long start-up waits for the slot to turn active after ``barman cron`` started streaming.
 STREAMING_CONFIRM_TIMEOUT = 30.0
 STREAMING_POLL_INTERVAL = 0.5
+_GAP_HINT = (
+    "if streaming then fails with 'requested WAL segment has already been removed', run "
+    "barman receive-wal --reset (or set ALLOW_STREAMING_RESET=true)"
+)
 
 
 class Streaming:
@@ -43,13 +53,16 @@ class Streaming:
         postgres: Mapping[str, Postgres],
         recorder: JobRecorder,
         stop: threading.Event,
+        on_wal_gap: Callable[[ServerSettings], None],
     ) -> None:
+        """``on_wal_gap`` is told when WAL never reached the archive: a backup is owed."""
         self._settings = settings
         self._barman = barman
         self._state = state
         self._postgres = postgres
         self._recorder = recorder
         self._stop = stop
+        self._on_wal_gap = on_wal_gap
         self._cron_lock = threading.Lock()
         self._cron_started_at = float("-inf")
         # server -> (restart attempts so far, monotonic time before which none is tried)
@@ -71,6 +84,9 @@ class Streaming:
                 for server in self._settings.servers:
                     self._check_identity(server)
                 run.take(self._barman.cron())
+            # What cron changed (streaming started, WAL archived) shows at once, not a tick later.
+            for server in self._settings.servers:
+                self.probe(server)
 
     def confirm_started(self, server: ServerSettings) -> bool:
         """Start-up: ``barman cron`` starts receive-wal; the slot turning active proves it
@@ -81,6 +97,7 @@ class Streaming:
             slot = self.refresh_slot(server)
             if slot is not None and slot.active:
                 _log.info("streaming_running", slot=server.slot_name, walsender_pid=slot.active_pid)
+                self.probe(server)
                 return True
             if time.monotonic() > deadline:
                 break
@@ -103,10 +120,9 @@ class Streaming:
         self._state.postgres_seen(server.name, slot)
         return slot
 
-    def monitor(self, server: ServerSettings) -> None:
-        """Cheap facts for the probes every HEALTH_INTERVAL (one query, no Barman command), and
-        the streaming watchdog: restart streaming as soon as PostgreSQL answers again."""
-        before = self._state.server(server.name)
+    def probe(self, server: ServerSettings) -> tuple[SlotState | None, bool]:
+        """Cheap facts for the probes (one query, file times, no Barman command): the slot
+        (None when PostgreSQL does not answer) and whether receive-wal runs."""
         slot = self.refresh_slot(server)
         running = bool(self._barman.processes("receive-wal", server.name))
         received, archived = self._barman.wal_times(server.name)
@@ -117,6 +133,13 @@ class Streaming:
             wal_archived_at=archived,
             disk_free_bytes=shutil.disk_usage(self._settings.barman_home).free,
         )
+        return slot, running
+
+    def monitor(self, server: ServerSettings) -> None:
+        """The probe every HEALTH_INTERVAL, and the streaming watchdog: restart streaming as
+        soon as PostgreSQL answers again; tell of WAL that never reached the archive."""
+        before = self._state.server(server.name)
+        slot, running = self.probe(server)
         after = self._state.server(server.name)
         with bind(server=server.name, job="monitor"):
             if running:
@@ -136,6 +159,46 @@ class Streaming:
                     reachable=slot is not None,
                     **({"error": after.postgres_error} if after.postgres_error else {}),
                 )
+            if slot is not None and after.phase == "running":
+                if after.identity_problem is not None:
+                    self._check_identity(server)  # clear it as soon as it is gone
+                self._check_wal_gap(server, slot, running)
+
+    def _check_wal_gap(self, server: ServerSettings, slot: SlotState, running: bool) -> None:
+        """A slot that starts past the WAL Barman holds was recreated: the WAL in between is
+        not in the archive. Say so once per gap, and ask for a backup."""
+        state = self._state.server(server.name)
+        if state.facts is None or not slot.exists:
+            return
+        if state.wal_gap is not None and all(
+            self._barman.has_segment(server.name, segment)
+            for segment in (state.wal_gap.first_missing, state.wal_gap.last_missing)
+        ):
+            # The server still had the WAL: streaming resumed from where it stopped and filled
+            # it in (segments arrive in order, so the first and the last prove the rest).
+            _log.info("wal_gap_closed", first=state.wal_gap.first_missing)
+            self._state.wal_gap_closed(server.name)
+            return
+        gap = wal_gap(
+            self._barman.wal_holdings(server.name), slot_start(slot), state.facts.wal_segment_size
+        )
+        if gap is None or gap == state.wal_gap:
+            return
+        allowed = self._settings.allow_streaming_reset
+        # Only a receiver that cannot stream (its WAL is gone from the server) is reset.
+        reset = allowed and not running
+        _log.error(
+            "wal_gap_detected",
+            first_missing=gap.first_missing,
+            last_missing=gap.last_missing,
+            slot_start=slot_start(slot),
+            action="resetting streaming and taking a fresh backup" if reset else "taking a backup",
+            **({} if allowed else {"hint": _GAP_HINT}),
+        )
+        self._state.record_wal_gap(server.name, gap)
+        if reset:
+            self._barman.reset_streaming(server.name)
+        self._on_wal_gap(server)
 
     def _heal(self, server: ServerSettings) -> None:
         """Stop an orphaned pg_receivewal holding the slot, then restart streaming with backoff."""

@@ -305,3 +305,45 @@ def test_no_committed_transaction_is_lost(tmp_path: Path) -> None:
         missing = sorted(set(committed) - ids)
         assert not missing, f"{len(missing)} committed transactions lost, first {missing[:5]}"
         print(f"\nno data lost: {len(committed)} committed transactions all restored")
+
+
+def test_a_dropped_slot_is_told_as_a_wal_gap_and_a_fresh_backup_is_taken(tmp_path: Path) -> None:
+    """A DBA drops the slot and WAL moves on past a checkpoint: the server no longer has what
+    Barman did not stream. The daemon says which segments are missing, resumes streaming
+    (ALLOW_STREAMING_RESET) and takes a backup, so that a restorable point exists again."""
+    with cluster() as pg:
+        pg.init()
+        daemon = Daemon(
+            tmp_path,
+            pg,
+            HEALTH_INTERVAL="5",
+            BARMAN_CRON_INTERVAL="3600",
+            ALLOW_STREAMING_RESET="true",
+        ).start()
+        try:
+            daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
+            wait_until(lambda: _slot(pg)[0], timeout=60, what="streaming")
+
+            def dropped() -> bool:
+                pg.sql(
+                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                    "WHERE active_pid IS NOT NULL"
+                )
+                try:
+                    pg.sql("SELECT pg_drop_replication_slot('barman')")
+                except subprocess.CalledProcessError:
+                    return False
+                return True
+
+            wait_until(dropped, timeout=30, interval=0.05, what="the slot dropped")
+            pg.sql("CREATE TABLE moved_on (g int)")
+            for _ in range(3):
+                pg.sql(
+                    "INSERT INTO moved_on SELECT generate_series(1, 1000); SELECT pg_switch_wal()"
+                )
+            pg.sql("CHECKPOINT")
+            gap = daemon.wait_for("wal_gap_detected", timeout=120, server="pg")
+            assert gap["first_missing"] <= gap["last_missing"]
+            daemon.wait_for("backup_finished", timeout=240, server="pg", trigger="wal_gap", ok=True)
+        finally:
+            daemon.stop()

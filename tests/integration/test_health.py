@@ -222,3 +222,25 @@ def test_backup_older_than_max_age_is_named(pg: Cluster, tmp_path: Path) -> None
     finally:
         supervisor.signal(signal.SIGTERM)
         supervisor.wait(120)
+
+
+def test_status_shows_what_changed_beside_the_daemon_within_seconds(
+    daemon: tuple[Daemon, Probe],
+) -> None:
+    """A backup taken by hand (as Barman's users do) and the archived WAL show without
+    waiting for the next barman check."""
+    supervisor, probe = daemon
+    wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=180, what="/readyz 200")
+
+    def pg_status() -> Any:
+        return probe.json("/status")[1]["servers"]["pg"]
+
+    assert pg_status()["streaming"]["wal_last_archived_at"] is not None
+    before = pg_status()["backups"]["count"]
+    taken = supervisor.barman_command(
+        "backup", "--immediate-checkpoint", "--wait", "--wait-timeout", "120", "pg"
+    )
+    assert taken.returncode == 0, taken.stderr
+    wait_until(
+        lambda: pg_status()["backups"]["count"] > before, timeout=15, what="the manual backup"
+    )

@@ -34,3 +34,6 @@ def test_postgres_that_cannot_work_is_refused_with_the_fix(
         (failed,) = daemon.find("startup_failed", server="pg")
         assert words in failed["reason"]
         assert "Traceback" not in daemon.stdout.read_text() + daemon.stderr.read_text()
+        # nothing was streaming: the shutdown has nothing to stop and nothing to complain about
+        after = daemon.events()[daemon.events().index(failed) + 1 :]
+        assert [e["event"] for e in after if e.get("level") in ("error", "critical")] == []

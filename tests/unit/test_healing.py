@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from barman_supervisor.barman import Backup, Check
+from barman_supervisor.barman import Backup, Check, WalHoldings
 from barman_supervisor.healing import (
     client_tool_problems,
     failed_to_delete,
     identity_change,
     orphaned_receivers,
     restart_delay,
+    slot_start,
     stale_started,
+    wal_gap,
 )
 from barman_supervisor.pid1 import ProcInfo
-from barman_supervisor.postgres import Identity
+from barman_supervisor.postgres import Identity, SlotState
 
 STREAMING = "/var/lib/barman/pg/streaming"
 RECEIVE_WAL = ProcInfo(
@@ -97,3 +99,74 @@ def test_restart_delay_grows_and_is_capped() -> None:
     delays = [restart_delay(attempt, initial=1, ceiling=60) for attempt in (1, 2, 3, 10)]
     assert 1 <= delays[0] < 2 and 2 <= delays[1] < 3 and 4 <= delays[2] < 5
     assert 60 <= delays[3] < 61
+
+
+MIB16 = 16 * 1048576
+
+
+def streaming(newest: str | None) -> WalHoldings:
+    """Barman streaming into ``newest`` (a .partial), with the segment before it archived."""
+    return WalHoldings(archived_newest=None, streaming_oldest=newest, streaming_newest=newest)
+
+
+@pytest.mark.parametrize(
+    ("holdings", "start", "gap"),
+    [
+        (streaming(None), "0/6000000", None),
+        (streaming("000000010000000000000003"), None, None),
+        (streaming("000000010000000000000003"), "0/3000148", None),
+        (streaming("000000010000000000000003"), "0/4000000", None),  # the next segment: normal
+        (
+            streaming("000000010000000000000003"),
+            "0/5000000",
+            ("000000010000000000000004",) * 2,
+        ),
+        # across a 4 GiB boundary (log 0 segment FF -> log 1 segment 00)
+        (
+            streaming("0000000100000000000000FE"),
+            "1/1000000",
+            ("0000000100000000000000FF", "000000010000000100000000"),
+        ),
+        # the timeline of Barman's WAL names the missing segments
+        (
+            streaming("000000020000000000000003"),
+            "0/7000000",
+            ("000000020000000000000004", "000000020000000000000006"),
+        ),
+        # nothing streaming: the newest archived segment is what Barman holds
+        (
+            WalHoldings("000000010000000000000003", None, None),
+            "0/6000000",
+            ("000000010000000000000004", "000000010000000000000005"),
+        ),
+        # streaming resumed further on than the archive: the hole in between
+        (
+            WalHoldings(
+                "000000010000000000000003", "000000010000000000000007", "000000010000000000000007"
+            ),
+            "0/7000000",
+            ("000000010000000000000004", "000000010000000000000006"),
+        ),
+        (
+            WalHoldings(
+                "000000010000000000000003", "000000010000000000000004", "000000010000000000000004"
+            ),
+            "0/4000000",
+            None,
+        ),
+    ],
+)
+def test_wal_gap(holdings: WalHoldings, start: str | None, gap: tuple[str, str] | None) -> None:
+    found = wal_gap(holdings, start, MIB16)
+    assert (None if found is None else (found.first_missing, found.last_missing)) == gap
+
+
+def test_wal_gap_with_another_segment_size() -> None:
+    found = wal_gap(streaming("000000010000000000000003"), "0/14000000", 64 * 1048576)
+    assert found is not None and found.first_missing == "000000010000000000000004"
+
+
+def test_a_slot_no_receiver_used_yet_starts_at_the_current_position() -> None:
+    fresh = SlotState(exists=True, active=False, restart_lsn=None, current_lsn="0/7000000")
+    used = SlotState(exists=True, active=True, restart_lsn="0/3000000", current_lsn="0/7000000")
+    assert (slot_start(fresh), slot_start(used)) == ("0/7000000", "0/3000000")

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from barman_supervisor.barman import Backup, Check
+from barman_supervisor.healing import WalGap
 from barman_supervisor.health import Limits, liveness_problems, server_problems
 from barman_supervisor.postgres import SlotState
 from barman_supervisor.state import JobRun, ServerState
@@ -112,3 +113,15 @@ def test_liveness_ignores_postgres_and_backups() -> None:
     assert liveness_problems(NOW - 1, True, NOW, LIMITS) == []
     assert liveness_problems(NOW - 120, True, NOW, LIMITS) == ["main loop stalled for 2 min"]
     assert liveness_problems(NOW, False, NOW, LIMITS) == ["scheduler is not running"]
+
+
+def test_a_wal_gap_is_red_until_a_later_backup_is_done() -> None:
+    gap = WalGap("000000010000000000000004", "000000010000000000000005")
+    state = replace(protected(), wal_gap=gap, wal_gap_at=NOW - 60)
+
+    (problem,) = server_problems(state, NOW, LIMITS)
+    assert problem.condition == "wal_gap"
+    assert "000000010000000000000004 to 000000010000000000000005" in problem.reason
+
+    later = Backup("20261123T040000", "DONE", NOW - 30, 1)
+    assert server_problems(replace(state, backups=[later, *state.backups]), NOW, LIMITS) == []

@@ -46,6 +46,7 @@ def jobs(settings: Settings) -> Jobs:
         threading.Event(),
         on_fatal=lambda _server, _reason: None,
         on_ready=lambda _server: None,
+        on_backup_owed=lambda _server: None,
     )
 
 

@@ -24,6 +24,10 @@ class World:
     postgres: FakePostgres
     notifier: RecordingNotifier
     recorder: JobRecorder
+    owed: list[str]
+
+    def backup_owed(self, server: ServerSettings) -> None:
+        self.owed.append(server.name)
 
 
 def make_world(environ: dict[str, str], tmp_path: Path, **extra: str) -> World:
@@ -39,6 +43,7 @@ def make_world(environ: dict[str, str], tmp_path: Path, **extra: str) -> World:
         postgres=FakePostgres(settings.servers[0]),
         notifier=RecordingNotifier(),
         recorder=JobRecorder(state, stop),
+        owed=[],
     )
 
 

@@ -164,3 +164,34 @@ def test_only_failures_older_than_a_done_backup_are_deleted(world: World) -> Non
 
     deletes = [call for call in world.barman.calls if call[0] == "delete"]
     assert deletes == [("delete", "pg", "20261122T030000")]
+
+
+def test_a_backup_taken_beside_the_daemon_shows_within_a_tick(world: World) -> None:
+    world.state.set_phase("pg", "running")
+    backups = handler(world)
+    world.barman.answer(
+        "list-backups", backup_list(("B1", "DONE")), backup_list(("B2", "DONE"), ("B1", "DONE"))
+    )
+    backups.refresh(world.server)
+
+    backups.refresh_if_changed(world.server)  # nothing changed on disk: no Barman command
+    assert world.barman.commands() == ["list-backups"]
+
+    info = world.settings.barman_home / "pg" / "base" / "B2" / "backup.info"
+    info.parent.mkdir(parents=True)
+    info.write_text("status=DONE\n")
+    backups.refresh_if_changed(world.server)
+
+    assert world.barman.commands() == ["list-backups", "list-backups"]
+    assert [b.backup_id for b in world.state.server("pg").backups] == ["B2", "B1"]
+
+
+def test_an_owed_backup_is_taken_at_once_with_an_immediate_checkpoint(world: World) -> None:
+    world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
+    world.barman.answer("show-backup", show("B1"))
+
+    handler(world).owed(world.server)
+
+    assert "--immediate-checkpoint" in world.barman.calls[0]
+    server = world.state.server("pg")
+    assert server.last_backup["trigger"] == "wal_gap" and server.runs["owed_backup"].ok

@@ -33,7 +33,13 @@ def bootstrap(world: World) -> Outcomes:
     outcomes = Outcomes()
     postgres = {world.server.name: world.postgres}
     streaming = Streaming(
-        world.settings, world.barman, world.state, postgres, world.recorder, world.stop
+        world.settings,
+        world.barman,
+        world.state,
+        postgres,
+        world.recorder,
+        world.stop,
+        on_wal_gap=world.backup_owed,
     )
     backups = Backups(
         world.settings, world.barman, world.state, world.recorder, world.stop, world.notifier

@@ -18,6 +18,7 @@ def handler(world: World) -> Streaming:
         {world.server.name: world.postgres},
         world.recorder,
         world.stop,
+        on_wal_gap=world.backup_owed,
     )
 
 
@@ -98,3 +99,50 @@ def test_an_allowed_reset_resumes_streaming_from_the_new_timeline(
     server = world.state.server("pg")
     assert server.identity is not None and server.identity.timeline == 2
     assert server.identity_problem is None
+
+
+def test_streaming_confirmed_at_start_is_what_the_probes_show(world: World) -> None:
+    world.barman.receive_wal_running = True
+
+    assert handler(world).confirm_started(world.server)
+
+    assert world.state.server("pg").receive_wal_running is True
+
+
+def test_a_recreated_slot_past_barmans_wal_is_a_gap_and_owes_a_backup(world: World) -> None:
+    running(world)
+    world.state.postgres_reached("pg", world.postgres.facts_answer)
+    world.barman.receive_wal_running = True
+    streaming_dir = world.settings.barman_home / "pg" / "streaming"
+    streaming_dir.mkdir(parents=True)
+    (streaming_dir / "000000010000000000000003.partial").write_bytes(b"")
+    # a new slot starts in segment 6: segments 4 and 5 were never streamed
+    world.postgres.slot_state = dataclasses.replace(
+        world.postgres.slot_state, restart_lsn="0/6000148"
+    )
+
+    handler(world).monitor(world.server)
+    handler(world).monitor(world.server)
+
+    gap = world.state.server("pg").wal_gap
+    assert gap is not None
+    assert (gap.first_missing, gap.last_missing) == (
+        "000000010000000000000004",
+        "000000010000000000000005",
+    )
+    assert world.owed == ["pg"]  # once per gap
+
+
+def test_a_slot_in_barmans_newest_segment_is_no_gap(world: World) -> None:
+    running(world)
+    world.state.postgres_reached("pg", world.postgres.facts_answer)
+    streaming_dir = world.settings.barman_home / "pg" / "streaming"
+    streaming_dir.mkdir(parents=True)
+    (streaming_dir / "000000010000000000000003.partial").write_bytes(b"")
+    world.postgres.slot_state = dataclasses.replace(
+        world.postgres.slot_state, restart_lsn="0/3000148"
+    )
+
+    handler(world).monitor(world.server)
+
+    assert world.state.server("pg").wal_gap is None and world.owed == []
