@@ -6,6 +6,7 @@ of after the next attempt.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -36,6 +37,21 @@ def _sleeper(stop: threading.Event) -> Callable[[float], None]:
     return sleep
 
 
+# A server coming up is noticed within this long during the first minute, when it is most
+# likely to come up (containers starting together); after that the backoff grows.
+FAST_POLL_INTERVAL = 0.5
+FAST_POLL_FOR = 60.0
+
+
+def reach_delay(elapsed: float, initial: float, max_wait: float) -> float:
+    """The wait before the next attempt, ``elapsed`` seconds into waiting: FAST_POLL_INTERVAL
+    in the first FAST_POLL_FOR seconds, then half the time waited since, from ``initial`` up
+    to ``max_wait``."""
+    if elapsed < FAST_POLL_FOR:
+        return FAST_POLL_INTERVAL
+    return min(max_wait, max(initial, (elapsed - FAST_POLL_FOR) / 2))
+
+
 def until_reachable(
     stop: threading.Event,
     *,
@@ -45,14 +61,22 @@ def until_reachable(
     initial: float = 1.0,
     max_wait: float = 30.0,
 ) -> Retrying:
-    """Exponential backoff with jitter, for ever unless ``max_delay`` bounds it.
+    """Every FAST_POLL_INTERVAL for FAST_POLL_FOR seconds, then exponential backoff with
+    jitter, for ever unless ``max_delay`` bounds it.
 
-    Each failed attempt is logged with its number and the next wait; ``describe`` adds what is
-    being waited for (never a password).
+    Failed attempts are logged with their number and the next wait (the 1st, 2nd, 4th, 8th …,
+    so a fast poll does not flood the log); ``describe`` adds what is being waited for (never
+    a password).
     """
     stop_rule: stop_base = stop_never if max_delay is None else stop_after_delay(max_delay)
 
+    def wait(state: RetryCallState) -> float:
+        delay = reach_delay(state.seconds_since_start or 0.0, initial, max_wait)
+        return delay + (random.uniform(0, initial) if delay > FAST_POLL_INTERVAL else 0.0)
+
     def before_sleep(state: RetryCallState) -> None:
+        if state.attempt_number & (state.attempt_number - 1):
+            return  # not a power of two
         error = state.outcome.exception() if state.outcome else None
         _log.warning(
             "retrying",
@@ -65,7 +89,7 @@ def until_reachable(
     return Retrying(
         retry=retry_if_exception_type(retry_on),
         stop=stop_rule,
-        wait=wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial),
+        wait=wait,
         sleep=_sleeper(stop),
         before_sleep=before_sleep,
         reraise=True,
