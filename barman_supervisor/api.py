@@ -12,6 +12,7 @@ a fixed number of handler threads (further connections wait in the backlog).
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import threading
@@ -232,10 +233,25 @@ class _BoundedServer(ThreadingHTTPServer):
             self._slots.release()
 
 
+def bind_problem(bind: str, port: int, exc: OSError) -> str:
+    """The one-line refusal for a failed bind, naming the variable that is wrong."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return f"HTTP_PORT: cannot listen on {bind}:{port} ({reason}); pick a free port"
+    return (
+        f"HTTP_BIND: cannot listen on {bind}:{port} ({reason}); use an address of this "
+        "machine, e.g. 0.0.0.0 or 127.0.0.1"
+    )
+
+
 class HttpServer:
+    """Binds in the constructor (so a busy port is found before anything is written) and
+    serves from ``start``."""
+
     def __init__(self, bind: str, port: int, probes: Probes) -> None:
         handler = type("Handler", (_Handler,), {"probes": probes})
         self._server = _BoundedServer((bind, port), handler)
+        self._serving = False
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
@@ -244,8 +260,10 @@ class HttpServer:
 
     def start(self) -> None:
         self._thread.start()
+        self._serving = True
         _log.info("http_listening", port=self.port)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._serving:  # shutdown() waits for a serve loop that was never started otherwise
+            self._server.shutdown()
         self._server.server_close()
