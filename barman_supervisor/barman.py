@@ -7,9 +7,11 @@ each becomes its own log event, and the data part is returned as plain values.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +78,37 @@ class Check:
 
 @dataclass(frozen=True)
 class Backup:
+    """One backup as ``list-backups`` shows it, with its start time from ``backup.info``."""
+
     backup_id: str
     status: str
     end_time: float | None
     size_bytes: int | None
+    begin_time: float | None = None
+
+    def order_key(self) -> tuple[float, str]:
+        """Newer sorts later, by Barman's timestamps and never by the ID: IDs are the local time
+        of the Barman process (``TZ``), so a changed time zone would reorder them. A backup with
+        no known time (none in its ``backup.info``) counts as the oldest."""
+        moment = self.begin_time if self.begin_time is not None else self.end_time
+        return (moment if moment is not None else -math.inf, self.backup_id)
+
+
+def newest_backup(backups: Iterable[Backup]) -> Backup | None:
+    return max(backups, key=Backup.order_key, default=None)
+
+
+def parse_begin_time(backup_info: str) -> float | None:
+    """``begin_time=2026-11-23 03:00:01.123456+00:00`` of a ``backup.info`` as a timestamp."""
+    for line in backup_info.splitlines():
+        key, _, value = line.partition("=")
+        if key == "begin_time" and value not in ("", "None"):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                return None
+            return moment.timestamp() if moment.tzinfo is not None else None
+    return None
 
 
 def parse_json_output(stdout: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -182,7 +211,27 @@ class Barman:
 
     def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
         outcome = self.run("list-backups", server, kind="list", timeout=60)
-        return outcome, parse_backups(outcome.data, server)
+        backups = [
+            replace(backup, begin_time=self._begin_time(server, backup.backup_id))
+            for backup in parse_backups(outcome.data, server)
+        ]
+        return outcome, backups
+
+    def _begin_time(self, server: str, backup_id: str) -> float | None:
+        """list-backups prints no start time, and none at all for a FAILED or STARTED backup."""
+        for path in self._backup_info_paths(server, backup_id):
+            try:
+                return parse_begin_time(path.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+        return None
+
+    def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
+        base = self._settings.barman_home / server
+        return (
+            base / "meta" / f"{backup_id}-backup.info",
+            base / "base" / backup_id / "backup.info",
+        )
 
     def create_slot(self, server: str) -> Outcome:
         return self.run(
@@ -230,11 +279,7 @@ class Barman:
         Barman has no command for it: a backup whose process was killed stays STARTED for
         ever, and Barman then treats it as running. Only ``status`` and ``error`` change.
         """
-        base = self._settings.barman_home / server
-        for path in (
-            base / "meta" / f"{backup_id}-backup.info",
-            base / "base" / backup_id / "backup.info",
-        ):
+        for path in self._backup_info_paths(server, backup_id):
             if not path.is_file():
                 continue
             lines = path.read_text().splitlines()

@@ -27,6 +27,7 @@ Everything returned is plain data (``DrillResult.as_dict()``) for the state, ``/
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -124,18 +125,28 @@ class Candidate:
 
 
 def newest_done(data: Any, server: str) -> Candidate | None:
-    """The newest DONE backup in ``barman -f json list-backups`` (newest first)."""
+    """The DONE backup of ``barman -f json list-backups`` that ended last (by its end time, not
+    by its ID or its place in the list: IDs follow the ``TZ`` of the Barman process)."""
     rows = data.get(server, []) if isinstance(data, dict) else []
-    for row in rows:
-        if isinstance(row, dict) and row.get("status") == "DONE":
-            stamp = row.get("end_time_timestamp")
-            return Candidate(
-                backup_id=str(row["backup_id"]),
-                size_bytes=int(row.get("size_bytes") or 0),
-                wal_bytes=int(row.get("wal_size_bytes") or 0),
-                end_time=float(stamp) if stamp not in (None, "", "None") else None,
-            )
-    return None
+    candidates = [
+        Candidate(
+            backup_id=str(row["backup_id"]),
+            size_bytes=int(row.get("size_bytes") or 0),
+            wal_bytes=int(row.get("wal_size_bytes") or 0),
+            end_time=_stamp(row.get("end_time_timestamp")),
+        )
+        for row in rows
+        if isinstance(row, dict) and row.get("status") == "DONE"
+    ]
+    return max(
+        candidates,  # list-backups is newest first: on a tie the first one wins
+        key=lambda c: c.end_time if c.end_time is not None else -math.inf,
+        default=None,
+    )
+
+
+def _stamp(value: Any) -> float | None:
+    return float(value) if value not in (None, "", "None") else None
 
 
 def space_problem(free_bytes: int, needed_bytes: int, factor: float, margin: int) -> str | None:

@@ -70,7 +70,7 @@ def needs_backup_at_start(backups: list[Backup]) -> bool:
     running will finish by itself."""
     if any(backup.status in ("STARTED", "WAITING_FOR_WALS") for backup in backups):
         return False
-    newest = max(backups, key=lambda backup: backup.backup_id, default=None)
+    newest = max(backups, key=Backup.order_key, default=None)
     return newest is None or newest.status != "DONE"
 
 

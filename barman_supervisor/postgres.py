@@ -137,6 +137,12 @@ class Postgres:
             lag_bytes=int(str(lag)) if lag is not None else None,
         )
 
+    def commit_marker(self) -> None:
+        """Commits a transaction that has an XID, which writes a commit record with the current
+        time: a point-in-time recovery to any earlier time then has a record to stop at."""
+        with self._connect() as conn:
+            conn.execute("SELECT txid_current()")
+
     def create_restore_point(self, label: str) -> None:
         """Writes a WAL record, which lets a pending WAL switch complete on an idle primary."""
         with self._connect() as conn:
