@@ -38,6 +38,8 @@ class ServerFacts:
     in_recovery: bool
     user: str = ""
     missing_privileges: tuple[str, ...] = ()
+    # Function grants are per database: the refusal names the one that was checked.
+    database: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,14 @@ class Postgres:
             ).fetchone()
             in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             user = conn.execute("SELECT current_user").fetchone()
+            database = conn.execute("SELECT current_database()").fetchone()
             missing = tuple(
                 f"{kind} {name}"
                 for kind, name in required_privileges(int(values["server_version_num"]))
                 if not _granted(conn, kind, name)
             )
         assert library is not None and in_recovery is not None and user is not None
+        assert database is not None
         return ServerFacts(
             version_num=int(values["server_version_num"]),
             wal_level=values["wal_level"],
@@ -109,6 +113,7 @@ class Postgres:
             in_recovery=bool(in_recovery[0]),
             user=str(user[0]),
             missing_privileges=missing,
+            database=str(database[0]),
         )
 
     def identify(self) -> Identity:
@@ -210,8 +215,10 @@ def preflight_problems(facts: ServerFacts) -> list[str]:
         )
     if facts.missing_privileges:
         problems.append(
-            f"role {facts.user} lacks {', '.join(facts.missing_privileges)}; grant them "
-            "(docker/postgres/initdb.d/10-barman-roles.sh does it) or use a superuser"
+            f"role {facts.user} lacks {', '.join(facts.missing_privileges)} in database "
+            f"{facts.database or '(unknown)'}; grant them while connected to that database "
+            "(function grants are per database; docker/postgres/initdb.d/10-barman-roles.sh does "
+            "it) or use a superuser"
         )
     if facts.in_recovery:
         problems.append(
