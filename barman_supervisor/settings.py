@@ -70,6 +70,8 @@ CHILD_ENV_NAMES = frozenset(
     }
 )
 CHILD_ENV_PREFIXES = ("LC_",)
+# Linux limits: a longer path fails every file operation with ENAMETOOLONG.
+NAME_MAX, PATH_MAX = 255, 4096
 # A schedule must fire within this many years (29 February fires every 4 years; 8 covers 2100).
 SCHEDULE_HORIZON_YEARS = 8
 # Sizes are byte counts for disk and lag comparisons; anything above an exabyte is a typo.
@@ -398,8 +400,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise ConfigError on the first problem."""
     env = _Env(environ)
     timezone = _timezone(env)
-    config_file = Path(env.text("BARMAN_CONFIG_FILE", "/etc/barman.conf"))
-    config_dir = Path(env.text("BARMAN_CONFIG_DIR", "/etc/barman.d"))
+    config_file = _usable_path(
+        "BARMAN_CONFIG_FILE", env.text("BARMAN_CONFIG_FILE", "/etc/barman.conf")
+    )
+    config_dir = _usable_path("BARMAN_CONFIG_DIR", env.text("BARMAN_CONFIG_DIR", "/etc/barman.d"))
     mode = _config_mode(env, config_file, config_dir)
     global_options = _mounted_global_options(config_file) if mode == "mounted" else {}
 
@@ -412,8 +416,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         or env.text("BARMAN_LOG_FILE", str(barman_home / "log" / "barman.log"))
     )
     for var, path in (("BARMAN_HOME", barman_home), ("BARMAN_LOG_FILE", log_file)):
-        if not path.is_absolute():
-            raise ConfigError(f"{var}: {str(path)!r} must be an absolute path")
+        _absolute(var, str(path))
 
     if mode == "mounted":
         servers = _mounted_servers(env, config_file, config_dir, global_options, timezone)
@@ -541,10 +544,21 @@ def _http_bind(env: _Env) -> str:
 
 
 def _absolute(var: str, value: str) -> Path:
-    path = Path(value)
+    path = _usable_path(var, value)
     if not path.is_absolute():
         raise ConfigError(f"{var}: {value!r} must be an absolute path")
     return path
+
+
+def _usable_path(var: str, value: str) -> Path:
+    """A path the system can open: names of at most NAME_MAX bytes, in all PATH_MAX."""
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) >= PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        raise ConfigError(
+            f"{var}: the path is too long (at most {NAME_MAX} bytes per name, {PATH_MAX} in "
+            "all); use a shorter one"
+        )
+    return Path(value)
 
 
 def _factor(env: _Env, var: str, default: float) -> float:
@@ -679,7 +693,10 @@ def _mounted_servers(
     env: _Env, config_file: Path, config_dir: Path, options: Mapping[str, str], timezone: ZoneInfo
 ) -> tuple[ServerSettings, ...]:
     """Servers from the files a person mounted; the environment adds schedules and passwords."""
-    directory = Path(options.get("configuration_files_directory") or config_dir)
+    directory = _usable_path(
+        f"{config_file} configuration_files_directory",
+        options.get("configuration_files_directory") or str(config_dir),
+    )
     files = (
         [config_file, *sorted(directory.glob("*.conf"))] if directory.is_dir() else [config_file]
     )
