@@ -179,18 +179,18 @@ def write_problem(settings: Settings) -> str | None:
     if lines:
         files.append((settings.pgpass_file, "\n".join(lines) + "\n"))
     directories = [settings.barman_home, settings.barman_log_file.parent]
-    for path, text in files:
-        if path.is_dir() or not (_unchanged(path, text) or _writable(path)):
-            return (
-                f"{path}: cannot be written; make its directory writable for user "
-                f"{settings.barman_user} or mount a volume there"
-            )
     for directory in directories:
         if directory.exists() and not directory.is_dir():
             return f"{directory}: exists and is not a directory; remove it or choose another path"
         if not directory.exists() and not _writable(directory):
             return (
                 f"{directory}: cannot be created; make its parent writable for user "
+                f"{settings.barman_user} or mount a volume there"
+            )
+    for path, text in files:
+        if path.is_dir() or not (_unchanged(path, text) or _writable(path)):
+            return (
+                f"{path}: cannot be written; make its directory writable for user "
                 f"{settings.barman_user} or mount a volume there"
             )
     return None
