@@ -20,8 +20,9 @@ _COMMIT = re.compile(
 )
 
 
-def newest_segments(xlog_db: str, count: int = 2) -> list[str]:
-    """The names of the newest archived WAL segments in Barman's ``xlog.db``, newest first.
+def newest_segments(xlog_db: str, count: int = 8) -> list[str]:
+    """The names of the newest archived WAL segments in Barman's ``<server>-xlog.db``, newest
+    first.
 
     Each line is ``name<TAB>size<TAB>time<TAB>compression``; history files are skipped.
     """

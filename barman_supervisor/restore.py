@@ -14,6 +14,7 @@ checked before the copy leaves recovery; a wrong target is then fixed by restori
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -274,11 +275,13 @@ def _newest_commit(
     """The time of the last commit in the newest archived WAL segments (``pg_waldump``)."""
     bin_dir = find_bin_dir(major_of(version_num), settings.pg_bin_dir, program="pg_waldump")
     wals = settings.barman_home / server / "wals"
-    try:
-        xlog_db = (wals / "xlog.db").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    if bin_dir is None:
+    # Barman 3.20 names it <server>-xlog.db; older versions xlog.db.
+    xlog_db = ""
+    for name in (f"{server}-xlog.db", "xlog.db"):
+        with contextlib.suppress(OSError):
+            xlog_db = (wals / name).read_text(encoding="utf-8", errors="replace")
+            break
+    if bin_dir is None or not xlog_db:
         return None
     for segment in pitr.newest_segments(xlog_db):
         path = wals / segment[:16] / segment

@@ -27,7 +27,7 @@ def ts(text: str) -> float:
 
 
 def test_newest_segments_skip_history_files() -> None:
-    assert newest_segments(XLOG_DB) == ["000000010000000000000004", "000000010000000000000003"]
+    assert newest_segments(XLOG_DB, 2) == ["000000010000000000000004", "000000010000000000000003"]
     assert newest_segments("") == []
 
 
