@@ -3,8 +3,8 @@
 A second daemon on the same home would stop the first one's streaming as "leftovers", take its
 own backups beside it and stop its streaming again when it exits. So the daemon takes two
 exclusive ``flock`` locks before it touches anything: one on the Barman home directory itself
-(an open directory can be locked; nothing is written into it) and one on a lock file in the
-system's temporary directory whose name is derived from the configuration file's absolute path.
+(an open directory can be locked; nothing is written into it) and one on a lock file in
+``/run/lock`` (else ``/tmp``) whose name is derived from the configuration file's absolute path.
 
 ``flock`` locks belong to an open file: the kernel drops them when the process dies, even with
 ``kill -9``, so a crash never leaves a stale lock behind. The holder's PID is read back from
@@ -17,10 +17,19 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from barman_supervisor.settings import ConfigError
+
+# Fixed places (not $TMPDIR) so that every daemon on the machine looks in the same one.
+LOCK_DIRECTORIES = (Path("/run/lock"), Path("/tmp"))  # noqa: S108 - a lock, not data
+
+
+def lock_directory() -> Path:
+    for directory in LOCK_DIRECTORIES:
+        if directory.is_dir() and os.access(directory, os.W_OK | os.X_OK):
+            return directory
+    return LOCK_DIRECTORIES[-1]
 
 
 class AlreadyRunning(ConfigError):
@@ -30,7 +39,7 @@ class AlreadyRunning(ConfigError):
 def config_lock_path(config_file: Path, directory: Path | None = None) -> Path:
     """The lock file for a configuration file: the same path always gives the same lock."""
     digest = hashlib.sha256(str(config_file.absolute()).encode()).hexdigest()[:16]
-    return (directory or Path(tempfile.gettempdir())) / f"barman-supervisor-{digest}.lock"
+    return (directory or lock_directory()) / f"barman-supervisor-{digest}.lock"
 
 
 def lock_holder(device: int, inode: int, locks_text: str) -> int | None:
