@@ -22,6 +22,8 @@ from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
+# The shell's code for "command not found or not executable".
+COMMAND_NOT_RUN = 127
 _LOG_LEVELS = {"info": 20, "warning": 30, "error": 40}
 _MESSAGE_LEVELS = {
     "_INFO": "info",
@@ -186,14 +188,19 @@ class Barman:
         only (``pg_verifybackup``), and Debian keeps them in a per-major directory."""
         started = time.time()
         path = self._settings.child_env.get("PATH")
-        completed = self._runner.run(
-            self._argv(*args),
-            kind=kind,
-            timeout=timeout,
-            echo_stdout=False,
-            during_shutdown=during_shutdown,
-            env={"PATH": path_with(tools_dir, path)} if tools_dir else None,
-        )
+        argv = self._argv(*args)
+        try:
+            completed = self._runner.run(
+                argv,
+                kind=kind,
+                timeout=timeout,
+                echo_stdout=False,
+                during_shutdown=during_shutdown,
+                env={"PATH": path_with(tools_dir, path)} if tools_dir else None,
+            )
+        except OSError as exc:  # Barman vanished after start: a failed command, not a crash
+            reason = f"cannot run {argv[0]}: {exc.strerror or exc}"
+            completed = Completed(tuple(argv), COMMAND_NOT_RUN, "", reason, 0.0)
         data, messages = parse_json_output(completed.stdout)
         for level, text in messages:
             if on_message is not None:

@@ -29,6 +29,7 @@ import psycopg
 from barman_supervisor import log as logging_setup
 from barman_supervisor import pitr
 from barman_supervisor.barman import Barman, Outcome
+from barman_supervisor.log import MASKER
 from barman_supervisor.pgbin import find_bin_dir, major_of
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.postgres import Postgres
@@ -196,6 +197,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
 
     # Barman's messages go to stderr as readable lines; stdout is the plan and the next steps.
     logging_setup.configure("WARNING", "console", stream=sys.stderr)
+    MASKER.register(secret.reveal() for secret in settings.secrets)
     runner = Runner(Supervisor(), settings.child_env)
     barman = Barman(settings, runner)
     backup_id = args.backup_id
@@ -222,7 +224,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
     started = time.monotonic()
     outcome = barman.run(*plan.recover_args(), kind="restore")
     if not outcome.ok:
-        say(f"\nrestore FAILED: {outcome.reason()}")
+        say(f"\nrestore FAILED: {MASKER.mask(outcome.reason())}")
         say(f"Nothing to start; {destination} may hold a partial copy — delete it before retrying.")
         return EXIT_FAILED
     say(f"\nRestored into {destination} in {time.monotonic() - started:.1f} s.")
@@ -262,7 +264,7 @@ def _target_problem(
         outcome = barman.switch_wal(server, settings.wal_archive_timeout)
         archived = outcome.ok
         if not archived:
-            say(f"barman switch-wal failed: {outcome.reason()}")
+            say(f"barman switch-wal failed: {MASKER.mask(outcome.reason())}")
     newest = _newest_commit(settings, runner, server, facts.version_num)
     if archived and newest is None:
         return None  # a commit after the target is archived; pg_waldump could not show it

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from barman_supervisor.barman import (
+    COMMAND_NOT_RUN,
     Backup,
+    Barman,
     Check,
     Outcome,
     newest_backup,
@@ -18,7 +22,9 @@ from barman_supervisor.barman import (
     parse_checks,
     parse_json_output,
 )
-from barman_supervisor.proc import Completed
+from barman_supervisor.pid1 import Supervisor
+from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.settings import load_settings
 
 
 def outcome(
@@ -207,3 +213,21 @@ def test_newest_backup_orders_by_timestamps_not_ids() -> None:
     assert newest_backup([east, later, unknown]) == later
     assert sorted([later, unknown, east], key=Backup.order_key) == [unknown, east, later]
     assert newest_backup([]) is None
+
+
+def test_a_vanished_barman_is_a_failed_command_not_a_crash(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
+            "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
+            "BARMAN_HOME": str(tmp_path / "home"),
+            "PG_PASSWORD": "x",
+        }
+    )
+    gone = replace(settings, barman_bin=str(tmp_path / "removed" / "barman"))
+    barman = Barman(gone, Runner(Supervisor(), gone.child_env))
+
+    outcome = barman.terminate_receive_wal("pg")
+
+    assert not outcome.ok and outcome.completed.returncode == COMMAND_NOT_RUN
+    assert "cannot run" in outcome.reason() and "No such file" in outcome.reason()
