@@ -31,7 +31,7 @@ _MASK = "***"
 # Event fields whose values are foreign text; everything else an event carries is built by the
 # daemon from data that never holds a secret, and is never rewritten.
 FOREIGN_FIELDS = frozenset(
-    {"line", "message", "example", "error", "reason", "cause", "exception", "output"}
+    {"line", "message", "example", "error", "reason", "cause", "exception", "output", "problems"}
 )
 # A literal secret is replaced only when it cannot be an ordinary word, number or name.
 LITERAL_MIN_LENGTH = 8
