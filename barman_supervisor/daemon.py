@@ -22,7 +22,7 @@ from barman_supervisor.barman import Barman
 from barman_supervisor.crontab import longest_gap, parse_crontab
 from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.jobs import Jobs
-from barman_supervisor.lock import InstanceLock, config_lock_path
+from barman_supervisor.lock import InstanceLock
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
 from barman_supervisor.logtail import LogTail
 from barman_supervisor.pid1 import ProcInfo, Supervisor
@@ -197,19 +197,13 @@ class Daemon:
         problem = barman_config.write_problem(self.settings)
         if problem is not None:
             raise ConfigError(problem)
-        self.instance_lock.acquire(
-            config_lock_path(self.settings.barman_config_file), "configuration lock"
-        )
-        home = self.settings.barman_home
-        home_locked = home.is_dir()
-        if home_locked:
-            self.instance_lock.acquire(home, "Barman home", directory=True)
+        self.instance_lock.hold_config(self.settings.barman_config_file)
+        self.instance_lock.hold_home(self.settings.barman_home)
         self.http = self._bind()
         try:
             written = barman_config.write_configuration(self.settings)
             barman_config.prepare_directories(self.settings)
-            if not home_locked:
-                self.instance_lock.acquire(home, "Barman home", directory=True)
+            self.instance_lock.hold_home(self.settings.barman_home)
             self._stop_previous_run()
             pgpass = barman_config.write_pgpass(self.settings)
         except OSError as exc:

@@ -61,6 +61,21 @@ class InstanceLock:
 
     def __init__(self) -> None:
         self._fds: list[int] = []
+        self._homes: set[Path] = set()
+
+    def hold_config(self, config_file: Path) -> None:
+        self.acquire(config_lock_path(config_file), "configuration lock")
+
+    def hold_home(self, home: Path) -> bool:
+        """Lock the Barman home if it exists (creating it is a write: callers lock it again
+        once they may write); True once it is held. Idempotent."""
+        if home in self._homes:
+            return True
+        if not home.is_dir():
+            return False
+        self.acquire(home, "BARMAN_HOME", directory=True)
+        self._homes.add(home)
+        return True
 
     def acquire(self, path: Path, what: str, *, directory: bool = False) -> None:
         """Lock ``path`` (a directory, or a file created if missing) or raise AlreadyRunning."""
@@ -88,6 +103,7 @@ class InstanceLock:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds.clear()
+        self._homes.clear()
 
 
 def _holder(fd: int) -> int | None:

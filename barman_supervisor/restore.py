@@ -220,20 +220,28 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
         if refusal is not None:
             say(f"refused: --target-time {target[1]!r}: {refusal} (nothing was changed)")
             return EXIT_BAD_INPUT
+    return _recover(say, barman, plan, facts)
 
+
+def _recover(say: Any, barman: Barman, plan: Plan, facts: BackupFacts) -> int:
+    """Run ``barman recover`` and print the steps that start the copy."""
     started = time.monotonic()
     outcome = barman.run(*plan.recover_args(), kind="restore")
     if not outcome.ok:
         say(f"\nrestore FAILED: {MASKER.mask(outcome.reason())}")
-        say(f"Nothing to start; {destination} may hold a partial copy — delete it before retrying.")
+        say(
+            f"Nothing to start; {plan.destination} may hold a partial copy — delete it before "
+            "retrying."
+        )
         return EXIT_FAILED
-    say(f"\nRestored into {destination} in {time.monotonic() - started:.1f} s.")
+    say(f"\nRestored into {plan.destination} in {time.monotonic() - started:.1f} s.")
     _print_warnings(say, outcome)
     bin_dir = f"/usr/lib/postgresql/{major_of(facts.version_num)}/bin"
     say("Next steps:")
-    for number, step in enumerate(
-        next_steps(destination, bin_dir, target, plan.target_action, os.geteuid() == 0), 1
-    ):
+    steps = next_steps(
+        plan.destination, bin_dir, plan.target, plan.target_action, os.geteuid() == 0
+    )
+    for number, step in enumerate(steps, 1):
         say(f"  {number}. {step}")
     return EXIT_OK
 

@@ -423,13 +423,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     else:
         servers = _rendered_servers(env, timezone)
 
-    unknown = env.unknown_overrides(tuple(server.name for server in servers))
-    if unknown:
-        names = ", ".join(server.name for server in servers)
-        raise ConfigError(
-            f"{unknown[0]}: no configured server has the suffix of this override (servers: "
-            f"{names}); fix the suffix or remove the variable"
-        )
+    _check_overrides(env, servers)
     wait_timeout = env.seconds("PG_WAIT_TIMEOUT", 0, minimum=0)
     pgpass_file = _absolute(
         "BARMAN_PGPASS_FILE", env.text("BARMAN_PGPASS_FILE", str(barman_home / ".pgpass"))
@@ -487,6 +481,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         child_env=MappingProxyType(child_env),
         secrets=secrets,
     )
+
+
+def _check_overrides(env: _Env, servers: tuple[ServerSettings, ...]) -> None:
+    """``PG_HOST__REPORT`` for a server named ``reports`` would be ignored silently."""
+    unknown = env.unknown_overrides(tuple(server.name for server in servers))
+    if unknown:
+        names = ", ".join(server.name for server in servers)
+        raise ConfigError(
+            f"{unknown[0]}: no configured server has the suffix of this override (servers: "
+            f"{names}); fix the suffix or remove the variable"
+        )
 
 
 def child_environment(environ: Mapping[str, str], pgpass_file: Path) -> dict[str, str]:
