@@ -370,6 +370,12 @@ def _read_secret_file(var: str, path: str) -> str:
     return text.rstrip("\r\n")
 
 
+def _url_password(url: Secret) -> Secret | None:
+    """The password of ``https://user:password@host``, masked in foreign text on its own."""
+    password = urllib.parse.urlsplit(url.reveal()).password
+    return Secret(urllib.parse.unquote(password)) if password else None
+
+
 def usable_url(text: str) -> bool:
     """An http(s) URL urllib can send to: scheme, host and (if any) a numeric port."""
     if not re.match(r"^https?://[^\s/]+", text) or any(c.isspace() for c in text):
@@ -430,12 +436,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
     child_env = child_environment(environ, pgpass_file)
     webhook = env.url("ALERT_WEBHOOK_URL")
+    urls = [url for url in (webhook, *(s.deadman_url for s in servers)) if url is not None]
     secrets = tuple(
         secret
         for secret in (
-            webhook,
+            *urls,
+            *(_url_password(url) for url in urls),
             *(s for server in servers for s in (server.password, server.streaming_password)),
-            *(server.deadman_url for server in servers),
         )
         if secret is not None
     )
