@@ -64,7 +64,7 @@ class InstanceLock:
         self._homes: set[Path] = set()
 
     def hold_config(self, config_file: Path) -> None:
-        self.acquire(config_lock_path(config_file), "configuration lock")
+        self.acquire(config_lock_path(config_file), "BARMAN_CONFIG_FILE", shown=config_file)
 
     def hold_home(self, home: Path) -> bool:
         """Lock the Barman home if it exists (creating it is a write: callers lock it again
@@ -77,8 +77,11 @@ class InstanceLock:
         self._homes.add(home)
         return True
 
-    def acquire(self, path: Path, what: str, *, directory: bool = False) -> None:
-        """Lock ``path`` (a directory, or a file created if missing) or raise AlreadyRunning."""
+    def acquire(
+        self, path: Path, what: str, *, directory: bool = False, shown: Path | None = None
+    ) -> None:
+        """Lock ``path`` (a directory, or a file created if missing) or raise AlreadyRunning
+        naming ``what`` and ``shown`` (the path an operator knows; default ``path``)."""
         flags = os.O_RDONLY | (os.O_DIRECTORY if directory else os.O_CREAT)
         try:
             fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
@@ -93,8 +96,8 @@ class InstanceLock:
             os.close(fd)
             who = f"PID {holder}" if holder is not None else "another process"
             raise AlreadyRunning(
-                f"{what} {path} is in use by another barman-supervisor ({who}); stop it first "
-                "or point this one at another home and configuration"
+                f"{what} {shown or path} is in use by another barman-supervisor ({who}); stop it "
+                "first or point this one at another home and configuration"
             ) from None
         self._fds.append(fd)
 

@@ -87,3 +87,17 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
 def test_an_unopenable_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot open to lock"):
         InstanceLock().acquire(tmp_path / "missing", "Barman home", directory=True)
+
+
+def test_the_config_lock_names_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "barman.conf"
+    first, second = InstanceLock(), InstanceLock()
+    first.hold_config(config)
+    try:
+        with pytest.raises(AlreadyRunning, match=f"^BARMAN_CONFIG_FILE {config} is in use"):
+            second.hold_config(config)
+    finally:
+        first.release()
+    assert second.hold_home(tmp_path / "missing") is False
+    assert second.hold_home(tmp_path) is True and second.hold_home(tmp_path) is True
+    second.release()
