@@ -8,11 +8,13 @@ backup.
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -134,14 +136,27 @@ class Notifier:
 
     def _deliver_all(self) -> None:
         while (delivery := self._queue.get()) is not None:
-            self._deliver(delivery)
+            try:
+                self._deliver(delivery)
+            except Exception as exc:  # the thread outlives any delivery error
+                self.failed += 1
+                _log.error(
+                    "alert_delivery_failed",
+                    what=delivery.what,
+                    error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                )
 
     def _deliver(self, delivery: _Delivery) -> None:
+        url, headers = split_credentials(delivery.url.reveal())
         request = urllib.request.Request(  # noqa: S310 - the URL is validated as http(s) in settings
-            delivery.url.reveal(),
+            url,
             data=delivery.body,
             method="POST" if delivery.body is not None else "GET",
-            headers={"Content-Type": "application/json", "User-Agent": "barman-supervisor"},
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "barman-supervisor",
+                **headers,
+            },
         )
 
         def send() -> None:
@@ -161,6 +176,23 @@ class Notifier:
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             self.failed += 1
             _log.error("alert_delivery_failed", what=delivery.what, error=str(exc)[:200])
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``https://user:password@host/path`` as the URL without userinfo and a Basic
+    ``Authorization`` header: urllib would otherwise read ``password@host`` as a port and fail
+    with an error message that prints the password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return parts._replace(netloc=netloc).geturl(), {"Authorization": f"Basic {token}"}
 
 
 def hostname() -> str:

@@ -1,12 +1,20 @@
 """The HTTP side: ``/healthz``, ``/readyz``, ``/status`` and ``/metrics``.
 
 Every answer is computed from the state the jobs keep; no request runs SQL or Barman, so the
-probes stay fast while a backup or a slow ``barman check`` runs.
+probes stay fast while a backup or a slow ``barman check`` runs. Answers are built from data that
+holds no secret; only the fields that carry foreign text (Barman's messages and hints, exception
+messages) are masked, value by value, before the document is encoded, so keys, event names and
+the JSON itself never change with the password.
+
+The server is bounded: a listen backlog for bursts of probes, a time limit on idle connections and
+a fixed number of handler threads (further connections wait in the backlog).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +31,12 @@ from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.state import ServerState, State
 
 _log = get_logger(__name__)
+# Probes from Docker, Kubernetes and Prometheus arrive together; 5 (the default) makes them wait
+# for SYN retransmits (~1 s).
+LISTEN_BACKLOG = 128
+# A connection that sends no complete request in this time is closed and frees its thread.
+IDLE_TIMEOUT = 10.0
+HANDLER_THREADS = 32
 
 
 def _iso(moment: float | None) -> str | None:
@@ -41,10 +55,10 @@ def server_status(
     return {
         "phase": server.phase,
         "ready": not problems,
-        "problems": [asdict(problem) for problem in problems],
+        "problems": MASKER.mask_values([asdict(problem) for problem in problems]),
         "postgres": {
             "reached_at": _iso(server.postgres_reached_at),
-            "error": server.postgres_error,
+            "error": MASKER.mask_values(server.postgres_error),
             "version": server.facts.version_num if server.facts else None,
             "system_id": server.identity.system_id if server.identity else None,
             "timeline": server.identity.timeline if server.identity else None,
@@ -75,15 +89,16 @@ def server_status(
             if newest
             else None,
             "max_age_s": limits.backup_max_age,
-            "last_attempt": server.last_backup or None,
-            "last_verification": server.last_verify or None,
+            "last_attempt": MASKER.mask_values(server.last_backup or None),
+            "last_verification": MASKER.mask_values(server.last_verify or None),
         },
-        "drill": server.last_drill or None,
+        "drill": MASKER.mask_values(server.last_drill or None),
         "checks": {
             "at": _iso(server.checks_at),
             "ok": bool(server.checks) and all(check.ok for check in server.checks),
             "results": {
-                check.name: {"ok": check.ok, "hint": check.hint} for check in server.checks
+                check.name: {"ok": check.ok, "hint": MASKER.mask(check.hint)}
+                for check in server.checks
             },
         },
         "jobs": {
@@ -92,7 +107,7 @@ def server_status(
                 "duration_s": run.duration_s,
                 "ok": run.ok,
                 "exit_code": run.exit_code,
-                "reason": run.reason or None,
+                "reason": MASKER.mask(run.reason) or None,
             }
             for job, run in sorted(server.runs.items())
         },
@@ -114,7 +129,9 @@ class Probes:
         scheduler_running: Callable[[], bool],
         next_runs: Callable[[], Mapping[str, str | None]],
         registry: CollectorRegistry,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._state = state
         self._limits = limits
         self._scheduler_running = scheduler_running
@@ -123,28 +140,30 @@ class Probes:
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
         problems = liveness_problems(
-            self._state.heartbeat_at, self._scheduler_running(), time.time(), self._limits("")
+            self._state.heartbeat_at, self._scheduler_running(), self._clock(), self._limits("")
         )
         return (503 if problems else 200), {"alive": not problems, "problems": problems}
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
-        now = time.time()
+        now = self._clock()
         servers = {
-            name: [asdict(p) for p in server_problems(server, now, self._limits(name))]
+            name: MASKER.mask_values(
+                [asdict(p) for p in server_problems(server, now, self._limits(name))]
+            )
             for name, server in self._state.servers().items()
         }
         ready = not any(servers.values())
         return (200 if ready else 503), {"ready": ready, "servers": servers}
 
     def status(self) -> tuple[int, dict[str, Any]]:
-        now = time.time()
+        now = self._clock()
         next_runs = self._next_runs()
         runs, _ = self._state.global_runs()
         return 200, {
             "version": __version__,
             "started_at": _iso(self._state.started_at),
             "now": _iso(now),
-            "jobs": {job: asdict(run) for job, run in runs.items()},
+            "jobs": {job: MASKER.mask_values(asdict(run)) for job, run in runs.items()},
             "next_runs": {k: v for k, v in next_runs.items() if ":" not in k},
             "servers": {
                 name: server_status(name, server, now, self._limits(name), next_runs)
@@ -152,24 +171,28 @@ class Probes:
             },
         }
 
+    def routes(self) -> dict[str, Callable[[], tuple[int, dict[str, Any]]]]:
+        return {"/healthz": self.healthz, "/readyz": self.readyz, "/status": self.status}
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """The wire form of an answer; the document is sent as built, never rewritten as text."""
+    return json.dumps(document, default=str, indent=1).encode() + b"\n"
+
 
 class _Handler(BaseHTTPRequestHandler):
     probes: Probes
     server_version = "barman-supervisor"
+    timeout = IDLE_TIMEOUT
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        routes: dict[str, Callable[[], tuple[int, dict[str, Any]]]] = {
-            "/healthz": self.probes.healthz,
-            "/readyz": self.probes.readyz,
-            "/status": self.probes.status,
-        }
+        routes = self.probes.routes()
         if path == "/metrics":
             self._send(200, generate_latest(self.probes.registry), CONTENT_TYPE_LATEST)
         elif path in routes:
             code, document = routes[path]()
-            body = MASKER.mask(json.dumps(document, default=str, indent=1)).encode()
-            self._send(code, body + b"\n", "application/json")
+            self._send(code, encode(document), "application/json")
         else:
             self._send(404, b'{"error": "not found"}\n', "application/json")
 
@@ -185,11 +208,53 @@ class _Handler(BaseHTTPRequestHandler):
         """Probes come every few seconds; logging each would bury the events that matter."""
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """At most ``HANDLER_THREADS`` connections are served at once; the accept loop waits for a
+    free thread, and further clients wait in the listen backlog."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._slots = threading.BoundedSemaphore(HANDLER_THREADS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def bind_problem(bind: str, port: int, exc: OSError) -> str:
+    """The one-line refusal for a failed bind, naming the variable that is wrong."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return f"HTTP_PORT: cannot listen on {bind}:{port} ({reason}); pick a free port"
+    return (
+        f"HTTP_BIND: cannot listen on {bind}:{port} ({reason}); use an address of this "
+        "machine, e.g. 0.0.0.0 or 127.0.0.1"
+    )
+
+
 class HttpServer:
+    """Binds in the constructor (so a busy port is found before anything is written) and
+    serves from ``start``."""
+
     def __init__(self, bind: str, port: int, probes: Probes) -> None:
         handler = type("Handler", (_Handler,), {"probes": probes})
-        self._server = ThreadingHTTPServer((bind, port), handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((bind, port), handler)
+        self._serving = False
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
@@ -198,8 +263,10 @@ class HttpServer:
 
     def start(self) -> None:
         self._thread.start()
+        self._serving = True
         _log.info("http_listening", port=self.port)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._serving:  # shutdown() waits for a serve loop that was never started otherwise
+            self._server.shutdown()
         self._server.server_close()

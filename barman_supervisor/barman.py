@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
+# The shell's code for "command not found or not executable".
+COMMAND_NOT_RUN = 127
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 SEGMENT_NAME_LENGTH = 24
 _SEGMENT = re.compile(r"^[0-9A-F]{24}(\.partial)?(\.\w+)?$")
@@ -90,13 +94,38 @@ class Check:
 
 @dataclass(frozen=True)
 class Backup:
-    """One row of ``barman -f json list-backups``."""
+    """One backup as ``list-backups`` shows it, with its start time from ``backup.info``."""
 
     backup_id: str
     status: str
     end_time: float | None
     size_bytes: int | None
     wal_size_bytes: int | None = None
+    begin_time: float | None = None
+
+    def order_key(self) -> tuple[float, str]:
+        """Newer sorts later, by Barman's timestamps and never by the ID: IDs are the local time
+        of the Barman process (``TZ``), so a changed time zone would reorder them. A backup with
+        no known time (none in its ``backup.info``) counts as the oldest."""
+        moment = self.begin_time if self.begin_time is not None else self.end_time
+        return (moment if moment is not None else -math.inf, self.backup_id)
+
+
+def newest_backup(backups: Iterable[Backup]) -> Backup | None:
+    return max(backups, key=Backup.order_key, default=None)
+
+
+def parse_begin_time(backup_info: str) -> float | None:
+    """``begin_time=2026-11-23 03:00:01.123456+00:00`` of a ``backup.info`` as a timestamp."""
+    for line in backup_info.splitlines():
+        key, _, value = line.partition("=")
+        if key == "begin_time" and value not in ("", "None"):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                return None
+            return moment.timestamp() if moment.tzinfo is not None else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -213,14 +242,19 @@ class Barman:
         only (``pg_verifybackup``), and Debian keeps them in a per-major directory."""
         started = time.time()
         path = self._settings.child_env.get("PATH")
-        completed = self._runner.run(
-            self._argv(*args),
-            kind=kind,
-            timeout=timeout,
-            echo_stdout=False,
-            during_shutdown=during_shutdown,
-            env={"PATH": path_with(tools_dir, path)} if tools_dir else None,
-        )
+        argv = self._argv(*args)
+        try:
+            completed = self._runner.run(
+                argv,
+                kind=kind,
+                timeout=timeout,
+                echo_stdout=False,
+                during_shutdown=during_shutdown,
+                env={"PATH": path_with(tools_dir, path)} if tools_dir else None,
+            )
+        except OSError as exc:  # Barman vanished after start: a failed command, not a crash
+            reason = f"cannot run {argv[0]}: {exc.strerror or exc}"
+            completed = Completed(tuple(argv), COMMAND_NOT_RUN, "", reason, 0.0)
         data, messages = parse_json_output(completed.stdout)
         for level, text in messages:
             if on_message is not None:
@@ -238,7 +272,27 @@ class Barman:
 
     def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
         outcome = self.run("list-backups", server, kind="list", timeout=60)
-        return outcome, parse_backups(outcome.data, server)
+        backups = [
+            replace(backup, begin_time=self._begin_time(server, backup.backup_id))
+            for backup in parse_backups(outcome.data, server)
+        ]
+        return outcome, backups
+
+    def _begin_time(self, server: str, backup_id: str) -> float | None:
+        """list-backups prints no start time, and none at all for a FAILED or STARTED backup."""
+        for path in self._backup_info_paths(server, backup_id):
+            try:
+                return parse_begin_time(path.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+        return None
+
+    def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
+        base = self._settings.barman_home / server
+        return (
+            base / "meta" / f"{backup_id}-backup.info",
+            base / "base" / backup_id / "backup.info",
+        )
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
         outcome = self.run("show-backup", server, backup_id, kind="show", timeout=60)
@@ -290,11 +344,7 @@ class Barman:
         Barman has no command for it: a backup whose process was killed stays STARTED for
         ever, and Barman then treats it as running. Only ``status`` and ``error`` change.
         """
-        base = self._settings.barman_home / server
-        for path in (
-            base / "meta" / f"{backup_id}-backup.info",
-            base / "base" / backup_id / "backup.info",
-        ):
+        for path in self._backup_info_paths(server, backup_id):
             if not path.is_file():
                 continue
             lines = path.read_text().splitlines()

@@ -149,6 +149,53 @@ def write_pgpass(settings: Settings) -> bool:
     return True
 
 
+def _writable(path: Path) -> bool:
+    """Whether ``path`` can be created or replaced: its nearest existing ancestor is a writable
+    directory."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+
+
+def _unchanged(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, ValueError):
+        return False
+
+
+def write_problem(settings: Settings) -> str | None:
+    """Why a start would fail half-way through writing, checked before anything is written:
+    every file the start writes (unless already as wanted) and directory it creates."""
+    files: list[tuple[Path, str]] = []
+    if settings.config_mode == "render":
+        files.append((settings.barman_config_file, render_global(settings)))
+        files += [
+            (settings.barman_config_dir / f"{server.name}.conf", render_server(server))
+            for server in settings.servers
+        ]
+    lines = pgpass_lines(settings)
+    if lines:
+        files.append((settings.pgpass_file, "\n".join(lines) + "\n"))
+    directories = [settings.barman_home, settings.barman_log_file.parent]
+    for directory in directories:
+        if directory.exists() and not directory.is_dir():
+            return f"{directory}: exists and is not a directory; remove it or choose another path"
+        if not directory.exists() and not _writable(directory):
+            return (
+                f"{directory}: cannot be created; make its parent writable for user "
+                f"{settings.barman_user} or mount a volume there"
+            )
+    for path, text in files:
+        if path.is_dir() or not (_unchanged(path, text) or _writable(path)):
+            return (
+                f"{path}: cannot be written; make its directory writable for user "
+                f"{settings.barman_user} or mount a volume there"
+            )
+    return None
+
+
 def prepare_directories(settings: Settings) -> None:
     """Barman refuses to start when ``barman_home`` or its log directory is missing."""
     settings.barman_home.mkdir(parents=True, exist_ok=True)

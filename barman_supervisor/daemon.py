@@ -18,12 +18,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from barman_supervisor import __version__, barman_config, metrics
 from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload, hostname
-from barman_supervisor.api import HttpServer, Probes
+from barman_supervisor.api import HttpServer, Probes, bind_problem
 from barman_supervisor.barman import Barman
 from barman_supervisor.crontab import longest_gap, parse_crontab
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.jobs import Jobs
+from barman_supervisor.lock import InstanceLock
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
 from barman_supervisor.logtail import LogTail
 from barman_supervisor.pid1 import ProcInfo, Supervisor
@@ -37,6 +38,7 @@ BACKUP_STOP_GRACE = 60.0
 # A drill's PostgreSQL gets a fast shutdown, then immediate, then SIGKILL: at most 50 s.
 DRILL_STOP_GRACE = 60.0
 LEFTOVER_GRACE = 10.0
+SIGNAL_HINT = "settings are read at start only; restart the daemon to apply new ones"
 # A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
 STARTUP_ALERT_AFTER = 600.0
 
@@ -93,6 +95,7 @@ class Daemon:
         )
         self.scheduler = Scheduler(settings, self.jobs)
         self.http: HttpServer | None = None
+        self.instance_lock = InstanceLock()
         self.fatal_reason: str | None = None
         self._started = False
 
@@ -167,6 +170,8 @@ class Daemon:
             self._started = True
             while not self.supervisor.stop_requested.wait(1.0):
                 self.state.beat()
+                for name in self.supervisor.take_noted_signals():
+                    _log.warning("signal_ignored", signal=name, hint=SIGNAL_HINT)
         finally:
             self._shutdown()
         return 1 if self.fatal_reason else 0
@@ -194,29 +199,23 @@ class Daemon:
             self.supervisor.stop_processes(strays, LEFTOVER_GRACE)
 
     def _prepare(self) -> None:
-        self._stop_previous_run()
+        """Checks, locks and the port first; leftovers and writes only once all of them hold."""
+        problem = barman_config.write_problem(self.settings)
+        if problem is not None:
+            raise ConfigError(problem)
+        self.instance_lock.hold_config(self.settings.barman_config_file)
+        self.instance_lock.hold_home(self.settings.barman_home)
+        self.http = self._bind()
         try:
-            barman_config.prepare_directories(self.settings)
             written = barman_config.write_configuration(self.settings)
+            barman_config.prepare_directories(self.settings)
+            self.instance_lock.hold_home(self.settings.barman_home)
+            self._stop_previous_run()
             pgpass = barman_config.write_pgpass(self.settings)
         except OSError as exc:
             raise ConfigError(
                 f"{exc.filename}: cannot write ({exc.strerror}); make it writable for "
                 f"user {self.settings.barman_user} or mount a volume there"
-            ) from None
-        probes = Probes(
-            self.state,
-            self.limits_for,
-            lambda: self.scheduler.running,
-            self.scheduler.next_runs,
-            metrics.registry(self.state, self.limits_for),
-        )
-        try:
-            self.http = HttpServer(self.settings.http_bind, self.settings.http_port, probes)
-        except OSError as exc:
-            raise ConfigError(
-                f"HTTP_PORT: cannot listen on {self.settings.http_bind}:{self.settings.http_port} "
-                f"({exc.strerror}); pick a free port"
             ) from None
         self.http.start()
         if written:
@@ -243,6 +242,21 @@ class Daemon:
                 retention_policy=server.retention_policy or None,
             )
 
+    def _bind(self) -> HttpServer:
+        probes = Probes(
+            self.state,
+            self.limits_for,
+            lambda: self.scheduler.running,
+            self.scheduler.next_runs,
+            metrics.registry(self.state, self.limits_for),
+        )
+        try:
+            return HttpServer(self.settings.http_bind, self.settings.http_port, probes)
+        except OSError as exc:
+            raise ConfigError(
+                bind_problem(self.settings.http_bind, self.settings.http_port, exc)
+            ) from None
+
     def _shutdown(self) -> None:
         _log.info(
             "daemon_stopping", signal=self.supervisor.signal_received, reason=self.fatal_reason
@@ -254,6 +268,7 @@ class Daemon:
         self.notifier.close(timeout=3 * self.settings.alert_timeout + 5)
         self._tail_stop.set()
         self._tail.join(5)
+        self.instance_lock.release()
         _log.info("daemon_stopped", orphans_reaped=self.supervisor.reaped)
 
     def _stop_barman(self) -> None:

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from barman_supervisor.barman import Backup, Check, WalHoldings
+from barman_supervisor.barman import Backup, Check, WalHoldings, newest_backup
 from barman_supervisor.pid1 import ProcInfo
 from barman_supervisor.postgres import Identity, SlotState
 
@@ -102,7 +102,8 @@ def stale_started(backups: Iterable[Backup]) -> list[str]:
 
 
 def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
-    """FAILED backups superseded by a newer DONE one, under the ``delete`` policy.
+    """FAILED backups superseded by a newer DONE one, under the ``delete`` policy; "newer" by
+    Barman's timestamps, never by the ID (IDs follow the ``TZ`` of the Barman process).
 
     They keep ``barman check`` red for ever; once a newer backup is DONE they are only clutter.
     DONE backups are never in the result.
@@ -110,15 +111,16 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
     if policy != "delete":
         return []
     backups = list(backups)
-    done = [backup.backup_id for backup in backups if backup.status == "DONE"]
-    if not done:
+    newest_done = newest_backup(backup for backup in backups if backup.status == "DONE")
+    if newest_done is None:
         return []
-    newest_done = max(done)
-    return sorted(
+    return [
         backup.backup_id
-        for backup in backups
-        if backup.status == "FAILED" and backup.backup_id < newest_done
-    )
+        for backup in sorted(backups, key=Backup.order_key)
+        if backup.status == "FAILED"
+        and backup.begin_time is not None  # a backup of unknown age is never deleted
+        and backup.order_key() < newest_done.order_key()
+    ]
 
 
 @dataclass(frozen=True)

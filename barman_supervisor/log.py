@@ -1,8 +1,9 @@
 """Structured logging: one JSON object per line on stdout, readable lines on a terminal.
 
 stdlib logging (APScheduler, tenacity, psycopg) is routed through the same processors, so
-``docker logs`` is one stream with one shape. Known secrets and ``password=`` fragments are
-masked in every event as a last line of defence; the code is expected not to log them at all.
+``docker logs`` is one stream with one shape. The daemon builds its own events from data that
+never holds a secret; only foreign text (Barman's output and log file, exception messages, other
+libraries' records) is masked, by pattern and, where that is safe, by literal value.
 """
 
 from __future__ import annotations
@@ -18,36 +19,75 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
-_PASSWORD_FRAGMENT = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# Foreign text (Barman's output and log file, exception messages, other libraries' records) is
+# masked by pattern: a value after password=/PGPASSWORD=/secret keys, and URL userinfo.
+_PASSWORD_FRAGMENT = re.compile(
+    r"((?:\b|_)(?:password|passwd|pgpassword|secret|token|aws_secret_access_key)\s*[=:]\s*)"
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;&'\"]+)",
+    re.IGNORECASE,
+)
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)(@)")
 _MASK = "***"
+# Event fields whose values are foreign text; everything else an event carries is built by the
+# daemon from data that never holds a secret, and is never rewritten.
+FOREIGN_FIELDS = frozenset(
+    {"line", "message", "example", "error", "reason", "cause", "exception", "output", "problems"}
+)
+# A literal secret is replaced only when it cannot be an ordinary word, number or name.
+LITERAL_MIN_LENGTH = 8
+_CHARACTER_CLASSES = (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+
+
+def maskable_literal(secret: str) -> bool:
+    """Whether replacing this value wherever it appears cannot corrupt ordinary text.
+
+    Rule: at least ``LITERAL_MIN_LENGTH`` characters, no whitespace, and at least two classes of
+    characters (lower case, upper case, digits, others). ``barman``, ``postgres``, ``true``,
+    ``2``, ``password`` or ``12345678`` never qualify (patterns still catch them after
+    ``password=``); a generated password such as ``Xk3v9qLm`` does.
+    """
+    if len(secret) < LITERAL_MIN_LENGTH or any(c.isspace() for c in secret):
+        return False
+    classes = sum(1 for test in _CHARACTER_CLASSES if any(test(c) for c in secret))
+    return classes >= 2
 
 
 class SecretMasker:
-    """Replaces known secret values and ``password=...`` fragments in every string of an event."""
+    """Masks secrets in foreign text only: by pattern, plus literal values that are safe to
+    replace (see ``maskable_literal``). Keys, event names and the daemon's own fields are never
+    touched, so an event keeps its shape whatever the password is."""
 
     def __init__(self) -> None:
         self._secrets: tuple[str, ...] = ()
 
     def register(self, secrets: Iterable[str]) -> None:
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        safe = {s for s in secrets if maskable_literal(s)}
+        self._secrets = tuple(sorted(safe, key=len, reverse=True))
 
     def mask(self, text: str) -> str:
+        """Foreign text with secrets masked."""
         for secret in self._secrets:
             text = text.replace(secret, _MASK)
+        text = _URL_USERINFO.sub(rf"\1{_MASK}\3", text)
         return _PASSWORD_FRAGMENT.sub(rf"\1{_MASK}", text)
 
-    def _mask_value(self, value: Any) -> Any:
+    def mask_values(self, value: Any) -> Any:
+        """Every string value inside ``value`` masked; mapping keys are left as they are."""
         if isinstance(value, str):
             return self.mask(value)
         if isinstance(value, dict):
-            return {key: self._mask_value(item) for key, item in value.items()}
+            return {key: self.mask_values(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
-            return [self._mask_value(item) for item in value]
+            return [self.mask_values(item) for item in value]
         return value
 
     def __call__(self, _logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+        """Structlog processor: foreign fields, and the text of other libraries' records."""
+        record = event_dict.get("_record")
+        foreign_record = record is not None and not record.name.startswith("barman_supervisor")
         for key, value in event_dict.items():
-            event_dict[key] = self._mask_value(value)
+            if key in FOREIGN_FIELDS or (foreign_record and key == "event"):
+                event_dict[key] = self.mask_values(value)
         return event_dict
 
 
@@ -122,7 +162,8 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = No
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_color_message,
-        MASKER,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer(sort_keys=False)
@@ -130,18 +171,13 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = No
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=[*shared, MASKER, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _add_logger_name],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _add_logger_name, MASKER],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -157,6 +193,18 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = No
     # its own richer job events (job_finished, job_skipped_still_running).
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))
+    threading.excepthook = _log_thread_crash
+
+
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """A thread that dies logs one event with its (masked) traceback, never raw stderr text."""
+    if args.exc_type is SystemExit:
+        return
+    get_logger().error(
+        "thread_crashed",
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+    )
 
 
 def get_logger(name: str = "barman_supervisor") -> Any:

@@ -26,6 +26,32 @@ from typing import TypeVar
 from barman_supervisor.log import get_logger
 
 _PR_SET_CHILD_SUBREAPER = 36
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def signal_name(number: int) -> str:
+    """``SIGHUP``; real-time signals have no name of their own: ``SIGRTMIN+3``."""
+    if signal.SIGRTMIN < number <= signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    return signal.Signals(number).name
+
+
+def noted_signals() -> tuple[int, ...]:
+    """Signals whose default action would end the daemon silently (leaving Barman's streaming
+    running) and that mean nothing to it: each is logged and otherwise ignored. SIGHUP comes
+    from a closing terminal or ssh session, or ``systemctl reload``; settings are frozen at start,
+    so nothing is re-read (restart to apply new settings). SIGPIPE stays ignored as Python sets
+    it (a closed socket is an error on that socket). SIGQUIT, SIGABRT, SIGKILL and the signals
+    of program faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS) keep their default: an
+    immediate stop, cleaned up by the next start like a crash."""
+    names = (
+        *("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO"),
+        *("SIGPWR", "SIGSTKFLT", "SIGXCPU", "SIGXFSZ"),
+    )
+    named = [int(getattr(signal, name)) for name in names if hasattr(signal, name)]
+    return (*named, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+
+
 _log = get_logger(__name__)
 _P = TypeVar("_P")
 
@@ -82,6 +108,8 @@ class Supervisor:
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
         self.signal_received: str | None = None
+        # One event per noted signal: the handler sets it, the main loop logs and clears it.
+        self.noted = {sig: threading.Event() for sig in noted_signals()}
         self._child_exited = threading.Event()
         self._lock = threading.Lock()
         self._owned: set[int] = set()
@@ -91,9 +119,23 @@ class Supervisor:
     # Signals ------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
         """Handlers only set events; the main thread and the reaper act on them."""
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, self._on_stop_signal)
         signal.signal(signal.SIGCHLD, self._on_child_signal)
+        for sig in self.noted:
+            signal.signal(sig, self._on_noted_signal)
+
+    def take_noted_signals(self) -> list[str]:
+        """Names of the noted signals received since the last call."""
+        names = []
+        for sig, event in self.noted.items():
+            if event.is_set():
+                event.clear()
+                names.append(signal_name(sig))
+        return names
+
+    def _on_noted_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.noted[signum].set()
 
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signal_received = signal.Signals(signum).name

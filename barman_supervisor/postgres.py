@@ -39,6 +39,8 @@ class ServerFacts:
     user: str = ""
     missing_privileges: tuple[str, ...] = ()
     wal_segment_size: int = 16 * 1048576
+    # Function grants are per database: the refusal names the one that was checked.
+    database: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,14 @@ class Postgres:
             segment = conn.execute(
                 "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'"
             ).fetchone()
+            database = conn.execute("SELECT current_database()").fetchone()
             missing = tuple(
                 f"{kind} {name}"
                 for kind, name in required_privileges(int(values["server_version_num"]))
                 if not _granted(conn, kind, name)
             )
         assert library is not None and in_recovery is not None and user is not None
-        assert segment is not None
+        assert segment is not None and database is not None
         return ServerFacts(
             version_num=int(values["server_version_num"]),
             wal_level=values["wal_level"],
@@ -114,6 +117,7 @@ class Postgres:
             user=str(user[0]),
             missing_privileges=missing,
             wal_segment_size=int(str(segment[0])),
+            database=str(database[0]),
         )
 
     def identify(self) -> Identity:
@@ -144,6 +148,12 @@ class Postgres:
             restart_lsn=str(restart_lsn) if restart_lsn is not None else None,
             current_lsn=str(current_lsn) if current_lsn is not None else None,
         )
+
+    def commit_marker(self) -> None:
+        """Commits a transaction that has an XID, which writes a commit record with the current
+        time: a point-in-time recovery to any earlier time then has a record to stop at."""
+        with self._connect() as conn:
+            conn.execute("SELECT txid_current()")
 
     def create_restore_point(self, label: str) -> None:
         """Writes a WAL record, which lets a pending WAL switch complete on an idle primary."""
@@ -212,8 +222,10 @@ def preflight_problems(facts: ServerFacts) -> list[str]:
         )
     if facts.missing_privileges:
         problems.append(
-            f"role {facts.user} lacks {', '.join(facts.missing_privileges)}; grant them "
-            "(docker/postgres/initdb.d/10-barman-roles.sh does it) or use a superuser"
+            f"role {facts.user} lacks {', '.join(facts.missing_privileges)} in database "
+            f"{facts.database or '(unknown)'}; grant them while connected to that database "
+            "(function grants are per database; docker/postgres/initdb.d/10-barman-roles.sh does "
+            "it) or use a superuser"
         )
     if facts.in_recovery:
         problems.append(

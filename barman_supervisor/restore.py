@@ -14,6 +14,7 @@ checked before the copy leaves recovery; a wrong target is then fixed by restori
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -23,10 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import psycopg
+
 from barman_supervisor import log as logging_setup
+from barman_supervisor import pitr
 from barman_supervisor.barman import BackupFacts, Barman, Outcome
-from barman_supervisor.pgbin import debian_bin_dir, major_of
+from barman_supervisor.log import MASKER
+from barman_supervisor.pgbin import debian_bin_dir, find_bin_dir, major_of
 from barman_supervisor.pid1 import Supervisor
+from barman_supervisor.postgres import Postgres
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import Settings
 
@@ -100,16 +106,19 @@ def parse_target_time(text: str) -> datetime | None:
 
 
 def choose_backup(rows: list[dict[str, Any]], target_time: datetime | None) -> str | None:
-    """The newest DONE backup that ended before the target time (or at all, without one)."""
-    for row in rows:  # list-backups is newest first
-        if row.get("status") != "DONE":
-            continue
-        if target_time is None:
-            return str(row["backup_id"])
-        stamp = row.get("end_time_timestamp")
-        if stamp not in (None, "", "None") and float(stamp) < target_time.timestamp():
-            return str(row["backup_id"])
-    return None
+    """The DONE backup that ended last before the target time (or at all, without one).
+
+    Ordered by Barman's end time, not by ID or list position: IDs follow the ``TZ`` of the
+    Barman process that took the backup.
+    """
+    limit = target_time.timestamp() if target_time is not None else float("inf")
+    ended: list[tuple[float, int, str]] = []
+    for position, row in enumerate(rows):  # list-backups is newest first: wins a tie
+        stamp = str(row.get("end_time_timestamp"))
+        done = row.get("status") == "DONE" and stamp not in ("", "None")
+        if done and float(stamp) < limit:
+            ended.append((float(stamp), -position, str(row["backup_id"])))
+    return max(ended)[2] if ended else None
 
 
 def next_steps(
@@ -187,7 +196,9 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
 
     # Barman's messages go to stderr as readable lines; stdout is the plan and the next steps.
     logging_setup.configure("WARNING", "console", stream=sys.stderr)
-    barman = Barman(settings, Runner(Supervisor(), settings.child_env))
+    MASKER.register(secret.reveal() for secret in settings.secrets)
+    runner = Runner(Supervisor(), settings.child_env)
+    barman = Barman(settings, runner)
     backup_id = args.backup_id
     if backup_id is None:
         listed = barman.run("list-backups", args.server, kind="list", timeout=60)
@@ -203,22 +214,99 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
         return EXIT_BAD_INPUT
     plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
     _print_plan(say, plan, facts, settings, target_time)
+    if target is not None and target_time is not None:
+        refusal = _target_problem(settings, barman, runner, args.server, target_time, facts, say)
+        if refusal is not None:
+            say(f"refused: --target-time {target[1]!r}: {refusal} (nothing was changed)")
+            return EXIT_BAD_INPUT
+    return _recover(say, barman, plan, facts)
 
+
+def _recover(say: Any, barman: Barman, plan: Plan, facts: BackupFacts) -> int:
+    """Run ``barman recover`` and print the steps that start the copy."""
     started = time.monotonic()
     outcome = barman.run(*plan.recover_args(), kind="restore")
     if not outcome.ok:
-        say(f"\nrestore FAILED: {outcome.reason()}")
-        say(f"Nothing to start; {destination} may hold a partial copy — delete it before retrying.")
+        say(f"\nrestore FAILED: {MASKER.mask(outcome.reason())}")
+        say(
+            f"Nothing to start; {plan.destination} may hold a partial copy — delete it before "
+            "retrying."
+        )
         return EXIT_FAILED
-    say(f"\nRestored into {destination} in {time.monotonic() - started:.1f} s.")
+    say(f"\nRestored into {plan.destination} in {time.monotonic() - started:.1f} s.")
     _print_warnings(say, outcome)
     bin_dir = str(debian_bin_dir(major_of(facts.version_num)))
     say("Next steps:")
-    for number, step in enumerate(
-        next_steps(destination, bin_dir, target, plan.target_action, os.geteuid() == 0), 1
-    ):
+    steps = next_steps(
+        plan.destination, bin_dir, plan.target, plan.target_action, os.geteuid() == 0
+    )
+    for number, step in enumerate(steps, 1):
         say(f"  {number}. {step}")
     return EXIT_OK
+
+
+def _target_problem(
+    settings: Settings,
+    barman: Barman,
+    runner: Runner,
+    server: str,
+    target_time: datetime,
+    facts: BackupFacts,
+    say: Any,
+) -> str | None:
+    """Make the WAL up to now reach the archive when the server answers, then check that the
+    archive holds a commit after the target (see ``pitr``)."""
+    target, now = target_time.timestamp(), time.time()
+    if target >= now:
+        return pitr.target_problem(target, None, now)
+    postgres = Postgres(settings.server(server), settings.pgpass_file, settings.pg_connect_timeout)
+    archived = False
+    try:
+        postgres.commit_marker()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        say(f"PostgreSQL does not answer ({first}); checking the archive as it is.")
+    else:
+        say("Archiving the WAL up to now first (barman switch-wal), so the target is in it.")
+        outcome = barman.switch_wal(server, settings.wal_archive_timeout)
+        archived = outcome.ok
+        if not archived:
+            say(f"barman switch-wal failed: {MASKER.mask(outcome.reason())}")
+    newest = _newest_commit(settings, runner, server, facts.version_num)
+    if archived and newest is None:
+        return None  # a commit after the target is archived; pg_waldump could not show it
+    return pitr.target_problem(target, newest, time.time())
+
+
+def _newest_commit(
+    settings: Settings, runner: Runner, server: str, version_num: int
+) -> float | None:
+    """The time of the last commit in the newest archived WAL segments (``pg_waldump``)."""
+    bin_dir = find_bin_dir(major_of(version_num), settings.pg_bin_dir, program="pg_waldump")
+    wals = settings.barman_home / server / "wals"
+    # Barman 3.20 names it <server>-xlog.db; older versions xlog.db.
+    xlog_db = ""
+    for name in (f"{server}-xlog.db", "xlog.db"):
+        with contextlib.suppress(OSError):
+            xlog_db = (wals / name).read_text(encoding="utf-8", errors="replace")
+            break
+    if bin_dir is None or not xlog_db:
+        return None
+    for segment in pitr.newest_segments(xlog_db):
+        path = wals / segment[:16] / segment
+        if not path.is_file():
+            continue
+        completed = runner.run(
+            [str(bin_dir / "pg_waldump"), str(path)],
+            kind="waldump",
+            timeout=120,
+            echo_stdout=False,
+            env={"TZ": "UTC"},
+        )
+        found = pitr.last_commit_time(completed.stdout)
+        if found is not None:
+            return found
+    return None
 
 
 def _print_plan(

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import configparser
 import getpass
+import ipaddress
 import math
+import os
 import re
+import shutil
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -36,12 +41,48 @@ RETENTION = re.compile(
     re.IGNORECASE,
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# Never handed down to Barman and PostgreSQL tools: /proc/PID/environ is readable by the user.
-_SENSITIVE_VARIABLE = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|_KEY$", re.IGNORECASE)
-_DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[smhd])?$")
+# The only variables Barman and the PostgreSQL tools inherit (/proc/PID/environ is readable by
+# the user, and a child needs none of the daemon's URLs or passwords): the locale, the time zone
+# (Barman's backup IDs follow it), where programs and the home are, and libpq's TLS and service
+# settings. PGPASSFILE is set to the daemon's .pgpass; PGPASSWORD is never passed.
+CHILD_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "PGSSLMODE",
+        "PGSSLCERT",
+        "PGSSLKEY",
+        "PGSSLROOTCERT",
+        "PGSSLCRL",
+        "PGSSLCRLDIR",
+        "PGSSLSNI",
+        "PGGSSENCMODE",
+        "PGREQUIRESSL",
+        "PGSERVICEFILE",
+        "PGSYSCONFDIR",
+        "PGCONNECT_TIMEOUT",
+        "PGCLIENTENCODING",
+    }
+)
+CHILD_ENV_PREFIXES = ("LC_",)
+# Linux limits: a longer path fails every file operation with ENAMETOOLONG.
+NAME_MAX, PATH_MAX = 255, 4096
+# A schedule must fire within this many years (29 February fires every 4 years; 8 covers 2100).
+SCHEDULE_HORIZON_YEARS = 8
+# Sizes are byte counts for disk and lag comparisons; anything above an exabyte is a typo.
+MAX_SIZE = 2**60
+_DURATION = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[smhd])?$", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG])?i?[bB]?$")
+_SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[kKmMgG])?i?[bB]?$", re.ASCII)
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_WHOLE_NUMBER = re.compile(r"^[0-9]+$", re.ASCII)
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$", re.ASCII)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -160,14 +201,29 @@ class _Env:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
+        # Variables read with a per-server override: an override for an unknown server is an
+        # error (a typo in the suffix would otherwise be ignored silently).
+        self.per_server: set[str] = set()
 
     def raw(self, name: str, server: str | None = None) -> tuple[str, str | None]:
         """The variable that applies (per-server override first) and its value."""
         if server is not None:
+            self.per_server.add(name)
             scoped = f"{name}__{server_suffix(server)}"
             if scoped in self._environ:
-                return scoped, self._environ[scoped]
-        return name, self._environ.get(name)
+                return scoped, _decodable(scoped, self._environ[scoped])
+        value = self._environ.get(name)
+        return name, None if value is None else _decodable(name, value)
+
+    def unknown_overrides(self, servers: tuple[str, ...]) -> list[str]:
+        """Per-server variables whose ``__<SERVER>`` suffix names no configured server."""
+        known = {server_suffix(server) for server in servers}
+        unknown = []
+        for variable in sorted(self._environ):
+            base, separator, suffix = variable.partition("__")
+            if separator and base in self.per_server and suffix not in known:
+                unknown.append(variable)
+        return unknown
 
     def text(self, name: str, default: str, server: str | None = None) -> str:
         var, value = self.raw(name, server)
@@ -196,7 +252,11 @@ class _Env:
                 f"e.g. {var}={default:g}"
             )
         number = float(match["number"]) * _UNITS[match["unit"] or "s"]
-        if math.isnan(number) or number < minimum or (maximum is not None and number > maximum):
+        if (
+            not math.isfinite(number)
+            or number < minimum
+            or (maximum is not None and number > maximum)
+        ):
             bounds = (
                 f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
             )
@@ -209,9 +269,9 @@ class _Env:
         var, value = self.raw(name, server)
         if value is None or value.strip() == "":
             return default
-        if not value.strip().isdigit():
+        if not _WHOLE_NUMBER.match(value.strip()):
             raise ConfigError(f"{var}: {value!r} is not a whole number; set e.g. {var}={default}")
-        number = int(value)
+        number = int(value.strip())
         if not minimum <= number <= maximum:
             raise ConfigError(f"{var}: {number} is out of range; use {minimum}-{maximum}")
         return number
@@ -224,14 +284,20 @@ class _Env:
         match = _SIZE.match(value.strip())
         if match is None:
             raise ConfigError(f"{var}: {value!r} is not a size; use bytes or e.g. 256M, 2G")
-        return int(float(match["number"]) * _SIZE_UNITS[(match["unit"] or "").upper()])
+        number = float(match["number"]) * _SIZE_UNITS[(match["unit"] or "").upper()]
+        if not number <= MAX_SIZE:  # also inf and nan
+            raise ConfigError(f"{var}: {value!r} is too large; use at most 1024P, e.g. 256M")
+        return int(number)
 
     def url(self, name: str, server: str | None = None) -> Secret | None:
         """A URL that may carry a token, so it is kept like a password (``NAME_FILE`` too)."""
         secret = self.secret(name, server)
-        if secret is not None and not re.match(r"^https?://[^\s/]+", secret.reveal()):
+        if secret is not None and not usable_url(secret.reveal()):
             var, _ = self.raw(name, server)
-            raise ConfigError(f"{var}: not an http(s) URL; use e.g. https://hooks.example/alert")
+            raise ConfigError(
+                f"{var}: not a usable http(s) URL (scheme, host, numeric port); use e.g. "
+                "https://hooks.example/alert"
+            )
         return secret
 
     def boolean(self, name: str, default: bool, server: str | None = None) -> bool:
@@ -259,6 +325,8 @@ class _Env:
         A per-server pair (``NAME__S``, ``NAME_FILE__S``) replaces the global pair as a whole.
         """
         suffix = f"__{server_suffix(server)}" if server is not None else ""
+        if server is not None:
+            self.per_server |= {name, f"{name}_FILE"}
         if not any(f"{n}{suffix}" in self._environ for n in (name, f"{name}_FILE")):
             suffix = ""
         var, file_var = f"{name}{suffix}", f"{name}_FILE{suffix}"
@@ -266,20 +334,57 @@ class _Env:
         if value and path:
             raise ConfigError(f"{var} and {file_var} are both set; keep only one of them")
         if path:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(
-                    f"{file_var}: cannot read {path!r} ({exc.strerror}); "
-                    "mount the secret file there"
-                ) from None
-            value = text.rstrip("\r\n")
+            value = _read_secret_file(file_var, _decodable(file_var, path))
             var = file_var
         if not value:
             return None
-        if "\n" in value or "\r" in value:
-            raise ConfigError(f"{var}: the password must be a single line")
+        _decodable(var, value)
+        if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+            raise ConfigError(
+                f"{var}: the password must be a single line without control characters"
+            )
         return Secret(value)
+
+
+def _decodable(var: str, value: str) -> str:
+    """An environment value that was not valid UTF-8 (Python keeps the bytes as surrogates)
+    cannot be written to a file or passed on; say so instead of failing later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{var}: not valid UTF-8; set it again in UTF-8") from None
+    return value
+
+
+def _read_secret_file(var: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{var}: {path!r} is not UTF-8 text; write the secret as UTF-8") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"{var}: cannot read {path!r} ({reason}); mount the secret file there"
+        ) from None
+    return text.rstrip("\r\n")
+
+
+def _url_password(url: Secret) -> Secret | None:
+    """The password of ``https://user:password@host``, masked in foreign text on its own."""
+    password = urllib.parse.urlsplit(url.reveal()).password
+    return Secret(urllib.parse.unquote(password)) if password else None
+
+
+def usable_url(text: str) -> bool:
+    """An http(s) URL urllib can send to: scheme, host and (if any) a numeric port."""
+    if not re.match(r"^https?://[^\s/]+", text) or any(c.isspace() for c in text):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _port = parts.port
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 def server_suffix(server: str) -> str:
@@ -300,8 +405,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise ConfigError on the first problem."""
     env = _Env(environ)
     timezone = _timezone(env)
-    config_file = Path(env.text("BARMAN_CONFIG_FILE", "/etc/barman.conf"))
-    config_dir = Path(env.text("BARMAN_CONFIG_DIR", "/etc/barman.d"))
+    config_file = _usable_path(
+        "BARMAN_CONFIG_FILE", env.text("BARMAN_CONFIG_FILE", "/etc/barman.conf")
+    )
+    config_dir = _usable_path("BARMAN_CONFIG_DIR", env.text("BARMAN_CONFIG_DIR", "/etc/barman.d"))
     mode = _config_mode(env, config_file, config_dir)
     global_options = _mounted_global_options(config_file) if mode == "mounted" else {}
 
@@ -314,27 +421,27 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         or env.text("BARMAN_LOG_FILE", str(barman_home / "log" / "barman.log"))
     )
     for var, path in (("BARMAN_HOME", barman_home), ("BARMAN_LOG_FILE", log_file)):
-        if not path.is_absolute():
-            raise ConfigError(f"{var}: {str(path)!r} must be an absolute path")
+        _absolute(var, str(path))
 
     if mode == "mounted":
         servers = _mounted_servers(env, config_file, config_dir, global_options, timezone)
     else:
         servers = _rendered_servers(env, timezone)
 
+    _check_overrides(env, servers)
     wait_timeout = env.seconds("PG_WAIT_TIMEOUT", 0, minimum=0)
-    pgpass_file = Path(env.text("BARMAN_PGPASS_FILE", str(barman_home / ".pgpass")))
-    child_env = {
-        name: value for name, value in environ.items() if not _SENSITIVE_VARIABLE.search(name)
-    }
-    child_env["PGPASSFILE"] = str(pgpass_file)
+    pgpass_file = _absolute(
+        "BARMAN_PGPASS_FILE", env.text("BARMAN_PGPASS_FILE", str(barman_home / ".pgpass"))
+    )
+    child_env = child_environment(environ, pgpass_file)
     webhook = env.url("ALERT_WEBHOOK_URL")
+    urls = [url for url in (webhook, *(s.deadman_url for s in servers)) if url is not None]
     secrets = tuple(
         secret
         for secret in (
-            webhook,
+            *urls,
+            *(_url_password(url) for url in urls),
             *(s for server in servers for s in (server.password, server.streaming_password)),
-            *(server.deadman_url for server in servers),
         )
         if secret is not None
     )
@@ -346,7 +453,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         barman_home=barman_home,
         barman_user=barman_user,
         barman_log_file=log_file,
-        barman_bin=env.text("BARMAN_BIN", _default_barman_bin()),
+        barman_bin=_barman_bin(env, child_env.get("PATH")),
         pgpass_file=pgpass_file,
         cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
         check_interval=env.seconds("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
@@ -358,7 +465,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         pg_connect_timeout=int(env.seconds("PG_CONNECT_TIMEOUT", 5, 1, 300)),
         backup_wait_timeout=int(env.seconds("BACKUP_WAIT_TIMEOUT", 600, 1, 86400)),
         wal_archive_timeout=int(env.seconds("WAL_ARCHIVE_TIMEOUT", 60, 5, 3600)),
-        http_bind=env.text("HTTP_BIND", "0.0.0.0"),  # noqa: S104 - a container's probe port
+        http_bind=_http_bind(env),
         http_port=env.integer("HTTP_PORT", 9798, 1, 65535),
         health_interval=env.seconds("HEALTH_INTERVAL", 10, minimum=1, maximum=3600),
         wal_max_lag_bytes=env.size("WAL_MAX_LAG", 256 * 1048576),
@@ -382,11 +489,87 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
 
 
+def _check_overrides(env: _Env, servers: tuple[ServerSettings, ...]) -> None:
+    """``PG_HOST__REPORT`` for a server named ``reports`` would be ignored silently."""
+    unknown = env.unknown_overrides(tuple(server.name for server in servers))
+    if unknown:
+        names = ", ".join(server.name for server in servers)
+        raise ConfigError(
+            f"{unknown[0]}: no configured server has the suffix of this override (servers: "
+            f"{names}); fix the suffix or remove the variable"
+        )
+
+
+def child_environment(environ: Mapping[str, str], pgpass_file: Path) -> dict[str, str]:
+    """What Barman and the PostgreSQL tools inherit: the allow-list, nothing else."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if (name in CHILD_ENV_NAMES or name.startswith(CHILD_ENV_PREFIXES))
+        and _encodable(name + value)
+    }
+    env["PGPASSFILE"] = str(pgpass_file)
+    return env
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _barman_bin(env: _Env, path: str | None) -> str:
+    """Barman's program, checked now: a missing one would fail every job and the shutdown."""
+    value = env.text("BARMAN_BIN", _default_barman_bin())
+    found = shutil.which(value, path=path or os.defpath) if os.sep not in value else None
+    candidate = Path(found or value)
+    if not (candidate.is_absolute() or found) or not _executable(candidate):
+        raise ConfigError(
+            f"BARMAN_BIN: {value!r} is not an executable program; install Barman or set "
+            "BARMAN_BIN to its absolute path"
+        )
+    return str(candidate)
+
+
+def _executable(path: Path) -> bool:
+    try:
+        return path.is_file() and os.access(path, os.X_OK)
+    except (OSError, ValueError):
+        return False
+
+
+def _http_bind(env: _Env) -> str:
+    """An address to listen on: an IP literal or a host name (checked again when binding)."""
+    value = env.text("HTTP_BIND", "0.0.0.0")  # noqa: S104 - a container's probe port
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value):
+            raise ConfigError(
+                f"HTTP_BIND: {value!r} is not an IP address or host name; use e.g. 0.0.0.0, "
+                "127.0.0.1 or ::"
+            ) from None
+    return value
+
+
 def _absolute(var: str, value: str) -> Path:
-    path = Path(value)
+    path = _usable_path(var, value)
     if not path.is_absolute():
         raise ConfigError(f"{var}: {value!r} must be an absolute path")
     return path
+
+
+def _usable_path(var: str, value: str) -> Path:
+    """A path the system can open: names of at most NAME_MAX bytes, in all PATH_MAX."""
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) >= PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        raise ConfigError(
+            f"{var}: the path is too long (at most {NAME_MAX} bytes per name, {PATH_MAX} in "
+            "all); use a shorter one"
+        )
+    return Path(value)
 
 
 def _factor(env: _Env, var: str, default: float) -> float:
@@ -396,7 +579,7 @@ def _factor(env: _Env, var: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise ConfigError(f"{var}: {text!r} is not a number; set e.g. {var}={default}") from None
-    if not 1 <= value <= 100:
+    if not 1 <= value <= 100:  # also nan
         raise ConfigError(f"{var}: {text} is out of range; use 1-100")
     return value
 
@@ -442,7 +625,7 @@ def _timezone(env: _Env) -> ZoneInfo:
     name = env.text("TZ", "UTC").lstrip(":")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: TZ=America, a directory
         raise ConfigError(
             f"TZ: unknown time zone {name!r}; use an IANA name such as UTC or Europe/Berlin"
         ) from None
@@ -450,7 +633,7 @@ def _timezone(env: _Env) -> ZoneInfo:
 
 def _is_rendered(path: Path) -> bool:
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8", errors="replace") as handle:
             return handle.readline().startswith(RENDERED_MARKER)
     except OSError:
         return False
@@ -466,7 +649,14 @@ def foreign_config_files(config_file: Path, config_dir: Path) -> list[Path]:
 
 def _config_mode(env: _Env, config_file: Path, config_dir: Path) -> Literal["render", "mounted"]:
     mode = env.choice("BARMAN_CONFIG_MODE", "auto", ("auto", "render", "mounted"))
-    foreign = foreign_config_files(config_file, config_dir)
+    try:
+        foreign = foreign_config_files(config_file, config_dir)
+        config_file.is_file()
+    except OSError as exc:
+        raise ConfigError(
+            f"BARMAN_CONFIG_FILE/BARMAN_CONFIG_DIR: cannot inspect {exc.filename} "
+            f"({exc.strerror}); point them at a readable file and directory"
+        ) from None
     if mode == "render":
         if foreign:
             raise ConfigError(
@@ -493,6 +683,10 @@ def _read_ini(path: Path) -> configparser.ConfigParser:
         raise ConfigError(
             f"{path}: cannot read ({exc.strerror}); check the mount and its permissions"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+        ) from None
     except configparser.Error as exc:
         first_line = str(exc).splitlines()[0]
         raise ConfigError(f"{path}: not a valid Barman configuration file ({first_line})") from None
@@ -510,7 +704,10 @@ def _mounted_servers(
     env: _Env, config_file: Path, config_dir: Path, options: Mapping[str, str], timezone: ZoneInfo
 ) -> tuple[ServerSettings, ...]:
     """Servers from the files a person mounted; the environment adds schedules and passwords."""
-    directory = Path(options.get("configuration_files_directory") or config_dir)
+    directory = _usable_path(
+        f"{config_file} configuration_files_directory",
+        options.get("configuration_files_directory") or str(config_dir),
+    )
     files = (
         [config_file, *sorted(directory.glob("*.conf"))] if directory.is_dir() else [config_file]
     )
@@ -626,22 +823,22 @@ def _server(
         )
     schedule_var, _ = env.raw("BACKUP_SCHEDULE", name)
     schedule = env.text("BACKUP_SCHEDULE", "0 3 * * *", name)
-    try:
-        parse_crontab(schedule, timezone)
-    except CrontabError as exc:
-        raise ConfigError(
-            f"{schedule_var}: {exc}; use 5 crontab fields, e.g. '0 3 * * 0' (Sundays at 03:00)"
-        ) from None
+    _check_schedule(
+        schedule_var,
+        schedule,
+        timezone,
+        "use 5 crontab fields, e.g. '0 3 * * 0' (Sundays at 03:00)",
+    )
     drill_var, _ = env.raw("DRILL_SCHEDULE", name)
     drill_schedule = env.text("DRILL_SCHEDULE", "", name)
     if drill_schedule:
-        try:
-            parse_crontab(drill_schedule, timezone)
-        except CrontabError as exc:
-            raise ConfigError(
-                f"{drill_var}: {exc}; use 5 crontab fields, e.g. '0 5 * * 6' (Saturdays at "
-                "05:00), or leave it empty for no drill"
-            ) from None
+        _check_schedule(
+            drill_var,
+            drill_schedule,
+            timezone,
+            "use 5 crontab fields, e.g. '0 5 * * 6' (Saturdays at 05:00), or leave it empty for "
+            "no drill",
+        )
     if retention_policy is not None:
         retention = retention_policy
     else:
@@ -670,6 +867,18 @@ def _server(
         drill_query=env.text("DRILL_QUERY", "", name),
         password_in_mounted_file=any(p is not None for p in file_passwords),
     )
+
+
+def _check_schedule(var: str, schedule: str, timezone: ZoneInfo, fix: str) -> None:
+    """A schedule that parses but never fires (``0 3 31 2 *``) would silently take no backup."""
+    try:
+        trigger = parse_crontab(schedule, timezone)
+    except CrontabError as exc:
+        raise ConfigError(f"{var}: {exc}; {fix}") from None
+    now = datetime.now(timezone)
+    fire = trigger.get_next_fire_time(None, now)
+    if fire is None or (fire - now).days > SCHEDULE_HORIZON_YEARS * 366:
+        raise ConfigError(f"{var}: {schedule!r} never fires (no such date); {fix}")
 
 
 def _bandwidth_limit(env: _Env, server: str) -> int:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman import Backup
+from barman_supervisor.barman import Backup, newest_backup
 from barman_supervisor.settings import ServerSettings, Settings
 
 # Reads every user table (count(*) has to visit each heap page or its visibility map), so a
@@ -70,8 +70,9 @@ class DrillResult:
 
 
 def newest_done(backups: list[Backup]) -> Backup | None:
-    """The newest DONE backup of ``list-backups`` (newest first)."""
-    return next((backup for backup in backups if backup.status == "DONE"), None)
+    """The newest DONE backup, by Barman's timestamps (IDs follow the ``TZ`` of the Barman
+    process, so they may sort otherwise)."""
+    return newest_backup(backup for backup in backups if backup.status == "DONE")
 
 
 def space_problem(free_bytes: int, needed_bytes: int, factor: float, margin: int) -> str | None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from barman_supervisor.alerts import Notifier
-from barman_supervisor.barman import Backup, Barman, Outcome
+from barman_supervisor.barman import Backup, Barman, Outcome, newest_backup
 from barman_supervisor.errors import RunnerClosed
 from barman_supervisor.healing import failed_to_delete, stale_started
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
@@ -33,7 +33,7 @@ def needs_backup_at_start(backups: list[Backup]) -> bool:
     running will finish by itself."""
     if any(backup.status in RUNNING_STATUSES for backup in backups):
         return False
-    newest = max(backups, key=lambda backup: backup.backup_id, default=None)
+    newest = newest_backup(backups)
     return newest is None or newest.status != "DONE"
 
 

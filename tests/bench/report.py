@@ -258,8 +258,18 @@ def health_section(r: Any) -> str:
         for phase in ("during_backup", "idle")
         for path in ("/healthz", "/readyz")
     ]
+    by_clients = get(r, "readyz_during_backup_by_clients") or {}
+    rows += [
+        [
+            f"during a backup by hand, {clients} clients",
+            "/readyz",
+            spread(get(measured, "/readyz", "latency_ms")),
+            json.dumps(get(measured, "/readyz", "statuses")),
+        ]
+        for clients, measured in by_clients.items()
+    ]
     return table(["when", "path", "latency ms (median / p95)", "statuses"], rows) + (
-        f"\n\n{get(r, 'workers')} concurrent clients; p99 is in latest.json."
+        f"\n\n{get(r, 'workers')} concurrent clients unless said; p99 is in latest.json."
     )
 
 
@@ -381,6 +391,15 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
                 ]
             )
     h = results.get("health")
+    for clients, measured in (get(h, "readyz_during_backup_by_clients") or {}).items():
+        rows.append(
+            [
+                f"/readyz p50 / p99 during a backup, {clients} clients",
+                f"{num(get(measured, '/readyz', 'latency_ms', 'median'), 1)} / "
+                f"{num(get(measured, '/readyz', 'latency_ms', 'p99'), 1)} ms",
+                "",
+            ]
+        )
     rows.append(
         [
             "/healthz p50 / p99 during a backup",

@@ -4,6 +4,7 @@ written. At least 30 distinct cases, each through the real command."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,18 @@ ENV_CASES = [
     ("ALLOW_STREAMING_RESET", "perhaps"),
     ("DISK_MIN_FREE", "-5M"),
     ("PG_PASSWORD_FILE", "/nonexistent/secret"),
+    # Issue 11: each escaped validation or was accepted although it can never work.
+    ("TZ", "America"),
+    ("PG_PORT", "\u0663\u0662"),
+    ("WAL_MAX_LAG", "9" * 400),
+    ("ALERT_WEBHOOK_URL", "http://h:abc/x"),
+    ("ALERT_WEBHOOK_URL", "http://[::1"),
+    ("BARMAN_BIN", "/nonexistent/barman"),
+    ("BACKUP_SCHEDULE", "0 3 31 2 *"),
+    ("BARMAN_PGPASS_FILE", "relative/.pgpass"),
+    ("PG_HOST__OTHER", "db2"),
+    ("HTTP_BIND", "not an address"),
+    ("HTTP_BIND", "192.0.2.1"),
 ]
 
 
@@ -90,7 +103,7 @@ def test_bad_variable(tmp_path: Path, variable: str, value: str) -> None:
         env["PG_PASSWORD"] = ""
     result = _run(tmp_path, **env)
     _assert_refused(result, variable)
-    assert not (tmp_path / "barman.conf").exists(), "bad input must change nothing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "bad input must write nothing"
 
 
 def test_missing_password(tmp_path: Path) -> None:
@@ -133,3 +146,35 @@ def test_bad_mounted_file(tmp_path: Path, files: dict[str, str], named: str) -> 
     before = {name: (tmp_path / name).read_text() for name in files}
     _assert_refused(_run(tmp_path), named)
     assert {name: (tmp_path / name).read_text() for name in files} == before
+
+
+def test_a_busy_port_is_found_before_anything_is_written(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = _run(tmp_path, HTTP_BIND="127.0.0.1", HTTP_PORT=str(busy.getsockname()[1]))
+    _assert_refused(result, "HTTP_PORT")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_config_dir_is_found_before_anything_is_written(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    result = _run(tmp_path, BARMAN_CONFIG_DIR=str(tmp_path / "not-a-dir" / "barman.d"))
+    _assert_refused(result, "barman.d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-dir"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "variable"),
+    [
+        ("password", b"\xff\xfepw\n", "PG_PASSWORD_FILE"),
+        ("barman.conf", b"[barman]\nbarman_home = /tmp/\xe9\n[pg]\nconninfo = host=h\n", None),
+    ],
+)
+def test_undecodable_files_are_named(
+    tmp_path: Path, name: str, content: bytes, variable: str | None
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    env = {variable: str(tmp_path / name), "PG_PASSWORD": ""} if variable else {}
+    _assert_refused(_run(tmp_path, **env), variable or name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -179,7 +179,7 @@ def test_daemon_killed_mid_backup_then_restarted_ends_it_failed_and_backs_up(
     [
         ("wrong_password", "password authentication failed for user"),
         ("no_hba_replication", "no pg_hba.conf entry for replication connection"),
-        ("missing_grant", "lacks EXECUTE on pg_backup_start(text, boolean)"),
+        ("missing_grant", "lacks EXECUTE on pg_backup_start(text, boolean) in database postgres"),
     ],
 )
 def test_the_event_names_the_real_cause(tmp_path: Path, fault: str, cause: str) -> None:

@@ -249,3 +249,62 @@ def count_at_target(base: Path, datadir: Path, table: str) -> int:
         return int(restored.sql(f"SELECT count(*) FROM {table}"))
     finally:
         restored.stop("immediate")
+
+
+def _restore(protected: Protected, destination: Path, target: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    restore.add_arguments(parser)
+    args = parser.parse_args(["pg", str(destination), "--target-time", target])
+    out = io.StringIO()
+    return restore.main(args, protected.settings, out), out.getvalue()
+
+
+def test_a_target_after_the_last_archived_wal_is_archived_first(protected: Protected) -> None:
+    """No WAL switch after the rows: Barman's archive ends before the target. The restore
+    switches and archives first, so PostgreSQL reaches the target instead of refusing to
+    start ("recovery ended before configured recovery target was reached")."""
+    pg = protected.pg
+    pg.sql("CREATE TABLE late (id int)")
+    pg.sql("INSERT INTO late SELECT g FROM generate_series(1, 30) g")
+    target = pg.sql("SELECT clock_timestamp()")
+
+    base = Path(tempfile.mkdtemp(prefix="bs-restore-"))
+    base.chmod(0o755)
+    destination = base / "data"
+    try:
+        code, printed = _restore(protected, destination, target)
+        assert code == 0, printed
+        assert "Archiving the WAL up to now" in printed
+        assert count_at_target(base, destination, "late") == 30
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_target_in_the_future_is_refused_before_anything_is_written(
+    protected: Protected, tmp_path: Path
+) -> None:
+    code, printed = _restore(protected, tmp_path / "data", "2999-01-01 00:00:00+00")
+
+    assert code == restore.EXIT_BAD_INPUT and "future" in printed, printed
+    assert not (tmp_path / "data").exists()
+
+
+def test_with_the_server_down_a_late_target_is_refused_naming_the_newest(
+    protected: Protected, tmp_path: Path
+) -> None:
+    """Last in this file: it stops PostgreSQL (and starts it again)."""
+    pg = protected.pg
+    pg.sql("INSERT INTO important VALUES (-2)")
+    protected.switch_and_archive()  # the archive holds that commit, not the next one
+    pg.sql("INSERT INTO important VALUES (-1)")
+    target = pg.sql("SELECT clock_timestamp()")
+    pg.stop()
+    try:
+        code, printed = _restore(protected, tmp_path / "data", target)
+    finally:
+        pg.start()
+
+    assert code == restore.EXIT_BAD_INPUT, printed
+    assert "newest commit in the archive is at" in printed  # read with pg_waldump
+    assert "PostgreSQL does not answer" in printed
+    assert not (tmp_path / "data").exists()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
 
-from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload
+from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload, split_credentials
 from barman_supervisor.health import Problem
 from barman_supervisor.settings import Secret
 from tests.webhook import Request, webhook_receiver
@@ -103,3 +104,42 @@ def test_a_failing_receiver_is_retried_then_given_up(
 
     assert len(received) == 3
     assert (notifier.delivered, notifier.failed) == (0, 1)
+
+
+def test_userinfo_becomes_basic_auth_and_leaves_the_url() -> None:
+    url, headers = split_credentials("https://ops:p%40ss:w@hooks.example:8443/alert?x=1")
+
+    assert url == "https://hooks.example:8443/alert?x=1"
+    assert headers == {"Authorization": "Basic " + base64.b64encode(b"ops:p@ss:w").decode()}
+    assert split_credentials("http://[::1]:80/x") == ("http://[::1]:80/x", {})
+    assert split_credentials("http://u:pw@[::1]/x")[0] == "http://[::1]/x"
+
+
+def test_webhook_with_a_password_is_delivered_and_never_printed(
+    receiver: tuple[str, Received], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, received = receiver
+    notifier = Notifier(timeout=2)
+    notifier.start()
+
+    notifier.post(Secret(url.replace("http://", "http://ops:Pw-9secret@") + "/hook"), {}, "alert")
+    notifier.close(timeout=10)
+
+    assert received == [("POST", "/hook", {})] and notifier.delivered == 1
+    assert "Pw-9secret" not in "".join(capsys.readouterr())
+
+
+def test_the_notifier_thread_survives_any_delivery_error(receiver: tuple[str, Received]) -> None:
+    """A port urllib cannot parse raised ValueError (with the password in it) and killed the
+    thread: later alerts were never sent."""
+    url, received = receiver
+    notifier = Notifier(timeout=2, attempts=1)
+    notifier.start()
+
+    notifier.post(Secret("http://h:abc/x"), {}, what="bad url")
+    notifier.post(Secret("http://[::1/x"), {}, what="bad host")
+    notifier.post(Secret(f"{url}/hook"), {"state": "failing"}, what="alert")
+    notifier.close(timeout=10)
+
+    assert (notifier.delivered, notifier.failed) == (1, 2)
+    assert received == [("POST", "/hook", {"state": "failing"})]

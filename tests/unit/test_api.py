@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -12,7 +14,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from barman_supervisor.api import HttpServer, Probes
+from barman_supervisor import api
+from barman_supervisor.api import HttpServer, Probes, bind_problem
 from barman_supervisor.barman import Backup, Check
 from barman_supervisor.health import Limits
 from barman_supervisor.log import MASKER
@@ -158,3 +161,34 @@ def test_no_response_carries_a_secret(served: tuple[str, State]) -> None:
             assert SECRET not in _get(f"{base}{path}")[1]
     finally:
         MASKER.register([])
+
+
+def test_a_failed_bind_names_the_variable_that_is_wrong() -> None:
+    busy = OSError(errno.EADDRINUSE, "Address already in use")
+    absent = OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    assert bind_problem("127.0.0.1", 9798, busy).startswith("HTTP_PORT: ")
+    assert bind_problem("10.9.9.9", 9798, absent).startswith("HTTP_BIND: ")
+    assert bind_problem("nohost", 9798, socket.gaierror(-2, "Name unknown")).startswith("HTTP_BIND")
+
+
+def test_idle_connections_time_out_and_threads_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two handler threads, both held by clients that never send a request: the next client
+    waits in the backlog until an idle one is closed, then gets its answer."""
+    monkeypatch.setattr(api, "HANDLER_THREADS", 2)
+    monkeypatch.setattr(api._Handler, "timeout", 0.5)
+    server = HttpServer("127.0.0.1", 0, probes(protected_state()))
+    server.start()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    try:
+        code, _ = _get(f"http://127.0.0.1:{server.port}/healthz")
+        assert code == 200
+        for sock in idle:
+            sock.settimeout(10)
+            assert sock.recv(1) == b""  # closed by the server, not by us
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()

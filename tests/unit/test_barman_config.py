@@ -14,6 +14,7 @@ from barman_supervisor.barman_config import (
     render_server,
     write_configuration,
     write_pgpass,
+    write_problem,
 )
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.settings import RENDERED_MARKER, Settings, load_settings
@@ -161,3 +162,27 @@ def test_write_pgpass_without_passwords_writes_nothing(
 
     assert write_pgpass(settings) is False
     assert not settings.pgpass_file.exists()
+
+
+def test_write_problem_is_found_before_anything_is_written(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    settings = settings_for(environ, BARMAN_CONFIG_DIR=str(tmp_path / "blocker" / "barman.d"))
+
+    problem = write_problem(settings)
+
+    assert problem is not None and "blocker/barman.d/pg.conf: cannot be written" in problem
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_write_problem_none_when_everything_can_be_written(environ: dict[str, str]) -> None:
+    assert write_problem(settings_for(environ)) is None
+
+
+def test_a_home_that_is_a_file_is_a_write_problem(environ: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "home").write_text("")
+
+    problem = write_problem(settings_for(environ))
+
+    assert problem is not None and "exists and is not a directory" in problem

@@ -179,3 +179,14 @@ def test_show_backup_and_verification_reason() -> None:
         "pg_verifybackup not found"
     )
     assert verification_reason((), "boom\n", 3) == "boom"
+
+
+def test_newest_done_by_end_time_not_by_list_position() -> None:
+    data = {
+        "pg": [
+            {"backup_id": "20261124T170000", "status": "DONE", "end_time_timestamp": "1000"},
+            {"backup_id": "20261124T040000", "status": "DONE", "end_time_timestamp": "5000"},
+        ]
+    }
+    found = newest_done(parse_backups(data, "pg"))
+    assert found is not None and found.backup_id == "20261124T040000"

@@ -71,15 +71,26 @@ def test_no_identity_known_yet_is_no_change() -> None:
 
 def test_failed_backups_are_deleted_only_when_superseded_and_never_done_ones() -> None:
     backups = [
-        Backup("20261124T030000", "FAILED", None, None),
-        Backup("20261123T030000", "DONE", 1.0, 1),
-        Backup("20261122T030000", "FAILED", None, None),
-        Backup("20261121T030000", "DONE", 1.0, 1),
+        Backup("20261124T030000", "FAILED", None, None, begin_time=400.0),
+        Backup("20261123T030000", "DONE", 301.0, 1, begin_time=300.0),
+        Backup("20261122T030000", "FAILED", None, None, begin_time=200.0),
+        Backup("20261121T030000", "DONE", 101.0, 1, begin_time=100.0),
+        Backup("20261120T030000", "FAILED", None, None),  # no backup.info: age unknown
     ]
 
     assert failed_to_delete(backups, "delete") == ["20261122T030000"]
     assert failed_to_delete(backups, "keep") == []
-    assert failed_to_delete([Backup("1", "FAILED", None, None)], "delete") == []
+    assert failed_to_delete([Backup("1", "FAILED", None, None, begin_time=1.0)], "delete") == []
+
+
+def test_superseded_is_decided_by_timestamps_not_ids() -> None:
+    """TZ moved from UTC to UTC+14: the newer backup got the smaller ID."""
+    backups = [
+        Backup("20261124T170000", "FAILED", None, None, begin_time=1000.0),
+        Backup("20261124T040000", "DONE", 5001.0, 1, begin_time=5000.0),
+    ]
+
+    assert failed_to_delete(backups, "delete") == ["20261124T170000"]
 
 
 def test_stale_started() -> None:

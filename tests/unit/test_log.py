@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from barman_supervisor.log import MASKER, RepeatFilter, SecretMasker, configure
+from barman_supervisor.log import MASKER, RepeatFilter, SecretMasker, configure, maskable_literal
 
 WAITING = "No xlog segments found from streaming for pg (attempt 17)"
 
@@ -26,7 +27,7 @@ class FakeClock:
 @pytest.fixture
 def masker() -> SecretMasker:
     masker = SecretMasker()
-    masker.register(["hunter2", "hunter2-long", ""])
+    masker.register(["Hunter2-x", "Hunter2-xlong", "", "barman", "true"])
     return masker
 
 
@@ -34,43 +35,75 @@ def masker() -> SecretMasker:
 
 
 @pytest.mark.parametrize(
+    ("secret", "maskable"),
+    [
+        ("Hunter2-x", True),
+        ("k3v9qlmz", True),
+        ("Q9dW2mXbT7pLr4sZ8vNc1yHq5fJk0aGe", True),
+        ("barman", False),
+        ("postgres", False),
+        ("password", False),
+        ("12345678", False),
+        ("true", False),
+        ("2", False),
+        ('"', False),
+        ("two words1", False),
+    ],
+)
+def test_only_secrets_that_cannot_be_ordinary_words_are_masked_literally(
+    secret: str, maskable: bool
+) -> None:
+    assert maskable_literal(secret) is maskable
+
+
+@pytest.mark.parametrize(
     ("text", "masked"),
     [
-        ("login with hunter2 failed", "login with *** failed"),
-        ("hunter2-long", "***"),
+        ("login with Hunter2-x failed", "login with *** failed"),
+        ("Hunter2-xlong", "***"),
         ("host=db password=abc user=x", "host=db password=*** user=x"),
         ("PASSWORD = 'a b\\' c' host=db", "PASSWORD = *** host=db"),
-        ("nothing secret here", "nothing secret here"),
+        ('password="a b" host=db', "password=*** host=db"),
+        ("PGPASSWORD=s3 pg_receivewal", "PGPASSWORD=*** pg_receivewal"),
+        ("aws_secret_access_key=AbC/dEf+1", "aws_secret_access_key=***"),
+        (
+            "POST https://ops:hunter@hooks.example:8443/x",
+            "POST https://ops:***@hooks.example:8443/x",
+        ),
+        ("http://hooks.example:8080/x", "http://hooks.example:8080/x"),
+        ("barman is true: nothing secret here", "barman is true: nothing secret here"),
     ],
 )
 def test_mask_text(masker: SecretMasker, text: str, masked: str) -> None:
     assert masker.mask(text) == masked
 
 
-def test_mask_event_values_at_any_depth(masker: SecretMasker) -> None:
+def test_only_foreign_fields_are_masked_and_keys_never(masker: SecretMasker) -> None:
     event = {
-        "event": "command_output",
-        "line": "pw hunter2",
-        "context": {"conninfo": "host=db password=zzz", "attempts": 3},
-        "argv": ["psql", "password=yyy", ("hunter2",)],
+        "event": "barman_log",
+        "command": "barman -c /etc/barman.conf cron",
+        "line": "pw Hunter2-x",
+        "message": "connect password=zzz",
+        "error": {"barman": "host=db password=zzz", "attempts": 3, "argv": ["Hunter2-x"]},
+        "hint": "remove password= from the conninfo",
+        "timestamp": "2026-11-23T02:22:22Z",
         "count": 7,
     }
 
-    result = masker(None, "info", event)
+    result = masker(None, "info", dict(event))
 
     assert result == {
-        "event": "command_output",
+        **event,
         "line": "pw ***",
-        "context": {"conninfo": "host=db password=***", "attempts": 3},
-        "argv": ["psql", "password=***", ["***"]],
-        "count": 7,
+        "message": "connect password=***",
+        "error": {"barman": "host=db password=***", "attempts": 3, "argv": ["***"]},
     }
 
 
 def test_register_replaces_the_known_secrets(masker: SecretMasker) -> None:
-    masker.register(["other"])
+    masker.register(["Other-s3cret"])
 
-    assert masker.mask("hunter2 other") == "hunter2 ***"
+    assert masker.mask("Hunter2-x Other-s3cret") == "Hunter2-x ***"
 
 
 # RepeatFilter ---------------------------------------------------------------------------------
@@ -137,8 +170,9 @@ def test_expired_reports_held_back_kinds_once_and_forgets_all(
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, level, hook = root.handlers[:], root.level, threading.excepthook
     yield
+    threading.excepthook = hook
     root.handlers[:] = handlers
     root.setLevel(level)
     structlog.reset_defaults()
@@ -165,12 +199,33 @@ def test_stdlib_record_comes_out_as_one_json_line() -> None:
 def test_configured_output_is_masked_and_filtered_by_level() -> None:
     stream = io.StringIO()
     configure(level="WARNING", fmt="json", stream=stream)
-    MASKER.register(["hunter2"])
+    MASKER.register(["Hunter2-x"])
 
     logging.getLogger("x").info("dropped below the level")
-    logging.getLogger("x").error("connect host=db password=%s", "hunter2")
+    logging.getLogger("x").error("connect host=db password=%s", "Hunter2-x")
+    logging.getLogger("psycopg").error("failed for Hunter2-x")
 
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2
     assert json.loads(lines[0])["event"] == "connect host=db password=***"
-    assert "hunter2" not in stream.getvalue()
+    assert json.loads(lines[1])["event"] == "failed for ***"
+    assert "Hunter2-x" not in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_crashing_thread_logs_one_masked_event() -> None:
+    stream = io.StringIO()
+    configure(fmt="json", stream=stream)
+    MASKER.register(["Hunter2-x"])
+
+    def crash() -> None:
+        raise ValueError("nonnumeric port: 'Hunter2-x@hooks.example'")
+
+    thread = threading.Thread(target=crash, name="notifier")
+    thread.start()
+    thread.join()
+
+    record = json.loads(stream.getvalue().splitlines()[-1])
+    assert record["event"] == "thread_crashed" and record["thread"] == "notifier"
+    assert "ValueError" in record["exception"]
+    assert "Hunter2-x" not in stream.getvalue()

@@ -1,10 +1,21 @@
-"""Reading /proc/PID/stat and walking a process table."""
+"""Reading /proc/PID/stat, walking a process table, and which signals stop the daemon."""
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
+
 import pytest
 
-from barman_supervisor.pid1 import ProcInfo, descendants, parse_stat
+from barman_supervisor.pid1 import (
+    STOP_SIGNALS,
+    ProcInfo,
+    Supervisor,
+    descendants,
+    noted_signals,
+    parse_stat,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,3 +57,48 @@ def test_descendants_parents_before_children() -> None:
 def test_proc_name_is_the_program_base_name() -> None:
     assert proc(20, 1, "/opt/venv/bin/barman", "cron").name == "barman"
     assert proc(21, 1).name == ""
+
+
+@pytest.fixture
+def saved_handlers() -> Iterator[None]:
+    numbers = [*noted_signals(), *STOP_SIGNALS, signal.SIGCHLD]
+    saved = {number: signal.getsignal(number) for number in numbers}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+@pytest.mark.usefixtures("saved_handlers")
+def test_signals_that_would_kill_the_daemon_are_noted_not_fatal() -> None:
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
+
+    for number in (signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM, signal.SIGRTMIN + 2):
+        os.kill(os.getpid(), number)
+
+    assert supervisor.take_noted_signals() == ["SIGHUP", "SIGUSR1", "SIGALRM", "SIGRTMIN+2"]
+    assert supervisor.take_noted_signals() == []
+    assert not supervisor.stop_requested.is_set()
+
+
+@pytest.mark.usefixtures("saved_handlers")
+def test_sigterm_requests_a_stop() -> None:
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+    assert supervisor.stop_requested.is_set() and supervisor.signal_received == "SIGTERM"
+
+
+def test_every_default_fatal_signal_is_handled_or_documented() -> None:
+    """Default action 'terminate' (signal(7)); SIGKILL/SIGQUIT/SIGABRT etc. are documented."""
+    terminating = {
+        signal.SIGHUP, signal.SIGINT, signal.SIGPIPE, signal.SIGALRM, signal.SIGTERM,
+        signal.SIGUSR1, signal.SIGUSR2, signal.SIGPROF, signal.SIGVTALRM, signal.SIGIO,
+        signal.SIGPWR, signal.SIGSTKFLT, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+    }  # fmt: skip
+    python_ignores = {signal.SIGPIPE}
+
+    assert terminating - python_ignores <= {*noted_signals(), *STOP_SIGNALS}
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN

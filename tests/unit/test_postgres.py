@@ -60,3 +60,17 @@ def test_all_problems_are_reported_together() -> None:
     facts = replace(GOOD, wal_level="minimal", max_wal_senders=0, in_recovery=True)
 
     assert len(preflight_problems(facts)) == 3
+
+
+def test_missing_grants_name_the_database_they_were_checked_in() -> None:
+    facts = replace(
+        GOOD,
+        user="barman",
+        database="bd-p2",
+        missing_privileges=("EXECUTE on pg_backup_start(text, boolean)",),
+    )
+
+    (problem,) = preflight_problems(facts)
+
+    assert "lacks EXECUTE on pg_backup_start(text, boolean) in database bd-p2" in problem
+    assert "per database" in problem

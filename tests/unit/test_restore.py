@@ -87,3 +87,13 @@ def test_refusals_change_nothing(environ: dict[str, str], tmp_path: Path) -> Non
     out = io.StringIO()
     code = restore.main(parse("pg", str(tmp_path / "y"), "--target-time", "soon"), settings, out)
     assert code == 2 and "is not a time" in out.getvalue()
+
+
+def test_choose_backup_by_end_time_not_by_id_or_position() -> None:
+    """IDs follow the TZ of the Barman process; list-backups sorts by ID."""
+    rows = [
+        {"backup_id": "20261124T170000", "status": "DONE", "end_time_timestamp": "1000"},
+        {"backup_id": "20261124T040000", "status": "DONE", "end_time_timestamp": "5000"},
+    ]
+    assert restore.choose_backup(rows, None) == "20261124T040000"
+    assert restore.choose_backup(rows, datetime.fromtimestamp(4000, UTC)) == "20261124T170000"

@@ -436,3 +436,9 @@ def test_foreign_global_file_is_never_rendered_over(
     except ConfigError:
         return
     assert settings.config_mode == "mounted"
+
+
+def test_a_webhook_password_is_a_secret_of_its_own(environ: dict[str, str]) -> None:
+    settings = load(environ, ALERT_WEBHOOK_URL="https://ops:Hook%2Dpw9x@hooks.example/alert")
+
+    assert Secret("Hook-pw9x") in settings.secrets

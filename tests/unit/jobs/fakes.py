@@ -173,3 +173,10 @@ def show(backup_id: str, server: str = "pg", version_num: int = 150010) -> Answe
             }
         }
     )
+
+
+def write_backup_info(settings: Settings, server: str, backup_id: str, begin_time: str) -> None:
+    """A ``backup.info`` as Barman leaves it, for what the daemon reads from Barman's files."""
+    info = settings.barman_home / server / "base" / backup_id / "backup.info"
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(f"backup_id={backup_id}\nbegin_time={begin_time}\n")

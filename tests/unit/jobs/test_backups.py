@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from barman_supervisor.barman import Backup
 from barman_supervisor.errors import Interrupted
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from tests.unit.jobs.conftest import World, make_world
-from tests.unit.jobs.fakes import Answer, backup_list, show
+from tests.unit.jobs.fakes import Answer, backup_list, show, write_backup_info
 
 WAIT = 10.0
 
@@ -45,6 +46,15 @@ def backups(*statuses: str) -> list[Backup]:
 )
 def test_needs_backup_at_start(statuses: tuple[str, ...], needed: bool) -> None:
     assert needs_backup_at_start(backups(*statuses)) is needed
+
+
+def test_newest_is_decided_by_timestamps_when_tz_reordered_the_ids() -> None:
+    """TZ moved east: the backup taken later got the smaller ID; it FAILED, so one is owed."""
+    older_done = Backup("20261124T170000", "DONE", 1100.0, 1, begin_time=1000.0)
+    newer_failed = Backup("20261124T040000", "FAILED", None, None, begin_time=5000.0)
+
+    assert needs_backup_at_start([older_done, newer_failed]) is True
+    assert needs_backup_at_start([replace(newer_failed, status="DONE", end_time=5100.0)]) is False
 
 
 # The Backups handler, with a fake Barman ----------------------------------------------------------
@@ -157,6 +167,10 @@ def test_only_failures_older_than_a_done_backup_are_deleted(world: World) -> Non
             ("20261122T030000", "FAILED"),
         ),
     )
+    for day in (22, 23, 24):
+        write_backup_info(
+            world.settings, "pg", f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00"
+        )
     backups = handler(world)
     backups.refresh(world.server)
 
