@@ -1,15 +1,14 @@
 """The daemon's life: start everything, wait for a stop, and shut down in ``finally``.
 
-Shutdown order matters for the data: stop scheduling first, give a running backup the grace
-period to finish (a killed backup is a failed backup), then stop it so Barman records it FAILED,
-then stop WAL streaming through Barman and make sure no ``pg_receivewal`` keeps the slot busy.
+Start-up order: every check, the instance lock and the HTTP port before anything is written.
+Shutdown order: stop scheduling first, then ``stopping`` stops Barman's processes in the order
+that keeps backups and streaming consistent.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from datetime import datetime
@@ -27,24 +26,17 @@ from barman_supervisor.jobs import Jobs
 from barman_supervisor.lock import InstanceLock
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
 from barman_supervisor.logtail import LogTail
-from barman_supervisor.pid1 import ProcInfo, Supervisor
+from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.scheduler import JobSpec, Scheduler
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import State
+from barman_supervisor.stopping import BarmanStopper
 
 _log = get_logger(__name__)
-BACKUP_STOP_GRACE = 60.0
-# A drill's PostgreSQL gets a fast shutdown, then immediate, then SIGKILL: at most 50 s.
-DRILL_STOP_GRACE = 60.0
-LEFTOVER_GRACE = 10.0
 SIGNAL_HINT = "settings are read at start only; restart the daemon to apply new ones"
 # A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
 STARTUP_ALERT_AFTER = 600.0
-
-
-def is_streaming_process(proc: ProcInfo) -> bool:
-    return proc.name == "pg_receivewal" or "receive-wal" in proc.cmdline
 
 
 def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> Limits:
@@ -94,6 +86,9 @@ class Daemon:
             notifier=self.notifier,
         )
         self.scheduler = Scheduler(settings, self.jobs)
+        self.stopper = BarmanStopper(
+            settings, self.supervisor, self.runner, self.barman, self.jobs.wait_for_drills
+        )
         self.http: HttpServer | None = None
         self.instance_lock = InstanceLock()
         self.fatal_reason: str | None = None
@@ -176,28 +171,6 @@ class Daemon:
             self._shutdown()
         return 1 if self.fatal_reason else 0
 
-    def _stop_previous_run(self) -> None:
-        """A daemon killed with SIGKILL (outside a container) leaves its Barman processes
-        running: a backup, receive-wal, pg_receivewal holding the slot. Stop them before
-        anything starts, so that an interrupted backup ends FAILED and the slot is free."""
-        config = str(self.settings.barman_config_file)
-        home = f"{self.settings.barman_home}/"
-
-        def left_by_previous_run(proc: ProcInfo) -> bool:
-            if config in proc.cmdline:
-                return True
-            postgres_tool = proc.name in ("pg_receivewal", "pg_basebackup")
-            return postgres_tool and any(home in arg for arg in proc.cmdline)
-
-        strays = self.supervisor.strays(left_by_previous_run)
-        if strays:
-            _log.warning(
-                "previous_run_leftovers",
-                processes=[" ".join(proc.cmdline[:6]) for proc in strays],
-                action="stopping them",
-            )
-            self.supervisor.stop_processes(strays, LEFTOVER_GRACE)
-
     def _prepare(self) -> None:
         """Checks, locks and the port first; leftovers and writes only once all of them hold."""
         problem = barman_config.write_problem(self.settings)
@@ -210,7 +183,7 @@ class Daemon:
             written = barman_config.write_configuration(self.settings)
             barman_config.prepare_directories(self.settings)
             self.instance_lock.hold_home(self.settings.barman_home)
-            self._stop_previous_run()
+            self.stopper.stop_previous_run()
             pgpass = barman_config.write_pgpass(self.settings)
         except OSError as exc:
             raise ConfigError(
@@ -262,7 +235,8 @@ class Daemon:
             "daemon_stopping", signal=self.supervisor.signal_received, reason=self.fatal_reason
         )
         if self._started:
-            self._stop_barman()
+            self.scheduler.shutdown()
+            self.stopper.stop_everything()
         if self.http is not None:
             self.http.stop()
         self.notifier.close(timeout=3 * self.settings.alert_timeout + 5)
@@ -270,48 +244,3 @@ class Daemon:
         self._tail.join(5)
         self.instance_lock.release()
         _log.info("daemon_stopped", orphans_reaped=self.supervisor.reaped)
-
-    def _stop_barman(self) -> None:
-        """Backups get their grace; everything else stops now; streaming stops through Barman."""
-        self.scheduler.shutdown()
-        self.runner.close()
-        self.runner.signal(
-            [k for k in self.runner.running_kinds() if k != "backup"], signal.SIGTERM
-        )
-        self._let_backups_finish()
-        if not self.jobs.wait_for_drills(DRILL_STOP_GRACE):
-            _log.error("drill_not_stopped", grace_s=DRILL_STOP_GRACE)
-        for server in self.settings.servers:
-            if not self.barman.processes("receive-wal", server.name):
-                continue  # never started (a refused start): nothing to stop, nothing to report
-            outcome = self.barman.terminate_receive_wal(server.name)
-            if not outcome.ok:
-                _log.warning(
-                    "terminate_receive_wal_failed", server=server.name, reason=outcome.reason()
-                )
-        stopped = self.supervisor.terminate(is_streaming_process, LEFTOVER_GRACE, signal.SIGINT)
-        if stopped:
-            _log.info("streaming_stopped", pids=[proc.pid for proc in stopped])
-        leftovers = self.supervisor.terminate(lambda _proc: True, LEFTOVER_GRACE)
-        if leftovers:
-            _log.info("leftovers_stopped", processes=[" ".join(p.cmdline[:4]) for p in leftovers])
-        self.supervisor.reap_orphans()
-
-    def _let_backups_finish(self) -> None:
-        grace = self.settings.shutdown_grace
-        if "backup" not in self.runner.running_kinds():
-            return
-        _log.warning("waiting_for_backup", grace_s=grace)
-        deadline = time.monotonic() + grace
-        while "backup" in self.runner.running_kinds() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if "backup" not in self.runner.running_kinds():
-            _log.info("backup_finished_before_stop")
-            return
-        _log.error("backup_interrupted", reason=f"still running after SHUTDOWN_GRACE={grace:g}s")
-        self.runner.signal(["backup"], signal.SIGTERM)
-        deadline = time.monotonic() + BACKUP_STOP_GRACE
-        while "backup" in self.runner.running_kinds() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if self.runner.signal(["backup"], signal.SIGKILL):
-            _log.error("backup_killed", reason="ignored SIGTERM")
