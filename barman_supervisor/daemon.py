@@ -24,6 +24,7 @@ from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
 from barman_supervisor.logtail import LogTail
+from barman_supervisor.offsite_copy import OffsiteCopier
 from barman_supervisor.pid1 import ProcInfo, Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.scheduler import JobSpec, Scheduler
@@ -52,6 +53,8 @@ def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> 
         wal_max_lag_bytes=settings.wal_max_lag_bytes,
         wal_max_age=settings.wal_max_age,
         disk_min_free_bytes=settings.disk_min_free_bytes,
+        offsite_backup_max_delay=server.offsite.backup_max_delay if server.offsite else None,
+        offsite_wal_max_lag=server.offsite.wal_max_lag if server.offsite else None,
     )
 
 
@@ -88,7 +91,10 @@ class Daemon:
             on_ready=self._server_ready,
             notifier=self.notifier,
         )
-        self.scheduler = Scheduler(settings, self.jobs)
+        self.offsite = OffsiteCopier(
+            settings, self.runner, self.state, self.supervisor.stop_requested
+        )
+        self.scheduler = Scheduler(settings, self.jobs, self.offsite)
         self.http: HttpServer | None = None
         self.fatal_reason: str | None = None
         self._started = False
@@ -189,6 +195,7 @@ class Daemon:
 
     def _prepare(self) -> None:
         self._stop_previous_run()
+        self.offsite.connectivity_check()
         try:
             barman_config.prepare_directories(self.settings)
             written = barman_config.write_configuration(self.settings)

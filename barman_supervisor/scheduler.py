@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from barman_supervisor.crontab import parse_crontab
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import get_logger
+from barman_supervisor.offsite_copy import OffsiteCopier
 from barman_supervisor.settings import ServerSettings, Settings
 
 _log = get_logger(__name__)
@@ -46,10 +47,14 @@ class JobSpec:
 
 
 def server_jobs(
-    server: ServerSettings, settings: Settings, jobs: Jobs, now: datetime
+    server: ServerSettings,
+    settings: Settings,
+    jobs: Jobs,
+    now: datetime,
+    offsite: OffsiteCopier | None = None,
 ) -> list[JobSpec]:
-    """A server's recurring jobs once its start-up is through: backups, checks and (when
-    DRILL_SCHEDULE is set) restore drills."""
+    """A server's recurring jobs once its start-up is through: backups, checks, (when
+    DRILL_SCHEDULE is set) restore drills and (when OFFSITE_URL is set) off-site copies."""
     drills = (
         [
             JobSpec(
@@ -60,6 +65,20 @@ def server_jobs(
             )
         ]
         if server.drill_schedule
+        else []
+    )
+    copies = (
+        [
+            JobSpec(
+                f"offsite:{server.name}",
+                IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone),
+                offsite.run,
+                (server,),
+                first_run=now,
+                quiet=True,
+            )
+        ]
+        if offsite is not None and server.offsite is not None
         else []
     )
     return [
@@ -77,6 +96,7 @@ def server_jobs(
             first_run=now + timedelta(seconds=settings.check_interval),
         ),
         *drills,
+        *copies,
     ]
 
 
@@ -101,9 +121,12 @@ def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, jobs: Jobs) -> None:
+    def __init__(
+        self, settings: Settings, jobs: Jobs, offsite: OffsiteCopier | None = None
+    ) -> None:
         self._settings = settings
         self._jobs = jobs
+        self._offsite = offsite
         workers = 4 * len(settings.servers) + 3
         self._quiet: set[str] = set()
         self._scheduler = BackgroundScheduler(
@@ -133,7 +156,7 @@ class Scheduler:
             )
 
     def add_server_jobs(self, server: ServerSettings) -> None:
-        for spec in server_jobs(server, self._settings, self._jobs, self.now()):
+        for spec in server_jobs(server, self._settings, self._jobs, self.now(), self._offsite):
             self.add(spec)
 
     def add(self, spec: JobSpec) -> None:

@@ -1,0 +1,279 @@
+"""Off-site copy decisions: what the store is owed, which backups cannot go, the settings,
+the readiness verdict and where the keys may go."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor.barman import Backup
+from barman_supervisor.health import server_problems
+from barman_supervisor.offsite import (
+    backups_owed,
+    cloud_env,
+    cloud_options,
+    cloud_program,
+    first_error_line,
+    parse_backup_info,
+    parse_store_backups,
+    uncopyable_reason,
+    wal_lag_seconds,
+    wal_owed,
+)
+from barman_supervisor.settings import ConfigError, Offsite, Secret, load_settings
+from tests.unit.test_health import LIMITS, NOW, protected
+
+OFFSITE_LIMITS = replace(LIMITS, offsite_backup_max_delay=3600, offsite_wal_max_lag=600)
+
+
+def backup(backup_id: str, end: float, status: str = "DONE") -> Backup:
+    return Backup(backup_id, status, end, 100)
+
+
+# What is owed ---------------------------------------------------------------------------------
+
+
+def test_with_nothing_in_the_store_only_the_newest_done_backup_is_owed() -> None:
+    local = [backup("b1", 1), backup("b3", 3), backup("b2", 2), backup("b4", 4, "FAILED")]
+    assert [b.backup_id for b in backups_owed(local, set())] == ["b3"]
+
+
+def test_backups_newer_than_the_newest_copied_are_owed_oldest_first() -> None:
+    local = [backup("b1", 1), backup("b2", 2), backup("b3", 3), backup("b4", 4)]
+    assert [b.backup_id for b in backups_owed(local, {"b2"})] == ["b3", "b4"]
+
+
+def test_an_old_backup_the_store_deleted_is_not_copied_again() -> None:
+    local = [backup("b1", 1), backup("b2", 2)]
+    assert backups_owed(local, {"b2"}) == []
+
+
+def test_no_done_backup_owes_nothing() -> None:
+    assert backups_owed([backup("b1", 1, "FAILED")], set()) == []
+
+
+def test_wal_after_the_watermark_is_owed_in_archive_order() -> None:
+    names = [
+        "000000010000000000000003",
+        "000000010000000000000001",
+        "000000010000000000000002.00000028.backup",
+        "000000010000000000000002",
+        "00000002.history",
+        "000000020000000000000003",
+        "000000010000000000000004.partial",
+        "xlog.db",
+    ]
+    assert wal_owed(names, "000000010000000000000001") == [
+        "000000010000000000000002",
+        "000000010000000000000002.00000028.backup",
+        "000000010000000000000003",
+        "00000002.history",
+        "000000020000000000000003",
+    ]
+    assert len(wal_owed(names, None)) == 6
+    assert wal_owed(names, "000000020000000000000003") == []
+
+
+# Which backups cannot go ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("info", "refused"),
+    [
+        ("backup_id=x\nparent_backup_id=None\ncompression=None\n", False),
+        ("backup_id=x\n", False),
+        ("backup_id=x\nparent_backup_id=20261101T000000\n", True),
+        ("backup_id=x\ncompression=gzip\n", True),
+    ],
+)
+def test_incremental_and_compressed_backups_are_refused(info: str, refused: bool) -> None:
+    assert (uncopyable_reason(parse_backup_info(info)) is not None) is refused
+
+
+# Parsing and messages -------------------------------------------------------------------------
+
+
+def test_store_listing_is_parsed_and_garbage_is_empty() -> None:
+    listing = '{"backups_list": [{"backup_id": "20261130T010203", "status": "DONE"}]}'
+    assert [b.backup_id for b in parse_store_backups(listing)] == ["20261130T010203"]
+    assert parse_store_backups("not json") == []
+    assert parse_store_backups("") == []
+
+
+def test_the_error_line_is_barman_clouds_last_error() -> None:
+    stderr = (
+        "2026-11-30 23:20:46,340 [8977] INFO: starting\n"
+        "2026-11-30 23:20:46,340 [8977] ERROR: Bucket nobucket does not exist\n"
+    )
+    assert first_error_line(stderr, "exit 1") == "Bucket nobucket does not exist"
+    assert first_error_line("", "exit code 4") == "exit code 4"
+
+
+# Keys and programs ----------------------------------------------------------------------------
+
+
+def offsite(**changes: object) -> Offsite:
+    base = Offsite(
+        url="s3://bucket/prefix",
+        endpoint_url="http://127.0.0.1:9000",
+        region="eu-west-1",
+        encryption="",
+        retention_policy="REDUNDANCY 2",
+        backup_max_delay=3600,
+        wal_max_lag=600,
+        access_key_id=Secret("AKIAEXAMPLE"),
+        secret_access_key=Secret("s3cr3t"),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_keys_go_to_the_child_environment_and_never_on_the_command_line() -> None:
+    target = offsite()
+    assert cloud_env(target) == {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    options = " ".join(cloud_options(target))
+    assert "s3cr3t" not in options
+    assert "AKIAEXAMPLE" not in options
+    assert "--endpoint-url http://127.0.0.1:9000" in options
+    assert "AKIAEXAMPLE" not in repr(target)
+
+
+def test_without_keys_boto3s_own_chain_applies() -> None:
+    assert cloud_env(offsite(access_key_id=None, secret_access_key=None, region="")) == {}
+
+
+def test_cloud_programs_are_found_beside_barman(tmp_path: Path) -> None:
+    (tmp_path / "barman-cloud-backup").write_text("")
+    assert cloud_program(str(tmp_path / "barman"), "barman-cloud-backup") == str(
+        tmp_path / "barman-cloud-backup"
+    )
+    assert cloud_program("barman", "barman-cloud-backup") == "barman-cloud-backup"
+
+
+# Settings -------------------------------------------------------------------------------------
+
+
+def test_offsite_is_off_by_default(environ: dict[str, str]) -> None:
+    assert load_settings(environ).servers[0].offsite is None
+
+
+def test_offsite_settings_with_file_secrets_and_per_server_override(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "secret_key"
+    key_file.write_text("from-file\n")
+    settings = load_settings(
+        {
+            **environ,
+            "OFFSITE_URL": "s3://backups/barman/",
+            "OFFSITE_URL__PG": "s3://other-bucket/pg",
+            "OFFSITE_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY_FILE": str(key_file),
+            "OFFSITE_WAL_MAX_LAG": "15m",
+        }
+    )
+    target = settings.servers[0].offsite
+    assert target is not None
+    assert target.url == "s3://other-bucket/pg"
+    assert target.secret_access_key == Secret("from-file")
+    assert target.wal_max_lag == 900
+    assert target.retention_policy == settings.servers[0].retention_policy
+    assert Secret("from-file") in settings.secrets
+    assert Secret("AKIAEXAMPLE") in settings.secrets
+    assert "AWS_ACCESS_KEY_ID" not in settings.child_env
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"OFFSITE_URL": "https://bucket/prefix"}, "OFFSITE_URL"),
+        ({"OFFSITE_URL": "s3://B_ad/prefix"}, "OFFSITE_URL"),
+        ({"OFFSITE_ENDPOINT_URL": "127.0.0.1:9000"}, "OFFSITE_ENDPOINT_URL"),
+        ({"OFFSITE_ENCRYPTION": "rot13"}, "OFFSITE_ENCRYPTION"),
+        ({"OFFSITE_RETENTION_POLICY": "forever"}, "OFFSITE_RETENTION_POLICY"),
+        ({"AWS_SECRET_ACCESS_KEY": None}, "AWS_SECRET_ACCESS_KEY"),
+    ],
+)
+def test_bad_offsite_settings_are_one_line_naming_the_variable(
+    environ: dict[str, str], changes: dict[str, str | None], named: str
+) -> None:
+    env = {
+        **environ,
+        "OFFSITE_URL": "s3://bucket/prefix",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret-value",
+    }
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.startswith(named)
+    assert "\n" not in message
+    assert "secret-value" not in message
+
+
+def test_compressed_backups_with_offsite_are_refused_at_start(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "barman.conf"
+    config.write_text(
+        f"[barman]\nbarman_home = {tmp_path}\n\n[pg]\nconninfo = host=db user=barman\n"
+        "backup_method = postgres\nbackup_compression = gzip\n"
+    )
+    env = {
+        **environ,
+        "BARMAN_CONFIG_FILE": str(config),
+        "BARMAN_CONFIG_DIR": str(tmp_path / "none"),
+        "OFFSITE_URL": "s3://bucket/prefix",
+    }
+    with pytest.raises(ConfigError, match="backup_compression"):
+        load_settings(env)
+    env.pop("OFFSITE_URL")
+    assert load_settings(env).servers[0].offsite is None
+
+
+# Readiness ------------------------------------------------------------------------------------
+
+
+def test_offsite_that_keeps_up_is_no_problem() -> None:
+    state = replace(
+        protected(), offsite={"last_error": None, "wal_owed": 1, "oldest_owed_wal_at": NOW - 30}
+    )
+    assert server_problems(state, NOW, OFFSITE_LIMITS) == []
+
+
+def test_a_failed_copy_makes_the_server_unready_with_the_reason() -> None:
+    state = replace(
+        protected(), offsite={"last_error": "listing the store: Bucket x does not exist"}
+    )
+    problems = server_problems(state, NOW, OFFSITE_LIMITS)
+    assert [p.condition for p in problems] == ["offsite"]
+    assert "Bucket x does not exist" in problems[0].reason
+
+
+def test_a_backup_waiting_too_long_and_wal_lagging_are_reported() -> None:
+    state = replace(
+        protected(),
+        offsite={
+            "oldest_owed_backup": "20261130T030000",
+            "oldest_owed_backup_end": NOW - 7200,
+            "wal_owed": 12,
+            "oldest_owed_wal_at": NOW - 900,
+        },
+    )
+    reasons = [p.reason for p in server_problems(state, NOW, OFFSITE_LIMITS)]
+    assert any("20261130T030000" in reason for reason in reasons)
+    assert any("12 WAL file(s)" in reason for reason in reasons)
+    assert wal_lag_seconds(state.offsite, NOW) == 900
+    # A server without an off-site store never has this condition.
+    assert server_problems(state, NOW, LIMITS) == []
