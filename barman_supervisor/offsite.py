@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from barman_supervisor.settings import Offsite
 # compressed names (refused at start).
 WAL_NAME = re.compile(r"^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.[0-9A-F]{8}\.backup)?)$")
 CLOUD_PROVIDER = "aws-s3"
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 # The kinds of backup the copy cannot take, by their backup.info keys.
 _UNCOPYABLE = {
     "parent_backup_id": "it is a block-level incremental backup, which barman-cloud-restore "
@@ -74,6 +76,7 @@ def cloud_env(offsite: Offsite) -> dict[str, str]:
 class StoreBackup:
     backup_id: str
     status: str
+    end_time: float | None = None
 
 
 def parse_store_backups(stdout: str) -> list[StoreBackup]:
@@ -84,10 +87,31 @@ def parse_store_backups(stdout: str) -> list[StoreBackup]:
         return []
     rows = document.get("backups_list", []) if isinstance(document, dict) else []
     return [
-        StoreBackup(str(row.get("backup_id")), str(row.get("status")))
+        StoreBackup(str(row.get("backup_id")), str(row.get("status")), _iso_time(row))
         for row in rows
         if isinstance(row, dict) and row.get("backup_id")
     ]
+
+
+def _iso_time(row: Mapping[str, Any]) -> float | None:
+    try:
+        return datetime.fromisoformat(str(row.get("end_time_iso"))).timestamp()
+    except ValueError:
+        return None
+
+
+def choose_store_backup(
+    backups: Iterable[StoreBackup], target_time: datetime | None
+) -> StoreBackup | None:
+    """The newest DONE backup in the store that ended before the target (or at all)."""
+    usable = [
+        b
+        for b in backups
+        if b.status == "DONE"
+        and b.end_time is not None
+        and (target_time is None or b.end_time < target_time.timestamp())
+    ]
+    return max(usable, key=lambda b: b.end_time or 0.0, default=None)
 
 
 def backups_owed(local: Iterable[Backup], in_store: set[str]) -> list[Backup]:
@@ -154,3 +178,24 @@ def wal_lag_seconds(offsite: Mapping[str, Any], now: float) -> float:
     """How long the oldest WAL file owed to the store has waited; 0 when none is owed."""
     since = offsite.get("oldest_owed_wal_at")
     return max(0.0, now - float(since)) if since is not None else 0.0
+
+
+def next_wal_name(name: str, segment_size: int) -> str:
+    """The segment PostgreSQL writes after ``name`` on the same timeline."""
+    per_log = 0x100000000 // segment_size
+    timeline, log, segment = int(name[:8], 16), int(name[8:16], 16), int(name[16:24], 16) + 1
+    if segment >= per_log:
+        log, segment = log + 1, 0
+    return f"{timeline:08X}{log:08X}{segment:08X}"
+
+
+def parse_store_backup_show(stdout: str, server: str) -> tuple[str, int] | None:
+    """``barman-cloud-backup-show --format json``: the backup's first WAL and segment size."""
+    try:
+        document = json.loads(stdout or "{}")
+    except json.JSONDecodeError:
+        return None
+    info = document.get(server) if isinstance(document, dict) else None
+    if not isinstance(info, dict) or not is_wal_name(str(info.get("begin_wal"))):
+        return None
+    return str(info["begin_wal"]), int(info.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE)
