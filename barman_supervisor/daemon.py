@@ -91,9 +91,7 @@ class Daemon:
             on_ready=self._server_ready,
             notifier=self.notifier,
         )
-        self.offsite = OffsiteCopier(
-            settings, self.runner, self.state, self.supervisor.stop_requested
-        )
+        self.offsite = OffsiteCopier(settings, self.runner, self.barman, self.state)
         self.scheduler = Scheduler(settings, self.jobs, self.offsite)
         self.http: HttpServer | None = None
         self.fatal_reason: str | None = None

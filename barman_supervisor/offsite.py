@@ -132,6 +132,36 @@ def backups_owed(local: Iterable[Backup], in_store: set[str]) -> list[Backup]:
     return [b for b in done if b.backup_id not in in_store and (b.end_time or 0) > newest_copied]
 
 
+@dataclass(frozen=True)
+class LocalBackup:
+    """A local DONE backup as the protection decision needs it (from its backup.info)."""
+
+    backup_id: str
+    begin_wal: str
+    end_time: float
+
+
+def backup_to_protect(
+    local: Iterable[LocalBackup],
+    owed_backups: Iterable[str],
+    oldest_owed_wal: str | None,
+) -> str | None:
+    """The local backup to hold with ``barman keep --target full`` while the store is behind.
+
+    Barman's retention (in ``barman cron``) never deletes a keep:full backup nor any WAL after
+    its start, so keeping the oldest backup the store still needs (an owed backup, or the
+    newest one that starts at or before the oldest owed WAL file) keeps everything owed.
+    None when nothing is owed.
+    """
+    backups = sorted(local, key=lambda b: b.end_time)
+    owed = set(owed_backups)
+    candidates = [b for b in backups if b.backup_id in owed][:1]
+    if oldest_owed_wal is not None:
+        covering = [b for b in backups if b.begin_wal <= oldest_owed_wal]
+        candidates += covering[-1:] or backups[:1]
+    return min(candidates, key=lambda b: b.end_time).backup_id if candidates else None
+
+
 def is_wal_name(name: str) -> bool:
     return bool(WAL_NAME.match(name))
 

@@ -11,12 +11,12 @@ outage resumes where the copy stopped.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from barman_supervisor.barman import Barman
 from barman_supervisor.healing import restart_delay
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite import (
@@ -33,6 +33,7 @@ from barman_supervisor.offsite import (
     upload_options,
     wal_owed,
 )
+from barman_supervisor.offsite_keep import Ledger, RetentionHold, backup_info_path
 from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import ConfigError, Offsite, ServerSettings, Settings
 from barman_supervisor.state import State
@@ -49,13 +50,12 @@ class CopyFailed(Exception):
 
 
 class OffsiteCopier:
-    def __init__(
-        self, settings: Settings, runner: Runner, state: State, stop: threading.Event
-    ) -> None:
+    def __init__(self, settings: Settings, runner: Runner, barman: Barman, state: State) -> None:
         self._settings = settings
         self._runner = runner
         self._state = state
-        self._stop = stop
+        self._ledger = Ledger(settings.barman_home)
+        self._hold = RetentionHold(settings, barman, state, self._ledger)
         self._failures: dict[str, tuple[int, float]] = {}
         self._locks = {server.name: threading.Lock() for server in settings.servers}
 
@@ -83,19 +83,17 @@ class OffsiteCopier:
             return
         try:
             with bind(server=server.name, job="offsite"):
-                if self._backing_off(server.name):
-                    record = dict(self._state.server(server.name).offsite)
-                    self._measure_wal(server, record)
-                    self._state.update(server.name, offsite=record)
-                else:
-                    self._round(server, server.offsite)
+                record = dict(self._state.server(server.name).offsite)
+                record.setdefault("url", server.offsite.url)
+                self._measure_wal(server, record)
+                if not self._backing_off(server.name):
+                    self._round(server, server.offsite, record)
+                self._hold.apply(server, record)
+                self._state.update(server.name, offsite=record)
         finally:
             lock.release()
 
-    def _round(self, server: ServerSettings, offsite: Offsite) -> None:
-        record = dict(self._state.server(server.name).offsite)
-        record.setdefault("url", offsite.url)
-        self._measure_wal(server, record)
+    def _round(self, server: ServerSettings, offsite: Offsite, record: dict[str, Any]) -> None:
         try:
             copied = self._copy_backups(server, record)
             self._copy_wal(server, record)
@@ -114,7 +112,6 @@ class OffsiteCopier:
                 _log.info("offsite_copy_recovered")
             self._failures.pop(server.name, None)
             record.update(last_error=None, last_ok_at=time.time())
-        self._state.update(server.name, offsite=record)
 
     def _backing_off(self, server: str) -> bool:
         return time.monotonic() < self._failures.get(server, (0, 0.0))[1]
@@ -147,17 +144,7 @@ class OffsiteCopier:
 
     def _copy_backup(self, server: ServerSettings, backup_id: str) -> None:
         base = self._settings.barman_home / server.name
-        info_path = next(
-            (
-                path
-                for path in (
-                    base / "meta" / f"{backup_id}-backup.info",
-                    base / "base" / backup_id / "backup.info",
-                )
-                if path.is_file()
-            ),
-            None,
-        )
+        info_path = backup_info_path(self._settings.barman_home, server.name, backup_id)
         if info_path is None:
             raise CopyFailed(f"backup {backup_id}: no backup.info under {base}")
         refusal = uncopyable_reason(parse_backup_info(info_path.read_text()))
@@ -191,20 +178,21 @@ class OffsiteCopier:
             path.name: path
             for path in _wal_files(self._settings.barman_home / server.name / "wals")
         }
-        return files, wal_owed(files, self._watermark(server.name))
+        watermark = self._ledger.read(server.name).get("wal_copied")
+        return files, wal_owed(files, str(watermark) if watermark else None)
 
     def _measure_wal(self, server: ServerSettings, record: dict[str, Any]) -> None:
         """How many WAL files the store lacks and since when the oldest waits (file time:
         when Barman archived it)."""
         files, owed = self._owed_wal(server)
-        oldest = None
+        oldest, oldest_name = None, None
         for name in owed:
             try:
-                oldest = files[name].stat().st_mtime
+                oldest, oldest_name = files[name].stat().st_mtime, name
                 break
             except FileNotFoundError:
                 continue
-        record.update(wal_owed=len(owed), oldest_owed_wal_at=oldest)
+        record.update(wal_owed=len(owed), oldest_owed_wal_at=oldest, oldest_owed_wal=oldest_name)
 
     def _copy_wal(self, server: ServerSettings, record: dict[str, Any]) -> None:
         files, owed = self._owed_wal(server)
@@ -214,7 +202,9 @@ class OffsiteCopier:
                 size, archived_at = path.stat().st_size, path.stat().st_mtime
             except FileNotFoundError:  # removed by Barman's retention meanwhile
                 continue
-            record.update(wal_owed=len(owed) - index, oldest_owed_wal_at=archived_at)
+            record.update(
+                wal_owed=len(owed) - index, oldest_owed_wal_at=archived_at, oldest_owed_wal=name
+            )
             done = self._cloud(
                 server,
                 "barman-cloud-wal-archive",
@@ -224,32 +214,14 @@ class OffsiteCopier:
                 timeout=WAL_TIMEOUT,
             )
             self._require(done, f"copying WAL {name}")
-            self._save_watermark(server.name, name)
+            self._ledger.write(server.name, wal_copied=name)
             record.update(
                 wal_copied=name,
                 wal_copied_at=time.time(),
                 bytes_copied=_n(record, "bytes_copied") + size,
                 wal_files_copied=_n(record, "wal_files_copied") + 1,
             )
-        record.update(wal_owed=0, oldest_owed_wal_at=None)
-
-    def _watermark_file(self, server: str) -> Path:
-        return self._settings.barman_home / ".offsite" / f"{server}.json"
-
-    def _watermark(self, server: str) -> str | None:
-        try:
-            data = json.loads(self._watermark_file(server).read_text())
-        except (OSError, ValueError):
-            return None
-        name = data.get("wal_copied") if isinstance(data, dict) else None
-        return str(name) if name else None
-
-    def _save_watermark(self, server: str, name: str) -> None:
-        path = self._watermark_file(server)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps({"wal_copied": name}))
-        temporary.replace(path)
+        record.update(wal_owed=0, oldest_owed_wal_at=None, oldest_owed_wal=None)
 
     # Retention -------------------------------------------------------------------------------
     def _apply_retention(

@@ -139,15 +139,26 @@ def test_an_outage_of_the_store_is_red_then_the_backlog_drains(offsite: Offsite)
         assert "off-site" in reason and "Could not connect" in reason, reason
         offsite.daemon.wait_for("alert", timeout=30, state="failing")
         assert not set(written) & offsite.store_wal()
+        # Barman's retention may delete nothing the store lacks: the backup is held.
+        held = offsite.daemon.wait_for("offsite_hold", timeout=60)["backup_id"]
+        assert "full" in keep_status(offsite, held)
     finally:
         offsite.s3.relay.up()
     # Backoff after a few failures is at most MAX_BACKOFF; in this outage it stays short.
     wait_until(lambda: set(written) <= offsite.store_wal(), timeout=180, what="backlog drained")
     wait_until(lambda: offsite.probe.get("/readyz")[0] == 200, timeout=60, what="green again")
     offsite.daemon.wait_for("offsite_copy_recovered", timeout=30)
+    offsite.daemon.wait_for("offsite_hold_released", timeout=30, backup_id=held)
+    assert "nokeep" in keep_status(offsite, held)
     missing = offsite.local_wal() - offsite.store_wal()
     assert not missing, f"WAL in Barman's archive but not in the store: {sorted(missing)}"
     assert offsite.offsite_status()["wal_files_owed"] == 0
+
+
+def keep_status(offsite: Offsite, backup_id: str) -> str:
+    done = offsite.daemon.barman_command("keep", "--status", "pg", backup_id)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_retention_deletes_on_the_store(offsite: Offsite) -> None:

@@ -3,25 +3,35 @@ the readiness verdict and where the keys may go."""
 
 from __future__ import annotations
 
+import argparse
+import io
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from barman_supervisor import offsite_restore, restore
 from barman_supervisor.barman import Backup
 from barman_supervisor.health import server_problems
 from barman_supervisor.offsite import (
+    LocalBackup,
+    backup_to_protect,
     backups_owed,
+    choose_store_backup,
     cloud_env,
     cloud_options,
     cloud_program,
     first_error_line,
+    next_wal_name,
     parse_backup_info,
+    parse_store_backup_show,
     parse_store_backups,
     uncopyable_reason,
     wal_lag_seconds,
     wal_owed,
 )
+from barman_supervisor.offsite_restore import recovery_settings
 from barman_supervisor.settings import ConfigError, Offsite, Secret, load_settings
 from tests.unit.test_health import LIMITS, NOW, protected
 
@@ -277,3 +287,101 @@ def test_a_backup_waiting_too_long_and_wal_lagging_are_reported() -> None:
     assert wal_lag_seconds(state.offsite, NOW) == 900
     # A server without an off-site store never has this condition.
     assert server_problems(state, NOW, LIMITS) == []
+
+
+# Holding local retention while the store is behind -------------------------------------------
+
+LOCAL = [
+    LocalBackup("b1", "000000010000000000000002", 100.0),
+    LocalBackup("b2", "000000010000000000000008", 200.0),
+    LocalBackup("b3", "000000010000000000000010", 300.0),
+]
+
+
+def test_nothing_owed_holds_nothing() -> None:
+    assert backup_to_protect(LOCAL, [], None) is None
+
+
+def test_the_backup_where_the_oldest_owed_wal_starts_is_held() -> None:
+    assert backup_to_protect(LOCAL, [], "000000010000000000000009") == "b2"
+    assert backup_to_protect(LOCAL, [], "000000010000000000000010") == "b3"
+    # WAL owed from before every local backup: the oldest one is the best hold there is.
+    assert backup_to_protect(LOCAL, [], "000000010000000000000001") == "b1"
+
+
+def test_an_owed_backup_older_than_the_owed_wal_wins() -> None:
+    assert backup_to_protect(LOCAL, ["b2", "b3"], "000000010000000000000011") == "b2"
+    assert backup_to_protect(LOCAL, ["b3"], None) == "b3"
+
+
+# Restore from the store -----------------------------------------------------------------------
+
+
+def test_next_wal_name_rolls_over_the_log_number() -> None:
+    size = 16 * 1024 * 1024
+    assert next_wal_name("000000010000000000000009", size) == "00000001000000000000000A"
+    assert next_wal_name("0000000100000000000000FF", size) == "000000010000000100000000"
+    assert next_wal_name("00000002000000030000003F", 64 * 1024 * 1024) == (
+        "000000020000000400000000"
+    )
+
+
+def test_store_backup_show_gives_the_first_wal_and_segment_size() -> None:
+    shown = '{"pg": {"begin_wal": "000000010000000000000004", "xlog_segment_size": 16777216}}'
+    assert parse_store_backup_show(shown, "pg") == ("000000010000000000000004", 16777216)
+    assert parse_store_backup_show('{"pg": {}}', "pg") is None
+    assert parse_store_backup_show("oops", "pg") is None
+
+
+def test_the_newest_store_backup_before_the_target_is_chosen() -> None:
+    listing = (
+        '{"backups_list": ['
+        '{"backup_id": "a", "status": "DONE", "end_time_iso": "2026-11-30T10:00:00+00:00"},'
+        '{"backup_id": "b", "status": "DONE", "end_time_iso": "2026-11-30T12:00:00+00:00"},'
+        '{"backup_id": "c", "status": "FAILED", "end_time_iso": "2026-11-30T11:00:00+00:00"}]}'
+    )
+    backups = parse_store_backups(listing)
+    newest = choose_store_backup(backups, None)
+    assert newest is not None and newest.backup_id == "b"
+    target = datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
+    before = choose_store_backup(backups, target)
+    assert before is not None and before.backup_id == "a"
+    assert choose_store_backup(backups, datetime(2026, 11, 30, 9, tzinfo=UTC)) is None
+
+
+def test_recovery_settings_quote_and_stop_at_the_target() -> None:
+    lines = recovery_settings("cp '/x y'/%f %p", ("time", "2026-11-30 10:00:00+00"), "pause")
+    assert "restore_command = 'cp ''/x y''/%f %p'" in lines
+    assert "recovery_target_time = '2026-11-30 10:00:00+00'" in lines
+    assert "recovery_target_action = 'pause'" in lines
+    assert not [line for line in recovery_settings("cp a b", None, "pause") if "target" in line]
+
+
+def restore_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    restore.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_restore_offsite_refuses_a_server_without_a_store(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    code = offsite_restore.main(
+        restore_args("pg", str(tmp_path / "new")), load_settings(environ), out
+    )
+    assert code == 2 and "no server 'pg' with OFFSITE_URL" in out.getvalue()
+
+
+def test_restore_offsite_refuses_a_non_empty_destination_before_touching_the_store(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    settings = load_settings({**environ, "OFFSITE_URL": "s3://bucket/x"})
+    out = io.StringIO()
+    code = offsite_restore.main(restore_args("pg", str(tmp_path)), settings, out)
+    assert code == 2 and "not empty" in out.getvalue()
+    bad_time = io.StringIO()
+    args = restore_args("pg", str(tmp_path / "new"), "--target-time", "yesterday")
+    assert offsite_restore.main(args, settings, bad_time) == 2
+    assert "is not a time" in bad_time.getvalue()
