@@ -70,6 +70,12 @@ def _check_config(settings: Settings) -> int:
             f"backups='{server.backup_schedule}' ({settings.timezone}) "
             f"retention='{server.retention_policy}'"
         )
+        if server.offsite is not None:
+            keys = "from AWS_* settings" if server.offsite.access_key_id else "boto3's own chain"
+            print(
+                f"  off-site {server.offsite.url} endpoint={server.offsite.endpoint_url or 'AWS'} "
+                f"retention='{server.offsite.retention_policy}' keys: {keys}"
+            )
     return 0
 
 
