@@ -191,14 +191,19 @@ def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
 
 
 def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
-    """The off-site copy is behind: its last attempt failed (the reason says why), the newest
-    backup waits longer than OFFSITE_BACKUP_MAX_DELAY, or WAL longer than OFFSITE_WAL_MAX_LAG."""
+    """The off-site copy is behind: its last attempt failed (the reason says why), a backup is
+    of a kind it cannot copy, the newest backup waits longer than OFFSITE_BACKUP_MAX_DELAY, or
+    WAL longer than OFFSITE_WAL_MAX_LAG."""
     record = state.offsite
     if not record or limits.offsite_backup_max_delay is None:
         return []
     problems = []
     if record.get("last_error"):
         problems.append(Problem("offsite", f"last off-site copy failed: {record['last_error']}"))
+    problems += [
+        Problem("offsite", f"backup {backup_id} cannot be copied off-site: {reason}")
+        for backup_id, reason in sorted((record.get("refused_backups") or {}).items())
+    ]
     owed_since = record.get("oldest_owed_backup_end")
     if owed_since is not None and now - owed_since > limits.offsite_backup_max_delay:
         problems.append(

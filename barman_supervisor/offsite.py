@@ -162,6 +162,16 @@ def backup_to_protect(
     return min(candidates, key=lambda b: b.end_time).backup_id if candidates else None
 
 
+def refusals_that_matter(
+    local: Iterable[Backup], in_store: set[str], refused: Mapping[str, str]
+) -> dict[str, str]:
+    """Uncopyable backups newer than the newest backup in the store: until a newer full backup
+    is copied, the store cannot restore the newest point."""
+    ends = {b.backup_id: b.end_time or 0.0 for b in local}
+    newest_copied = max((ends[i] for i in in_store if i in ends), default=float("-inf"))
+    return {i: reason for i, reason in refused.items() if ends.get(i, 0.0) > newest_copied}
+
+
 def is_wal_name(name: str) -> bool:
     return bool(WAL_NAME.match(name))
 

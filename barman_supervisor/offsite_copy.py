@@ -11,12 +11,13 @@ outage resumes where the copy stopped.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman import Backup, Barman
 from barman_supervisor.healing import restart_delay
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite import (
@@ -29,12 +30,13 @@ from barman_supervisor.offsite import (
     is_wal_name,
     parse_backup_info,
     parse_store_backups,
+    refusals_that_matter,
     uncopyable_reason,
     upload_options,
     wal_owed,
 )
 from barman_supervisor.offsite_keep import Ledger, RetentionHold, backup_info_path
-from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.proc import Completed, Runner, RunnerClosed
 from barman_supervisor.settings import ConfigError, Offsite, ServerSettings, Settings
 from barman_supervisor.state import State
 
@@ -82,7 +84,7 @@ class OffsiteCopier:
         if not lock.acquire(blocking=False):
             return
         try:
-            with bind(server=server.name, job="offsite"):
+            with bind(server=server.name, job="offsite"), contextlib.suppress(RunnerClosed):
                 record = dict(self._state.server(server.name).offsite)
                 record.setdefault("url", server.offsite.url)
                 self._measure_wal(server, record)
@@ -123,9 +125,13 @@ class OffsiteCopier:
         )
         self._require(listed, "listing the store")
         in_store = {b.backup_id for b in parse_store_backups(listed.stdout)}
-        owed = backups_owed(self._state.server(server.name).backups, in_store)
+        backups = self._state.server(server.name).backups
+        refused = _refusals(self._settings.barman_home, server.name, backups)
+        owed = backups_owed([b for b in backups if b.backup_id not in refused], in_store)
         record.update(store_backups=sorted(in_store), backups_owed=[b.backup_id for b in owed])
         record.update(oldest_owed_backup=None, oldest_owed_backup_end=None)
+        # Reported on their own (health: offsite); they hold up neither WAL nor newer backups.
+        record["refused_backups"] = refusals_that_matter(backups, in_store, refused)
         for backup in owed:
             record.update(
                 oldest_owed_backup=backup.backup_id, oldest_owed_backup_end=backup.end_time
@@ -147,9 +153,6 @@ class OffsiteCopier:
         info_path = backup_info_path(self._settings.barman_home, server.name, backup_id)
         if info_path is None:
             raise CopyFailed(f"backup {backup_id}: no backup.info under {base}")
-        refusal = uncopyable_reason(parse_backup_info(info_path.read_text()))
-        if refusal is not None:
-            raise CopyFailed(f"backup {backup_id} cannot be copied off-site: {refusal}")
         _log.info("offsite_backup_copy_started", backup_id=backup_id)
         # The environment Barman gives a post-backup retry hook for a DONE backup.
         hook_env = {
@@ -277,6 +280,19 @@ class OffsiteCopier:
             raise CopyFailed(
                 f"{what}: {first_error_line(done.stderr, f'exit code {done.returncode}')}"
             )
+
+
+def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str, str]:
+    """DONE backups barman-cloud-backup cannot copy (incremental, compressed), and why."""
+    refused = {}
+    for backup in backups:
+        path = backup_info_path(barman_home, server, backup.backup_id)
+        if backup.status != "DONE" or path is None:
+            continue
+        reason = uncopyable_reason(parse_backup_info(path.read_text()))
+        if reason is not None:
+            refused[backup.backup_id] = reason
+    return refused
 
 
 def _offsite(server: ServerSettings) -> Offsite:

@@ -27,6 +27,7 @@ from barman_supervisor.offsite import (
     parse_backup_info,
     parse_store_backup_show,
     parse_store_backups,
+    refusals_that_matter,
     uncopyable_reason,
     wal_lag_seconds,
     wal_owed,
@@ -385,3 +386,19 @@ def test_restore_offsite_refuses_a_non_empty_destination_before_touching_the_sto
     args = restore_args("pg", str(tmp_path / "new"), "--target-time", "yesterday")
     assert offsite_restore.main(args, settings, bad_time) == 2
     assert "is not a time" in bad_time.getvalue()
+
+
+def test_an_uncopyable_backup_matters_only_until_a_newer_one_is_in_the_store() -> None:
+    local = [backup("full", 1), backup("incr", 2), backup("full2", 3)]
+    refused = {"incr": "it is a block-level incremental backup"}
+    assert refusals_that_matter(local, {"full"}, refused) == refused
+    assert refusals_that_matter(local, {"full", "full2"}, refused) == {}
+    assert refusals_that_matter(local, set(), refused) == refused
+
+
+def test_a_refused_backup_makes_the_server_unready_with_the_reason() -> None:
+    state = replace(protected(), offsite={"refused_backups": {"incr": "it is incremental"}})
+    problems = server_problems(state, NOW, OFFSITE_LIMITS)
+    assert [p.reason for p in problems] == [
+        "backup incr cannot be copied off-site: it is incremental"
+    ]
