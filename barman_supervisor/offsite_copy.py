@@ -1,12 +1,16 @@
-"""The off-site copy job: runs ``barman-cloud-*`` for one server every OFFSITE_INTERVAL.
+"""The off-site copy jobs: ``barman-cloud-*`` for one server every OFFSITE_INTERVAL.
 
-Each round lists the store, copies the backups it lacks (``barman-cloud-backup`` run the way
-Barman runs it as a post-backup hook, on the finished local backup), then the WAL files after
-the last one copied (``barman-cloud-wal-archive``), in order, and applies the store's retention
-(``barman-cloud-backup-delete --retention-policy``) after a new backup reached it. The first
-failure ends the round; the next waits with exponential backoff. What is owed stays owed: the
-newest WAL file copied is kept in ``BARMAN_HOME/.offsite/<server>.json``, so a restart or an
-outage resumes where the copy stopped.
+Two jobs per server, so that a backup upload taking hours never holds up the WAL:
+
+* backups: list the store, copy the DONE backups it lacks, oldest first (``barman-cloud-backup``
+  run the way Barman runs it as a post-backup hook, on the finished local backup), then apply
+  the store's retention (``barman-cloud-backup-delete --retention-policy``) after one arrived;
+* WAL: copy the files of Barman's archive after the newest one copied, in order
+  (``barman-cloud-wal-archive``).
+
+The first failure ends a job's round; its next round waits with exponential backoff. What is
+owed stays owed: the newest WAL file copied is kept in ``BARMAN_HOME/.offsite/<server>.json``,
+so a restart or an outage resumes where the copy stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +50,50 @@ LIST_TIMEOUT = 120.0
 WAL_TIMEOUT = 300.0
 # The backoff between failed rounds grows to this (the store may be down for hours).
 MAX_BACKOFF = 600.0
+KINDS = ("backup", "wal")
 
 
 class CopyFailed(Exception):
     """One ``barman-cloud-*`` step failed; the message is the one line to show."""
 
 
-class OffsiteCopier:
-    def __init__(self, settings: Settings, runner: Runner, barman: Barman, state: State) -> None:
+class Cloud:
+    """Runs ``barman-cloud-*`` for a server: the keys go only into the child's environment."""
+
+    def __init__(self, settings: Settings, runner: Runner) -> None:
         self._settings = settings
         self._runner = runner
-        self._state = state
-        self._ledger = Ledger(settings.barman_home)
-        self._hold = RetentionHold(settings, barman, state, self._ledger)
-        self._failures: dict[str, tuple[int, float]] = {}
-        self._locks = {server.name: threading.Lock() for server in settings.servers}
+
+    def run(
+        self,
+        server: ServerSettings,
+        program: str,
+        *flags: str,
+        kind: str,
+        trailing: tuple[str, ...] = (),
+        timeout: float = LIST_TIMEOUT,
+        extra_env: dict[str, str] | None = None,
+    ) -> Completed:
+        """Options and ``flags``, URL, server, ``trailing`` (a WAL path)."""
+        offsite = _offsite(server)
+        argv = [
+            cloud_program(self._settings.barman_bin, program),
+            *cloud_options(offsite),
+            *flags,
+            offsite.url,
+            server.name,
+            *trailing,
+        ]
+        env = {**cloud_env(offsite), **(extra_env or {})}
+        return self._runner.run(argv, kind=kind, timeout=timeout, env=env)
+
+    def require(self, done: Completed, what: str) -> None:
+        if done.timed_out:
+            raise CopyFailed(f"{what}: timed out after {done.duration:.0f} s")
+        if not done.ok:
+            raise CopyFailed(
+                f"{what}: {first_error_line(done.stderr, f'exit code {done.returncode}')}"
+            )
 
     def connectivity_check(self) -> None:
         """At start, before anything is written: a wrong key, an unknown bucket or an endpoint
@@ -67,7 +101,7 @@ class OffsiteCopier:
         for server in self._settings.servers:
             if server.offsite is None:
                 continue
-            done = self._cloud(server, "barman-cloud-backup", "-t", kind="offsite-check")
+            done = self.run(server, "barman-cloud-backup", "-t", kind="offsite-check")
             if not done.ok:
                 detail = first_error_line(done.stderr, f"exit code {done.returncode}")
                 raise ConfigError(
@@ -75,74 +109,141 @@ class OffsiteCopier:
                 )
             _log.info("offsite_reachable", server=server.name, url=server.offsite.url)
 
-    def run(self, server: ServerSettings) -> None:
-        """One copy round (the scheduled job); never raises, records its outcome. While it
-        backs off after a failure it still measures the WAL backlog for the probes."""
-        if server.offsite is None:
-            return
-        lock = self._locks[server.name]
-        if not lock.acquire(blocking=False):
+
+class Records:
+    """Each server's off-site record, written by both jobs, published whole to the State."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] = {}
+
+    def update(
+        self, server: ServerSettings, add: dict[str, int] | None = None, **fields: Any
+    ) -> None:
+        with self._lock:
+            record = self._records.setdefault(server.name, {"url": _offsite(server).url})
+            record.update(fields)
+            for key, amount in (add or {}).items():
+                record[key] = int(record.get(key) or 0) + amount
+            errors = [record[f"{kind}_error"] for kind in KINDS if record.get(f"{kind}_error")]
+            record["last_error"] = "; ".join(errors) or None
+            snapshot = dict(record)
+        self._state.update(server.name, offsite=snapshot)
+
+    def get(self, server: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._records.get(server, {}))
+
+
+class OffsiteCopier:
+    def __init__(self, settings: Settings, runner: Runner, barman: Barman, state: State) -> None:
+        self._settings = settings
+        self._state = state
+        self._cloud = Cloud(settings, runner)
+        self._records = Records(state)
+        self._ledger = Ledger(settings.barman_home)
+        self._hold = RetentionHold(settings, barman, state, self._ledger)
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+        self._locks = {
+            (kind, server.name): threading.Lock() for kind in KINDS for server in settings.servers
+        }
+
+    def connectivity_check(self) -> None:
+        self._cloud.connectivity_check()
+
+    def run_backups(self, server: ServerSettings) -> None:
+        """The backups job (scheduled); never raises, records its outcome."""
+        self._guarded("backup", server, self._backups_round)
+
+    def run_wal(self, server: ServerSettings) -> None:
+        """The WAL job (scheduled). While it backs off after a failure it still measures the
+        backlog for the probes and holds Barman's retention."""
+        self._guarded("wal", server, self._copy_wal)
+
+    def _guarded(
+        self, kind: str, server: ServerSettings, body: Callable[[ServerSettings], None]
+    ) -> None:
+        lock = self._locks[(kind, server.name)]
+        if server.offsite is None or not lock.acquire(blocking=False):
             return
         try:
-            with bind(server=server.name, job="offsite"), contextlib.suppress(RunnerClosed):
-                record = dict(self._state.server(server.name).offsite)
-                record.setdefault("url", server.offsite.url)
-                self._measure_wal(server, record)
-                if not self._backing_off(server.name):
-                    self._round(server, server.offsite, record)
-                self._hold.apply(server, record)
-                self._state.update(server.name, offsite=record)
+            with bind(server=server.name, job=f"offsite-{kind}"), contextlib.suppress(RunnerClosed):
+                if kind == "wal":
+                    self._measure_wal(server)
+                attempts, not_before = self._failures.get((kind, server.name), (0, 0.0))
+                if time.monotonic() >= not_before:
+                    self._attempt(kind, server, body, attempts)
+                if kind == "wal":
+                    record = self._records.get(server.name)
+                    self._hold.apply(server, record)
+                    self._records.update(server, retention_hold=record.get("retention_hold"))
         finally:
             lock.release()
 
-    def _round(self, server: ServerSettings, offsite: Offsite, record: dict[str, Any]) -> None:
+    def _attempt(
+        self,
+        kind: str,
+        server: ServerSettings,
+        body: Callable[[ServerSettings], None],
+        attempts: int,
+    ) -> None:
+        error_key = f"{kind}_error"
         try:
-            copied = self._copy_backups(server, record)
-            self._copy_wal(server, record)
-            if copied or "retention_at" not in record:
-                self._apply_retention(server, offsite, record)
+            body(server)
         except CopyFailed as exc:
-            attempts = self._failures.get(server.name, (0, 0.0))[0] + 1
-            delay = restart_delay(attempts, ceiling=MAX_BACKOFF)
-            self._failures[server.name] = (attempts, time.monotonic() + delay)
-            record.update(
-                last_error=str(exc), last_error_at=time.time(), failures=_n(record, "failures") + 1
+            delay = restart_delay(attempts + 1, ceiling=MAX_BACKOFF)
+            self._failures[(kind, server.name)] = (attempts + 1, time.monotonic() + delay)
+            self._records.update(
+                server, add={"failures": 1}, **{error_key: str(exc)}, last_error_at=time.time()
             )
-            _log.error("offsite_copy_failed", reason=str(exc), attempt=attempts, retry_in_s=delay)
-        else:
-            if record.get("last_error"):
-                _log.info("offsite_copy_recovered")
-            self._failures.pop(server.name, None)
-            record.update(last_error=None, last_ok_at=time.time())
-
-    def _backing_off(self, server: str) -> bool:
-        return time.monotonic() < self._failures.get(server, (0, 0.0))[1]
+            _log.error(
+                "offsite_copy_failed", reason=str(exc), attempt=attempts + 1, retry_in_s=delay
+            )
+            return
+        if self._records.get(server.name).get(error_key):
+            _log.info("offsite_copy_recovered", copy=kind)
+        self._failures.pop((kind, server.name), None)
+        self._records.update(server, **{error_key: None}, last_ok_at=time.time())
 
     # Backups ----------------------------------------------------------------------------------
-    def _copy_backups(self, server: ServerSettings, record: dict[str, Any]) -> bool:
-        listed = self._cloud(
+    def _backups_round(self, server: ServerSettings) -> None:
+        if self._copy_backups(server) or "retention_at" not in self._records.get(server.name):
+            self._apply_retention(server, _offsite(server))
+
+    def _copy_backups(self, server: ServerSettings) -> bool:
+        listed = self._cloud.run(
             server, "barman-cloud-backup-list", "--format", "json", kind="offsite-list"
         )
-        self._require(listed, "listing the store")
+        self._cloud.require(listed, "listing the store")
         in_store = {b.backup_id for b in parse_store_backups(listed.stdout)}
         backups = self._state.server(server.name).backups
         refused = _refusals(self._settings.barman_home, server.name, backups)
         owed = backups_owed([b for b in backups if b.backup_id not in refused], in_store)
-        record.update(store_backups=sorted(in_store), backups_owed=[b.backup_id for b in owed])
-        record.update(oldest_owed_backup=None, oldest_owed_backup_end=None)
-        # Reported on their own (health: offsite); they hold up neither WAL nor newer backups.
-        record["refused_backups"] = refusals_that_matter(backups, in_store, refused)
+        pending = [b.backup_id for b in owed]
+        self._records.update(
+            server,
+            store_backups=sorted(in_store),
+            backups_owed=list(pending),
+            oldest_owed_backup=None,
+            oldest_owed_backup_end=None,
+            # Reported on their own (health: offsite); they hold up neither WAL nor newer ones.
+            refused_backups=refusals_that_matter(backups, in_store, refused),
+        )
         for backup in owed:
-            record.update(
-                oldest_owed_backup=backup.backup_id, oldest_owed_backup_end=backup.end_time
+            self._records.update(
+                server, oldest_owed_backup=backup.backup_id, oldest_owed_backup_end=backup.end_time
             )
             self._copy_backup(server, backup.backup_id)
-            record["store_backups"] = sorted({*record["store_backups"], backup.backup_id})
-            record["backups_owed"].remove(backup.backup_id)
-            record.update(
+            in_store.add(backup.backup_id)
+            pending.remove(backup.backup_id)
+            self._records.update(
+                server,
+                add={"bytes_copied": backup.size_bytes or 0},
+                store_backups=sorted(in_store),
+                backups_owed=list(pending),
                 newest_copied_backup=backup.backup_id,
                 newest_copied_backup_end=backup.end_time,
-                bytes_copied=_n(record, "bytes_copied") + (backup.size_bytes or 0),
                 oldest_owed_backup=None,
                 oldest_owed_backup_end=None,
             )
@@ -164,7 +265,7 @@ class OffsiteCopier:
             "BARMAN_BACKUP_INFO_PATH": str(info_path),
             "BARMAN_STATUS": "DONE",
         }
-        done = self._cloud(
+        done = self._cloud.run(
             server,
             "barman-cloud-backup",
             *upload_options(_offsite(server)),
@@ -172,7 +273,7 @@ class OffsiteCopier:
             timeout=self._settings.offsite_backup_timeout,
             extra_env=hook_env,
         )
-        self._require(done, f"copying backup {backup_id}")
+        self._cloud.require(done, f"copying backup {backup_id}")
         _log.info("offsite_backup_copied", backup_id=backup_id, duration_s=round(done.duration, 3))
 
     # WAL ---------------------------------------------------------------------------------------
@@ -184,7 +285,7 @@ class OffsiteCopier:
         watermark = self._ledger.read(server.name).get("wal_copied")
         return files, wal_owed(files, str(watermark) if watermark else None)
 
-    def _measure_wal(self, server: ServerSettings, record: dict[str, Any]) -> None:
+    def _measure_wal(self, server: ServerSettings) -> None:
         """How many WAL files the store lacks and since when the oldest waits (file time:
         when Barman archived it)."""
         files, owed = self._owed_wal(server)
@@ -195,9 +296,11 @@ class OffsiteCopier:
                 break
             except FileNotFoundError:
                 continue
-        record.update(wal_owed=len(owed), oldest_owed_wal_at=oldest, oldest_owed_wal=oldest_name)
+        self._records.update(
+            server, wal_owed=len(owed), oldest_owed_wal_at=oldest, oldest_owed_wal=oldest_name
+        )
 
-    def _copy_wal(self, server: ServerSettings, record: dict[str, Any]) -> None:
+    def _copy_wal(self, server: ServerSettings) -> None:
         files, owed = self._owed_wal(server)
         for index, name in enumerate(owed):
             path = files[name]
@@ -205,10 +308,13 @@ class OffsiteCopier:
                 size, archived_at = path.stat().st_size, path.stat().st_mtime
             except FileNotFoundError:  # removed by Barman's retention meanwhile
                 continue
-            record.update(
-                wal_owed=len(owed) - index, oldest_owed_wal_at=archived_at, oldest_owed_wal=name
+            self._records.update(
+                server,
+                wal_owed=len(owed) - index,
+                oldest_owed_wal_at=archived_at,
+                oldest_owed_wal=name,
             )
-            done = self._cloud(
+            done = self._cloud.run(
                 server,
                 "barman-cloud-wal-archive",
                 *upload_options(_offsite(server)),
@@ -216,23 +322,21 @@ class OffsiteCopier:
                 kind="offsite-wal",
                 timeout=WAL_TIMEOUT,
             )
-            self._require(done, f"copying WAL {name}")
+            self._cloud.require(done, f"copying WAL {name}")
             self._ledger.write(server.name, wal_copied=name)
-            record.update(
+            self._records.update(
+                server,
+                add={"bytes_copied": size, "wal_files_copied": 1},
                 wal_copied=name,
                 wal_copied_at=time.time(),
-                bytes_copied=_n(record, "bytes_copied") + size,
-                wal_files_copied=_n(record, "wal_files_copied") + 1,
             )
-        record.update(wal_owed=0, oldest_owed_wal_at=None, oldest_owed_wal=None)
+        self._records.update(server, wal_owed=0, oldest_owed_wal_at=None, oldest_owed_wal=None)
 
     # Retention -------------------------------------------------------------------------------
-    def _apply_retention(
-        self, server: ServerSettings, offsite: Offsite, record: dict[str, Any]
-    ) -> None:
+    def _apply_retention(self, server: ServerSettings, offsite: Offsite) -> None:
         if not offsite.retention_policy:
             return
-        done = self._cloud(
+        done = self._cloud.run(
             server,
             "barman-cloud-backup-delete",
             "--retention-policy",
@@ -240,46 +344,8 @@ class OffsiteCopier:
             kind="offsite-retention",
             timeout=LIST_TIMEOUT,
         )
-        self._require(done, "applying the store's retention policy")
-        record["retention_at"] = time.time()
-
-    # Running ---------------------------------------------------------------------------------
-    def _cloud(
-        self,
-        server: ServerSettings,
-        program: str,
-        *flags: str,
-        kind: str,
-        trailing: tuple[str, ...] = (),
-        timeout: float = LIST_TIMEOUT,
-        extra_env: dict[str, str] | None = None,
-    ) -> Completed:
-        """One ``barman-cloud-*`` command: options and ``flags``, URL, server, ``trailing``
-        (a WAL path). The keys go only into its environment."""
-        offsite = _offsite(server)
-        argv = [
-            cloud_program(self._settings.barman_bin, program),
-            *cloud_options(offsite),
-            *flags,
-            offsite.url,
-            server.name,
-            *trailing,
-        ]
-        return self._runner.run(
-            argv,
-            kind=kind,
-            timeout=timeout,
-            env={**cloud_env(offsite), **(extra_env or {})},
-        )
-
-    @staticmethod
-    def _require(done: Completed, what: str) -> None:
-        if done.timed_out:
-            raise CopyFailed(f"{what}: timed out after {done.duration:.0f} s")
-        if not done.ok:
-            raise CopyFailed(
-                f"{what}: {first_error_line(done.stderr, f'exit code {done.returncode}')}"
-            )
+        self._cloud.require(done, "applying the store's retention policy")
+        self._records.update(server, retention_at=time.time())
 
 
 def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str, str]:
@@ -298,10 +364,6 @@ def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str
 def _offsite(server: ServerSettings) -> Offsite:
     assert server.offsite is not None
     return server.offsite
-
-
-def _n(record: dict[str, Any], key: str) -> int:
-    return int(record.get(key) or 0)
 
 
 def _wal_files(wals: Path) -> list[Path]:

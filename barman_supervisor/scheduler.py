@@ -67,16 +67,13 @@ def server_jobs(
         if server.drill_schedule
         else []
     )
+    every = IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone)
     copies = (
         [
             JobSpec(
-                f"offsite:{server.name}",
-                IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone),
-                offsite.run,
-                (server,),
-                first_run=now,
-                quiet=True,
+                f"offsite-{kind}:{server.name}", every, func, (server,), first_run=now, quiet=True
             )
+            for kind, func in (("backup", offsite.run_backups), ("wal", offsite.run_wal))
         ]
         if offsite is not None and server.offsite is not None
         else []

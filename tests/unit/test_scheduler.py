@@ -110,9 +110,10 @@ def test_offsite_copies_only_for_servers_with_a_store(environ: dict[str, str]) -
     copier = OffsiteCopier(settings, runner, barman, state)
     reports = settings.server("reports")
     specs = {spec.job_id: spec for spec in server_jobs(reports, settings, jobs, NOW, copier)}
-    copy = specs["offsite:reports"]
-    assert (copy.func, copy.args, copy.first_run) == (copier.run, (reports,), NOW)
-    assert isinstance(copy.trigger, IntervalTrigger)
-    assert copy.trigger.interval == timedelta(seconds=45)
+    backups, wal = specs["offsite-backup:reports"], specs["offsite-wal:reports"]
+    assert (backups.func, backups.args, backups.first_run) == (copier.run_backups, (reports,), NOW)
+    assert (wal.func, wal.args, wal.first_run) == (copier.run_wal, (reports,), NOW)
+    assert isinstance(wal.trigger, IntervalTrigger)
+    assert wal.trigger.interval == timedelta(seconds=45)
     pg_jobs = server_jobs(settings.server("pg"), settings, jobs, NOW, copier)
-    assert not [spec for spec in pg_jobs if spec.job_id.startswith("offsite:")]
+    assert not [spec for spec in pg_jobs if spec.job_id.startswith("offsite")]
