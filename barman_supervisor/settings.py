@@ -37,7 +37,7 @@ RETENTION = re.compile(
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Never handed down to Barman and PostgreSQL tools: /proc/PID/environ is readable by the user.
 _SENSITIVE_VARIABLE = re.compile(
-    r"PASSWORD|SECRET|TOKEN|WEBHOOK|_KEY$|^AWS_ACCESS_KEY_ID$", re.IGNORECASE
+    r"PASSWORD|SECRET|TOKEN|WEBHOOK|_KEY$|^AWS_ACCESS_KEY_ID(__|$)", re.IGNORECASE
 )
 # s3://bucket[/prefix]: bucket names as S3 allows them (3-63 of a-z 0-9 . -).
 OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
