@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -186,6 +186,18 @@ def wal_owed(names: Iterable[str], watermark: str | None) -> list[str]:
     return sorted(n for n in names if is_wal_name(n) and (watermark is None or n > watermark))
 
 
+def contiguous_prefix(batch: Sequence[str], succeeded: Collection[str]) -> list[str]:
+    """The files of a batch copied (or fetched) in parallel that can be counted as done: those
+    before the first failure. The watermark never skips a gap; a later file that succeeded is
+    copied again next round (an upload of the same name overwrites it)."""
+    prefix = []
+    for name in batch:
+        if name not in succeeded:
+            break
+        prefix.append(name)
+    return prefix
+
+
 def uncopyable_reason(backup_info: Mapping[str, str]) -> str | None:
     """Why barman-cloud-backup cannot copy this backup (from its backup.info), or None."""
     for key, reason in _UNCOPYABLE.items():
@@ -227,6 +239,14 @@ def next_wal_name(name: str, segment_size: int) -> str:
     if segment >= per_log:
         log, segment = log + 1, 0
     return f"{timeline:08X}{log:08X}{segment:08X}"
+
+
+def wal_names_from(first: str, segment_size: int, count: int) -> list[str]:
+    """``count`` consecutive segment names from ``first`` on."""
+    names = [first]
+    while len(names) < count:
+        names.append(next_wal_name(names[-1], segment_size))
+    return names
 
 
 def parse_store_backup_show(stdout: str, server: str) -> tuple[str, int] | None:

@@ -19,6 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from barman_supervisor.offsite import (
     cloud_options,
     cloud_program,
     connectivity_refusal,
+    contiguous_prefix,
     first_error_line,
     is_wal_name,
     parse_backup_info,
@@ -301,36 +303,62 @@ class OffsiteCopier:
         )
 
     def _copy_wal(self, server: ServerSettings) -> None:
+        """OFFSITE_WAL_JOBS files at a time; the watermark moves over each batch's files up to
+        its first failure, which ends the round."""
         files, owed = self._owed_wal(server)
-        for index, name in enumerate(owed):
-            path = files[name]
-            try:
-                size, archived_at = path.stat().st_size, path.stat().st_mtime
-            except FileNotFoundError:  # removed by Barman's retention meanwhile
-                continue
-            self._records.update(
-                server,
-                wal_owed=len(owed) - index,
-                oldest_owed_wal_at=archived_at,
-                oldest_owed_wal=name,
-            )
-            done = self._cloud.run(
-                server,
-                "barman-cloud-wal-archive",
-                *upload_options(_offsite(server)),
-                trailing=(str(path),),
-                kind="offsite-wal",
-                timeout=WAL_TIMEOUT,
-            )
-            self._cloud.require(done, f"copying WAL {name}")
-            self._ledger.write(server.name, wal_copied=name)
-            self._records.update(
-                server,
-                add={"bytes_copied": size, "wal_files_copied": 1},
-                wal_copied=name,
-                wal_copied_at=time.time(),
-            )
+        jobs = self._settings.offsite_wal_jobs
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="offsite-wal") as pool:
+            for start in range(0, len(owed), jobs):
+                batch = [name for name in owed[start : start + jobs] if files[name].exists()]
+                if not batch:  # removed by Barman's retention meanwhile
+                    continue
+                self._records.update(
+                    server,
+                    wal_owed=len(owed) - start,
+                    oldest_owed_wal_at=_stat(files[batch[0]], "st_mtime") or None,
+                    oldest_owed_wal=batch[0],
+                )
+                results = dict(
+                    zip(
+                        batch,
+                        pool.map(lambda n: self._archive(server, files[n]), batch),
+                        strict=True,
+                    )
+                )
+                done = contiguous_prefix(
+                    batch, {n for n, failure in results.items() if failure is None}
+                )
+                if done:
+                    self._ledger.write(server.name, wal_copied=done[-1])
+                    self._records.update(
+                        server,
+                        add={
+                            "bytes_copied": sum(_stat(files[n], "st_size") for n in done),
+                            "wal_files_copied": len(done),
+                        },
+                        wal_copied=done[-1],
+                        wal_copied_at=time.time(),
+                    )
+                failures = [failure for failure in results.values() if failure is not None]
+                if failures:
+                    raise CopyFailed(failures[0])
         self._records.update(server, wal_owed=0, oldest_owed_wal_at=None, oldest_owed_wal=None)
+
+    def _archive(self, server: ServerSettings, path: Path) -> str | None:
+        """One WAL file to the store; None, or why it failed."""
+        done = self._cloud.run(
+            server,
+            "barman-cloud-wal-archive",
+            *upload_options(_offsite(server)),
+            trailing=(str(path),),
+            kind="offsite-wal",
+            timeout=WAL_TIMEOUT,
+        )
+        try:
+            self._cloud.require(done, f"copying WAL {path.name}")
+        except CopyFailed as exc:
+            return str(exc)
+        return None
 
     # Retention -------------------------------------------------------------------------------
     def _apply_retention(self, server: ServerSettings, offsite: Offsite) -> None:
@@ -359,6 +387,14 @@ def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str
         if reason is not None:
             refused[backup.backup_id] = reason
     return refused
+
+
+def _stat(path: Path, field: str) -> int:
+    """A file's size or time; 0 once Barman's retention removed it."""
+    try:
+        return int(getattr(path.stat(), field))
+    except FileNotFoundError:
+        return 0
 
 
 def _offsite(server: ServerSettings) -> Offsite:

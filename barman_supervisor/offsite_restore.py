@@ -5,7 +5,7 @@ the endpoint and the keys), not Barman's catalogue. Same care as ``restore``: it
 destination that is not empty, prints the plan first and the commands that start the copy last.
 
 ``barman-cloud-restore`` brings the base backup; ``barman-cloud-wal-restore`` then fetches the
-WAL from the backup's first segment on, one segment after the other, until the store has no next
+WAL from the backup's first segment on (OFFSITE_WAL_JOBS at a time), until the store has no next
 one, into ``DEST/barman_wal`` (as ``barman recover`` does without ``--get-wal``). The restored
 copy is self-contained: it needs neither the store nor its keys to start, and the keys never
 reach PostgreSQL's environment or a file. Limit: WAL is followed on the backup's timeline only.
@@ -18,6 +18,7 @@ import os
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -29,10 +30,12 @@ from barman_supervisor.offsite import (
     cloud_env,
     cloud_options,
     cloud_program,
+    contiguous_prefix,
     first_error_line,
     next_wal_name,
     parse_store_backup_show,
     parse_store_backups,
+    wal_names_from,
 )
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Completed, Runner
@@ -51,6 +54,7 @@ LIST_TIMEOUT = 300.0
 WAL_TIMEOUT = 600.0
 # barman-cloud-wal-restore's exit code for "no such WAL file in the store".
 WAL_NOT_FOUND = 1
+WAL_MISSING = "not in the store"
 WAL_DIR = "barman_wal"
 
 
@@ -110,24 +114,40 @@ class _Restore:
             return first_error_line(shown.stderr, "the store's backup.info has no begin_wal")
         name, segment_size = start
         wal_dir.mkdir(mode=0o700)
+        jobs = self._settings.offsite_wal_jobs
         count = 0
-        while True:
-            fetched = self.cloud(
-                "barman-cloud-wal-restore",
-                self._offsite.url,
-                self._server,
-                name,
-                str(wal_dir / name),
-                timeout=WAL_TIMEOUT,
-            )
-            if fetched.returncode == WAL_NOT_FOUND and not fetched.timed_out:
-                return count
-            if not fetched.ok:
-                return f"WAL {name}: " + first_error_line(
-                    fetched.stderr, f"exit code {fetched.returncode}"
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="wal-fetch") as pool:
+            while True:
+                batch = wal_names_from(name, segment_size, jobs)
+                results = dict(
+                    zip(batch, pool.map(lambda n: self._fetch(n, wal_dir), batch), strict=True)
                 )
-            count += 1
-            name = next_wal_name(name, segment_size)
+                done = contiguous_prefix(batch, {n for n, r in results.items() if r is None})
+                count += len(done)
+                if len(done) < len(batch):
+                    gap = batch[len(done)]
+                    if results[gap] != WAL_MISSING:
+                        return f"WAL {gap}: {results[gap]}"
+                    for beyond in batch[len(done) :]:  # after the end: never replayed
+                        (wal_dir / beyond).unlink(missing_ok=True)
+                    return count
+                name = next_wal_name(batch[-1], segment_size)
+
+    def _fetch(self, name: str, wal_dir: Path) -> str | None:
+        """One WAL file from the store: None, WAL_MISSING, or why it failed."""
+        fetched = self.cloud(
+            "barman-cloud-wal-restore",
+            self._offsite.url,
+            self._server,
+            name,
+            str(wal_dir / name),
+            timeout=WAL_TIMEOUT,
+        )
+        if fetched.returncode == WAL_NOT_FOUND and not fetched.timed_out:
+            return WAL_MISSING
+        if not fetched.ok:
+            return first_error_line(fetched.stderr, f"exit code {fetched.returncode}")
+        return None
 
     def backups(self) -> list[StoreBackup] | str:
         listed = self.cloud(

@@ -181,6 +181,7 @@ class Settings:
     pg_bin_dir: Path | None = None
     offsite_interval: float = 60.0
     offsite_backup_timeout: float = 21600.0
+    offsite_wal_jobs: int = 4
     child_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
@@ -416,6 +417,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         pg_bin_dir=_pg_bin_dir(env),
         offsite_interval=env.seconds("OFFSITE_INTERVAL", 60, minimum=5, maximum=3600),
         offsite_backup_timeout=env.seconds("OFFSITE_BACKUP_TIMEOUT", 21600, 60, 604800),
+        offsite_wal_jobs=env.integer("OFFSITE_WAL_JOBS", 4, 1, 32),
         child_env=MappingProxyType(child_env),
         secrets=secrets,
     )

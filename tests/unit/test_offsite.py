@@ -22,6 +22,7 @@ from barman_supervisor.offsite import (
     cloud_env,
     cloud_options,
     cloud_program,
+    contiguous_prefix,
     first_error_line,
     next_wal_name,
     parse_backup_info,
@@ -30,6 +31,7 @@ from barman_supervisor.offsite import (
     refusals_that_matter,
     uncopyable_reason,
     wal_lag_seconds,
+    wal_names_from,
     wal_owed,
 )
 from barman_supervisor.offsite_restore import recovery_settings
@@ -403,3 +405,20 @@ def test_a_refused_backup_makes_the_server_unready_with_the_reason() -> None:
     assert [p.reason for p in problems] == [
         "backup incr cannot be copied off-site: it is incremental"
     ]
+
+
+def test_a_parallel_batch_counts_only_up_to_its_first_failure() -> None:
+    batch = ["A", "B", "C", "D"]
+    assert contiguous_prefix(batch, {"A", "B", "C", "D"}) == batch
+    assert contiguous_prefix(batch, {"A", "B", "D"}) == ["A", "B"]
+    assert contiguous_prefix(batch, {"B", "C"}) == []
+
+
+def test_consecutive_wal_names_for_a_parallel_fetch() -> None:
+    size = 16 * 1024 * 1024
+    assert wal_names_from("0000000100000000000000FE", size, 3) == [
+        "0000000100000000000000FE",
+        "0000000100000000000000FF",
+        "000000010000000100000000",
+    ]
+    assert wal_names_from("0000000100000000000000FE", size, 1) == ["0000000100000000000000FE"]
