@@ -124,7 +124,9 @@ class Scheduler:
         self._settings = settings
         self._jobs = jobs
         self._offsite = offsite
-        workers = 4 * len(settings.servers) + 3
+        # The two off-site jobs of a server may both run for long (a backup upload): their own.
+        offsite_jobs = 2 * sum(1 for server in settings.servers if server.offsite is not None)
+        workers = 4 * len(settings.servers) + offsite_jobs + 3
         self._quiet: set[str] = set()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
