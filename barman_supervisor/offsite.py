@@ -249,8 +249,17 @@ def wal_names_from(first: str, segment_size: int, count: int) -> list[str]:
     return names
 
 
-def parse_store_backup_show(stdout: str, server: str) -> tuple[str, int] | None:
-    """``barman-cloud-backup-show --format json``: the backup's first WAL and segment size."""
+@dataclass(frozen=True)
+class StoreBackupWal:
+    """The WAL a backup in the store needs: from ``begin`` to at least ``end`` (consistency)."""
+
+    begin: str
+    end: str
+    segment_size: int
+
+
+def parse_store_backup_show(stdout: str, server: str) -> StoreBackupWal | None:
+    """``barman-cloud-backup-show --format json``: the backup's WAL range and segment size."""
     try:
         document = json.loads(stdout or "{}")
     except json.JSONDecodeError:
@@ -258,4 +267,9 @@ def parse_store_backup_show(stdout: str, server: str) -> tuple[str, int] | None:
     info = document.get(server) if isinstance(document, dict) else None
     if not isinstance(info, dict) or not is_wal_name(str(info.get("begin_wal"))):
         return None
-    return str(info["begin_wal"]), int(info.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE)
+    end = str(info.get("end_wal"))
+    return StoreBackupWal(
+        begin=str(info["begin_wal"]),
+        end=end if is_wal_name(end) else str(info["begin_wal"]),
+        segment_size=int(info.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE),
+    )

@@ -284,7 +284,10 @@ class OffsiteCopier:
             path.name: path
             for path in _wal_files(self._settings.barman_home / server.name / "wals")
         }
-        watermark = self._ledger.read(server.name).get("wal_copied")
+        ledger = self._ledger.read(server.name)
+        # A mark made for another store (OFFSITE_URL changed) says nothing about this one.
+        same_store = ledger.get("url") == _offsite(server).url
+        watermark = ledger.get("wal_copied") if same_store else None
         return files, wal_owed(files, str(watermark) if watermark else None)
 
     def _measure_wal(self, server: ServerSettings) -> None:
@@ -329,7 +332,7 @@ class OffsiteCopier:
                     batch, {n for n, failure in results.items() if failure is None}
                 )
                 if done:
-                    self._ledger.write(server.name, wal_copied=done[-1])
+                    self._ledger.write(server.name, wal_copied=done[-1], url=_offsite(server).url)
                     self._records.update(
                         server,
                         add={

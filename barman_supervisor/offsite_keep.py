@@ -1,7 +1,8 @@
 """What the off-site copy must remember across restarts, and the hold on local retention.
 
-``Ledger`` keeps, per server, the newest WAL file copied and the backup the daemon holds with
-``barman keep``, in ``BARMAN_HOME/.offsite/<server>.json`` (a name no Barman server can have).
+``Ledger`` keeps, per server, the newest WAL file copied (and the store it went to: a new
+OFFSITE_URL starts over) and the backup the daemon holds with ``barman keep``, in
+``BARMAN_HOME/.offsite/<server>.json`` (a name no Barman server can have).
 
 ``RetentionHold`` makes sure Barman's own retention (run by ``barman cron``) deletes nothing the
 store still lacks while the copy fails: it marks the oldest backup still needed with

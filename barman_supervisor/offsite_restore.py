@@ -112,7 +112,7 @@ class _Restore:
         start = parse_store_backup_show(shown.stdout, self._server) if shown.ok else None
         if start is None:
             return first_error_line(shown.stderr, "the store's backup.info has no begin_wal")
-        name, segment_size = start
+        name, segment_size = start.begin, start.segment_size
         wal_dir.mkdir(mode=0o700)
         jobs = self._settings.offsite_wal_jobs
         count = 0
@@ -130,6 +130,12 @@ class _Restore:
                         return f"WAL {gap}: {results[gap]}"
                     for beyond in batch[len(done) :]:  # after the end: never replayed
                         (wal_dir / beyond).unlink(missing_ok=True)
+                    if gap <= start.end:
+                        return (
+                            f"the store has the WAL of backup {backup_id} only up to before "
+                            f"{gap}; it needs up to {start.end} to be consistent (was its WAL "
+                            "copied? see /status offsite)"
+                        )
                     return count
                 name = next_wal_name(batch[-1], segment_size)
 

@@ -16,6 +16,7 @@ from barman_supervisor.barman import Backup
 from barman_supervisor.health import server_problems
 from barman_supervisor.offsite import (
     LocalBackup,
+    StoreBackupWal,
     backup_to_protect,
     backups_owed,
     choose_store_backup,
@@ -331,8 +332,13 @@ def test_next_wal_name_rolls_over_the_log_number() -> None:
 
 
 def test_store_backup_show_gives_the_first_wal_and_segment_size() -> None:
-    shown = '{"pg": {"begin_wal": "000000010000000000000004", "xlog_segment_size": 16777216}}'
-    assert parse_store_backup_show(shown, "pg") == ("000000010000000000000004", 16777216)
+    shown = (
+        '{"pg": {"begin_wal": "000000010000000000000004", "end_wal": "000000010000000000000005",'
+        ' "xlog_segment_size": 16777216}}'
+    )
+    assert parse_store_backup_show(shown, "pg") == StoreBackupWal(
+        "000000010000000000000004", "000000010000000000000005", 16777216
+    )
     assert parse_store_backup_show('{"pg": {}}', "pg") is None
     assert parse_store_backup_show("oops", "pg") is None
 
