@@ -28,6 +28,7 @@ from prometheus_client.registry import CollectorRegistry
 from barman_supervisor import __version__
 from barman_supervisor.health import Limits, liveness_problems, server_problems
 from barman_supervisor.log import MASKER, get_logger
+from barman_supervisor.offsite import wal_lag_seconds
 from barman_supervisor.state import ServerState, State
 
 _log = get_logger(__name__)
@@ -43,6 +44,30 @@ def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _offsite_status(server: ServerState, now: float) -> dict[str, Any] | None:
+    """The off-site copy beside the local catalogue: the store's URL (never a key), what is
+    there, what is owed, and the last error."""
+    record = server.offsite
+    if not record:
+        return None
+    return {
+        "url": record.get("url"),
+        "backups": record.get("store_backups", []),
+        "backups_owed": record.get("backups_owed", []),
+        "newest_copied_backup": record.get("newest_copied_backup"),
+        "newest_copied_backup_end": _iso(record.get("newest_copied_backup_end")),
+        "wal_copied": record.get("wal_copied"),
+        "wal_copied_at": _iso(record.get("wal_copied_at")),
+        "wal_files_owed": record.get("wal_owed", 0),
+        "wal_lag_s": round(wal_lag_seconds(record, now), 1),
+        "bytes_copied": record.get("bytes_copied", 0),
+        "failures": record.get("failures", 0),
+        "last_ok_at": _iso(record.get("last_ok_at")),
+        "last_error": record.get("last_error"),
+        "last_error_at": _iso(record.get("last_error_at")),
+    }
 
 
 def server_status(
@@ -93,6 +118,7 @@ def server_status(
             "last_verification": MASKER.mask_values(server.last_verify or None),
         },
         "drill": MASKER.mask_values(server.last_drill or None),
+        "offsite": _offsite_status(server, now),
         "checks": {
             "at": _iso(server.checks_at),
             "ok": bool(server.checks) and all(check.ok for check in server.checks),

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from barman_supervisor import __version__, restore
+from barman_supervisor import __version__, offsite_restore, restore
 from barman_supervisor import log as logging_setup
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.settings import Settings, load_settings, probe_address
@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         "restore", help="restore a backup into an empty directory (barman recover, with care)"
     )
     restore.add_arguments(restore_parser)
+    offsite_parser = commands.add_parser(
+        "restore-offsite",
+        help="restore a backup from the off-site S3 store alone (OFFSITE_URL) into an empty "
+        "directory: for a new host after the Barman volume is lost",
+    )
+    restore.add_arguments(offsite_parser)
     return parser
 
 
@@ -65,6 +71,12 @@ def _check_config(settings: Settings) -> int:
             f"backups='{server.backup_schedule}' ({settings.timezone}) "
             f"retention='{server.retention_policy}'"
         )
+        if server.offsite is not None:
+            keys = "from AWS_* settings" if server.offsite.access_key_id else "boto3's own chain"
+            print(
+                f"  off-site {server.offsite.url} endpoint={server.offsite.endpoint_url or 'AWS'} "
+                f"retention='{server.offsite.retention_policy}' keys: {keys}"
+            )
     return 0
 
 
@@ -113,4 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(settings)
     if args.command == "restore":
         return restore.main(args, settings)
+    if args.command == "restore-offsite":
+        return offsite_restore.main(args, settings)
     return _run(settings)

@@ -26,6 +26,7 @@ from barman_supervisor.jobs import Jobs
 from barman_supervisor.lock import InstanceLock
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
 from barman_supervisor.logtail import LogTail
+from barman_supervisor.offsite_copy import OffsiteCopier
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.scheduler import JobSpec, Scheduler
@@ -48,6 +49,8 @@ def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> 
         wal_max_lag_bytes=settings.wal_max_lag_bytes,
         wal_max_age=settings.wal_max_age,
         disk_min_free_bytes=settings.disk_min_free_bytes,
+        offsite_backup_max_delay=server.offsite.backup_max_delay if server.offsite else None,
+        offsite_wal_max_lag=server.offsite.wal_max_lag if server.offsite else None,
     )
 
 
@@ -85,7 +88,8 @@ class Daemon:
             on_backup_owed=self._backup_owed,
             notifier=self.notifier,
         )
-        self.scheduler = Scheduler(settings, self.jobs)
+        self.offsite = OffsiteCopier(settings, self.runner, self.barman, self.state)
+        self.scheduler = Scheduler(settings, self.jobs, self.offsite)
         self.stopper = BarmanStopper(
             settings, self.supervisor, self.runner, self.barman, self.jobs.wait_for_drills
         )
@@ -176,6 +180,7 @@ class Daemon:
         problem = barman_config.write_problem(self.settings)
         if problem is not None:
             raise ConfigError(problem)
+        self.offsite.connectivity_check()
         self.instance_lock.hold_config(self.settings.barman_config_file)
         self.instance_lock.hold_home(self.settings.barman_home)
         self.http = self._bind()

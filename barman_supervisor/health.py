@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from barman_supervisor.offsite import wal_lag_seconds
 from barman_supervisor.state import ServerState
 
 
@@ -23,6 +24,9 @@ class Limits:
     wal_max_age: float | None
     disk_min_free_bytes: int = 0
     liveness_max_stall: float = 30.0
+    # Off-site copy (OFFSITE_URL): None while the server has none.
+    offsite_backup_max_delay: float | None = None
+    offsite_wal_max_lag: float | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ def server_problems(state: ServerState, now: float, limits: Limits) -> list[Prob
         *_wal_gap(state),
         *_disk(state, limits),
         *_drill(state, now),
+        *_offsite(state, now, limits),
     ]
 
 
@@ -197,4 +202,40 @@ def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
         age = now - state.wal_received_at
         if age > limits.wal_max_age:
             problems.append(Problem("wal", f"no WAL received for {_age(age)}"))
+    return problems
+
+
+def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    """The off-site copy is behind: its last attempt failed (the reason says why), a backup is
+    of a kind it cannot copy, the newest backup waits longer than OFFSITE_BACKUP_MAX_DELAY, or
+    WAL longer than OFFSITE_WAL_MAX_LAG."""
+    record = state.offsite
+    if not record or limits.offsite_backup_max_delay is None:
+        return []
+    problems = []
+    if record.get("last_error"):
+        problems.append(Problem("offsite", f"last off-site copy failed: {record['last_error']}"))
+    problems += [
+        Problem("offsite", f"backup {backup_id} cannot be copied off-site: {reason}")
+        for backup_id, reason in sorted((record.get("refused_backups") or {}).items())
+    ]
+    owed_since = record.get("oldest_owed_backup_end")
+    if owed_since is not None and now - owed_since > limits.offsite_backup_max_delay:
+        problems.append(
+            Problem(
+                "offsite",
+                f"backup {record.get('oldest_owed_backup')} not copied off-site "
+                f"{_age(now - owed_since)} after it ended (max "
+                f"{_age(limits.offsite_backup_max_delay)})",
+            )
+        )
+    lag = wal_lag_seconds(record, now)
+    if limits.offsite_wal_max_lag is not None and lag > limits.offsite_wal_max_lag:
+        problems.append(
+            Problem(
+                "offsite",
+                f"{record.get('wal_owed', 0)} WAL file(s) not copied off-site, the oldest "
+                f"waiting {_age(lag)} (max {_age(limits.offsite_wal_max_lag)})",
+            )
+        )
     return problems

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from barman_supervisor.health import Limits, server_problems
+from barman_supervisor.offsite import wal_lag_seconds
 from barman_supervisor.state import ServerState, State
 
 PREFIX = "barman_supervisor_"
@@ -83,7 +84,9 @@ class StateCollector(Collector):
             "last_backup_verified", "1 when pg_verifybackup accepted the last backup", ["server"]
         )
 
+        offsite = _OffsiteFamilies()
         for name, server in servers.items():
+            offsite.add(name, server, now)
             _drill_metrics(name, server, drill_ok, drill_at, drill_time, drill_age, verified)
             ready.add_metric([name], 0 if server_problems(server, now, self._limits(name)) else 1)
             postgres_up.add_metric([name], 0 if server.postgres_error else 1)
@@ -131,6 +134,7 @@ class StateCollector(Collector):
             drill_age,
             verified,
         )
+        yield from offsite.families()
 
 
 def _drill_metrics(
@@ -172,6 +176,62 @@ def _backup_metrics(
         by_status[backup.status] = by_status.get(backup.status, 0) + 1
     for status, count in sorted(by_status.items()):
         backups.add_metric([name, status], count)
+
+
+class _OffsiteFamilies:
+    """The off-site copy (OFFSITE_URL): only servers that have one get these series."""
+
+    def __init__(self) -> None:
+        self.last_backup = _gauge(
+            "offsite_last_backup_timestamp_seconds",
+            "end time of the newest backup copied to the off-site store",
+            ["server"],
+        )
+        self.wal_lag = _gauge(
+            "offsite_wal_lag_seconds",
+            "how long the oldest WAL file not yet in the off-site store has waited (0: none)",
+            ["server"],
+        )
+        self.wal_owed = _gauge(
+            "offsite_wal_files_owed", "WAL files not yet in the off-site store", ["server"]
+        )
+        self.backups_owed = _gauge(
+            "offsite_backups_owed", "DONE backups not yet in the off-site store", ["server"]
+        )
+        self.up_to_date = _gauge(
+            "offsite_last_copy_success", "1 when the last off-site copy round succeeded", ["server"]
+        )
+        self.bytes = CounterMetricFamily(
+            PREFIX + "offsite_copied_bytes", "bytes copied to the off-site store", labels=["server"]
+        )
+        self.failures = CounterMetricFamily(
+            PREFIX + "offsite_failures", "failed off-site copy rounds", labels=["server"]
+        )
+
+    def add(self, name: str, server: ServerState, now: float) -> None:
+        record = server.offsite
+        if not record:
+            return
+        if record.get("newest_copied_backup_end") is not None:
+            self.last_backup.add_metric([name], float(record["newest_copied_backup_end"]))
+        self.wal_lag.add_metric([name], wal_lag_seconds(record, now))
+        self.wal_owed.add_metric([name], int(record.get("wal_owed") or 0))
+        self.backups_owed.add_metric([name], len(record.get("backups_owed") or []))
+        if "last_ok_at" in record or "last_error" in record:
+            self.up_to_date.add_metric([name], 0 if record.get("last_error") else 1)
+        self.bytes.add_metric([name], int(record.get("bytes_copied") or 0))
+        self.failures.add_metric([name], int(record.get("failures") or 0))
+
+    def families(self) -> tuple[Metric, ...]:
+        return (
+            self.last_backup,
+            self.wal_lag,
+            self.wal_owed,
+            self.backups_owed,
+            self.up_to_date,
+            self.bytes,
+            self.failures,
+        )
 
 
 def registry(state: State, limits: Callable[[str], Limits]) -> CollectorRegistry:

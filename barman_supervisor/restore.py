@@ -163,7 +163,7 @@ def next_steps(
     return steps
 
 
-def _target(args: argparse.Namespace) -> tuple[str, str] | None:
+def requested_target(args: argparse.Namespace) -> tuple[str, str] | None:
     for name in ("time", "lsn", "name"):
         value = getattr(args, f"target_{name}", None)
         if value:
@@ -186,7 +186,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
     if problem is not None:
         say(f"refused: {problem}")
         return EXIT_BAD_INPUT
-    target = _target(args)
+    target = requested_target(args)
     target_time = parse_target_time(target[1]) if target and target[0] == "time" else None
     if target is not None and target[0] == "time" and target_time is None:
         say(

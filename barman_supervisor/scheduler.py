@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from barman_supervisor.crontab import parse_crontab
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import get_logger
+from barman_supervisor.offsite_copy import OffsiteCopier
 from barman_supervisor.settings import ServerSettings, Settings
 
 _log = get_logger(__name__)
@@ -47,10 +48,14 @@ class JobSpec:
 
 
 def server_jobs(
-    server: ServerSettings, settings: Settings, jobs: Jobs, now: datetime
+    server: ServerSettings,
+    settings: Settings,
+    jobs: Jobs,
+    now: datetime,
+    offsite: OffsiteCopier | None = None,
 ) -> list[JobSpec]:
-    """A server's recurring jobs once its start-up is through: backups, checks and (when
-    DRILL_SCHEDULE is set) restore drills."""
+    """A server's recurring jobs once its start-up is through: backups, checks, (when
+    DRILL_SCHEDULE is set) restore drills and (when OFFSITE_URL is set) off-site copies."""
     drills = (
         [
             JobSpec(
@@ -61,6 +66,17 @@ def server_jobs(
             )
         ]
         if server.drill_schedule
+        else []
+    )
+    every = IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone)
+    copies = (
+        [
+            JobSpec(
+                f"offsite-{kind}:{server.name}", every, func, (server,), first_run=now, quiet=True
+            )
+            for kind, func in (("backup", offsite.run_backups), ("wal", offsite.run_wal))
+        ]
+        if offsite is not None and server.offsite is not None
         else []
     )
     return [
@@ -78,6 +94,7 @@ def server_jobs(
             first_run=now + timedelta(seconds=settings.check_interval),
         ),
         *drills,
+        *copies,
     ]
 
 
@@ -102,10 +119,15 @@ def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, jobs: Jobs) -> None:
+    def __init__(
+        self, settings: Settings, jobs: Jobs, offsite: OffsiteCopier | None = None
+    ) -> None:
         self._settings = settings
         self._jobs = jobs
-        workers = 4 * len(settings.servers) + 3
+        self._offsite = offsite
+        # The two off-site jobs of a server may both run for long (a backup upload): their own.
+        offsite_jobs = 2 * sum(1 for server in settings.servers if server.offsite is not None)
+        workers = 4 * len(settings.servers) + offsite_jobs + 3
         self._quiet: set[str] = set()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
@@ -143,7 +165,7 @@ class Scheduler:
         _log.info("job_scheduled", job_id=job_id, trigger="once")
 
     def add_server_jobs(self, server: ServerSettings) -> None:
-        for spec in server_jobs(server, self._settings, self._jobs, self.now()):
+        for spec in server_jobs(server, self._settings, self._jobs, self.now(), self._offsite):
             self.add(spec)
 
     def add(self, spec: JobSpec) -> None:

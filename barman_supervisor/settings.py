@@ -77,6 +77,9 @@ NAME_MAX, PATH_MAX = 255, 4096
 SCHEDULE_HORIZON_YEARS = 8
 # Sizes are byte counts for disk and lag comparisons; anything above an exabyte is a typo.
 MAX_SIZE = 2**60
+# s3://bucket[/prefix]: bucket names as S3 allows them (3-63 of a-z 0-9 . -).
+OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
+OFFSITE_ENCRYPTIONS = ("", "AES256", "aws:kms")
 _DURATION = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[smhd])?$", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[kKmMgG])?i?[bB]?$", re.ASCII)
@@ -111,6 +114,33 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Offsite:
+    """Where a server's backups and WAL are copied off the host (OFFSITE_URL, issue 14).
+
+    The keys go only to the environment of the ``barman-cloud-*`` children (``cloud_env``),
+    never on a command line; with none set, boto3's own chain (instance role, ~/.aws) applies.
+    """
+
+    url: str
+    endpoint_url: str
+    region: str
+    encryption: str
+    retention_policy: str
+    backup_max_delay: float
+    wal_max_lag: float
+    access_key_id: Secret | None = field(default=None, repr=False)
+    secret_access_key: Secret | None = field(default=None, repr=False)
+    session_token: Secret | None = field(default=None, repr=False)
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(
+            s
+            for s in (self.access_key_id, self.secret_access_key, self.session_token)
+            if s is not None
+        )
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """One PostgreSQL server as Barman sees it, plus the schedules the daemon runs for it.
 
@@ -136,6 +166,7 @@ class ServerSettings:
     # Restore drill (issue 6): off while empty; an empty query means drill.DEFAULT_QUERY.
     drill_schedule: str = ""
     drill_query: str = ""
+    offsite: Offsite | None = None
 
     @property
     def host(self) -> str:
@@ -186,6 +217,9 @@ class Settings:
     drill_space_factor: float
     drill_space_margin_bytes: int
     pg_bin_dir: Path | None
+    offsite_interval: float
+    offsite_backup_timeout: float
+    offsite_wal_jobs: int
     child_env: Mapping[str, str] = field(repr=False)
     secrets: tuple[Secret, ...] = field(repr=False)
 
@@ -442,6 +476,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             *urls,
             *(_url_password(url) for url in urls),
             *(s for server in servers for s in (server.password, server.streaming_password)),
+            *(s for server in servers if server.offsite for s in server.offsite.secrets()),
         )
         if secret is not None
     )
@@ -484,6 +519,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         drill_space_factor=_factor(env, "DRILL_SPACE_FACTOR", 1.2),
         drill_space_margin_bytes=env.size("DRILL_SPACE_MARGIN", 1024**3),
         pg_bin_dir=_pg_bin_dir(env),
+        offsite_interval=env.seconds("OFFSITE_INTERVAL", 60, minimum=5, maximum=3600),
+        offsite_backup_timeout=env.seconds("OFFSITE_BACKUP_TIMEOUT", 21600, 60, 604800),
+        offsite_wal_jobs=env.integer("OFFSITE_WAL_JOBS", 4, 1, 32),
         child_env=MappingProxyType(child_env),
         secrets=secrets,
     )
@@ -738,6 +776,7 @@ def _mounted_servers(
                 retention_policy=parser.get(section, "retention_policy", fallback=""),
                 timezone=timezone,
                 require_password=False,
+                barman_options=dict(parser.items(section)),
             )
     if not servers:
         raise ConfigError(
@@ -808,6 +847,7 @@ def _server(
     timezone: ZoneInfo,
     require_password: bool,
     file_passwords: tuple[Secret | None, Secret | None] = (None, None),
+    barman_options: Mapping[str, str] | None = None,
 ) -> ServerSettings:
     password = env.secret("PG_PASSWORD", name) or file_passwords[0]
     streaming_password = env.secret("PG_STREAMING_PASSWORD", name) or file_passwords[1] or password
@@ -866,6 +906,7 @@ def _server(
         drill_schedule=drill_schedule,
         drill_query=env.text("DRILL_QUERY", "", name),
         password_in_mounted_file=any(p is not None for p in file_passwords),
+        offsite=_offsite(env, name, retention.upper(), barman_options or {}),
     )
 
 
@@ -879,6 +920,91 @@ def _check_schedule(var: str, schedule: str, timezone: ZoneInfo, fix: str) -> No
     fire = trigger.get_next_fire_time(None, now)
     if fire is None or (fire - now).days > SCHEDULE_HORIZON_YEARS * 366:
         raise ConfigError(f"{var}: {schedule!r} never fires (no such date); {fix}")
+
+
+def _offsite(
+    env: _Env, server: str, retention: str, barman_options: Mapping[str, str]
+) -> Offsite | None:
+    """OFFSITE_* for one server; None while OFFSITE_URL is empty (no off-site copy)."""
+    url_var, _ = env.raw("OFFSITE_URL", server)
+    url = env.text("OFFSITE_URL", "", server)
+    if not url:
+        return None
+    if not OFFSITE_URL.match(url):
+        raise ConfigError(
+            f"{url_var}: {url!r} is not an S3 URL; use s3://BUCKET/PREFIX (bucket: 3-63 of "
+            "a-z 0-9 . -)"
+        )
+    refusal = offsite_refusal(barman_options)
+    if refusal is not None:
+        raise ConfigError(f"{url_var}: {refusal}")
+    endpoint_var, _ = env.raw("OFFSITE_ENDPOINT_URL", server)
+    endpoint = env.text("OFFSITE_ENDPOINT_URL", "", server)
+    if endpoint and not re.match(r"^https?://[^\s/]+(/\S*)?$", endpoint):
+        raise ConfigError(
+            f"{endpoint_var}: {endpoint!r} is not an http(s) URL; use e.g. https://s3.example.com"
+        )
+    policy_var, _ = env.raw("OFFSITE_RETENTION_POLICY", server)
+    policy = env.text("OFFSITE_RETENTION_POLICY", retention, server).upper()
+    if policy and not RETENTION.match(policy):
+        raise ConfigError(
+            f"{policy_var}: {policy!r} is not a retention policy; use e.g. 'REDUNDANCY 3' or "
+            "'RECOVERY WINDOW OF 30 DAYS'"
+        )
+    access_key = env.secret("AWS_ACCESS_KEY_ID", server)
+    secret_key = env.secret("AWS_SECRET_ACCESS_KEY", server)
+    if (access_key is None) != (secret_key is None):
+        missing = "AWS_SECRET_ACCESS_KEY" if secret_key is None else "AWS_ACCESS_KEY_ID"
+        raise ConfigError(
+            f"{missing}: the off-site store needs both AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY (or their _FILE variants); set {missing} or {missing}_FILE"
+        )
+    return Offsite(
+        url=url.rstrip("/"),
+        endpoint_url=endpoint,
+        region=env.text("OFFSITE_REGION", "", server),
+        encryption=_choice_of(env, "OFFSITE_ENCRYPTION", OFFSITE_ENCRYPTIONS, server),
+        retention_policy=policy,
+        backup_max_delay=env.seconds("OFFSITE_BACKUP_MAX_DELAY", 3600, 60, server=server),
+        wal_max_lag=env.seconds("OFFSITE_WAL_MAX_LAG", 600, 10, server=server),
+        access_key_id=access_key,
+        secret_access_key=secret_key,
+        session_token=env.secret("AWS_SESSION_TOKEN", server),
+    )
+
+
+def offsite_refusal(barman_options: Mapping[str, str]) -> str | None:
+    """Barman settings whose backups or WAL ``barman-cloud-*`` cannot copy off-site.
+
+    barman-cloud-backup, run on a Barman backup, uploads its ``data`` directory: a backup
+    Barman compressed into tar files (``backup_compression``) has none, and a backup or WAL
+    directory already in the cloud (``basebackups_directory = s3://``) needs no copy. WAL that
+    Barman compressed would reach the store compressed under the plain segment name, which
+    barman-cloud-wal-restore then hands to PostgreSQL as is.
+    """
+    options = {key.lower(): value.strip() for key, value in barman_options.items()}
+    if options.get("backup_compression"):
+        return (
+            "backup_compression is set in the Barman configuration; barman-cloud-backup cannot "
+            "copy compressed backups: remove backup_compression or OFFSITE_URL"
+        )
+    if options.get("compression"):
+        return (
+            "compression (WAL) is set in the Barman configuration; off-site WAL must be stored "
+            "uncompressed by Barman: remove compression or OFFSITE_URL"
+        )
+    for key in ("basebackups_directory", "wals_directory"):
+        if "://" in options.get(key, ""):
+            return f"{key} is already a cloud URL; unset OFFSITE_URL for this server"
+    return None
+
+
+def _choice_of(env: _Env, name: str, choices: tuple[str, ...], server: str) -> str:
+    var, _ = env.raw(name, server)
+    value = env.text(name, "", server)
+    if value not in choices:
+        raise ConfigError(f"{var}: {value!r} is not one of {', '.join(c for c in choices if c)}")
+    return value
 
 
 def _bandwidth_limit(env: _Env, server: str) -> int:

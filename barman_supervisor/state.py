@@ -11,7 +11,7 @@ import copy
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,8 @@ class ServerState:
     last_backup: dict[str, Any] = field(default_factory=dict)
     last_verify: dict[str, Any] = field(default_factory=dict)
     last_drill: dict[str, Any] = field(default_factory=dict)
+    # The off-site copy's record (offsite_copy.OffsiteCopier); empty without OFFSITE_URL.
+    offsite: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, JobRun] = field(default_factory=dict)
     run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -176,6 +178,11 @@ class State:
     def record_verification(self, server: str, verification: Verification) -> None:
         with self._lock:
             self._servers[server].last_verify = verification.as_dict()
+
+    def record_offsite(self, server: str, record: Mapping[str, Any]) -> None:
+        """The off-site copy's record (``offsite_copy.Records``), published whole."""
+        with self._lock:
+            self._servers[server].offsite = dict(record)
 
     def record_drill(self, server: str, result: DrillResult) -> None:
         with self._lock:

@@ -299,6 +299,31 @@ def drill_section(r: Any) -> str:
     )
 
 
+def offsite_section(r: Any) -> str:
+    up, lag, restore = get(r, "upload") or {}, get(r, "wal_lag_1_per_s") or {}, get(r, "restore")
+    rows = [
+        ["daemon's copy of the backup (`offsite_backup_copied`)", num(get(up, "daemon_copy_s"))],
+        ["barman-cloud-backup by hand, same backup", spread(get(up, "barman_cloud_backup_s"))],
+        ["boto3 `upload_file` of the same bytes (one tar)", spread(get(up, "boto3_upload_file_s"))],
+        [
+            "throughput barman-cloud / boto3 (medians; target >= 0.8)",
+            num(get(up, "throughput_ratio"), 2, "x"),
+        ],
+        ["1 WAL segment/s: switch -> local archive", spread(get(lag, "switch_to_local_s"))],
+        ["1 WAL segment/s: switch -> in the bucket", spread(get(lag, "switch_to_store_s"))],
+        ["restore from the local volume (`restore`)", num(get(restore, "local_s"))],
+        ["restore from the bucket alone (`restore-offsite`)", num(get(restore, "from_store_s"))],
+    ]
+    return "\n".join(
+        [
+            table(["", "seconds (median / p95)"], rows),
+            "",
+            f"Backup {num(get(up, 'backup_mb'), 0)} MB to moto_server on 127.0.0.1 (in memory, "
+            f"same cores); {get(lag, 'copied')}/{get(lag, 'segments')} segments copied.",
+        ]
+    )
+
+
 SECTIONS = (
     ("protect", "1. Time to protected", protect_section),
     ("freshness", "2. WAL freshness", freshness_section),
@@ -307,6 +332,7 @@ SECTIONS = (
     ("scale", "5. Scale", scale_section),
     ("health", "6. Health endpoint under load", health_section),
     ("drill", "7. Restore drill", drill_section),
+    ("offsite", "8. Off-site copy (S3)", offsite_section),
 )
 
 

@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from barman_supervisor import __version__
-from tests.bench import backups, drill, footprint, freshness, health, protect, report, scale
+from tests.bench import (
+    backups,
+    drill,
+    footprint,
+    freshness,
+    health,
+    offsite,
+    protect,
+    report,
+    scale,
+)
 from tests.bench.baseline import Baseline
 from tests.bench.common import BenchDaemon, slot_active, start_daemon, stop_daemon, wait_for
 from tests.bench.freshness import Target
@@ -184,6 +194,8 @@ class Bench:
             self.phase("scale", lambda: scale.run(self.root, pg, budgets))
         quick = self.params is QUICK
         self.phase("drill", lambda: drill.measure_drill(1 if quick else 10, 1 if quick else 2))
+        sizes = (1, 5, 1) if quick else (10, 30, 3)
+        self.phase("offsite", lambda: offsite.run(self.root, *sizes))
 
 
 def main(argv: list[str] | None = None) -> int:

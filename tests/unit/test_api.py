@@ -192,3 +192,42 @@ def test_idle_connections_time_out_and_threads_are_bounded(
         for sock in idle:
             sock.close()
         server.stop()
+
+
+def test_offsite_shows_in_status_and_metrics_only_for_a_server_with_a_store() -> None:
+    state = protected_state()
+    now = time.time()
+    state.record_offsite(
+        "pg",
+        {
+            "url": "s3://bucket/prefix",
+            "store_backups": ["20261123T030000"],
+            "backups_owed": [],
+            "newest_copied_backup": "20261123T030000",
+            "newest_copied_backup_end": now - 60,
+            "wal_owed": 3,
+            "oldest_owed_wal_at": now - 42,
+            "bytes_copied": 4096,
+            "failures": 2,
+            "last_error": None,
+            "last_ok_at": now,
+        },
+    )
+    _, document = probes(state).status()
+    offsite = document["servers"]["pg"]["offsite"]
+    assert offsite["url"] == "s3://bucket/prefix"
+    assert offsite["backups"] == ["20261123T030000"]
+    assert offsite["wal_files_owed"] == 3 and 40 <= offsite["wal_lag_s"] <= 60
+    assert document["servers"]["reports"]["offsite"] is None
+
+    text = generate_latest(registry(state, lambda _server: LIMITS)).decode()
+    samples = {
+        (s.name, s.labels.get("server")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("barman_supervisor_offsite_wal_files_owed", "pg")] == 3
+    assert samples[("barman_supervisor_offsite_copied_bytes_total", "pg")] == 4096
+    assert samples[("barman_supervisor_offsite_failures_total", "pg")] == 2
+    assert samples[("barman_supervisor_offsite_last_copy_success", "pg")] == 1
+    assert ("barman_supervisor_offsite_wal_files_owed", "reports") not in samples

@@ -11,6 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from barman_supervisor.barman import Barman
 from barman_supervisor.jobs import Jobs
+from barman_supervisor.offsite_copy import OffsiteCopier
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.scheduler import JOB_DEFAULTS, global_jobs, server_jobs
@@ -84,3 +85,37 @@ def test_every_server_is_monitored_quietly_from_the_start(settings: Settings, jo
 
     assert [m.job_id for m in monitors] == [f"monitor:{s.name}" for s in settings.servers]
     assert all(m.quiet and m.first_run == NOW and m.func == jobs.monitor for m in monitors)
+
+
+def test_offsite_copies_only_for_servers_with_a_store(environ: dict[str, str]) -> None:
+    settings = load_settings(
+        {
+            **environ,
+            "BARMAN_SERVERS": "pg,reports",
+            "OFFSITE_URL__REPORTS": "s3://bucket/reports",
+            "OFFSITE_INTERVAL": "45",
+        }
+    )
+    runner = Runner(Supervisor(), settings.child_env)
+    barman = Barman(settings, runner)
+    state = State([server.name for server in settings.servers])
+    jobs = Jobs(
+        settings,
+        barman,
+        runner,
+        state,
+        threading.Event(),
+        on_fatal=lambda _server, _reason: None,
+        on_ready=lambda _server: None,
+        on_backup_owed=lambda _server: None,
+    )
+    copier = OffsiteCopier(settings, runner, barman, state)
+    reports = settings.server("reports")
+    specs = {spec.job_id: spec for spec in server_jobs(reports, settings, jobs, NOW, copier)}
+    backups, wal = specs["offsite-backup:reports"], specs["offsite-wal:reports"]
+    assert (backups.func, backups.args, backups.first_run) == (copier.run_backups, (reports,), NOW)
+    assert (wal.func, wal.args, wal.first_run) == (copier.run_wal, (reports,), NOW)
+    assert isinstance(wal.trigger, IntervalTrigger)
+    assert wal.trigger.interval == timedelta(seconds=45)
+    pg_jobs = server_jobs(settings.server("pg"), settings, jobs, NOW, copier)
+    assert not [spec for spec in pg_jobs if spec.job_id.startswith("offsite")]

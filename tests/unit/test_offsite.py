@@ -1,0 +1,432 @@
+"""Off-site copy decisions: what the store is owed, which backups cannot go, the settings,
+the readiness verdict and where the keys may go."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor import offsite_restore, restore
+from barman_supervisor.barman import Backup
+from barman_supervisor.errors import ConfigError
+from barman_supervisor.health import server_problems
+from barman_supervisor.offsite import (
+    LocalBackup,
+    StoreBackupWal,
+    backup_to_protect,
+    backups_owed,
+    choose_store_backup,
+    cloud_env,
+    cloud_options,
+    cloud_program,
+    contiguous_prefix,
+    first_error_line,
+    next_wal_name,
+    parse_backup_info,
+    parse_store_backup_show,
+    parse_store_backups,
+    refusals_that_matter,
+    uncopyable_reason,
+    wal_lag_seconds,
+    wal_names_from,
+    wal_owed,
+)
+from barman_supervisor.offsite_restore import recovery_settings
+from barman_supervisor.settings import Offsite, Secret, load_settings
+from tests.unit.test_health import LIMITS, NOW, protected
+
+OFFSITE_LIMITS = replace(LIMITS, offsite_backup_max_delay=3600, offsite_wal_max_lag=600)
+
+
+def backup(backup_id: str, end: float, status: str = "DONE") -> Backup:
+    return Backup(backup_id, status, end, 100)
+
+
+# What is owed ---------------------------------------------------------------------------------
+
+
+def test_with_nothing_in_the_store_only_the_newest_done_backup_is_owed() -> None:
+    local = [backup("b1", 1), backup("b3", 3), backup("b2", 2), backup("b4", 4, "FAILED")]
+    assert [b.backup_id for b in backups_owed(local, set())] == ["b3"]
+
+
+def test_backups_newer_than_the_newest_copied_are_owed_oldest_first() -> None:
+    local = [backup("b1", 1), backup("b2", 2), backup("b3", 3), backup("b4", 4)]
+    assert [b.backup_id for b in backups_owed(local, {"b2"})] == ["b3", "b4"]
+
+
+def test_an_old_backup_the_store_deleted_is_not_copied_again() -> None:
+    local = [backup("b1", 1), backup("b2", 2)]
+    assert backups_owed(local, {"b2"}) == []
+
+
+def test_no_done_backup_owes_nothing() -> None:
+    assert backups_owed([backup("b1", 1, "FAILED")], set()) == []
+
+
+def test_wal_after_the_watermark_is_owed_in_archive_order() -> None:
+    names = [
+        "000000010000000000000003",
+        "000000010000000000000001",
+        "000000010000000000000002.00000028.backup",
+        "000000010000000000000002",
+        "00000002.history",
+        "000000020000000000000003",
+        "000000010000000000000004.partial",
+        "xlog.db",
+    ]
+    assert wal_owed(names, "000000010000000000000001") == [
+        "000000010000000000000002",
+        "000000010000000000000002.00000028.backup",
+        "000000010000000000000003",
+        "00000002.history",
+        "000000020000000000000003",
+    ]
+    assert len(wal_owed(names, None)) == 6
+    assert wal_owed(names, "000000020000000000000003") == []
+
+
+# Which backups cannot go ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("info", "refused"),
+    [
+        ("backup_id=x\nparent_backup_id=None\ncompression=None\n", False),
+        ("backup_id=x\n", False),
+        ("backup_id=x\nparent_backup_id=20261101T000000\n", True),
+        ("backup_id=x\ncompression=gzip\n", True),
+    ],
+)
+def test_incremental_and_compressed_backups_are_refused(info: str, refused: bool) -> None:
+    assert (uncopyable_reason(parse_backup_info(info)) is not None) is refused
+
+
+# Parsing and messages -------------------------------------------------------------------------
+
+
+def test_store_listing_is_parsed_and_garbage_is_empty() -> None:
+    listing = '{"backups_list": [{"backup_id": "20261130T010203", "status": "DONE"}]}'
+    assert [b.backup_id for b in parse_store_backups(listing)] == ["20261130T010203"]
+    assert parse_store_backups("not json") == []
+    assert parse_store_backups("") == []
+
+
+def test_the_error_line_is_barman_clouds_last_error() -> None:
+    stderr = (
+        "2026-11-30 23:20:46,340 [8977] INFO: starting\n"
+        "2026-11-30 23:20:46,340 [8977] ERROR: Bucket nobucket does not exist\n"
+    )
+    assert first_error_line(stderr, "exit 1") == "Bucket nobucket does not exist"
+    assert first_error_line("", "exit code 4") == "exit code 4"
+
+
+# Keys and programs ----------------------------------------------------------------------------
+
+
+def offsite(**changes: object) -> Offsite:
+    base = Offsite(
+        url="s3://bucket/prefix",
+        endpoint_url="http://127.0.0.1:9000",
+        region="eu-west-1",
+        encryption="",
+        retention_policy="REDUNDANCY 2",
+        backup_max_delay=3600,
+        wal_max_lag=600,
+        access_key_id=Secret("AKIAEXAMPLE"),
+        secret_access_key=Secret("s3cr3t"),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_keys_go_to_the_child_environment_and_never_on_the_command_line() -> None:
+    target = offsite()
+    assert cloud_env(target) == {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    options = " ".join(cloud_options(target))
+    assert "s3cr3t" not in options
+    assert "AKIAEXAMPLE" not in options
+    assert "--endpoint-url http://127.0.0.1:9000" in options
+    assert "AKIAEXAMPLE" not in repr(target)
+
+
+def test_without_keys_boto3s_own_chain_applies() -> None:
+    assert cloud_env(offsite(access_key_id=None, secret_access_key=None, region="")) == {}
+
+
+def test_cloud_programs_are_found_beside_barman(tmp_path: Path) -> None:
+    (tmp_path / "barman-cloud-backup").write_text("")
+    assert cloud_program(str(tmp_path / "barman"), "barman-cloud-backup") == str(
+        tmp_path / "barman-cloud-backup"
+    )
+    assert cloud_program("barman", "barman-cloud-backup") == "barman-cloud-backup"
+
+
+# Settings -------------------------------------------------------------------------------------
+
+
+def test_offsite_is_off_by_default(environ: dict[str, str]) -> None:
+    assert load_settings(environ).servers[0].offsite is None
+
+
+def test_offsite_settings_with_file_secrets_and_per_server_override(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "secret_key"
+    key_file.write_text("from-file\n")
+    settings = load_settings(
+        {
+            **environ,
+            "BARMAN_SERVERS": "pg,reports",
+            "OFFSITE_URL": "s3://backups/barman/",
+            "OFFSITE_URL__PG": "s3://other-bucket/pg",
+            "OFFSITE_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "AWS_ACCESS_KEY_ID__REPORTS": "AKIAREPORTS",
+            "AWS_SECRET_ACCESS_KEY_FILE": str(key_file),
+            "OFFSITE_WAL_MAX_LAG": "15m",
+        }
+    )
+    target = settings.servers[0].offsite
+    assert target is not None
+    assert target.url == "s3://other-bucket/pg"
+    assert target.secret_access_key == Secret("from-file")
+    assert target.wal_max_lag == 900
+    assert target.retention_policy == settings.servers[0].retention_policy
+    assert Secret("from-file") in settings.secrets
+    assert Secret("AKIAEXAMPLE") in settings.secrets
+    assert not [name for name in settings.child_env if name.startswith("AWS_ACCESS_KEY_ID")]
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"OFFSITE_URL": "https://bucket/prefix"}, "OFFSITE_URL"),
+        ({"OFFSITE_URL": "s3://B_ad/prefix"}, "OFFSITE_URL"),
+        ({"OFFSITE_ENDPOINT_URL": "127.0.0.1:9000"}, "OFFSITE_ENDPOINT_URL"),
+        ({"OFFSITE_ENCRYPTION": "rot13"}, "OFFSITE_ENCRYPTION"),
+        ({"OFFSITE_RETENTION_POLICY": "forever"}, "OFFSITE_RETENTION_POLICY"),
+        ({"AWS_SECRET_ACCESS_KEY": None}, "AWS_SECRET_ACCESS_KEY"),
+    ],
+)
+def test_bad_offsite_settings_are_one_line_naming_the_variable(
+    environ: dict[str, str], changes: dict[str, str | None], named: str
+) -> None:
+    env = {
+        **environ,
+        "OFFSITE_URL": "s3://bucket/prefix",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret-value",
+    }
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.startswith(named)
+    assert "\n" not in message
+    assert "secret-value" not in message
+
+
+def test_compressed_backups_with_offsite_are_refused_at_start(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "barman.conf"
+    config.write_text(
+        f"[barman]\nbarman_home = {tmp_path}\n\n[pg]\nconninfo = host=db user=barman\n"
+        "backup_method = postgres\nbackup_compression = gzip\n"
+    )
+    env = {
+        **environ,
+        "BARMAN_CONFIG_FILE": str(config),
+        "BARMAN_CONFIG_DIR": str(tmp_path / "none"),
+        "OFFSITE_URL": "s3://bucket/prefix",
+    }
+    with pytest.raises(ConfigError, match="backup_compression"):
+        load_settings(env)
+    env.pop("OFFSITE_URL")
+    assert load_settings(env).servers[0].offsite is None
+
+
+# Readiness ------------------------------------------------------------------------------------
+
+
+def test_offsite_that_keeps_up_is_no_problem() -> None:
+    state = replace(
+        protected(), offsite={"last_error": None, "wal_owed": 1, "oldest_owed_wal_at": NOW - 30}
+    )
+    assert server_problems(state, NOW, OFFSITE_LIMITS) == []
+
+
+def test_a_failed_copy_makes_the_server_unready_with_the_reason() -> None:
+    state = replace(
+        protected(), offsite={"last_error": "listing the store: Bucket x does not exist"}
+    )
+    problems = server_problems(state, NOW, OFFSITE_LIMITS)
+    assert [p.condition for p in problems] == ["offsite"]
+    assert "Bucket x does not exist" in problems[0].reason
+
+
+def test_a_backup_waiting_too_long_and_wal_lagging_are_reported() -> None:
+    state = replace(
+        protected(),
+        offsite={
+            "oldest_owed_backup": "20261130T030000",
+            "oldest_owed_backup_end": NOW - 7200,
+            "wal_owed": 12,
+            "oldest_owed_wal_at": NOW - 900,
+        },
+    )
+    reasons = [p.reason for p in server_problems(state, NOW, OFFSITE_LIMITS)]
+    assert any("20261130T030000" in reason for reason in reasons)
+    assert any("12 WAL file(s)" in reason for reason in reasons)
+    assert wal_lag_seconds(state.offsite, NOW) == 900
+    # A server without an off-site store never has this condition.
+    assert server_problems(state, NOW, LIMITS) == []
+
+
+# Holding local retention while the store is behind -------------------------------------------
+
+LOCAL = [
+    LocalBackup("b1", "000000010000000000000002", 100.0),
+    LocalBackup("b2", "000000010000000000000008", 200.0),
+    LocalBackup("b3", "000000010000000000000010", 300.0),
+]
+
+
+def test_nothing_owed_holds_nothing() -> None:
+    assert backup_to_protect(LOCAL, [], None) is None
+
+
+def test_the_backup_where_the_oldest_owed_wal_starts_is_held() -> None:
+    assert backup_to_protect(LOCAL, [], "000000010000000000000009") == "b2"
+    assert backup_to_protect(LOCAL, [], "000000010000000000000010") == "b3"
+    # WAL owed from before every local backup: the oldest one is the best hold there is.
+    assert backup_to_protect(LOCAL, [], "000000010000000000000001") == "b1"
+
+
+def test_an_owed_backup_older_than_the_owed_wal_wins() -> None:
+    assert backup_to_protect(LOCAL, ["b2", "b3"], "000000010000000000000011") == "b2"
+    assert backup_to_protect(LOCAL, ["b3"], None) == "b3"
+
+
+# Restore from the store -----------------------------------------------------------------------
+
+
+def test_next_wal_name_rolls_over_the_log_number() -> None:
+    size = 16 * 1024 * 1024
+    assert next_wal_name("000000010000000000000009", size) == "00000001000000000000000A"
+    assert next_wal_name("0000000100000000000000FF", size) == "000000010000000100000000"
+    assert next_wal_name("00000002000000030000003F", 64 * 1024 * 1024) == (
+        "000000020000000400000000"
+    )
+
+
+def test_store_backup_show_gives_the_first_wal_and_segment_size() -> None:
+    shown = (
+        '{"pg": {"begin_wal": "000000010000000000000004", "end_wal": "000000010000000000000005",'
+        ' "xlog_segment_size": 16777216}}'
+    )
+    assert parse_store_backup_show(shown, "pg") == StoreBackupWal(
+        "000000010000000000000004", "000000010000000000000005", 16777216
+    )
+    assert parse_store_backup_show('{"pg": {}}', "pg") is None
+    assert parse_store_backup_show("oops", "pg") is None
+
+
+def test_the_newest_store_backup_before_the_target_is_chosen() -> None:
+    listing = (
+        '{"backups_list": ['
+        '{"backup_id": "a", "status": "DONE", "end_time_iso": "2026-11-30T10:00:00+00:00"},'
+        '{"backup_id": "b", "status": "DONE", "end_time_iso": "2026-11-30T12:00:00+00:00"},'
+        '{"backup_id": "c", "status": "FAILED", "end_time_iso": "2026-11-30T11:00:00+00:00"}]}'
+    )
+    backups = parse_store_backups(listing)
+    newest = choose_store_backup(backups, None)
+    assert newest is not None and newest.backup_id == "b"
+    target = datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
+    before = choose_store_backup(backups, target)
+    assert before is not None and before.backup_id == "a"
+    assert choose_store_backup(backups, datetime(2026, 11, 30, 9, tzinfo=UTC)) is None
+
+
+def test_recovery_settings_quote_and_stop_at_the_target() -> None:
+    lines = recovery_settings("cp '/x y'/%f %p", ("time", "2026-11-30 10:00:00+00"), "pause")
+    assert "restore_command = 'cp ''/x y''/%f %p'" in lines
+    assert "recovery_target_time = '2026-11-30 10:00:00+00'" in lines
+    assert "recovery_target_action = 'pause'" in lines
+    assert not [line for line in recovery_settings("cp a b", None, "pause") if "target" in line]
+
+
+def restore_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    restore.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_restore_offsite_refuses_a_server_without_a_store(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    code = offsite_restore.main(
+        restore_args("pg", str(tmp_path / "new")), load_settings(environ), out
+    )
+    assert code == 2 and "no server 'pg' with OFFSITE_URL" in out.getvalue()
+
+
+def test_restore_offsite_refuses_a_non_empty_destination_before_touching_the_store(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    settings = load_settings({**environ, "OFFSITE_URL": "s3://bucket/x"})
+    out = io.StringIO()
+    code = offsite_restore.main(restore_args("pg", str(tmp_path)), settings, out)
+    assert code == 2 and "not empty" in out.getvalue()
+    bad_time = io.StringIO()
+    args = restore_args("pg", str(tmp_path / "new"), "--target-time", "yesterday")
+    assert offsite_restore.main(args, settings, bad_time) == 2
+    assert "is not a time" in bad_time.getvalue()
+
+
+def test_an_uncopyable_backup_matters_only_until_a_newer_one_is_in_the_store() -> None:
+    local = [backup("full", 1), backup("incr", 2), backup("full2", 3)]
+    refused = {"incr": "it is a block-level incremental backup"}
+    assert refusals_that_matter(local, {"full"}, refused) == refused
+    assert refusals_that_matter(local, {"full", "full2"}, refused) == {}
+    assert refusals_that_matter(local, set(), refused) == refused
+
+
+def test_a_refused_backup_makes_the_server_unready_with_the_reason() -> None:
+    state = replace(protected(), offsite={"refused_backups": {"incr": "it is incremental"}})
+    problems = server_problems(state, NOW, OFFSITE_LIMITS)
+    assert [p.reason for p in problems] == [
+        "backup incr cannot be copied off-site: it is incremental"
+    ]
+
+
+def test_a_parallel_batch_counts_only_up_to_its_first_failure() -> None:
+    batch = ["A", "B", "C", "D"]
+    assert contiguous_prefix(batch, {"A", "B", "C", "D"}) == batch
+    assert contiguous_prefix(batch, {"A", "B", "D"}) == ["A", "B"]
+    assert contiguous_prefix(batch, {"B", "C"}) == []
+
+
+def test_consecutive_wal_names_for_a_parallel_fetch() -> None:
+    size = 16 * 1024 * 1024
+    assert wal_names_from("0000000100000000000000FE", size, 3) == [
+        "0000000100000000000000FE",
+        "0000000100000000000000FF",
+        "000000010000000100000000",
+    ]
+    assert wal_names_from("0000000100000000000000FE", size, 1) == ["0000000100000000000000FE"]
