@@ -76,6 +76,8 @@ def server_status(
             "last_verification": server.last_verify or None,
         },
         "drill": server.last_drill or None,
+        # PostgreSQL programs: the clients backups use, the server programs drills start.
+        "programs": server.programs or None,
         "checks": {
             "at": _iso(server.checks_at),
             "ok": bool(server.checks) and all(check.ok for check in server.checks),

@@ -33,6 +33,7 @@ from barman_supervisor.healing import (
     stale_started,
 )
 from barman_supervisor.log import bind, get_logger
+from barman_supervisor.pgbin import survey
 from barman_supervisor.pid1 import processes
 from barman_supervisor.postgres import Postgres, SlotState, preflight_problems
 from barman_supervisor.proc import Runner, RunnerClosed
@@ -210,8 +211,14 @@ class Jobs:
         self._phase(server, "preflight")
         facts = self._state.server(server.name).facts
         assert facts is not None
-        problems = preflight_problems(facts)
-        self._state.update(server.name, problems=problems)
+        unservable, programs = survey(
+            facts.version_num,
+            self._runner,
+            self._settings.child_env.get("PATH"),
+            self._settings.pg_bin_dir,
+        )
+        problems = preflight_problems(facts) + unservable
+        self._state.update(server.name, problems=problems, programs=programs)
         if problems:
             raise StartupFailed("; ".join(problems))
 

@@ -47,6 +47,7 @@ class ServerState:
     last_backup: dict[str, Any] = field(default_factory=dict)
     last_verify: dict[str, Any] = field(default_factory=dict)
     last_drill: dict[str, Any] = field(default_factory=dict)
+    programs: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, JobRun] = field(default_factory=dict)
     run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
