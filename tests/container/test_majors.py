@@ -8,7 +8,8 @@ target. 15 stands for the older majors (14-16) the image backs up with its Postg
 but has no server programs for: its drills are refused with one line, and nothing else breaks.
 
 One stack per major (module-scoped, parametrized); each test below runs against each stack it is
-parametrized for, in file order.
+parametrized for, in file order. Drills run every minute (DRILL_SCHEDULE's finest grain): the drill
+tests come last, so that the wait for the next minute overlaps the restore test.
 """
 
 from __future__ import annotations
@@ -63,8 +64,19 @@ def _server(stack: Stack) -> dict[str, Any]:
     return server
 
 
+def _answering(stack: Stack) -> dict[str, Any] | None:
+    """The server's /status, or None while the daemon's HTTP server is not up yet."""
+    try:
+        return _server(stack)
+    except OSError:
+        return None
+
+
 def _verified_backup(stack: Stack) -> dict[str, Any] | None:
-    backups = _server(stack)["backups"]
+    server = _answering(stack)
+    if server is None:
+        return None
+    backups: dict[str, Any] = server["backups"]
     verification = backups["last_verification"] or {}
     done = backups["newest"] and backups["newest"]["status"] == "DONE"
     return backups if done and verification.get("ok") else None
@@ -93,27 +105,6 @@ def _drill(stack: Stack, ok: bool) -> dict[str, Any] | None:
     return drill if drill and drill["ok"] is ok and drill["backup_id"] else None
 
 
-@pytest.mark.parametrize("major_stack", DRILL_MAJORS, indirect=True, ids=lambda m: f"pg{m}")
-def test_restore_drill_starts_a_server_of_the_backups_own_major(major_stack: Stack) -> None:
-    drill = wait_for("a passing restore drill", lambda: _drill(major_stack, True), 180, 2)
-    assert drill["pg_version"] // 10000 == major_stack.major
-    assert drill["rows"] is not None and drill["databases"] >= 1, drill
-
-
-@pytest.mark.parametrize("major_stack", [OLDER_MAJOR], indirect=True, ids=lambda m: f"pg{m}")
-def test_drill_of_a_major_without_server_programs_is_refused_in_one_line(
-    major_stack: Stack,
-) -> None:
-    drill = wait_for("the refused restore drill", lambda: _drill(major_stack, False), 180, 2)
-    reason = drill["reason"]
-    assert reason.startswith(f"no PostgreSQL {major_stack.major} server programs"), reason
-    assert "server programs here: 17, 18" in reason and "DRILL_SCHEDULE" in reason, reason
-    assert "\n" not in reason and "Traceback" not in reason
-    # Only the drill is refused: the supervisor runs on, backups and streaming untouched.
-    assert [p for p in _server(major_stack)["problems"] if p["condition"] != "drill"] == []
-    assert major_stack.container("barman").attrs["State"]["Running"]
-
-
 def _count_at_target(stack: Stack) -> int | None:
     """The restored copy's row count once its recovery paused at the target, else None."""
     psql = ["psql", "-X", "-qAt", "-h", PITR_SOCKET, "-p", PITR_PORT, "-U", "postgres", "-d"]
@@ -130,6 +121,7 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
     major_stack: Stack,
 ) -> None:
     stack = major_stack
+    wait_for("a DONE, verified backup", lambda: _verified_backup(stack), 300, 2)
     stack.psql(f"CREATE TABLE pitr AS SELECT g AS id FROM generate_series(1, {ROWS_BEFORE}) g")
     # Read after the first commit, before the second: the target lies between them.
     target = stack.psql("SELECT clock_timestamp()")
@@ -138,7 +130,7 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
     stack.psql("SELECT pg_switch_wal()")
     wait_for(
         f"WAL segment {segment} archived by Barman",
-        lambda: segment in stack.exec("barman", "ls", "-R", "/var/lib/barman/pg/wals"),
+        lambda: segment in stack.exec_status("barman", "ls", "-R", "/var/lib/barman/pg/wals")[1],
         120,
         2,
     )
@@ -158,3 +150,24 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
     finally:
         stack.exec("barman", pg_ctl, "-D", data, "-m", "immediate", "stop")
         stack.exec("barman", "rm", "-rf", RESTORE_DIR, PITR_SOCKET)
+
+
+@pytest.mark.parametrize("major_stack", DRILL_MAJORS, indirect=True, ids=lambda m: f"pg{m}")
+def test_restore_drill_starts_a_server_of_the_backups_own_major(major_stack: Stack) -> None:
+    drill = wait_for("a passing restore drill", lambda: _drill(major_stack, True), 180, 2)
+    assert drill["pg_version"] // 10000 == major_stack.major
+    assert drill["rows"] is not None and drill["databases"] >= 1, drill
+
+
+@pytest.mark.parametrize("major_stack", [OLDER_MAJOR], indirect=True, ids=lambda m: f"pg{m}")
+def test_drill_of_a_major_without_server_programs_is_refused_in_one_line(
+    major_stack: Stack,
+) -> None:
+    drill = wait_for("the refused restore drill", lambda: _drill(major_stack, False), 180, 2)
+    reason = drill["reason"]
+    assert reason.startswith(f"no PostgreSQL {major_stack.major} server programs"), reason
+    assert "server programs here: 17, 18" in reason and "DRILL_SCHEDULE" in reason, reason
+    assert "\n" not in reason and "Traceback" not in reason
+    # Only the drill is refused: the supervisor runs on, backups and streaming untouched.
+    assert [p for p in _server(major_stack)["problems"] if p["condition"] != "drill"] == []
+    assert major_stack.container("barman").attrs["State"]["Running"]
