@@ -1,8 +1,9 @@
 #!/bin/sh
 # PostgreSQL programs of one major for the image, with the libraries they link (Dockerfile helper).
 #
-#   pg-programs.sh collect MAJOR   in a stage where Debian's postgresql-MAJOR is installed: drops
-#                                  the JIT (LLVM, ~150 MB, unused by restore drills), then writes
+#   pg-programs.sh collect MAJOR   in a stage of the Debian suite that has the major: installs
+#                                  postgresql-MAJOR (no cluster), drops the JIT (LLVM, ~150 MB,
+#                                  unused by restore drills), then writes
 #                                  /pg/MAJOR/packages (Debian packages of the linked libraries)
 #                                  and /pg/MAJOR/libs/ (a copy of each linked library, by soname,
 #                                  the C library excepted: a newer one runs older programs).
@@ -24,6 +25,11 @@ linked() {
 
 case $action in
 collect)
+    export DEBIAN_FRONTEND=noninteractive
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/no-cluster.conf
+    apt-get update
+    apt-get install -y --no-install-recommends "postgresql-$major"
     rm -rf "$root"/lib/llvmjit* "$root"/lib/bitcode
     mkdir -p "$out/libs"
     linked | while read -r soname path; do
