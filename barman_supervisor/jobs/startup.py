@@ -22,7 +22,9 @@ from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
+from barman_supervisor.pgbin import survey
 from barman_supervisor.postgres import Postgres, preflight_problems
+from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import State
 
@@ -39,6 +41,7 @@ class Startup:
         self,
         settings: Settings,
         barman: Barman,
+        runner: Runner,
         state: State,
         postgres: Mapping[str, Postgres],
         recorder: JobRecorder,
@@ -51,6 +54,7 @@ class Startup:
     ) -> None:
         self._settings = settings
         self._barman = barman
+        self._runner = runner
         self._state = state
         self._postgres = postgres
         self._recorder = recorder
@@ -125,7 +129,17 @@ class Startup:
     def _preflight(self, server: ServerSettings) -> None:
         self._phase(server, "preflight")
         facts = self._state.server(server.name).facts
-        problems = preflight_problems(facts) if facts is not None else ["PostgreSQL not reached"]
+        if facts is None:
+            raise StartupFailed("PostgreSQL not reached")
+        # A server newer than the client programs here can never be backed up by them.
+        unservable, programs = survey(
+            facts.version_num,
+            self._runner,
+            self._settings.child_env.get("PATH"),
+            self._settings.pg_bin_dir,
+        )
+        problems = preflight_problems(facts) + unservable
+        self._state.record_programs(server.name, programs)
         self._state.set_problems(server.name, problems)
         if problems:
             raise StartupFailed("; ".join(problems))
