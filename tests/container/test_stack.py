@@ -34,6 +34,7 @@ from tests.container.conftest import (
     write_env,
     write_secrets,
 )
+from tests.integration.s3 import s3_server
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
@@ -355,3 +356,40 @@ def test_every_log_line_is_json(stack: Stack) -> None:
             pytest.fail(f"docker logs line {number} is not JSON: {line[:300]}")
         assert isinstance(event, dict) and {"event", "level", "timestamp"} <= set(event), line
     assert sum(1 for line in lines if '"daemon_starting"' in line) == 2
+
+
+def test_the_image_reaches_an_s3_store_with_its_barman_cloud_programs(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """Off-site copies run barman-cloud-* inside the image: its boto3 answers a real S3 API
+    server (moto on 127.0.0.1, host networking), and a wrong key is refused."""
+    with s3_server(tmp_path) as store:
+        results = {}
+        for label, secret in (("right", store.secret), ("wrong", "not-the-key")):
+            container = docker_client.containers.run(
+                BARMAN_IMAGE,
+                entrypoint=["barman-cloud-backup"],
+                command=[
+                    "--test",
+                    "--cloud-provider",
+                    "aws-s3",
+                    "--endpoint-url",
+                    store.endpoint,
+                    f"s3://{store.bucket}/pg",
+                    "pg",
+                ],
+                environment={
+                    "AWS_ACCESS_KEY_ID": store.key_id,
+                    "AWS_SECRET_ACCESS_KEY": secret,
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                },
+                network_mode="host",
+                detach=True,
+            )
+            try:
+                results[label] = container.wait(timeout=120)["StatusCode"]
+                output = container.logs(stdout=True, stderr=True).decode()
+            finally:
+                container.remove(force=True, v=True)
+            assert secret not in output
+    assert results["right"] == 0 and results["wrong"] != 0, output
