@@ -145,7 +145,6 @@ class Stack:
         self.env_file = workdir / ".env"
         write_env(self.env_file, self.settings)
         # What one test leaves for a later one (the tests of a stack run in file order).
-        self.notes: dict[str, Any] = {}
 
     def compose(self, *args: str, timeout: float = COMPOSE_TIMEOUT, check: bool = True) -> str:
         argv = [

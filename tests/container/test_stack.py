@@ -281,7 +281,16 @@ def _backup_running(stack: Stack, since: float = 0.0) -> bool:
     )
 
 
-def test_docker_stop_during_a_backup_exits_0_within_the_grace(stack: Stack) -> None:
+def test_docker_stop_during_a_backup_exits_0_and_a_restart_carries_on(stack: Stack) -> None:
+    """One story, so that no test depends on another having run: stop mid-backup within the
+    grace, start again, streaming and archiving resume, and both runs log only JSON."""
+    before = _stop_during_a_backup(stack)
+    _restart_and_resume(stack, before)
+    _every_log_line_is_json(stack, runs=2)
+
+
+def _stop_during_a_backup(stack: Stack) -> set[str]:
+    """The DONE backups before the stop."""
     # ~60 MB more to copy at 1000 kB/s: a backup started after this runs over a minute.
     loaded = time.monotonic()
     stack.psql(
@@ -291,9 +300,7 @@ def test_docker_stop_during_a_backup_exits_0_within_the_grace(stack: Stack) -> N
     wait_for("a scheduled backup of the new data", lambda: _backup_running(stack, loaded), 180, 1)
     time.sleep(2)
     assert _backup_running(stack), "the backup ended before the stop: more data needed"
-    stack.notes["done_before_stop"] = {
-        b["backup_id"] for b in stack.backups() if b["status"] == "DONE"
-    }
+    before = {b["backup_id"] for b in stack.backups() if b["status"] == "DONE"}
     container = stack.container("barman")
     began = time.monotonic()
     container.stop(timeout=STOP_GRACE)
@@ -309,11 +316,11 @@ def test_docker_stop_during_a_backup_exits_0_within_the_grace(stack: Stack) -> N
     assert "waiting_for_backup" in events
     assert "backup_interrupted" in events or "backup_finished_before_stop" in events
     assert events[-1] == "daemon_stopped", events[-5:]
+    return before
 
 
-def test_restarted_container_carries_on(stack: Stack) -> None:
-    before: set[str] = stack.notes.get("done_before_stop", set())
-    assert before, "runs after the stop test"
+def _restart_and_resume(stack: Stack, before: set[str]) -> None:
+    assert before, "a DONE backup existed before the stop"
     container = stack.container("barman")
     container.start()
     # Streaming resumes: Barman's pg_receivewal holds the slot again.
@@ -345,8 +352,8 @@ def test_restarted_container_carries_on(stack: Stack) -> None:
     print(f"after restart: health {stack.health()}, FAILED backups {failed}")
 
 
-def test_every_log_line_is_json(stack: Stack) -> None:
-    """Both runs of the container, start to stop: one JSON object per line."""
+def _every_log_line_is_json(stack: Stack, runs: int) -> None:
+    """Every run of the container, start to stop: one JSON object per line."""
     lines = stack.logs()
     assert len(lines) > 50
     for number, line in enumerate(lines, 1):
@@ -355,7 +362,7 @@ def test_every_log_line_is_json(stack: Stack) -> None:
         except ValueError:
             pytest.fail(f"docker logs line {number} is not JSON: {line[:300]}")
         assert isinstance(event, dict) and {"event", "level", "timestamp"} <= set(event), line
-    assert sum(1 for line in lines if '"daemon_starting"' in line) == 2
+    assert sum(1 for line in lines if '"daemon_starting"' in line) == runs
 
 
 def test_the_image_reaches_an_s3_store_with_its_barman_cloud_programs(
