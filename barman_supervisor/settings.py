@@ -455,7 +455,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         barman_log_file=log_file,
         barman_bin=_barman_bin(env, child_env.get("PATH")),
         pgpass_file=pgpass_file,
-        cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
+        cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 600, minimum=1, maximum=3600),
         check_interval=env.seconds("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
         timezone=timezone,
         log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),

@@ -81,12 +81,17 @@ class Streaming:
                 return
             self._cron_started_at = time.monotonic()
             with self._recorder.job("cron", None) as run:
-                for server in self._settings.servers:
-                    self._check_identity(server)
+                self.check_identities()
                 run.take(self._barman.cron())
             # What cron changed (streaming started, WAL archived) shows at once, not a tick later.
             for server in self._settings.servers:
                 self.probe(server)
+
+    def check_identities(self) -> None:
+        """Every server's identity check; also on its own schedule, which is shorter than the
+        global cron's (a failover is told within a minute, not at the next cron)."""
+        for server in self._settings.servers:
+            self._check_identity(server)
 
     def confirm_started(self, server: ServerSettings) -> bool:
         """Start-up: ``barman cron`` starts receive-wal; the slot turning active proves it

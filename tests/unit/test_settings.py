@@ -75,7 +75,7 @@ def test_defaults(environ: dict[str, str], tmp_path: Path) -> None:
     assert settings.barman_home == tmp_path / "home"
     assert settings.barman_log_file == tmp_path / "home" / "log" / "barman.log"
     assert settings.pgpass_file == tmp_path / "home" / ".pgpass"
-    assert (settings.cron_interval, settings.check_interval) == (60, 300)
+    assert (settings.cron_interval, settings.check_interval) == (600, 300)
     assert settings.pg_wait_timeout is None
     assert (settings.log_level, settings.log_format) == ("INFO", "auto")
     assert settings.http_port == 9798
