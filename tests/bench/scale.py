@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -192,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bs-scale-"))
     root.chmod(0o755)
-    with cluster(**CLUSTER_SETTINGS) as pg:
-        pg.init()
-        result = run(root, pg, {args.servers: args.budget}, args.idle)
+    try:
+        with cluster(**CLUSTER_SETTINGS) as pg:
+            pg.init()
+            result = run(root, pg, {args.servers: args.budget}, args.idle)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=2))
     return 0
 
