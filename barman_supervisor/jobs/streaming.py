@@ -95,8 +95,11 @@ class Streaming:
 
     def confirm_started(self, server: ServerSettings) -> bool:
         """Start-up: ``barman cron`` starts receive-wal; the slot turning active proves it
-        streams. False when it did not within STREAMING_CONFIRM_TIMEOUT."""
-        self.cron(requested_at=time.monotonic())
+        streams. False when it did not within STREAMING_CONFIRM_TIMEOUT. Not run when an
+        earlier cron already started this server's receiver (cron starts every server's):
+        with many servers each cron is one ``archive-wal`` process per server."""
+        if not self._already_streaming(server):
+            self.cron(requested_at=time.monotonic())
         deadline = time.monotonic() + STREAMING_CONFIRM_TIMEOUT
         while not self._stop.is_set():
             slot = self.refresh_slot(server)
@@ -114,6 +117,11 @@ class Streaming:
             hint="barman cron retries every BARMAN_CRON_INTERVAL; see the barman log events",
         )
         return False
+
+    def _already_streaming(self, server: ServerSettings) -> bool:
+        slot = self.refresh_slot(server)
+        active = slot is not None and slot.active
+        return active and bool(self._barman.processes("receive-wal", server.name))
 
     def refresh_slot(self, server: ServerSettings) -> SlotState | None:
         """The slot as PostgreSQL reports it; None (and the error recorded) when unreachable."""
