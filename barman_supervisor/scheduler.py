@@ -87,8 +87,12 @@ def server_jobs(
 def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
     """``barman cron`` is global in Barman: one job serves every server. The monitors feed the
     probes from the first second on, also while a server's start-up still waits; the archivers
-    run ``archive-wal`` for a server only when a directory read finds WAL waiting."""
+    run ``archive-wal`` for a server every WAL_ARCHIVE_INTERVAL, and only when a directory read
+    finds WAL waiting."""
     every = IntervalTrigger(seconds=settings.health_interval, timezone=settings.timezone)
+    archive_every = IntervalTrigger(
+        seconds=settings.wal_archive_interval, timezone=settings.timezone
+    )
     return [
         JobSpec(
             "cron",
@@ -109,7 +113,9 @@ def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
             for server in settings.servers
         ),
         *(
-            JobSpec(f"archive:{server.name}", every, jobs.archive_wal, (server,), quiet=True)
+            JobSpec(
+                f"archive:{server.name}", archive_every, jobs.archive_wal, (server,), quiet=True
+            )
             for server in settings.servers
         ),
     ]

@@ -160,6 +160,7 @@ class Settings:
     barman_bin: str
     pgpass_file: Path
     cron_interval: float
+    wal_archive_interval: float
     check_interval: float
     timezone: ZoneInfo
     log_level: str
@@ -458,6 +459,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         pgpass_file=pgpass_file,
         cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 600, minimum=1, maximum=3600),
         check_interval=env.seconds("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
+        wal_archive_interval=env.seconds("WAL_ARCHIVE_INTERVAL", 60, minimum=1, maximum=3600),
         timezone=timezone,
         log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),  # type: ignore[arg-type]

@@ -3,9 +3,10 @@
 ``barman cron`` starts an ``archive-wal`` Python process for every server on every run, whether
 or not a segment waits; with many servers that was most of an idle daemon's CPU. A completed
 segment in ``streaming/`` (or a file in ``incoming/``) is what ``archive-wal`` would move, and a
-directory read finds it: the command runs only then, and a finished segment reaches ``wals/``
-within HEALTH_INTERVAL instead of waiting for the next cron. The global ``barman cron`` still
-runs (BARMAN_CRON_INTERVAL) for retention, ``check-backup`` and everything else it does.
+directory read finds it: the command runs only then (at most once per WAL_ARCHIVE_INTERVAL per
+server, the cadence cron used to give it: on one PostgreSQL with many slots every WAL switch
+completes a segment for every server). The global ``barman cron`` still runs
+(BARMAN_CRON_INTERVAL) for retention, ``check-backup`` and everything else it does.
 """
 
 from __future__ import annotations

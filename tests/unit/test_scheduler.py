@@ -87,7 +87,7 @@ def test_every_server_is_monitored_quietly_from_the_start(settings: Settings, jo
     assert all(m.quiet and m.first_run == NOW and m.func == jobs.monitor for m in monitors)
 
 
-def test_every_server_has_a_quiet_archiver_at_the_probe_interval(
+def test_every_server_has_a_quiet_archiver_at_the_archive_interval(
     settings: Settings, jobs: Jobs
 ) -> None:
     _cron, *rest = global_jobs(settings, jobs, NOW)
@@ -100,7 +100,7 @@ def test_every_server_has_a_quiet_archiver_at_the_probe_interval(
     )
     assert all(
         isinstance(a.trigger, IntervalTrigger)
-        and a.trigger.interval == timedelta(seconds=settings.health_interval)
+        and a.trigger.interval == timedelta(seconds=settings.wal_archive_interval)
         for a in archivers
     )
 

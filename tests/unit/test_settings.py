@@ -93,6 +93,8 @@ def test_unknown_server_raises_key_error(environ: dict[str, str]) -> None:
         ({"PG_WAIT_TIMEOUT": "90"}, ("pg_wait_timeout", 90)),
         ({"BARMAN_CRON_INTERVAL": "1"}, ("cron_interval", 1)),
         ({}, ("startup_concurrency", 4)),
+        ({}, ("wal_archive_interval", 60)),
+        ({"WAL_ARCHIVE_INTERVAL": "10"}, ("wal_archive_interval", 10)),
         ({"STARTUP_CONCURRENCY": "50"}, ("startup_concurrency", 50)),
         ({"LOG_LEVEL": "DEBUG"}, ("log_level", "DEBUG")),
         ({"HTTP_PORT": " 8080 "}, ("http_port", 8080)),
