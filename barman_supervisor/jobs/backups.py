@@ -198,6 +198,15 @@ class Backups:
 
     def delete_superseded_failures(self, server: ServerSettings) -> None:
         """FAILED_BACKUPS=delete: a FAILED backup keeps ``barman check`` red until deleted."""
+        lock = self._running(server.name)
+        if not lock.acquire(blocking=False):
+            return  # a backup runs: its verify-backup reads every backup.info, ours included
+        try:
+            self._delete_failures(server)
+        finally:
+            lock.release()
+
+    def _delete_failures(self, server: ServerSettings) -> None:
         backups = self._state.server(server.name).backups
         doomed = failed_to_delete(backups, self._settings.failed_backups)
         for backup_id in doomed:
