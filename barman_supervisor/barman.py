@@ -19,13 +19,16 @@ from typing import Any
 
 from barman_supervisor.log import get_logger
 from barman_supervisor.pgbin import path_with
-from barman_supervisor.pid1 import ProcInfo, processes
+from barman_supervisor.pid1 import ProcInfo
 from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.proctable import ProcessTable
 from barman_supervisor.settings import Settings
 
 _log = get_logger(__name__)
 # The shell's code for "command not found or not executable".
 COMMAND_NOT_RUN = 127
+# archive-wal moves (and compresses) whatever WAL waits; after a bulk load that can be gigabytes.
+ARCHIVE_WAL_TIMEOUT = 1800
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 SEGMENT_NAME_LENGTH = 24
 _SEGMENT = re.compile(r"^[0-9A-F]{24}(\.partial)?(\.\w+)?$")
@@ -217,11 +220,14 @@ class Barman:
         settings: Settings,
         runner: Runner,
         explain: Callable[[float], str | None] = lambda _since: None,
+        table: ProcessTable | None = None,
     ) -> None:
-        """``explain`` finds the cause of a failure in Barman's log since a moment."""
+        """``explain`` finds the cause of a failure in Barman's log since a moment; ``table``
+        is the process table shared by everything that asks which Barman processes run."""
         self._settings = settings
         self._runner = runner
         self._explain = explain
+        self._table = table or ProcessTable()
 
     def _argv(self, *args: str, json_output: bool = True) -> list[str]:
         argv = [self._settings.barman_bin, "-c", str(self._settings.barman_config_file)]
@@ -255,6 +261,8 @@ class Barman:
         except OSError as exc:  # Barman vanished after start: a failed command, not a crash
             reason = f"cannot run {argv[0]}: {exc.strerror or exc}"
             completed = Completed(tuple(argv), COMMAND_NOT_RUN, "", reason, 0.0)
+        finally:
+            self._table.invalidate()  # it may have started or stopped processes (cron does)
         data, messages = parse_json_output(completed.stdout)
         for level, text in messages:
             if on_message is not None:
@@ -265,6 +273,11 @@ class Barman:
 
     def cron(self) -> Outcome:
         return self.run("cron", kind="cron", timeout=300)
+
+    def archive_wal(self, server: str) -> Outcome:
+        """What ``barman cron`` starts for every server on every run, here for one server only
+        and only when there is WAL to archive; Barman's own lock keeps it one at a time."""
+        return self.run("archive-wal", server, kind="archive-wal", timeout=ARCHIVE_WAL_TIMEOUT)
 
     def check(self, server: str, timeout: float = 120) -> tuple[Outcome, list[Check]]:
         outcome = self.run("check", server, kind="check", timeout=timeout)
@@ -365,7 +378,7 @@ class Barman:
         config = str(self._settings.barman_config_file)
         return [
             proc
-            for proc in processes()
+            for proc in self._table.snapshot()
             if proc.state != "Z"
             and command in proc.cmdline
             and config in proc.cmdline
@@ -390,6 +403,12 @@ class Barman:
             streaming_newest=max(streamed, default=None),
         )
 
+    def waiting_wal(self, server: str) -> tuple[list[str], list[str]]:
+        """File names in the server's ``streaming/`` and ``incoming/`` directories: what
+        ``archive-wal`` would move. Two directory reads; no command."""
+        base = self._settings.barman_home / server
+        return _names(base / "streaming"), _names(base / "incoming")
+
     def has_segment(self, server: str, segment: str) -> bool:
         """Whether Barman archived this WAL segment (compressed or not)."""
         directory = self._settings.barman_home / server / "wals" / segment[:16]
@@ -413,6 +432,13 @@ def _segments(directory: Path) -> list[str]:
     except OSError:
         return []
     return [name[:SEGMENT_NAME_LENGTH] for name in names if _SEGMENT.match(name)]
+
+
+def _names(directory: Path) -> list[str]:
+    try:
+        return [entry.name for entry in directory.iterdir()]
+    except OSError:
+        return []
 
 
 def _newest_mtime(paths: Iterable[Path]) -> float | None:

@@ -32,6 +32,9 @@ from barman_supervisor.offsite_copy import OffsiteCopier
 from barman_supervisor.settings import ServerSettings, Settings
 
 _log = get_logger(__name__)
+# Failover, point-in-time restore or a dropped slot is looked for this often (it used to ride on
+# every ``barman cron``, which now runs far less often).
+IDENTITY_CHECK_INTERVAL = 60.0
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 
@@ -100,8 +103,13 @@ def server_jobs(
 
 def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
     """``barman cron`` is global in Barman: one job serves every server. The monitors feed the
-    probes from the first second on, also while a server's start-up still waits."""
+    probes from the first second on, also while a server's start-up still waits; the archivers
+    run ``archive-wal`` for a server every WAL_ARCHIVE_INTERVAL, and only when a directory read
+    finds WAL waiting."""
     every = IntervalTrigger(seconds=settings.health_interval, timezone=settings.timezone)
+    archive_every = IntervalTrigger(
+        seconds=settings.wal_archive_interval, timezone=settings.timezone
+    )
     return [
         JobSpec(
             "cron",
@@ -109,9 +117,21 @@ def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
             jobs.cron,
             first_run=now + timedelta(seconds=settings.cron_interval),
         ),
+        JobSpec(
+            "identity",
+            IntervalTrigger(seconds=IDENTITY_CHECK_INTERVAL, timezone=settings.timezone),
+            jobs.check_identities,
+            quiet=True,
+        ),
         *(
             JobSpec(
                 f"monitor:{server.name}", every, jobs.monitor, (server,), first_run=now, quiet=True
+            )
+            for server in settings.servers
+        ),
+        *(
+            JobSpec(
+                f"archive:{server.name}", archive_every, jobs.archive_wal, (server,), quiet=True
             )
             for server in settings.servers
         ),
@@ -127,7 +147,7 @@ class Scheduler:
         self._offsite = offsite
         # The two off-site jobs of a server may both run for long (a backup upload): their own.
         offsite_jobs = 2 * sum(1 for server in settings.servers if server.offsite is not None)
-        workers = 4 * len(settings.servers) + offsite_jobs + 3
+        workers = 5 * len(settings.servers) + offsite_jobs + 3
         self._quiet: set[str] = set()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},

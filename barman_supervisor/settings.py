@@ -191,6 +191,7 @@ class Settings:
     barman_bin: str
     pgpass_file: Path
     cron_interval: float
+    wal_archive_interval: float
     check_interval: float
     timezone: ZoneInfo
     log_level: str
@@ -210,6 +211,7 @@ class Settings:
     alert_timeout: float
     failed_backups: Literal["keep", "delete"]
     backup_concurrency: int
+    startup_concurrency: int
     allow_streaming_reset: bool
     disk_min_free_bytes: int
     drill_scratch_dir: Path
@@ -493,8 +495,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         barman_log_file=log_file,
         barman_bin=_barman_bin(env, child_env.get("PATH")),
         pgpass_file=pgpass_file,
-        cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 60, minimum=1, maximum=3600),
+        cron_interval=env.seconds("BARMAN_CRON_INTERVAL", 600, minimum=1, maximum=3600),
         check_interval=env.seconds("BARMAN_CHECK_INTERVAL", 300, minimum=5, maximum=86400),
+        wal_archive_interval=env.seconds("WAL_ARCHIVE_INTERVAL", 60, minimum=1, maximum=3600),
         timezone=timezone,
         log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_format=env.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),  # type: ignore[arg-type]
@@ -514,6 +517,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failed_backups=env.choice("FAILED_BACKUPS", "delete", ("keep", "delete")),  # type: ignore[arg-type]
         allow_streaming_reset=env.boolean("ALLOW_STREAMING_RESET", False),
         backup_concurrency=env.integer("BACKUP_CONCURRENCY", 2, 1, 1000),
+        startup_concurrency=env.integer("STARTUP_CONCURRENCY", 4, 1, 1000),
         disk_min_free_bytes=env.size("DISK_MIN_FREE", 512 * 1048576),
         drill_scratch_dir=_absolute(
             "DRILL_SCRATCH_DIR", env.text("DRILL_SCRATCH_DIR", str(barman_home / "drill"))

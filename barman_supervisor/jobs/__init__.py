@@ -10,6 +10,7 @@ collaborators it uses:
 - ``backups``: scheduled and start-up backups, verification, concurrency, dead-man's pings,
   interrupted and superseded FAILED backups;
 - ``checks``: ``barman check`` and the backup list it depends on;
+- ``archiving``: ``barman archive-wal`` for one server when WAL waits to be archived;
 - ``drills``: scheduled restore drills.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable
 
 from barman_supervisor.alerts import Notifier
 from barman_supervisor.barman import Barman
+from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.drills import Drills
@@ -59,6 +61,7 @@ class Jobs:
         )
         self._backups = Backups(settings, barman, state, recorder, stop, notifier)
         self._checks = Checks(barman, state, recorder, self._backups)
+        self._archiving = Archiving(barman, state, recorder, on_archived=self._streaming.probe)
         self._drills = Drills(settings, barman, runner, state, recorder, stop)
         self._startup = Startup(
             settings,
@@ -82,9 +85,15 @@ class Jobs:
     def cron(self) -> None:
         self._streaming.cron()
 
+    def check_identities(self) -> None:
+        self._streaming.check_identities()
+
     def monitor(self, server: ServerSettings) -> None:
         self._streaming.monitor(server)
         self._backups.refresh_if_changed(server)
+
+    def archive_wal(self, server: ServerSettings) -> None:
+        self._archiving.archive_if_waiting(server)
 
     def backup(self, server: ServerSettings) -> None:
         self._backups.scheduled(server)

@@ -78,6 +78,11 @@ class Backups:
         state within a monitor tick: ``list-backups`` runs only when Barman's files changed."""
         if self._state.server(server.name).phase != "running":
             return  # the start-up lists backups itself
+        self.refresh_if_files_changed(server)
+
+    def refresh_if_files_changed(self, server: ServerSettings) -> None:
+        """``list-backups`` (a Python process) only when Barman's backup files changed since
+        the last list, whatever the phase: the same files give the same list."""
         if self._fingerprint(server) != self._fingerprints.get(server.name):
             self.refresh(server)
 
@@ -193,8 +198,18 @@ class Backups:
 
     def delete_superseded_failures(self, server: ServerSettings) -> None:
         """FAILED_BACKUPS=delete: a FAILED backup keeps ``barman check`` red until deleted."""
+        lock = self._running(server.name)
+        if not lock.acquire(blocking=False):
+            return  # a backup runs: its verify-backup reads every backup.info, ours included
+        try:
+            self._delete_failures(server)
+        finally:
+            lock.release()
+
+    def _delete_failures(self, server: ServerSettings) -> None:
         backups = self._state.server(server.name).backups
-        for backup_id in failed_to_delete(backups, self._settings.failed_backups):
+        doomed = failed_to_delete(backups, self._settings.failed_backups)
+        for backup_id in doomed:
             deleted = self._barman.delete(server.name, backup_id)
             _log.log(
                 logging.INFO if deleted.ok else logging.ERROR,
@@ -202,7 +217,7 @@ class Backups:
                 backup_id=backup_id,
                 reason="superseded by a newer DONE backup (FAILED_BACKUPS=delete)",
             )
-        if backups:
+        if doomed:  # a list-backups only when something was deleted
             self.refresh(server)
 
 

@@ -25,8 +25,8 @@ class Checks:
         self._running = ServerLocks()
 
     def check(self, server: ServerSettings) -> None:
-        """Run ``barman check``, log each result, then refresh backups and clear superseded
-        failures (a FAILED backup keeps the check red)."""
+        """Run ``barman check``, log each result, then refresh backups (when Barman's files
+        changed) and clear superseded failures (a FAILED backup keeps the check red)."""
         with self._running(server.name), self._recorder.job("check", server.name) as run:
             outcome, checks = self._barman.check(server.name)
             for check in checks:
@@ -43,5 +43,5 @@ class Checks:
             elif not outcome.ok:
                 failed = [check.name for check in checks if not check.ok]
                 run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
-            self._backups.refresh(server)
+            self._backups.refresh_if_files_changed(server)
             self._backups.delete_superseded_failures(server)

@@ -16,6 +16,7 @@ import psycopg
 from barman_supervisor import retry
 from barman_supervisor.barman import Barman
 from barman_supervisor.errors import StartupFailed, first_line
+from barman_supervisor.fairness import FairSemaphore
 from barman_supervisor.healing import client_tool_problems
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from barman_supervisor.jobs.checks import Checks
@@ -64,6 +65,9 @@ class Startup:
         self._backups = backups
         self._on_fatal = on_fatal
         self._on_ready = on_ready
+        # Fifty servers starting at once ran fifty Barman commands at once on two cores: every
+        # one came up late. Taking turns (first come, first served) brings them up in order.
+        self._turns = FairSemaphore(settings.startup_concurrency)
 
     def bootstrap(self, server: ServerSettings) -> None:
         """Every step in order; a refusal ends the daemon (``on_fatal``), anything else hands
@@ -73,19 +77,11 @@ class Startup:
                 self._wait_for_postgres(server)
                 self._preflight(server)
                 self._identify(server)
-                self._phase(server, "slot")
-                if not run.take(self._barman.create_slot(server.name)):
-                    _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
-                self._phase(server, "streaming")
-                if not self._streaming.confirm_started(server):
-                    run.fail("WAL streaming did not start")
-                self._phase(server, "first_wal")
-                self._archive_first_wal(server, run)
-                self._phase(server, "check")
-                self._checks.check(server)
-                self._refuse_old_client_tools(server)
-                self._backups.close_interrupted(server)
-                self._first_backup(server, run)
+                self._take_turn(server)
+                try:
+                    self._protect(server, run)
+                finally:
+                    self._turns.release()
         except StartupFailed as exc:
             self._phase(server, "failed")
             self._on_fatal(server.name, str(exc))
@@ -94,6 +90,28 @@ class Startup:
         if not self._stop.is_set():
             self._phase(server, "running")
             self._on_ready(server)
+
+    def _take_turn(self, server: ServerSettings) -> None:
+        """Phase ``queued`` only for a server that has to wait (STARTUP_CONCURRENCY)."""
+        if not self._turns.try_acquire():
+            self._phase(server, "queued")
+            self._turns.acquire()
+
+    def _protect(self, server: ServerSettings, run: Run) -> None:
+        """The steps that run Barman's commands (each a Python process of its own)."""
+        self._phase(server, "slot")
+        if not run.take(self._barman.create_slot(server.name)):
+            _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+        self._phase(server, "streaming")
+        if not self._streaming.confirm_started(server):
+            run.fail("WAL streaming did not start")
+        self._phase(server, "first_wal")
+        self._archive_first_wal(server, run)
+        self._phase(server, "check")
+        self._checks.check(server)
+        self._refuse_old_client_tools(server)
+        self._backups.close_interrupted(server)
+        self._first_backup(server, run)
 
     def _phase(self, server: ServerSettings, phase: str) -> None:
         self._state.set_phase(server.name, phase)

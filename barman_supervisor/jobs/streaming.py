@@ -81,17 +81,25 @@ class Streaming:
                 return
             self._cron_started_at = time.monotonic()
             with self._recorder.job("cron", None) as run:
-                for server in self._settings.servers:
-                    self._check_identity(server)
+                self.check_identities()
                 run.take(self._barman.cron())
             # What cron changed (streaming started, WAL archived) shows at once, not a tick later.
             for server in self._settings.servers:
                 self.probe(server)
 
+    def check_identities(self) -> None:
+        """Every server's identity check; also on its own schedule, which is shorter than the
+        global cron's (a failover is told within a minute, not at the next cron)."""
+        for server in self._settings.servers:
+            self._check_identity(server)
+
     def confirm_started(self, server: ServerSettings) -> bool:
         """Start-up: ``barman cron`` starts receive-wal; the slot turning active proves it
-        streams. False when it did not within STREAMING_CONFIRM_TIMEOUT."""
-        self.cron(requested_at=time.monotonic())
+        streams. False when it did not within STREAMING_CONFIRM_TIMEOUT. Not run when an
+        earlier cron already started this server's receiver (cron starts every server's):
+        with many servers each cron is one ``archive-wal`` process per server."""
+        if not self._already_streaming(server):
+            self.cron(requested_at=time.monotonic())
         deadline = time.monotonic() + STREAMING_CONFIRM_TIMEOUT
         while not self._stop.is_set():
             slot = self.refresh_slot(server)
@@ -109,6 +117,11 @@ class Streaming:
             hint="barman cron retries every BARMAN_CRON_INTERVAL; see the barman log events",
         )
         return False
+
+    def _already_streaming(self, server: ServerSettings) -> bool:
+        slot = self.refresh_slot(server)
+        active = slot is not None and slot.active
+        return active and bool(self._barman.processes("receive-wal", server.name))
 
     def refresh_slot(self, server: ServerSettings) -> SlotState | None:
         """The slot as PostgreSQL reports it; None (and the error recorded) when unreachable."""

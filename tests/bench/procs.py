@@ -140,3 +140,67 @@ def footprint(samples: list[TreeSample]) -> dict[str, float | int | Summary | No
         "tree_rss_mb": summary(s.tree_rss / MB for s in samples),
         "processes_max": max(s.processes for s in samples),
     }
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """``Rss`` and ``Pss`` (shared pages divided among the processes sharing them) in kB, from
+    ``/proc/PID/smaps_rollup``; empty when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            found[key] = int(rest.split()[0])
+    return found
+
+
+def command_name(pid: int) -> str:
+    """A short label for a process: Barman's subcommand, else the program's name."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    program = Path(argv[0]).name if argv and argv[0] else "?"
+    if program != "barman" and not any(Path(a).name == "barman" for a in argv[:2]):
+        return program
+    return f"barman {barman_subcommand(argv[1:])}"
+
+
+def barman_subcommand(args: list[str]) -> str:
+    """The subcommand of ``barman [-c FILE] [-f FMT] [-q] SUBCOMMAND …``."""
+    skip_next = False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+        elif arg in ("-c", "--config", "-f", "--format"):
+            skip_next = True
+        elif Path(arg).name == "barman" or arg.startswith("-"):
+            continue
+        else:
+            return arg
+    return "?"
+
+
+def tree_memory(root: int) -> dict[str, object]:
+    """RSS and PSS of a process and all its descendants, totals and per kind of process."""
+    pids = [root, *(p.pid for p in descendants(root))]
+    by_kind: dict[str, dict[str, float]] = {}
+    total = {"rss_mb": 0.0, "pss_mb": 0.0}
+    for pid in pids:
+        mem = memory_kb(pid)
+        if not mem:
+            continue
+        kind = "daemon" if pid == root else command_name(pid)
+        entry = by_kind.setdefault(kind, {"count": 0, "rss_mb": 0.0, "pss_mb": 0.0})
+        entry["count"] += 1
+        for key, field in (("Rss", "rss_mb"), ("Pss", "pss_mb")):
+            entry[field] += mem.get(key, 0) / 1024
+            total[field] += mem.get(key, 0) / 1024
+    return {
+        "processes": len(pids),
+        **{k: round(v, 1) for k, v in total.items()},
+        "by_kind": {k: {f: round(v, 1) for f, v in e.items()} for k, e in sorted(by_kind.items())},
+    }

@@ -207,41 +207,41 @@ def footprint_section(r: Any) -> str:
 def scale_section(r: Any) -> str:
     rows = []
     for s in (r or {}).values():
-        if not isinstance(s, dict):
+        if not isinstance(s, dict) or "servers" not in s:
             continue
+        idle = s.get("idle") or {}
         rows.append(
             [
                 str(s.get("servers")),
                 f"{s.get('servers_ready')} in {num(s.get('startup_all_ready_s'), 0)} s",
-                num(s.get("daemon_rss_max_mb"), 0),
-                num(s.get("tree_rss_max_mb"), 0),
-                num(s.get("idle_tree_cpu_per_cron_cycle_s"), 2),
-                spread(s.get("cron_job_duration_s")),
-                f"{s.get('scheduled_backups_started')} ({s.get('scheduled_backups_late')} late)",
-                f"{num(get(s, 'schedule_lateness_s', 'median'), 2)} / "
-                f"{num(get(s, 'schedule_lateness_s', 'max'), 2)}",
-                spread(s.get("backup_duration_s"), 1),
-                str(s.get("backups_failed")),
-                "yes" if s.get("complete") else "budget spent",
+                str(s.get("first_backups_done")),
+                num(idle.get("tree_cpu_s_per_min"), 2),
+                num(idle.get("daemon_cpu_s_per_min"), 2),
+                num(idle.get("reaped_children_cpu_s_per_min"), 2),
+                num(get(s, "memory_idle", "rss_mb"), 0),
+                num(get(s, "memory_idle", "pss_mb"), 0),
+                ", ".join(f"{k} {v}" for k, v in (s.get("idle_commands_per_min") or {}).items()),
+                "/".join(str(x) for x in s.get("loadavg_before") or []),
             ]
         )
     headers = [
         "servers",
         "ready",
-        "daemon RSS max MB",
-        "with children MB",
-        "idle CPU s / cron cycle",
-        "cron job s",
-        "scheduled backups started",
-        "start delay s (median / max)",
-        "backup s",
-        "failed",
-        "complete",
+        "first backups DONE",
+        "idle CPU s/min (tree)",
+        "daemon",
+        "short-lived children",
+        "RSS MB",
+        "PSS MB",
+        "Barman commands per idle minute",
+        "load average at start",
     ]
     return table(headers, rows) + (
-        "\n\nOne cluster, one slot per server, `BACKUP_SCHEDULE='* * * * *'` (immediate "
-        "checkpoint), no start-up backup, `barman cron` every 10 s. Start delay: `backup_starting` "
-        "minus the run time the scheduler announced; late means more than 5 s."
+        "\n\nOne cluster, one slot per server, default intervals, a start-up backup of a "
+        f"~{num(get(r, 'database', 'cluster_mb'), 0)} MB cluster for every server. Ready: every "
+        "server's start-up through (first backup included), from the daemon's start. Idle: the "
+        "window after that; short-lived children are the processes the daemon reaped (cron, "
+        "archive-wal, check)."
     )
 
 
@@ -407,12 +407,10 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
             rows.append(
                 [
                     f"{s['servers']} servers on one daemon",
-                    f"RSS {num(s.get('daemon_rss_max_mb'), 0)} MB daemon, "
-                    f"{num(s.get('tree_rss_max_mb'), 0)} MB with children; "
-                    f"{s.get('servers_ready')}/{s['servers']} ready; "
-                    f"{s.get('scheduled_backups_started')} scheduled backups, "
-                    f"{s.get('scheduled_backups_late')} late"
-                    + ("" if s.get("complete") else " (time budget spent)"),
+                    f"{s.get('servers_ready')}/{s['servers']} ready in "
+                    f"{num(s.get('startup_all_ready_s'), 0)} s; idle "
+                    f"{num(get(s, 'idle', 'tree_cpu_s_per_min'), 1)} CPU s/min; PSS "
+                    f"{num(get(s, 'memory_idle', 'pss_mb'), 0)} MB",
                     "",
                 ]
             )

@@ -55,7 +55,8 @@ class Parameters:
     footprint_s: float = 90
     pgbench_scales: tuple[int, ...] = (10, 50)
     backup_rounds: int = 2
-    scale_budgets_s: tuple[tuple[int, float], ...] = ((1, 80), (10, 100), (50, 120))
+    scale_budgets_s: tuple[tuple[int, float], ...] = ((1, 120), (10, 300), (50, 600))
+    scale_idle_s: float = 120
 
 
 QUICK = Parameters(
@@ -66,6 +67,7 @@ QUICK = Parameters(
     pgbench_scales=(1,),
     backup_rounds=1,
     scale_budgets_s=((1, 90), (3, 90)),
+    scale_idle_s=20,
 )
 
 
@@ -186,12 +188,11 @@ class Bench:
                 for bench in self.daemons.values():
                     stop_daemon(bench, pg)
                 baseline.stop()
-        with cluster(
-            max_wal_senders="120", max_replication_slots="120", max_connections="300"
-        ) as pg:
+        with cluster(**scale.CLUSTER_SETTINGS) as pg:
             pg.init()
             budgets = dict(self.params.scale_budgets_s)
-            self.phase("scale", lambda: scale.run(self.root, pg, budgets))
+            idle = self.params.scale_idle_s
+            self.phase("scale", lambda: scale.run(self.root, pg, budgets, idle))
         quick = self.params is QUICK
         self.phase("drill", lambda: drill.measure_drill(1 if quick else 10, 1 if quick else 2))
         sizes = (1, 5, 1) if quick else (10, 30, 3)

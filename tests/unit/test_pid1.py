@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,10 +14,14 @@ from barman_supervisor.pid1 import (
     STOP_SIGNALS,
     ProcInfo,
     Supervisor,
+    child_pids,
     descendants,
     noted_signals,
     parse_stat,
+    processes,
 )
+
+ZOMBIE_WAIT = 10.0
 
 
 @pytest.mark.parametrize(
@@ -102,3 +108,23 @@ def test_every_default_fatal_signal_is_handled_or_documented() -> None:
 
     assert terminating - python_ignores <= {*noted_signals(), *STOP_SIGNALS}
     assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
+
+
+def test_an_exited_child_is_found_without_a_scan_and_reaped() -> None:
+    """The reaper reads only this process's children: a zombie child is among them."""
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + ZOMBIE_WAIT
+    while [p.state for p in processes([child.pid])] != ["Z"]:
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.01)
+    assert child.pid in (child_pids(os.getpid()) or set())
+
+    reaped = Supervisor().reap_orphans()
+
+    assert [(proc.pid, code) for proc, code in reaped] == [(child.pid, 0)]
+    assert list(processes([child.pid])) == []  # reaped: gone from /proc
+
+
+def test_processes_of_given_pids_skips_the_ones_gone() -> None:
+    found = list(processes([os.getpid(), 2**22 + 1]))
+    assert [p.pid for p in found] == [os.getpid()]

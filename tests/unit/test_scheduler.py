@@ -81,7 +81,8 @@ def test_global_jobs(settings: Settings, jobs: Jobs) -> None:
 
 
 def test_every_server_is_monitored_quietly_from_the_start(settings: Settings, jobs: Jobs) -> None:
-    _cron, *monitors = global_jobs(settings, jobs, NOW)
+    _cron, *rest = global_jobs(settings, jobs, NOW)
+    monitors = [spec for spec in rest if spec.job_id.startswith("monitor:")]
 
     assert [m.job_id for m in monitors] == [f"monitor:{s.name}" for s in settings.servers]
     assert all(m.quiet and m.first_run == NOW and m.func == jobs.monitor for m in monitors)
@@ -119,3 +120,31 @@ def test_offsite_copies_only_for_servers_with_a_store(environ: dict[str, str]) -
     assert wal.trigger.interval == timedelta(seconds=45)
     pg_jobs = server_jobs(settings.server("pg"), settings, jobs, NOW, copier)
     assert not [spec for spec in pg_jobs if spec.job_id.startswith("offsite")]
+
+
+def test_every_server_has_a_quiet_archiver_at_the_archive_interval(
+    settings: Settings, jobs: Jobs
+) -> None:
+    _cron, *rest = global_jobs(settings, jobs, NOW)
+    archivers = [spec for spec in rest if spec.job_id.startswith("archive:")]
+
+    assert [a.job_id for a in archivers] == [f"archive:{s.name}" for s in settings.servers]
+    assert all(
+        a.quiet and a.func == jobs.archive_wal and a.args == (s,)
+        for a, s in zip(archivers, settings.servers, strict=True)
+    )
+    assert all(
+        isinstance(a.trigger, IntervalTrigger)
+        and a.trigger.interval == timedelta(seconds=settings.wal_archive_interval)
+        for a in archivers
+    )
+
+
+def test_identities_are_checked_every_minute_whatever_the_cron_interval(
+    settings: Settings, jobs: Jobs
+) -> None:
+    (identity,) = [s for s in global_jobs(settings, jobs, NOW) if s.job_id == "identity"]
+
+    assert identity.func == jobs.check_identities and identity.quiet
+    assert isinstance(identity.trigger, IntervalTrigger)
+    assert identity.trigger.interval == timedelta(seconds=60)

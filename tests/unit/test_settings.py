@@ -75,7 +75,7 @@ def test_defaults(environ: dict[str, str], tmp_path: Path) -> None:
     assert settings.barman_home == tmp_path / "home"
     assert settings.barman_log_file == tmp_path / "home" / "log" / "barman.log"
     assert settings.pgpass_file == tmp_path / "home" / ".pgpass"
-    assert (settings.cron_interval, settings.check_interval) == (60, 300)
+    assert (settings.cron_interval, settings.check_interval) == (600, 300)
     assert settings.pg_wait_timeout is None
     assert (settings.log_level, settings.log_format) == ("INFO", "auto")
     assert settings.http_port == 9798
@@ -92,6 +92,10 @@ def test_unknown_server_raises_key_error(environ: dict[str, str]) -> None:
         ({"TZ": ":Europe/Berlin"}, ("timezone", ZoneInfo("Europe/Berlin"))),
         ({"PG_WAIT_TIMEOUT": "90"}, ("pg_wait_timeout", 90)),
         ({"BARMAN_CRON_INTERVAL": "1"}, ("cron_interval", 1)),
+        ({}, ("startup_concurrency", 4)),
+        ({}, ("wal_archive_interval", 60)),
+        ({"WAL_ARCHIVE_INTERVAL": "10"}, ("wal_archive_interval", 10)),
+        ({"STARTUP_CONCURRENCY": "50"}, ("startup_concurrency", 50)),
         ({"LOG_LEVEL": "DEBUG"}, ("log_level", "DEBUG")),
         ({"HTTP_PORT": " 8080 "}, ("http_port", 8080)),
     ],
@@ -167,6 +171,7 @@ ERROR_CASES: list[tuple[str, dict[str, str | None], dict[str, str], str]] = [
     ("log-level", {"LOG_LEVEL": "LOUD"}, {}, "LOG_LEVEL"),
     ("log-format", {"LOG_FORMAT": "xml"}, {}, "LOG_FORMAT"),
     ("cron-interval-negative", {"BARMAN_CRON_INTERVAL": "-1"}, {}, "BARMAN_CRON_INTERVAL"),
+    ("startup-concurrency-zero", {"STARTUP_CONCURRENCY": "0"}, {}, "STARTUP_CONCURRENCY"),
     ("check-interval-too-short", {"BARMAN_CHECK_INTERVAL": "1"}, {}, "BARMAN_CHECK_INTERVAL"),
     ("home-relative", {"BARMAN_HOME": "var/lib/barman"}, {}, "BARMAN_HOME"),
     ("log-file-relative", {"BARMAN_LOG_FILE": "barman.log"}, {}, "BARMAN_LOG_FILE"),

@@ -41,3 +41,17 @@ def test_a_check_that_says_nothing_fails_with_barmans_reason(world: World) -> No
 
     run = world.state.server("pg").runs["check"]
     assert not run.ok and run.reason == "unknown server" and run.exit_code == 2
+
+
+def test_the_backup_list_is_asked_again_only_when_barmans_files_changed(world: World) -> None:
+    world.barman.answer("check", Answer(data={"pg": {"postgresql": {"status": "OK"}}}))
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    checks = handler(world)
+
+    checks.check(world.server)
+    checks.check(world.server)
+    assert world.barman.commands() == ["check", "list-backups", "check"]
+
+    (world.settings.barman_home / "pg" / "base" / "B2").mkdir(parents=True)
+    checks.check(world.server)
+    assert world.barman.commands()[3:] == ["check", "list-backups"]

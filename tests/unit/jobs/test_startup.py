@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
@@ -11,8 +15,21 @@ from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings
-from tests.unit.jobs.conftest import World
+from tests.unit.jobs.conftest import World, make_world
 from tests.unit.jobs.fakes import Answer, backup_list, show
+
+JOIN_TIMEOUT = 10.0
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    """Poll with a deadline."""
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
 
 ALL_OK = Answer(data={"pg": {"postgresql": {"status": "OK"}}})
 
@@ -31,8 +48,7 @@ class Outcomes:
         self.ready.append(server.name)
 
 
-def bootstrap(world: World) -> Outcomes:
-    outcomes = Outcomes()
+def startup(world: World, outcomes: Outcomes) -> Startup:
     postgres = {world.server.name: world.postgres}
     streaming = Streaming(
         world.settings,
@@ -46,7 +62,7 @@ def bootstrap(world: World) -> Outcomes:
     backups = Backups(
         world.settings, world.barman, world.state, world.recorder, world.stop, world.notifier
     )
-    Startup(
+    return Startup(
         world.settings,
         world.barman,
         # runs the real `pg_basebackup --version` (the clients' major is part of preflight)
@@ -60,7 +76,12 @@ def bootstrap(world: World) -> Outcomes:
         backups=backups,
         on_fatal=outcomes.on_fatal,
         on_ready=outcomes.on_ready,
-    ).bootstrap(world.server)
+    )
+
+
+def bootstrap(world: World) -> Outcomes:
+    outcomes = Outcomes()
+    startup(world, outcomes).bootstrap(world.server)
     return outcomes
 
 
@@ -138,3 +159,27 @@ def test_a_stop_during_start_up_hands_nothing_to_the_schedule(world: World) -> N
 
     assert outcomes.ready == [] and outcomes.fatal == []
     assert world.state.server("pg").runs["bootstrap"].reason == "interrupted by shutdown"
+
+
+def test_a_start_up_beyond_startup_concurrency_waits_its_turn_queued(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    world = make_world(environ, tmp_path, STARTUP_CONCURRENCY="1")
+    world.barman.answer("check", ALL_OK)
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    held = threading.Event()
+    world.barman.hold["receive-wal"] = held
+    outcomes = Outcomes()
+    handler = startup(world, outcomes)
+    first = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
+    first.start()
+    assert wait_until(lambda: world.barman.commands() == ["receive-wal"])
+    second = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
+    second.start()
+    assert wait_until(lambda: world.state.server("pg").phase == "queued")
+    assert world.barman.commands() == ["receive-wal"]  # the second runs nothing meanwhile
+    held.set()
+    first.join(JOIN_TIMEOUT)
+    second.join(JOIN_TIMEOUT)
+    assert outcomes.ready == ["pg", "pg"]
+    assert world.barman.commands().count("receive-wal") == 2

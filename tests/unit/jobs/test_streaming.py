@@ -107,6 +107,15 @@ def test_streaming_confirmed_at_start_is_what_the_probes_show(world: World) -> N
     assert handler(world).confirm_started(world.server)
 
     assert world.state.server("pg").receive_wal_running is True
+    assert "cron" not in world.barman.commands()  # an earlier cron started this receiver
+
+
+def test_start_up_runs_cron_when_the_receiver_is_not_running_yet(world: World) -> None:
+    world.barman.receive_wal_running = False
+
+    handler(world).confirm_started(world.server)
+
+    assert world.barman.commands()[0] == "cron"
 
 
 def test_a_recreated_slot_past_barmans_wal_is_a_gap_and_owes_a_backup(world: World) -> None:
