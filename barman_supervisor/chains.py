@@ -1,0 +1,90 @@
+"""Chains of block-level incremental backups (issue 13): pure decisions over ``list-backups``.
+
+An incremental backup (PostgreSQL >= 17, ``barman backup --incremental PARENT``) holds only the
+blocks changed since its parent; restoring it needs every backup from the full at the root of its
+chain down to it, combined by ``pg_combinebackup``. So the parent is chosen here deliberately:
+the newest DONE backup, and only when every link up to its full is present and DONE, was taken
+with WAL summaries, and the chain is still shorter than the policy's bound. Anything else means
+the next backup is a full, with the reason said.
+
+``list-backups`` does not print a backup's parent; ``backup.info`` does (``parent_backup_id=``),
+and so it is read from there beside the start time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from barman_supervisor.barman import Backup, newest_backup
+
+DONE = "DONE"
+
+
+@dataclass(frozen=True)
+class NextBackup:
+    """The next scheduled backup: a full when ``parent`` is None, with why."""
+
+    parent: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A backup's chain from its full (first) down to it (last); ``broken`` names a lost link."""
+
+    members: tuple[Backup, ...]
+    broken: str | None = None
+
+    @property
+    def length(self) -> int:
+        """Backups a restore combines: the full plus its incrementals."""
+        return len(self.members)
+
+    @property
+    def incrementals(self) -> int:
+        return max(len(self.members) - 1, 0)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(member.size_bytes or 0 for member in self.members)
+
+
+def chain_of(backup: Backup, backups: Iterable[Backup]) -> Chain:
+    """Walk ``parent_id`` links up to the full; a missing parent or a loop breaks the chain."""
+    by_id: Mapping[str, Backup] = {b.backup_id: b for b in backups}
+    members = [backup]
+    seen = {backup.backup_id}
+    current = backup
+    while current.parent_id is not None:
+        parent = by_id.get(current.parent_id)
+        if parent is None:
+            return Chain(tuple(reversed(members)), f"parent {current.parent_id} is missing")
+        if parent.backup_id in seen:
+            return Chain(tuple(reversed(members)), f"backup {parent.backup_id} is its own ancestor")
+        seen.add(parent.backup_id)
+        members.append(parent)
+        current = parent
+    return Chain(tuple(reversed(members)))
+
+
+def next_backup(backups: Iterable[Backup], chain_max: int) -> NextBackup:
+    """The parent for the next incremental, or a full and why (see the module docstring)."""
+    backups = list(backups)
+    parent = newest_backup(b for b in backups if b.status == DONE)
+    if parent is None:
+        return NextBackup(None, "no DONE backup to build on")
+    chain = chain_of(parent, backups)
+    if chain.broken is not None:
+        return NextBackup(None, f"the chain of {parent.backup_id} is broken: {chain.broken}")
+    failed = [m.backup_id for m in chain.members if m.status != DONE]
+    if failed:
+        reason = f"backup {failed[0]} of the chain of {parent.backup_id} is not DONE"
+        return NextBackup(None, reason)
+    if parent.summarize_wal is False:
+        return NextBackup(None, f"backup {parent.backup_id} was taken without WAL summaries")
+    if chain.incrementals >= chain_max:
+        return NextBackup(
+            None, f"the chain of {parent.backup_id} holds {chain.incrementals} incrementals already"
+        )
+    return NextBackup(parent.backup_id, f"newest DONE backup, chain of {chain.length}")

@@ -1,0 +1,111 @@
+"""Choosing the parent of the next incremental backup, and reading chains (issue 13)."""
+
+from __future__ import annotations
+
+from barman_supervisor.barman import Backup, parse_chain_fields
+from barman_supervisor.chains import chain_of, next_backup
+from barman_supervisor.healing import failed_to_delete
+
+
+def backup(
+    backup_id: str,
+    moment: float,
+    parent: str | None = None,
+    status: str = "DONE",
+    size: int = 100,
+    summarize_wal: bool | None = True,
+) -> Backup:
+    return Backup(
+        backup_id,
+        status,
+        moment + 1,
+        size,
+        begin_time=moment,
+        parent_id=parent,
+        summarize_wal=summarize_wal,
+    )
+
+
+FULL = backup("F", 10.0, size=1000)
+INC1 = backup("I1", 20.0, parent="F", size=50)
+INC2 = backup("I2", 30.0, parent="I1", size=70)
+
+
+def test_no_backup_means_a_full() -> None:
+    decision = next_backup([], chain_max=6)
+    assert decision.parent is None
+    assert "no DONE backup" in decision.reason
+
+
+def test_parent_is_the_newest_done_backup() -> None:
+    assert next_backup([FULL], chain_max=6).parent == "F"
+    assert next_backup([INC2, FULL, INC1], chain_max=6).parent == "I2"
+
+
+def test_a_failed_newest_backup_is_passed_over_for_the_newest_done() -> None:
+    failed = backup("X", 40.0, parent="I2", status="FAILED")
+    assert next_backup([FULL, INC1, INC2, failed], chain_max=6).parent == "I2"
+
+
+def test_a_missing_parent_means_a_full() -> None:
+    decision = next_backup([INC2, FULL], chain_max=6)
+    assert decision.parent is None
+    assert "parent I1 is missing" in decision.reason
+
+
+def test_a_failed_link_in_the_chain_means_a_full() -> None:
+    broken = backup("I1", 20.0, parent="F", status="FAILED")
+    decision = next_backup([FULL, broken, INC2], chain_max=6)
+    assert decision.parent is None
+    assert "I1" in decision.reason
+
+
+def test_a_chain_at_its_bound_means_a_full() -> None:
+    assert next_backup([FULL, INC1, INC2], chain_max=3).parent == "I2"
+    decision = next_backup([FULL, INC1, INC2], chain_max=2)
+    assert decision.parent is None
+    assert "2 incrementals" in decision.reason
+
+
+def test_a_parent_without_wal_summaries_means_a_full() -> None:
+    old = backup("F", 10.0, summarize_wal=False)
+    assert next_backup([old], chain_max=6).parent is None
+    unknown = backup("F", 10.0, summarize_wal=None)
+    assert next_backup([unknown], chain_max=6).parent == "F"
+
+
+def test_ordering_follows_timestamps_not_ids() -> None:
+    """TZ moved: the newer backup got the smaller ID."""
+    older = backup("20261124T170000", 10.0)
+    newer = backup("20261124T040000", 50.0, parent="20261124T170000")
+    assert next_backup([older, newer], chain_max=6).parent == "20261124T040000"
+
+
+def test_chain_length_and_size() -> None:
+    chain = chain_of(INC2, [FULL, INC1, INC2])
+    assert [m.backup_id for m in chain.members] == ["F", "I1", "I2"]
+    assert (chain.length, chain.incrementals, chain.size_bytes) == (3, 2, 1120)
+    assert chain.broken is None
+    assert chain_of(FULL, [FULL]).length == 1
+
+
+def test_a_parent_loop_is_a_broken_chain() -> None:
+    a = backup("A", 1.0, parent="B")
+    b = backup("B", 2.0, parent="A")
+    assert chain_of(a, [a, b]).broken == "backup A is its own ancestor"
+
+
+def test_chain_fields_come_from_backup_info() -> None:
+    info = "backup_id=I1\nparent_backup_id=F\nsummarize_wal=on\nstatus=DONE\n"
+    assert parse_chain_fields(info) == {"parent_id": "F", "summarize_wal": True}
+    full = "parent_backup_id=None\nsummarize_wal=off\n"
+    assert parse_chain_fields(full) == {"parent_id": None, "summarize_wal": False}
+    assert parse_chain_fields("") == {"parent_id": None, "summarize_wal": None}
+
+
+def test_failed_clean_up_never_deletes_a_parent() -> None:
+    failed_parent = backup("P", 5.0, status="FAILED")
+    child = backup("C", 6.0, parent="P", status="FAILED")
+    lone = backup("L", 7.0, status="FAILED")
+    done = backup("D", 50.0)
+    assert failed_to_delete([failed_parent, child, lone, done], "delete") == ["C", "L"]
