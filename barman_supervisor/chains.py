@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from barman_supervisor.barman import Backup, newest_backup
+from barman_supervisor.pgbin import major_of
+from barman_supervisor.postgres import ServerFacts
+from barman_supervisor.settings import BackupPolicy
 
 DONE = "DONE"
+INCREMENTAL_MIN_VERSION = 170000
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,34 @@ def next_backup(backups: Iterable[Backup], chain_max: int) -> NextBackup:
             None, f"the chain of {parent.backup_id} holds {chain.incrementals} incrementals already"
         )
     return NextBackup(parent.backup_id, f"newest DONE backup, chain of {chain.length}")
+
+
+def incremental_problems(
+    policy: BackupPolicy, facts: ServerFacts, combine_dir: Path | None
+) -> list[str]:
+    """Why incremental backups cannot work on this server, each with its fix; empty when they
+    can or the policy asks for none. ``combine_dir`` holds the server major's
+    ``pg_combinebackup`` (None: not installed), without which no incremental is restorable."""
+    if not policy.incremental:
+        return []
+    var = "BACKUP_INCREMENTAL_SCHEDULE"
+    major = major_of(facts.version_num)
+    if facts.version_num < INCREMENTAL_MIN_VERSION:
+        return [
+            f"{var} asks for incremental backups, which need PostgreSQL 17 or newer and the "
+            f"server is {major}; upgrade it or unset {var}"
+        ]
+    problems = []
+    if facts.summarize_wal != "on":
+        problems.append(
+            f"{var} asks for incremental backups and summarize_wal is off on the server; run "
+            "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf(); as a superuser, or "
+            f"unset {var}"
+        )
+    if combine_dir is None:
+        problems.append(
+            f"{var} asks for incremental backups and pg_combinebackup {major}, which restores "
+            f"them, is not installed (PG_BIN_DIR or /usr/lib/postgresql/{major}/bin); install "
+            f"PostgreSQL {major}'s client programs or unset {var}"
+        )
+    return problems

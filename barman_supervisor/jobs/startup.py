@@ -15,6 +15,7 @@ import psycopg
 
 from barman_supervisor import retry
 from barman_supervisor.barman import Barman
+from barman_supervisor.chains import incremental_problems
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.healing import client_tool_problems
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
@@ -22,6 +23,7 @@ from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
+from barman_supervisor.pgbin import find_bin_dir, major_of
 from barman_supervisor.postgres import Postgres, preflight_problems
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import State
@@ -126,6 +128,11 @@ class Startup:
         self._phase(server, "preflight")
         facts = self._state.server(server.name).facts
         problems = preflight_problems(facts) if facts is not None else ["PostgreSQL not reached"]
+        if facts is not None:
+            combine_dir = find_bin_dir(
+                major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
+            )
+            problems += incremental_problems(server.backup_policy, facts, combine_dir)
         self._state.set_problems(server.name, problems)
         if problems:
             raise StartupFailed("; ".join(problems))

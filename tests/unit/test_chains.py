@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from barman_supervisor.barman import Backup, parse_chain_fields
-from barman_supervisor.chains import chain_of, next_backup
+from barman_supervisor.chains import chain_of, incremental_problems, next_backup
 from barman_supervisor.healing import failed_to_delete
+from barman_supervisor.postgres import ServerFacts
+from barman_supervisor.settings import BackupPolicy
 
 
 def backup(
@@ -109,3 +113,43 @@ def test_failed_clean_up_never_deletes_a_parent() -> None:
     lone = backup("L", 7.0, status="FAILED")
     done = backup("D", 50.0)
     assert failed_to_delete([failed_parent, child, lone, done], "delete") == ["C", "L"]
+
+
+def facts(version_num: int, summarize_wal: str) -> ServerFacts:
+    return ServerFacts(
+        version_num=version_num,
+        wal_level="replica",
+        max_wal_senders=10,
+        max_replication_slots=10,
+        archive_mode="off",
+        archive_command="",
+        archive_library="",
+        in_recovery=False,
+        summarize_wal=summarize_wal,
+    )
+
+
+INCREMENTAL = BackupPolicy(incremental_schedule="0 3 * * 1-6")
+COMBINE = Path("/usr/lib/postgresql/18/bin")
+
+
+def test_incremental_start_up_checks_pass_when_all_is_there() -> None:
+    assert incremental_problems(INCREMENTAL, facts(180001, "on"), COMBINE) == []
+    assert incremental_problems(BackupPolicy(), facts(150010, ""), None) == []
+
+
+def test_incremental_on_postgresql_15_is_refused() -> None:
+    (problem,) = incremental_problems(INCREMENTAL, facts(150010, ""), COMBINE)
+    assert problem.startswith("BACKUP_INCREMENTAL_SCHEDULE asks for incremental backups")
+    assert "PostgreSQL 17 or newer and the server is 15" in problem
+
+
+def test_summarize_wal_off_is_refused_with_the_fix() -> None:
+    (problem,) = incremental_problems(INCREMENTAL, facts(170004, "off"), COMBINE)
+    assert "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();" in problem
+
+
+def test_missing_pg_combinebackup_is_refused() -> None:
+    (problem,) = incremental_problems(INCREMENTAL, facts(180001, "on"), None)
+    assert "pg_combinebackup 18" in problem
+    assert "/usr/lib/postgresql/18/bin" in problem
