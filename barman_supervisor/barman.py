@@ -345,10 +345,15 @@ class Barman:
             timeout=archive_timeout + 60,
         )
 
-    def backup(self, server: str, *, immediate: bool, wait_timeout: int) -> Outcome:
+    def backup(
+        self, server: str, *, immediate: bool, wait_timeout: int, parent: str | None = None
+    ) -> Outcome:
+        """A full backup, or a block-level incremental one on ``parent`` (issue 13)."""
         args = ["backup", "--wait", "--wait-timeout", str(wait_timeout)]
         if immediate:
             args.append("--immediate-checkpoint")
+        if parent is not None:
+            args += ["--incremental", parent]
         return self.run(*args, server, kind="backup")
 
     def terminate_receive_wal(self, server: str) -> Outcome:

@@ -119,3 +119,38 @@ def test_offsite_copies_only_for_servers_with_a_store(environ: dict[str, str]) -
     assert wal.trigger.interval == timedelta(seconds=45)
     pg_jobs = server_jobs(settings.server("pg"), settings, jobs, NOW, copier)
     assert not [spec for spec in pg_jobs if spec.job_id.startswith("offsite")]
+
+
+def test_incremental_backups_get_their_own_schedule(environ: dict[str, str]) -> None:
+    settings = load_settings(
+        {
+            **environ,
+            "TZ": "Europe/Berlin",
+            "BACKUP_SCHEDULE": "0 3 * * 0",
+            "BACKUP_INCREMENTAL_SCHEDULE": "0 3 * * 1-6",
+        }
+    )
+    runner = Runner(Supervisor(), settings.child_env)
+    jobs = Jobs(
+        settings,
+        Barman(settings, runner),
+        runner,
+        State(["pg"]),
+        threading.Event(),
+        on_fatal=lambda _server, _reason: None,
+        on_ready=lambda _server: None,
+        on_backup_owed=lambda _server: None,
+    )
+    pg = settings.server("pg")
+
+    specs = {spec.job_id: spec for spec in server_jobs(pg, settings, jobs, NOW)}
+
+    incremental = specs["incremental-backup:pg"]
+    assert (incremental.func, incremental.args) == (jobs.incremental_backup, (pg,))
+    assert incremental.trigger.get_next_fire_time(None, NOW) == datetime(
+        2026, 11, 19, 3, 0, tzinfo=BERLIN
+    )
+    assert specs["backup:pg"].trigger.get_next_fire_time(None, NOW) == datetime(
+        2026, 11, 22, 3, 0, tzinfo=BERLIN
+    )
+    assert "incremental-backup:reports" not in specs
