@@ -73,6 +73,13 @@ def chain_of(backup: Backup, backups: Iterable[Backup]) -> Chain:
     return Chain(tuple(reversed(members)))
 
 
+def newest_chain(backups: Iterable[Backup]) -> Chain | None:
+    """The chain of the newest DONE backup (the one a restore of "latest" uses); None if none."""
+    backups = list(backups)
+    newest = newest_backup(b for b in backups if b.status == DONE)
+    return None if newest is None else chain_of(newest, backups)
+
+
 def next_backup(backups: Iterable[Backup], chain_max: int) -> NextBackup:
     """The parent for the next incremental, or a full and why (see the module docstring)."""
     backups = list(backups)

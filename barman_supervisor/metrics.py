@@ -8,11 +8,12 @@ Names share the ``barman_supervisor_`` prefix and carry their unit.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from barman_supervisor.chains import newest_chain
 from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.offsite import wal_lag_seconds
 from barman_supervisor.state import ServerState, State
@@ -135,6 +136,7 @@ class StateCollector(Collector):
             verified,
         )
         yield from offsite.families()
+        yield from _chain_metrics(servers)
 
 
 def _drill_metrics(
@@ -176,6 +178,26 @@ def _backup_metrics(
         by_status[backup.status] = by_status.get(backup.status, 0) + 1
     for status, count in sorted(by_status.items()):
         backups.add_metric([name, status], count)
+
+
+def _chain_metrics(servers: Mapping[str, ServerState]) -> list[GaugeMetricFamily]:
+    """The newest DONE backup's chain (issue 13): what restoring it combines."""
+    incremental = _gauge(
+        "last_backup_incremental", "1 when the newest DONE backup is incremental", ["server"]
+    )
+    length = _gauge(
+        "last_backup_chain_length",
+        "backups a restore of the newest DONE backup combines (1 for a full)",
+        ["server"],
+    )
+    size = _gauge("last_backup_chain_size_bytes", "size of those backups together", ["server"])
+    for name, server in servers.items():
+        chain = newest_chain(server.backups)
+        if chain is not None:
+            incremental.add_metric([name], int(chain.members[-1].incremental))
+            length.add_metric([name], chain.length)
+            size.add_metric([name], chain.size_bytes)
+    return [incremental, length, size]
 
 
 class _OffsiteFamilies:
