@@ -164,6 +164,7 @@ class BackupFacts:
     version_num: int
     size_bytes: int
     end_time: float | None
+    incremental: bool = False
 
 
 def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
@@ -179,6 +180,7 @@ def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
         version_num=int(doc.get("postgresql_version") or 0),
         size_bytes=int(size),
         end_time=timestamp(base.get("end_time_timestamp")),
+        incremental=doc.get("backup_type") == "incremental",
     )
 
 

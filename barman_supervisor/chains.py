@@ -125,9 +125,15 @@ def incremental_problems(
             f"unset {var}"
         )
     if combine_dir is None:
-        problems.append(
-            f"{var} asks for incremental backups and pg_combinebackup {major}, which restores "
-            f"them, is not installed (PG_BIN_DIR or /usr/lib/postgresql/{major}/bin); install "
-            f"PostgreSQL {major}'s client programs or unset {var}"
-        )
+        problems.append(f"{var} asks for incremental backups and {combine_missing(major)}")
     return problems
+
+
+def combine_missing(major: int) -> str:
+    """Barman itself only says "expected str, bytes or os.PathLike object, not NoneType" when
+    pg_combinebackup is missing (EnterpriseDB/barman#1096): the daemon says it first."""
+    return (
+        f"pg_combinebackup {major}, which restores incremental backups, is not installed "
+        f"(PG_BIN_DIR or /usr/lib/postgresql/{major}/bin); install PostgreSQL {major}'s client "
+        "programs or set PG_BIN_DIR"
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from barman_supervisor.barman import Backup, parse_chain_fields
-from barman_supervisor.chains import chain_of, incremental_problems, next_backup
+from barman_supervisor.barman import Backup, parse_chain_fields, parse_show_backup
+from barman_supervisor.chains import chain_of, combine_missing, incremental_problems, next_backup
 from barman_supervisor.healing import failed_to_delete
 from barman_supervisor.postgres import ServerFacts
 from barman_supervisor.settings import BackupPolicy
@@ -153,3 +153,26 @@ def test_missing_pg_combinebackup_is_refused() -> None:
     (problem,) = incremental_problems(INCREMENTAL, facts(180001, "on"), None)
     assert "pg_combinebackup 18" in problem
     assert "/usr/lib/postgresql/18/bin" in problem
+
+
+def test_show_backup_says_whether_a_backup_is_incremental() -> None:
+    document = {
+        "pg": {
+            "backup_id": "I1",
+            "status": "DONE",
+            "backup_type": "incremental",
+            "postgresql_version": 180001,
+            "base_backup_information": {"backup_size_bytes": 10},
+        }
+    }
+    facts = parse_show_backup(document, "pg")
+    assert facts is not None and facts.incremental
+    document["pg"]["backup_type"] = "full"
+    full = parse_show_backup(document, "pg")
+    assert full is not None and not full.incremental
+
+
+def test_a_missing_pg_combinebackup_is_named_with_where_it_was_looked_for() -> None:
+    message = combine_missing(17)
+    assert message.startswith("pg_combinebackup 17, which restores incremental backups")
+    assert "/usr/lib/postgresql/17/bin" in message and "PG_BIN_DIR" in message
