@@ -87,9 +87,8 @@ def _chain_status(backup: Backup, backups: list[Backup]) -> dict[str, Any]:
 def server_status(
     name: str, server: ServerState, now: float, limits: Limits, next_runs: Mapping[str, str | None]
 ) -> dict[str, Any]:
-    """One server for ``/status``: plain JSON values, no secret (conninfo is never included)."""
-    done = [b for b in server.backups if b.status == "DONE" and b.end_time is not None]
-    newest = max(done, key=lambda b: b.end_time or 0.0) if done else None
+    """One server for ``/status``: plain JSON values, no secret (conninfo is never included);
+    foreign text (Barman's and PostgreSQL's messages) masked by pattern."""
     problems = server_problems(server, now, limits)
     return {
         "phase": server.phase,
@@ -102,36 +101,8 @@ def server_status(
             "system_id": server.identity.system_id if server.identity else None,
             "timeline": server.identity.timeline if server.identity else None,
         },
-        "streaming": {
-            "receive_wal_running": server.receive_wal_running,
-            "slot": asdict(server.slot) if server.slot else None,
-            "wal_lag_bytes": server.slot.lag_bytes if server.slot else None,
-            "wal_last_received_at": _iso(server.wal_received_at),
-            "wal_last_archived_at": _iso(server.wal_archived_at),
-            "wal_archive_age_s": round(now - server.wal_archived_at, 1)
-            if server.wal_archived_at
-            else None,
-            "wal_gap": {**asdict(server.wal_gap), "detected_at": _iso(server.wal_gap_at)}
-            if server.wal_gap
-            else None,
-        },
-        "backups": {
-            "count": len(server.backups),
-            "done": len(done),
-            "newest": {
-                "id": newest.backup_id,
-                "status": newest.status,
-                "end_time": _iso(newest.end_time),
-                "age_s": round(now - (newest.end_time or now), 1),
-                "size_bytes": newest.size_bytes,
-                **_chain_status(newest, server.backups),
-            }
-            if newest
-            else None,
-            "max_age_s": limits.backup_max_age,
-            "last_attempt": MASKER.mask_values(server.last_backup or None),
-            "last_verification": MASKER.mask_values(server.last_verify or None),
-        },
+        "streaming": _streaming_status(server, now),
+        "backups": _backups_status(server, now, limits),
         "drill": MASKER.mask_values(server.last_drill or None),
         "offsite": _offsite_status(server, now),
         "checks": {
@@ -157,6 +128,44 @@ def server_status(
             for job_id, when in next_runs.items()
             if job_id.endswith(f":{name}")
         },
+    }
+
+
+def _streaming_status(server: ServerState, now: float) -> dict[str, Any]:
+    return {
+        "receive_wal_running": server.receive_wal_running,
+        "slot": asdict(server.slot) if server.slot else None,
+        "wal_lag_bytes": server.slot.lag_bytes if server.slot else None,
+        "wal_last_received_at": _iso(server.wal_received_at),
+        "wal_last_archived_at": _iso(server.wal_archived_at),
+        "wal_archive_age_s": round(now - server.wal_archived_at, 1)
+        if server.wal_archived_at
+        else None,
+        "wal_gap": {**asdict(server.wal_gap), "detected_at": _iso(server.wal_gap_at)}
+        if server.wal_gap
+        else None,
+    }
+
+
+def _backups_status(server: ServerState, now: float, limits: Limits) -> dict[str, Any]:
+    done = [b for b in server.backups if b.status == "DONE" and b.end_time is not None]
+    newest = max(done, key=lambda b: b.end_time or 0.0) if done else None
+    return {
+        "count": len(server.backups),
+        "done": len(done),
+        "newest": {
+            "id": newest.backup_id,
+            "status": newest.status,
+            "end_time": _iso(newest.end_time),
+            "age_s": round(now - (newest.end_time or now), 1),
+            "size_bytes": newest.size_bytes,
+            **_chain_status(newest, server.backups),
+        }
+        if newest
+        else None,
+        "max_age_s": limits.backup_max_age,
+        "last_attempt": MASKER.mask_values(server.last_backup or None),
+        "last_verification": MASKER.mask_values(server.last_verify or None),
     }
 
 

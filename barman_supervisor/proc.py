@@ -98,19 +98,7 @@ class Runner:
                 raise RunnerClosed(kind)
         command = " ".join(argv)
         started = time.monotonic()
-        process = self._supervisor.spawn(
-            lambda: subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                env={**self._env, **(env or {})},
-                start_new_session=True,
-            ),
-            lambda child: child.pid,
-        )
+        process = self._spawn(argv, env)
         with self._lock:
             self._running[process.pid] = _Running(process, kind, started)
         _log.debug("command_started", command=command, pid=process.pid)
@@ -132,18 +120,7 @@ class Runner:
         ]
         for reader in readers:
             reader.start()
-        timed_out = False
-        try:
-            try:
-                returncode = process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _log.warning("command_timed_out", command=command, timeout_s=timeout)
-                returncode = self._stop(process)
-        finally:
-            with self._lock:
-                self._running.pop(process.pid, None)
-            self._supervisor.release(process.pid)
+        returncode, timed_out = self._wait(process, timeout, command)
         for reader in readers:
             reader.join(5)
         duration = time.monotonic() - started
@@ -163,6 +140,41 @@ class Runner:
             duration_s=round(duration, 3),
         )
         return result
+
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+        """In a session of its own (a signal to the daemon's group never reaches it), with the
+        child environment; registered with the supervisor so that the reaper leaves it alone."""
+        return self._supervisor.spawn(
+            lambda: subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env={**self._env, **(env or {})},
+                start_new_session=True,
+            ),
+            lambda child: child.pid,
+        )
+
+    def _wait(
+        self, process: subprocess.Popen[str], timeout: float | None, command: str
+    ) -> tuple[int, bool]:
+        """(exit code, timed out); a command past its timeout is stopped."""
+        timed_out = False
+        try:
+            try:
+                returncode = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _log.warning("command_timed_out", command=command, timeout_s=timeout)
+                returncode = self._stop(process)
+        finally:
+            with self._lock:
+                self._running.pop(process.pid, None)
+            self._supervisor.release(process.pid)
+        return returncode, timed_out
 
     def _pump(
         self,

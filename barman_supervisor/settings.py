@@ -465,7 +465,10 @@ def check_server_name(name: str, source: str) -> str:
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read and validate every setting; raise ConfigError on the first problem."""
+    """Read and validate every setting; raise ConfigError on the first problem.
+
+    Longer than 60 lines on purpose: the one place that maps each global variable to its field
+    and its default, one line each, so that a default is written once and found at once."""
     env = _Env(environ)
     timezone = _timezone(env)
     config_file = _usable_path(
@@ -878,6 +881,8 @@ def _server(
     file_passwords: tuple[Secret | None, Secret | None] = (None, None),
     barman_options: Mapping[str, str] | None = None,
 ) -> ServerSettings:
+    """One server's settings, ``__<SERVER>`` overrides first. Longer than 60 lines on purpose:
+    every per-server variable and its default, one line each, in one place."""
     password = env.secret("PG_PASSWORD", name) or file_passwords[0]
     streaming_password = env.secret("PG_STREAMING_PASSWORD", name) or file_passwords[1] or password
     if require_password and password is None:

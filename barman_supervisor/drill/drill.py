@@ -51,6 +51,9 @@ class _Plan:
 
 
 class Drill:
+    """One drill's steps in the order a person would take them in an incident (about 260
+    lines: the steps read top to bottom; the server and scratch handling live in ``cluster``)."""
+
     def __init__(
         self,
         settings: Settings,
