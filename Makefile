@@ -70,7 +70,8 @@ $(SECRETS_DIR)/%:
 	@umask 022; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > $@.tmp && mv $@.tmp $@
 	@echo "created $@"
 
-# The compose stack: PostgreSQL 17 and the supervisor, backed up with no further step.
+# The compose stack: PostgreSQL 18 (POSTGRES_MAJOR in compose/.env) and the supervisor, backed up
+# with no further step.
 up: $(SECRETS)
 	@test -f compose/.env || cp compose/.env.example compose/.env
 	$(COMPOSE) up --build -d

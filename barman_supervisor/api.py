@@ -105,6 +105,8 @@ def server_status(
         "backups": _backups_status(server, now, limits),
         "drill": MASKER.mask_values(server.last_drill or None),
         "offsite": _offsite_status(server, now),
+        # PostgreSQL programs: the clients backups use, the server programs drills start.
+        "programs": server.programs or None,
         "checks": {
             "at": _iso(server.checks_at),
             "ok": bool(server.checks) and all(check.ok for check in server.checks),

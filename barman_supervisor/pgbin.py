@@ -5,6 +5,11 @@ each major in ``/usr/lib/postgresql/<major>/bin`` without putting ``pg_verifybac
 ``postgres`` on ``PATH`` (``/usr/bin`` only holds the client wrappers). So the programs are found
 from the version recorded in the backup, unless ``PG_BIN_DIR`` names a directory.
 
+Backups and WAL streaming use the client programs on ``PATH`` instead (Barman runs
+``pg_basebackup`` and ``pg_receivewal`` from there): they work against servers of their own major
+and older ones, never newer, so one set of the newest clients serves every supported major. A
+server newer than them is refused at start-up (``major_problem``), before anything is written.
+
 PostgreSQL refuses to run as root; a daemon running as root starts it as an unprivileged user
 through ``setpriv``, which ``exec``s the server in place: the pid the daemon waits for and signals
 is the postmaster itself (``runuser``/``su`` would sit in between and turn a SIGTERM into a
@@ -15,10 +20,20 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from barman_supervisor.proc import Runner
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
+# The client program whose version stands for all of them (one package ships them together).
+CLIENT_PROGRAM = "pg_basebackup"
+CLIENT_VERSION_TIMEOUT = 30.0
+_VERSION = re.compile(r"\(PostgreSQL\) (\d+)")
 
 
 def major_of(version_num: int) -> int:
@@ -62,6 +77,110 @@ def find_tool_dir(
             if found is not None:
                 return found
     return None
+
+
+def installed_majors(root: Path = DEBIAN_ROOT, program: str = "postgres") -> list[int]:
+    """Majors under Debian's layout that have ``program``, oldest first."""
+    try:
+        names = [entry.name for entry in root.iterdir() if entry.name.isdigit()]
+    except OSError:
+        return []
+    return sorted(int(name) for name in names if find_bin_dir(int(name), None, root, program))
+
+
+def missing_server_programs(
+    major: int, configured: Path | None = None, root: Path = DEBIAN_ROOT
+) -> str:
+    """The one line a drill (or /status) gives when no server programs of ``major`` are here."""
+    where = configured or root / str(major) / "bin"
+    available = ", ".join(str(m) for m in installed_majors(root)) or "none"
+    return (
+        f"no PostgreSQL {major} server programs in {where} (the backup is from PostgreSQL "
+        f"{major}; server programs here: {available}); restore drills of PostgreSQL {major} need "
+        f"them: install postgresql-{major} and set PG_BIN_DIR to its bin directory, or leave "
+        "DRILL_SCHEDULE empty for this server"
+    )
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The client programs on ``PATH`` Barman runs: their directory and major (None: none)."""
+
+    directory: str | None
+    major: int | None
+
+
+def client_major(version_output: str) -> int | None:
+    """``pg_basebackup (PostgreSQL) 18.1 (Debian 18.1-1)`` → 18; ``… 9.6.24`` → 9."""
+    match = _VERSION.search(version_output)
+    return int(match.group(1)) if match else None
+
+
+def find_client(path: str | None) -> str | None:
+    """Where ``pg_basebackup`` is on this ``PATH`` (what Barman will run), or None."""
+    return shutil.which(CLIENT_PROGRAM, path=path)
+
+
+def major_problem(server_version_num: int, clients: Clients) -> str | None:
+    """Why the client programs cannot serve this server, or None.
+
+    ``pg_basebackup`` and ``pg_receivewal`` refuse a server of a newer major than their own, and
+    ``barman check`` only says "incompatible": refuse the server at start-up instead, naming the
+    major and the fix, so that nothing half-works.
+    """
+    server = major_of(server_version_num)
+    if clients.directory is None:
+        return (
+            f"no {CLIENT_PROGRAM} on PATH; install postgresql-client-{server} (or newer) beside "
+            "Barman"
+        )
+    if clients.major is None:
+        return f"{clients.directory}: cannot tell its version; check {CLIENT_PROGRAM} --version"
+    if server > clients.major:
+        return (
+            f"PostgreSQL {server} is newer than the client programs here (PostgreSQL "
+            f"{clients.major}, {clients.directory}), which refuse a newer server; use an image "
+            f"with PostgreSQL {server} client programs (or newer), or put postgresql-client-"
+            f"{server} first on PATH"
+        )
+    return None
+
+
+def programs_status(
+    server_version_num: int, clients: Clients, configured: Path | None, root: Path = DEBIAN_ROOT
+) -> dict[str, Any]:
+    """For /status: which programs back up this server and which ones its drills start."""
+    major = major_of(server_version_num)
+    server_dir = find_bin_dir(major, configured, root)
+    return {
+        "client": {"major": clients.major, "dir": clients.directory},
+        "server": {
+            "major": major,
+            "dir": str(server_dir) if server_dir else None,
+            "drill": None if server_dir else missing_server_programs(major, configured, root),
+        },
+    }
+
+
+def probe_clients(runner: Runner, path: str | None) -> Clients:
+    """The client programs Barman will run, with the major ``pg_basebackup --version`` names."""
+    found = find_client(path)
+    if found is None:
+        return Clients(None, None)
+    completed = runner.run(
+        [found, "--version"], kind="client-version", timeout=CLIENT_VERSION_TIMEOUT
+    )
+    major = client_major(completed.stdout) if completed.ok else None
+    return Clients(str(Path(found).parent), major)
+
+
+def survey(
+    server_version_num: int, runner: Runner, path: str | None, configured: Path | None
+) -> tuple[list[str], dict[str, Any]]:
+    """At start-up: why this server cannot be served (empty when it can) and the /status field."""
+    clients = probe_clients(runner, path)
+    problem = major_problem(server_version_num, clients)
+    return ([problem] if problem else []), programs_status(server_version_num, clients, configured)
 
 
 def path_with(directory: Path, path: str | None) -> str:

@@ -76,6 +76,7 @@ class ServerState:
     last_drill: dict[str, Any] = field(default_factory=dict)
     # The off-site copy's record (offsite_copy.OffsiteCopier); empty without OFFSITE_URL.
     offsite: dict[str, Any] = field(default_factory=dict)
+    programs: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, JobRun] = field(default_factory=dict)
     run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -95,6 +96,11 @@ class State:
     def set_phase(self, server: str, phase: str) -> None:
         with self._lock:
             self._servers[server].phase = phase
+
+    def record_programs(self, server: str, programs: Mapping[str, Any]) -> None:
+        """Which PostgreSQL client and server programs serve this server (``/status``)."""
+        with self._lock:
+            self._servers[server].programs = dict(programs)
 
     def set_problems(self, server: str, problems: list[str]) -> None:
         """Why the start-up refused the server (preflight, grants, client tools)."""

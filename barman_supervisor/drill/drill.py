@@ -29,7 +29,13 @@ from barman_supervisor.drill.plan import (
 )
 from barman_supervisor.errors import DrillFailed, Interrupted
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import RunAs, debian_bin_dir, find_bin_dir, major_of, server_user
+from barman_supervisor.pgbin import (
+    RunAs,
+    find_bin_dir,
+    major_of,
+    missing_server_programs,
+    server_user,
+)
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.verify import verify_backup
@@ -160,11 +166,7 @@ class Drill:
         major = major_of(facts.version_num)
         bin_dir = find_bin_dir(major, self.config.pg_bin_dir)
         if bin_dir is None:
-            where = self.config.pg_bin_dir or debian_bin_dir(major)
-            raise DrillFailed(
-                f"no PostgreSQL {major} server binaries in {where} (the backup is from "
-                f"PostgreSQL {major}); install postgresql-{major} or set PG_BIN_DIR"
-            )
+            raise DrillFailed(missing_server_programs(major, self.config.pg_bin_dir))
         if facts.incremental and not (bin_dir / "pg_combinebackup").is_file():
             raise DrillFailed(
                 f"backup {backup.backup_id} is incremental and {combine_missing(major)}"

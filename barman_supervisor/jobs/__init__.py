@@ -63,6 +63,7 @@ class Jobs:
         self._startup = Startup(
             settings,
             barman,
+            runner,
             state,
             postgres,
             recorder,

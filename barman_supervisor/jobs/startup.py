@@ -23,8 +23,9 @@ from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import find_bin_dir, major_of
+from barman_supervisor.pgbin import find_bin_dir, major_of, survey
 from barman_supervisor.postgres import Postgres, preflight_problems
+from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import State
 
@@ -41,6 +42,7 @@ class Startup:
         self,
         settings: Settings,
         barman: Barman,
+        runner: Runner,
         state: State,
         postgres: Mapping[str, Postgres],
         recorder: JobRecorder,
@@ -53,6 +55,7 @@ class Startup:
     ) -> None:
         self._settings = settings
         self._barman = barman
+        self._runner = runner
         self._state = state
         self._postgres = postgres
         self._recorder = recorder
@@ -127,12 +130,24 @@ class Startup:
     def _preflight(self, server: ServerSettings) -> None:
         self._phase(server, "preflight")
         facts = self._state.server(server.name).facts
-        problems = preflight_problems(facts) if facts is not None else ["PostgreSQL not reached"]
-        if facts is not None:
-            combine_dir = find_bin_dir(
-                major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
-            )
-            problems += incremental_problems(server.backup_policy, facts, combine_dir)
+        if facts is None:
+            raise StartupFailed("PostgreSQL not reached")
+        # A server newer than the client programs here can never be backed up by them.
+        unservable, programs = survey(
+            facts.version_num,
+            self._runner,
+            self._settings.child_env.get("PATH"),
+            self._settings.pg_bin_dir,
+        )
+        combine_dir = find_bin_dir(
+            major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
+        )
+        problems = (
+            preflight_problems(facts)
+            + unservable
+            + incremental_problems(server.backup_policy, facts, combine_dir)
+        )
+        self._state.record_programs(server.name, programs)
         self._state.set_problems(server.name, problems)
         if problems:
             raise StartupFailed("; ".join(problems))

@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
 # Build the test base images without any container registry (none is reachable
 # here):
-#   barman-supervisor-test/trixie:base   Debian trixie minbase + ca-certificates,
-#                                        built by mmdebstrap and `docker import`ed.
-#                                        Stand-in for debian:trixie-slim.
-#   barman-supervisor-test/postgres:17   PostgreSQL 17 from trixie with an
-#                                        entrypoint that mimics the official
-#                                        postgres:17 image (see postgres-standin/).
+#   barman-supervisor-test/<suite>:base   Debian <suite> minbase + ca-certificates,
+#                                         built by mmdebstrap and `docker import`ed,
+#                                         for sid, trixie and bookworm. Stand-ins for
+#                                         debian:<suite>-slim.
+#   barman-supervisor-test/postgres:<major>
+#                                         PostgreSQL <major> from Debian with an
+#                                         entrypoint that mimics the official
+#                                         postgres:<major> image (see postgres-standin/):
+#                                         18 from sid, 17 from trixie, 15 from bookworm.
 #
-# The base image trusts this machine's CA bundle (which holds the certificate of
+# The base images trust this machine's CA bundle (which holds the certificate of
 # the TLS-intercepting proxy), so pip and apt inside test builds work. The
 # product Dockerfile stays free of it.
 #
-# The trixie base is skipped when it already exists (FORCE=1 rebuilds it). The
-# PostgreSQL stand-in is always built: BuildKit's cache makes an unchanged
+# A base is skipped when it already exists (FORCE=1 rebuilds them). The
+# PostgreSQL stand-ins are always built: BuildKit's cache makes an unchanged
 # rebuild take a second, and edits to postgres-standin/ are picked up.
 # Needs a running engine (engine.sh) and mmdebstrap.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BASE_TAG=${BASE_TAG:-barman-supervisor-test/trixie:base}
-PG_TAG=${PG_TAG:-barman-supervisor-test/postgres:17}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 FORCE=${FORCE:-0}
+# PostgreSQL major of each stand-in and the Debian suite that carries it.
+STANDINS=${STANDINS:-"18:sid 17:trixie 15:bookworm"}
 
 log() { printf '[base_image] %s\n' "$*" >&2; }
 die() { printf '[base_image] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -34,12 +37,37 @@ command -v mmdebstrap >/dev/null || die "mmdebstrap missing: run engine.sh first
 [ -r "$HOST_CA" ] || die "CA bundle $HOST_CA not readable"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+base_tag() { echo "barman-supervisor-test/$1:base"; }
 
-# --- trixie base ---------------------------------------------------------------
-if [ "$FORCE" = 1 ] || ! image_exists "$BASE_TAG"; then
+# apt sources of a suite: sid has no -updates and no security archive.
+sources() {
+    if [ "$1" = sid ]; then
+        echo "deb $MIRROR sid main"
+    else
+        echo "deb $MIRROR $1 main"
+        echo "deb $MIRROR $1-updates main"
+        echo "deb $SECURITY_MIRROR $1-security main"
+    fi
+}
+
+# sid's Release file is valid for a week only, and the archive this machine reaches may be a
+# snapshot older than that: accept it in the sid base (test images only; stable suites carry no
+# expiry).
+valid_until() {
+    if [ "$1" = sid ]; then echo 'Acquire::Check-Valid-Until "false"'; else echo 'Acquire::Check-Valid-Until "true"'; fi
+}
+
+# --- base images -----------------------------------------------------------------
+build_base() {
+    local suite=$1 tag tmp start mirrors
+    tag=$(base_tag "$suite")
+    if [ "$FORCE" != 1 ] && image_exists "$tag"; then
+        log "$tag exists, skipped"
+        return
+    fi
     tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    log "mmdebstrap trixie -> $BASE_TAG"
+    mapfile -t mirrors < <(sources "$suite")
+    log "mmdebstrap $suite -> $tag"
     # Same content as the official Debian images' apt.conf.d/docker-clean.
     cat >"$tmp/docker-clean" <<'EOF'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
@@ -58,6 +86,7 @@ EOF
     # shellcheck disable=SC2016  # "$1" in hooks is the rootfs, set by mmdebstrap
     timeout 900 mmdebstrap --quiet --variant=minbase --include=ca-certificates \
         --aptopt='Acquire::Languages "none"' \
+        --aptopt="$(valid_until "$suite")" \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -67,31 +96,38 @@ EOF
         --customize-hook="upload $HOST_CA /usr/local/share/ca-certificates/build-host-ca-bundle.crt" \
         --customize-hook='chroot "$1" update-ca-certificates >/dev/null' \
         --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
-        trixie "$tmp/rootfs.tar" \
-        "deb $MIRROR trixie main" \
-        "deb $MIRROR trixie-updates main" \
-        "deb $SECURITY_MIRROR trixie-security main"
-    # `docker import` keeps no config: give it the same CMD/ENV as debian:trixie-slim.
+        "$suite" "$tmp/rootfs.tar" "${mirrors[@]}"
+    # `docker import` keeps no config: give it the same CMD/ENV as debian:<suite>-slim.
     docker import \
         --change 'CMD ["bash"]' \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        "$tmp/rootfs.tar" "$BASE_TAG" >/dev/null
+        "$tmp/rootfs.tar" "$tag" >/dev/null
     rm -rf "$tmp"
-    trap - EXIT
-    log "$BASE_TAG built in $(( $(date +%s) - start ))s," \
-        "$(docker image inspect -f '{{.Size}}' "$BASE_TAG" | awk '{printf "%.0f MB", $1/1e6}')"
-else
-    log "$BASE_TAG exists, skipped"
-fi
+    log "$tag built in $(( $(date +%s) - start ))s," \
+        "$(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
+}
 
-# --- PostgreSQL 17 stand-in -----------------------------------------------------
-start=$(date +%s)
-build_log=$(mktemp)
-# --network host: the engine runs without a bridge (see engine.sh).
-timeout 900 docker buildx build --network host --load --progress plain \
-    --build-arg "BASE_IMAGE=$BASE_TAG" \
-    -t "$PG_TAG" "$HERE/postgres-standin" >"$build_log" 2>&1 \
-    || { tail -n 40 "$build_log" >&2; die "building $PG_TAG failed (log: $build_log)"; }
-rm -f "$build_log"
-log "$PG_TAG ready in $(( $(date +%s) - start ))s," \
-    "$(docker image inspect -f '{{.Size}}' "$PG_TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+for suite in sid trixie; do build_base "$suite"; done
+
+# --- PostgreSQL stand-ins ------------------------------------------------------------
+for standin in $STANDINS; do
+    major=${standin%%:*} suite=${standin#*:}
+    build_base "$suite"
+    tag=barman-supervisor-test/postgres:$major
+    layout=()
+    if [ "$major" -ge 18 ]; then
+        layout=(--build-arg "PGDATA=/var/lib/postgresql/$major/docker"
+                --build-arg PG_VOLUME=/var/lib/postgresql)
+    fi
+    start=$(date +%s)
+    build_log=$(mktemp)
+    # --network host: the engine runs without a bridge (see engine.sh).
+    timeout 900 docker buildx build --network host --load --progress plain \
+        --build-arg "BASE_IMAGE=$(base_tag "$suite")" --build-arg "PG_MAJOR=$major" \
+        "${layout[@]}" \
+        -t "$tag" "$HERE/postgres-standin" >"$build_log" 2>&1 \
+        || { tail -n 40 "$build_log" >&2; die "building $tag failed (log: $build_log)"; }
+    rm -f "$build_log"
+    log "$tag ready in $(( $(date +%s) - start ))s," \
+        "$(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
+done

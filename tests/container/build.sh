@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the product image docker/barman/Dockerfile for the container tests:
 # engine (engine.sh) -> local base images (base_image.sh) -> product image on
-# top of the local trixie base, with this machine's CA bundle as the optional
+# top of the local sid base (PostgreSQL 17 drill programs from the trixie one), with this machine's CA bundle as the optional
 # BuildKit secret `cacert` (pip goes through a TLS-intercepting proxy here).
 #
 # Env: IMAGE    tag to build (default barman-supervisor:test)
@@ -19,14 +19,15 @@ REPO_ROOT=$(cd "$HERE/../.." && pwd)
 IMAGE=${IMAGE:-barman-supervisor:test}
 CONTEXT=${CONTEXT:-$REPO_ROOT}
 CA_FILE=${CA_FILE-/etc/ssl/certs/ca-certificates.crt}
-BASE_TAG=${BASE_TAG:-barman-supervisor-test/trixie:base}
+BASE_TAG=${BASE_TAG:-barman-supervisor-test/sid:base}
+DRILL_BASE_TAG=${DRILL_BASE_TAG:-barman-supervisor-test/trixie:base}
 BUILD_LOG=${BUILD_LOG:-/tmp/barman-supervisor-build.log}
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] ERROR: %s\n' "$*" >&2; exit 1; }
 
 "$HERE/engine.sh"
-BASE_TAG=$BASE_TAG "$HERE/base_image.sh"
+"$HERE/base_image.sh"
 
 [ -f "$CONTEXT/pyproject.toml" ] || die "no pyproject.toml in build context $CONTEXT"
 
@@ -35,6 +36,7 @@ args=(--network host          # no bridge on this engine: RUN steps use the host
       --progress plain
       -f "$REPO_ROOT/docker/barman/Dockerfile"
       --build-arg "BASE_IMAGE=$BASE_TAG"
+      --build-arg "DRILL_BASE_IMAGE=$DRILL_BASE_TAG"
       -t "$IMAGE")
 if [ -n "$CA_FILE" ]; then
     [ -r "$CA_FILE" ] || die "CA_FILE $CA_FILE not readable"

@@ -15,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +28,8 @@ REPO_ROOT = HERE.parent.parent
 PRODUCT_COMPOSE = REPO_ROOT / "compose" / "docker-compose.yml"
 HOST_OVERRIDE = HERE / "compose.host.yaml"
 BARMAN_IMAGE = os.environ.get("BARMAN_TEST_IMAGE", "barman-supervisor:test")
-PG_IMAGE = "barman-supervisor-test/postgres:17"
+# The compose file's default PostgreSQL major, and the stand-in image of each major (base_image.sh).
+DEFAULT_MAJOR = 18
 SECRET_NAMES = ("postgres_password", "barman_db_password", "barman_streaming_password")
 BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
 COMPOSE_TIMEOUT = 300
@@ -86,13 +88,19 @@ def write_secrets(directory: Path) -> None:
         path.chmod(0o644)
 
 
+def pg_image(major: int) -> str:
+    """The stand-in for the official ``postgres:<major>`` image."""
+    return f"barman-supervisor-test/postgres:{major}"
+
+
 def write_env(path: Path, values: dict[str, str]) -> None:
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()), "utf-8")
 
 
 @pytest.fixture(scope="session")
 def built_images() -> float:
-    """Engine, base images and product image (PG_MAJOR 17), through the scripts beside this file."""
+    """Engine, base images, PostgreSQL stand-ins and the product image, through the scripts beside
+    this file."""
     if os.geteuid() != 0:
         pytest.fail("the container tests install and start a Docker engine: run them as root")
     start = time.monotonic()
@@ -113,8 +121,11 @@ def docker_client(built_images: float) -> Iterator[Any]:
 class Stack:
     """The product compose file with the host-networking override, as one compose project."""
 
-    def __init__(self, client: Any, workdir: Path, settings: dict[str, str]) -> None:
+    def __init__(
+        self, client: Any, workdir: Path, settings: dict[str, str], major: int = DEFAULT_MAJOR
+    ) -> None:
         self.client = client
+        self.major = major
         self.project = f"bstest-{uuid.uuid4().hex[:8]}"
         self.workdir = workdir
         self.pg_port = free_port()
@@ -123,7 +134,8 @@ class Stack:
             self.http_port = free_port()
         write_secrets(workdir / "secrets")
         self.settings = {
-            "PG_IMAGE": PG_IMAGE,
+            "PG_IMAGE": pg_image(major),
+            "POSTGRES_MAJOR": str(major),
             "BARMAN_IMAGE": BARMAN_IMAGE,
             "SECRETS_DIR": str(workdir / "secrets"),
             "PG_PORT": str(self.pg_port),
@@ -159,11 +171,24 @@ class Stack:
 
     def exec(self, service: str, *argv: str, timeout: int = 120, user: str = "") -> str:
         """Run a command in a running service container; fails the test on a non-zero exit."""
-        bounded = ["timeout", str(timeout), *argv]
-        code, output = self.container(service).exec_run(bounded, demux=False, user=user)
-        text = output.decode("utf-8", "replace") if output else ""
+        code, text = self.exec_status(service, *argv, timeout=timeout, user=user)
         assert code == 0, f"{' '.join(argv)} in {service}: exit {code}\n{text[-4000:]}"
         return text
+
+    def exec_status(
+        self, service: str, *argv: str, timeout: int = 120, user: str = ""
+    ) -> tuple[int, str]:
+        """Run a command in a running service container: exit code and output."""
+        bounded = ["timeout", str(timeout), *argv]
+        code, output = self.container(service).exec_run(bounded, demux=False, user=user)
+        return int(code), output.decode("utf-8", "replace") if output else ""
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's /status document."""
+        url = f"http://127.0.0.1:{self.http_port}/status"
+        with urllib.request.urlopen(url, timeout=10) as page:
+            document: dict[str, Any] = json.load(page)
+        return document
 
     def psql(self, sql: str) -> str:
         """SQL as the superuser over the Unix socket, as OS user postgres (peer in pg_hba.conf)."""

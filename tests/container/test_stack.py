@@ -1,22 +1,22 @@
 """The product image and compose file, end to end, on a real engine.
 
-PostgreSQL: the official ``postgres:17`` image cannot be pulled on the test machines (no
-registry), so ``barman-supervisor-test/postgres:17`` stands in for it: Debian trixie's
-postgresql-17 with an entrypoint that follows the official image's contract
-(``tests/container/postgres-standin/``). It gets the project's own ``docker/postgres`` files:
-``postgresql.conf``, ``pg_hba.conf`` and ``initdb.d/10-barman-roles.sh``, mounted by the product
-compose file ``compose/docker-compose.yml``. The override ``compose.host.yaml`` changes only what
-this engine needs: host networking, free ports on 127.0.0.1, prebuilt images.
+PostgreSQL: the official ``postgres:18`` image (the compose default) cannot be pulled on the test
+machines (no registry), so ``barman-supervisor-test/postgres:18`` stands in for it: Debian sid's
+postgresql-18 with an entrypoint that follows the official image's contract
+(``tests/container/postgres-standin/``); other majors are in ``test_majors.py``. It gets the
+project's own ``docker/postgres`` files: ``postgresql.conf``, ``pg_hba.conf`` and
+``initdb.d/10-barman-roles.sh``, mounted by the product compose file
+``compose/docker-compose.yml``. The override ``compose.host.yaml`` changes only what this engine
+needs: host networking, free ports on 127.0.0.1, prebuilt images.
 
-The stack tests share one stack and run in file order: start and first backup, the PID-1 duties,
-a restore, a ``docker stop`` during a backup, and a restart.
+The stack tests share one stack and run in file order: start and first backup, the PID-1 duties, a
+restore, a ``docker stop`` during a backup, and a restart.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pytest
 
 from tests.container.conftest import (
     BARMAN_IMAGE,
+    DEFAULT_MAJOR,
     PRODUCT_COMPOSE,
     REPO_ROOT,
     Stack,
@@ -76,9 +77,14 @@ def test_compose_config_accepts_the_product_file(built_images: float, tmp_path: 
     services = config["services"]
     assert set(services) == {"postgres", "barman"}
     postgres, barman = services["postgres"], services["barman"]
-    assert postgres["image"] == "postgres:17"
+    assert postgres["image"] == f"postgres:{DEFAULT_MAJOR}"
+    # The official image's layout from 18 on: the volume one level above a per-major PGDATA.
+    assert postgres["environment"]["PGDATA"] == f"/var/lib/postgresql/{DEFAULT_MAJOR}/docker"
+    assert {v["target"] for v in postgres["volumes"] if v["type"] == "volume"} == {
+        "/var/lib/postgresql"
+    }
     assert barman["build"]["context"] == str(REPO_ROOT)
-    assert barman["build"]["args"]["PG_MAJOR"] == "17"
+    assert not barman["build"].get("args"), "one barman image for every major"
     assert barman["depends_on"]["postgres"]["condition"] == "service_healthy"
     for service in (postgres, barman):
         assert "network_mode" not in service, "real users get the compose network"
@@ -99,13 +105,18 @@ def test_compose_config_accepts_the_product_file(built_images: float, tmp_path: 
             if "PASSWORD" in name:
                 assert name.endswith("_FILE") and value.startswith("/run/secrets/"), name
     # Schedules follow the environment.
-    write_env(tmp_path / "tuned.env", {"BACKUP_SCHEDULE": "30 4 * * 0", "TZ": "Europe/Paris"})
+    write_env(
+        tmp_path / "tuned.env",
+        {"BACKUP_SCHEDULE": "30 4 * * 0", "TZ": "Europe/Paris", "POSTGRES_MAJOR": "17"},
+    )
     tuned = _compose_config(tmp_path / "tuned.env", tmp_path / "secrets")
     assert tuned["services"]["barman"]["environment"]["BACKUP_SCHEDULE"] == "30 4 * * 0"
     assert tuned["services"]["barman"]["environment"]["TZ"] == "Europe/Paris"
+    assert tuned["services"]["postgres"]["image"] == "postgres:17"
+    assert tuned["services"]["postgres"]["environment"]["PGDATA"] == "/var/lib/postgresql/17/docker"
 
 
-def test_image_has_postgresql_17_tools_and_no_compiler(docker_client: Any) -> None:
+def test_image_has_postgresql_18_clients_drill_servers_and_no_compiler(docker_client: Any) -> None:
     image = docker_client.images.get(BARMAN_IMAGE)
     config = image.attrs["Config"]
     assert config["User"] == "999:999"
@@ -115,9 +126,12 @@ def test_image_has_postgresql_17_tools_and_no_compiler(docker_client: Any) -> No
     assert config.get("StopSignal") == "SIGTERM"
     assert config["Healthcheck"]["Test"] == ["CMD", "barman-supervisor", "healthcheck"]
     assert "/var/lib/barman" in config["Volumes"]
-    assert "PG_MAJOR=17" in config["Env"]
+    # The newest clients serve every supported major; drills start a server of the backup's own.
     script = (
-        "set -e; pg_basebackup --version; pg_receivewal --version; barman --version; "
+        "set -e; for tool in pg_basebackup pg_receivewal pg_verifybackup pg_combinebackup; do "
+        "command -v $tool; $tool --version; done; "
+        "for major in 18 17; do /usr/lib/postgresql/$major/bin/postgres --version; done; "
+        "test ! -e /usr/lib/postgresql/15; barman --version; "
         "rsync --version | head -n1; file --version | head -n1; "
         "for tool in gcc cc c++ make; do ! command -v $tool; done; "
         "test ! -d /usr/include/postgresql; stat -c %u:%g:%a /var/lib/barman"
@@ -131,15 +145,17 @@ def test_image_has_postgresql_17_tools_and_no_compiler(docker_client: Any) -> No
     finally:
         container.remove(force=True, v=True)  # with its anonymous /var/lib/barman volume
     assert result["StatusCode"] == 0, output
-    assert "pg_basebackup (PostgreSQL) 17." in output, output
-    assert "pg_receivewal (PostgreSQL) 17." in output, output
+    for tool in ("pg_basebackup", "pg_receivewal", "pg_verifybackup", "pg_combinebackup"):
+        assert f"/usr/lib/postgresql/18/bin/{tool}\n{tool} (PostgreSQL) 18." in output, output
+    assert "postgres (PostgreSQL) 18." in output and "postgres (PostgreSQL) 17." in output
     assert "3.20" in output, output
     assert output.strip().endswith("999:999:750"), output
+    print(f"image size: {image.attrs['Size'] / 1e6:.0f} MB")
 
 
 @pytest.fixture(scope="module")
 def stack(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """PostgreSQL 17 stand-in + barman-supervisor, host networking, free ports, fresh volumes.
+    """PostgreSQL 18 stand-in + barman-supervisor, host networking, free ports, fresh volumes.
 
     Backups every minute, throttled to 1000 kB/s so that one is running most of the time
     (the stop test needs one); SHUTDOWN_GRACE short so that the stop ends well within the
@@ -175,8 +191,7 @@ def test_barman_turns_healthy_with_a_done_backup(stack: Stack) -> None:
     wait_for("barman container healthy", lambda: stack.health() == "healthy", 300, 2)
     done = [b for b in stack.backups() if b["status"] == "DONE"]
     assert done, stack.backups()
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/status", timeout=10) as page:
-        status = json.load(page)
+    status = stack.status()
     assert "pg" in json.dumps(status), status
     assert stack.container("postgres").attrs["State"]["Health"]["Status"] == "healthy"
 
@@ -249,7 +264,7 @@ def test_restore_from_the_latest_backup(stack: Stack) -> None:
     """What the README's restore steps do, inside the container: recover into a directory."""
     stack.exec("barman", "rm", "-rf", "/tmp/restore")
     stack.exec("barman", "barman", "recover", "pg", "latest", "/tmp/restore", timeout=300)
-    assert stack.exec("barman", "cat", "/tmp/restore/PG_VERSION").strip() == "17"
+    assert stack.exec("barman", "cat", "/tmp/restore/PG_VERSION").strip() == str(DEFAULT_MAJOR)
     stack.exec("barman", "rm", "-rf", "/tmp/restore")
 
 

@@ -8,6 +8,8 @@ from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
+from barman_supervisor.pid1 import Supervisor
+from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings
 from tests.unit.jobs.conftest import World
 from tests.unit.jobs.fakes import Answer, backup_list, show
@@ -47,6 +49,8 @@ def bootstrap(world: World) -> Outcomes:
     Startup(
         world.settings,
         world.barman,
+        # runs the real `pg_basebackup --version` (the clients' major is part of preflight)
+        Runner(Supervisor(), world.settings.child_env),
         world.state,
         postgres,
         world.recorder,
