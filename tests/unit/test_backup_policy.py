@@ -4,11 +4,13 @@ where they cannot work, and rendered into Barman's configuration."""
 from __future__ import annotations
 
 import configparser
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from barman_supervisor.barman_config import render_global, render_server
+from barman_supervisor.daemon import server_limits
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.settings import BackupPolicy, load_settings
 
@@ -113,3 +115,19 @@ def test_compression_variables_refused_for_a_mounted_configuration(
     assert load_settings(mounted).server("pg").backup_policy == BackupPolicy()
     with pytest.raises(ConfigError, match=r"^BACKUP_COMPRESSION: the Barman configuration is"):
         load_settings({**mounted, "BACKUP_COMPRESSION": "gzip"})
+
+
+def test_backup_age_limit_counts_incremental_backups_too(environ: dict[str, str]) -> None:
+    now = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
+    weekly = load_settings({**environ, "TZ": "UTC", "BACKUP_SCHEDULE": "0 3 * * 0"})
+    both = load_settings(
+        {
+            **environ,
+            "TZ": "UTC",
+            "BACKUP_SCHEDULE": "0 3 * * 0",
+            "BACKUP_INCREMENTAL_SCHEDULE": "0 3 * * 1-6",
+        }
+    )
+    week, day = 7 * 86400, 86400
+    assert server_limits(weekly, weekly.server("pg"), now).backup_max_age == 1.5 * week
+    assert server_limits(both, both.server("pg"), now).backup_max_age == 1.5 * day
