@@ -69,6 +69,12 @@ def _more_done_than(stack: Stack, count: int) -> list[dict[str, Any]] | None:
     return done if done is not None and len(done) > count else None
 
 
+def _newest_in_status(stack: Stack, backup_id: str) -> dict[str, Any] | None:
+    """The daemon lists backups again after verifying a new one: a moment after Barman."""
+    newest: dict[str, Any] | None = stack.status()["servers"]["pg"]["backups"]["newest"]
+    return newest if newest and newest["id"] == backup_id else None
+
+
 def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     incremental_stack: Stack,
 ) -> None:
@@ -83,7 +89,12 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
         )
     ids = [b["backup_id"] for b in done]
     assert [b["backup_type"] for b in done] == ["full"] + ["incremental"] * INCREMENTALS, done
-    newest = stack.status()["servers"]["pg"]["backups"]["newest"]
+    newest = wait_for(
+        "/status showing the newest incremental",
+        functools.partial(_newest_in_status, stack, ids[-1]),
+        60,
+        1,
+    )
     assert newest["id"] == ids[-1] and newest["type"] == "incremental", newest
     assert newest["parent"] == ids[-2], newest
     assert newest["chain_length"] == INCREMENTALS + 1 and newest["chain_broken"] is None, newest
