@@ -100,7 +100,7 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     assert newest["chain_length"] == INCREMENTALS + 1 and newest["chain_broken"] is None, newest
     assert newest["chain_size_bytes"] > 0
     for backup_id, parent in zip(ids[1:], ids, strict=False):
-        info = stack.exec("barman", "cat", f"/var/lib/barman/pg/base/{backup_id}/backup.info")
+        info = stack.exec("barman", "cat", f"/var/lib/barman/pg/meta/{backup_id}-backup.info")
         assert f"parent_backup_id={parent}\n" in info, info
 
     # The target lies after the newest incremental, between two commits.
