@@ -26,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from barman_supervisor import __version__
+from barman_supervisor.barman import Backup
+from barman_supervisor.chains import chain_of
 from barman_supervisor.health import Limits, liveness_problems, server_problems
 from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.offsite import wal_lag_seconds
@@ -67,6 +69,18 @@ def _offsite_status(server: ServerState, now: float) -> dict[str, Any] | None:
         "last_ok_at": _iso(record.get("last_ok_at")),
         "last_error": record.get("last_error"),
         "last_error_at": _iso(record.get("last_error_at")),
+    }
+
+
+def _chain_status(backup: Backup, backups: list[Backup]) -> dict[str, Any]:
+    """Type, parent and chain of a backup (issue 13): restoring an incremental needs them all."""
+    chain = chain_of(backup, backups)
+    return {
+        "type": "incremental" if backup.incremental else "full",
+        "parent": backup.parent_id,
+        "chain_length": chain.length,
+        "chain_size_bytes": chain.size_bytes,
+        "chain_broken": chain.broken,
     }
 
 
@@ -147,6 +161,7 @@ def _backups_status(server: ServerState, now: float, limits: Limits) -> dict[str
             "end_time": _iso(newest.end_time),
             "age_s": round(now - (newest.end_time or now), 1),
             "size_bytes": newest.size_bytes,
+            **_chain_status(newest, server.backups),
         }
         if newest
         else None,

@@ -105,6 +105,14 @@ class Backup:
     size_bytes: int | None
     wal_size_bytes: int | None = None
     begin_time: float | None = None
+    # From backup.info (issue 13): the parent of an incremental backup, None for a full; whether
+    # PostgreSQL summarized WAL when it was taken (None: not said, e.g. PostgreSQL < 17).
+    parent_id: str | None = None
+    summarize_wal: bool | None = None
+
+    @property
+    def incremental(self) -> bool:
+        return self.parent_id is not None
 
     def order_key(self) -> tuple[float, str]:
         """Newer sorts later, by Barman's timestamps and never by the ID: IDs are the local time
@@ -116,6 +124,25 @@ class Backup:
 
 def newest_backup(backups: Iterable[Backup]) -> Backup | None:
     return max(backups, key=Backup.order_key, default=None)
+
+
+def backup_info_field(backup_info: str, key: str) -> str | None:
+    """One ``key=value`` line of a ``backup.info``; None when absent or ``None``."""
+    for line in backup_info.splitlines():
+        name, _, value = line.partition("=")
+        if name == key:
+            value = value.strip()
+            return None if value in ("", "None") else value
+    return None
+
+
+def parse_chain_fields(backup_info: str) -> dict[str, Any]:
+    """``parent_id`` and ``summarize_wal`` of a ``Backup`` from its ``backup.info``."""
+    summarize = backup_info_field(backup_info, "summarize_wal")
+    return {
+        "parent_id": backup_info_field(backup_info, "parent_backup_id"),
+        "summarize_wal": None if summarize is None else summarize == "on",
+    }
 
 
 def parse_begin_time(backup_info: str) -> float | None:
@@ -140,6 +167,7 @@ class BackupFacts:
     version_num: int
     size_bytes: int
     end_time: float | None
+    incremental: bool = False
 
 
 def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
@@ -155,6 +183,7 @@ def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
         version_num=int(doc.get("postgresql_version") or 0),
         size_bytes=int(size),
         end_time=timestamp(base.get("end_time_timestamp")),
+        incremental=doc.get("backup_type") == "incremental",
     )
 
 
@@ -285,20 +314,23 @@ class Barman:
 
     def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
         outcome = self.run("list-backups", server, kind="list", timeout=60)
-        backups = [
-            replace(backup, begin_time=self._begin_time(server, backup.backup_id))
-            for backup in parse_backups(outcome.data, server)
-        ]
+        backups = []
+        for backup in parse_backups(outcome.data, server):
+            info = self._backup_info(server, backup.backup_id)
+            backups.append(
+                replace(backup, begin_time=parse_begin_time(info), **parse_chain_fields(info))
+            )
         return outcome, backups
 
-    def _begin_time(self, server: str, backup_id: str) -> float | None:
-        """list-backups prints no start time, and none at all for a FAILED or STARTED backup."""
+    def _backup_info(self, server: str, backup_id: str) -> str:
+        """list-backups prints no start time and no parent, and no time at all for a FAILED or
+        STARTED backup: ``backup.info`` has them (empty when unreadable)."""
         for path in self._backup_info_paths(server, backup_id):
             try:
-                return parse_begin_time(path.read_text(encoding="utf-8", errors="replace"))
+                return path.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-        return None
+        return ""
 
     def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
         base = self._settings.barman_home / server
@@ -328,10 +360,15 @@ class Barman:
             timeout=archive_timeout + 60,
         )
 
-    def backup(self, server: str, *, immediate: bool, wait_timeout: int) -> Outcome:
+    def backup(
+        self, server: str, *, immediate: bool, wait_timeout: int, parent: str | None = None
+    ) -> Outcome:
+        """A full backup, or a block-level incremental one on ``parent`` (issue 13)."""
         args = ["backup", "--wait", "--wait-timeout", str(wait_timeout)]
         if immediate:
             args.append("--immediate-checkpoint")
+        if parent is not None:
+            args += ["--incremental", parent]
         return self.run(*args, server, kind="backup")
 
     def terminate_receive_wal(self, server: str) -> Outcome:

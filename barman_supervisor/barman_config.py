@@ -38,6 +38,10 @@ def render_global(settings: Settings) -> str:
         f"log_file = {_ini_value(str(settings.barman_log_file))}",
         "log_level = INFO",
         f"configuration_files_directory = {_ini_value(str(settings.barman_config_dir))}",
+        # Where a restore combines an incremental chain (pg_combinebackup) or unpacks a
+        # compressed backup; Barman's own default is /tmp, often a small tmpfs.
+        f"staging_path = {_ini_value(str(staging_path(settings)))}",
+        "staging_location = local",
         "",
     ]
     return "\n".join(lines)
@@ -63,7 +67,24 @@ def render_server(server: ServerSettings) -> str:
     if server.bandwidth_limit_kbps:
         # pg_basebackup --max-rate: keeps a backup from saturating the primary's disk or link.
         lines.append(f"bandwidth_limit = {server.bandwidth_limit_kbps}")
-    return "\n".join([*lines, ""])
+    return "\n".join([*lines, *_compression_lines(server), ""])
+
+
+def _compression_lines(server: ServerSettings) -> list[str]:
+    """Barman's options for BACKUP_COMPRESSION and WAL_COMPRESSION; none while they are off."""
+    policy = server.backup_policy
+    lines = []
+    if policy.compression:
+        lines.append(f"backup_compression = {policy.compression}")
+        lines.append(f"backup_compression_location = {policy.compression_location}")
+    if policy.wal_compression:
+        lines.append(f"compression = {policy.wal_compression}")
+    return lines
+
+
+def staging_path(settings: Settings) -> Path:
+    """Under the Barman home, so that it is on the volume sized for backups."""
+    return settings.barman_home / "staging"
 
 
 def _write_atomically(path: Path, text: str, mode: int) -> None:
@@ -200,3 +221,5 @@ def prepare_directories(settings: Settings) -> None:
     """Barman refuses to start when ``barman_home`` or its log directory is missing."""
     settings.barman_home.mkdir(parents=True, exist_ok=True)
     settings.barman_log_file.parent.mkdir(parents=True, exist_ok=True)
+    if settings.config_mode == "render":
+        staging_path(settings).mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import datetime
 
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from barman_supervisor import __version__, barman_config, metrics
@@ -41,8 +42,11 @@ STARTUP_ALERT_AFTER = 600.0
 
 
 def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> Limits:
-    """Readiness limits; a backup may be 1.5 gaps of its schedule old unless BACKUP_MAX_AGE says."""
-    gap = longest_gap(parse_crontab(server.backup_schedule, settings.timezone), now)
+    """Readiness limits; a backup may be 1.5 gaps of its schedules (full and incremental
+    together) old unless BACKUP_MAX_AGE says."""
+    schedules = (server.backup_schedule, server.backup_policy.incremental_schedule)
+    triggers = [parse_crontab(schedule, settings.timezone) for schedule in schedules if schedule]
+    gap = longest_gap(OrTrigger(triggers), now)
     return Limits(
         postgres_max_silence=3 * settings.health_interval + settings.pg_connect_timeout,
         backup_max_age=server.backup_max_age or 1.5 * gap.total_seconds(),

@@ -106,7 +106,8 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
     Barman's timestamps, never by the ID (IDs follow the ``TZ`` of the Barman process).
 
     They keep ``barman check`` red for ever; once a newer backup is DONE they are only clutter.
-    DONE backups are never in the result.
+    DONE backups are never in the result, nor a backup another one names as its parent (issue 13:
+    ``barman delete`` removes a parent's incremental children with it).
     """
     if policy != "delete":
         return []
@@ -114,10 +115,12 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
     newest_done = newest_backup(backup for backup in backups if backup.status == "DONE")
     if newest_done is None:
         return []
+    parents = {b.parent_id for b in backups if b.parent_id is not None}
     return [
         backup.backup_id
         for backup in sorted(backups, key=Backup.order_key)
         if backup.status == "FAILED"
+        and backup.backup_id not in parents
         and backup.begin_time is not None  # a backup of unknown age is never deleted
         and backup.order_key() < newest_done.order_key()
     ]

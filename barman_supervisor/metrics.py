@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from barman_supervisor.chains import newest_chain
 from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.offsite import wal_lag_seconds
 from barman_supervisor.state import JobRun, ServerState, State
@@ -43,7 +44,7 @@ class StateCollector(Collector):
         yield started
 
         streaming, backups, jobs = _StreamingFamilies(), _BackupFamilies(), _JobFamilies()
-        drills, offsite = _DrillFamilies(), _OffsiteFamilies()
+        drills, offsite, chains = _DrillFamilies(), _OffsiteFamilies(), _ChainFamilies()
         for name, server in servers.items():
             ready = not server_problems(server, now, self._limits(name))
             streaming.add(name, server, now, ready)
@@ -51,8 +52,9 @@ class StateCollector(Collector):
             jobs.add(name, server.run_counts, server.runs)
             drills.add(name, server)
             offsite.add(name, server, now)
+            chains.add(name, server)
         jobs.add("", global_counts, global_runs)
-        for group in (streaming, backups, jobs, drills, offsite):
+        for group in (streaming, backups, jobs, drills, offsite, chains):
             yield from group.families()
 
 
@@ -130,6 +132,30 @@ class _BackupFamilies(_Families):
             self.checks.add_metric([name, check.name], int(check.ok))
         if server.last_verify:
             self.verified.add_metric([name], int(bool(server.last_verify.get("ok"))))
+
+
+class _ChainFamilies(_Families):
+    """The newest DONE backup's chain (issue 13): what restoring it combines."""
+
+    def __init__(self) -> None:
+        self.incremental = _gauge(
+            "last_backup_incremental", "1 when the newest DONE backup is incremental", ["server"]
+        )
+        self.length = _gauge(
+            "last_backup_chain_length",
+            "backups a restore of the newest DONE backup combines (1 for a full)",
+            ["server"],
+        )
+        self.size = _gauge(
+            "last_backup_chain_size_bytes", "size of those backups together", ["server"]
+        )
+
+    def add(self, name: str, server: ServerState) -> None:
+        chain = newest_chain(server.backups)
+        if chain is not None:
+            self.incremental.add_metric([name], int(chain.members[-1].incremental))
+            self.length.add_metric([name], chain.length)
+            self.size.add_metric([name], chain.size_bytes)
 
 
 class _JobFamilies(_Families):

@@ -41,6 +41,8 @@ class ServerFacts:
     wal_segment_size: int = 16 * 1048576
     # Function grants are per database: the refusal names the one that was checked.
     database: str = ""
+    # Incremental backups need it "on" (PostgreSQL >= 17); empty on older servers.
+    summarize_wal: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,16 @@ class Postgres:
                 "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'"
             ).fetchone()
             database = conn.execute("SELECT current_database()").fetchone()
+            summarize = conn.execute(
+                "SELECT coalesce(current_setting('summarize_wal', true), '')"
+            ).fetchone()
             missing = tuple(
                 f"{kind} {name}"
                 for kind, name in required_privileges(int(values["server_version_num"]))
                 if not _granted(conn, kind, name)
             )
         assert library is not None and in_recovery is not None and user is not None
-        assert segment is not None and database is not None
+        assert segment is not None and database is not None and summarize is not None
         return ServerFacts(
             version_num=int(values["server_version_num"]),
             wal_level=values["wal_level"],
@@ -118,6 +123,7 @@ class Postgres:
             missing_privileges=missing,
             wal_segment_size=int(str(segment[0])),
             database=str(database[0]),
+            summarize_wal=str(summarize[0]),
         )
 
     def identify(self) -> Identity:

@@ -29,6 +29,7 @@ import psycopg
 from barman_supervisor import log as logging_setup
 from barman_supervisor import pitr
 from barman_supervisor.barman import BackupFacts, Barman, Outcome
+from barman_supervisor.chains import combine_missing
 from barman_supervisor.log import MASKER
 from barman_supervisor.pgbin import debian_bin_dir, find_bin_dir, major_of
 from barman_supervisor.pid1 import Supervisor
@@ -219,13 +220,23 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
         if refusal is not None:
             say(f"refused: --target-time {target[1]!r}: {refusal} (nothing was changed)")
             return EXIT_BAD_INPUT
-    return _recover(say, barman, plan, facts)
+    tools = None
+    if facts.incremental:
+        # Barman finds pg_combinebackup on PATH only; Debian keeps it in the major's bin dir.
+        major = major_of(facts.version_num)
+        tools = find_bin_dir(major, settings.pg_bin_dir, program="pg_combinebackup")
+        if tools is None:
+            say(f"refused: backup {facts.backup_id} is incremental and {combine_missing(major)}")
+            return EXIT_BAD_INPUT
+    return _recover(say, barman, plan, facts, tools)
 
 
-def _recover(say: Any, barman: Barman, plan: Plan, facts: BackupFacts) -> int:
+def _recover(
+    say: Any, barman: Barman, plan: Plan, facts: BackupFacts, tools: Path | None = None
+) -> int:
     """Run ``barman recover`` and print the steps that start the copy."""
     started = time.monotonic()
-    outcome = barman.run(*plan.recover_args(), kind="restore")
+    outcome = barman.run(*plan.recover_args(), kind="restore", tools_dir=tools)
     if not outcome.ok:
         say(f"\nrestore FAILED: {MASKER.mask(outcome.reason())}")
         say(

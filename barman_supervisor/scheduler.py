@@ -71,6 +71,18 @@ def server_jobs(
         if server.drill_schedule
         else []
     )
+    incrementals = (
+        [
+            JobSpec(
+                f"incremental-backup:{server.name}",
+                parse_crontab(server.backup_policy.incremental_schedule, settings.timezone),
+                jobs.incremental_backup,
+                (server,),
+            )
+        ]
+        if server.backup_policy.incremental
+        else []
+    )
     every = IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone)
     copies = (
         [
@@ -96,6 +108,7 @@ def server_jobs(
             (server,),
             first_run=now + timedelta(seconds=settings.check_interval),
         ),
+        *incrementals,
         *drills,
         *copies,
     ]

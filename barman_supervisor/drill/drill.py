@@ -16,6 +16,7 @@ from typing import TypeVar
 from psycopg.conninfo import conninfo_to_dict
 
 from barman_supervisor.barman import Backup, BackupFacts, Barman
+from barman_supervisor.chains import combine_missing
 from barman_supervisor.drill.cluster import Scratch, TempServer, free_port
 from barman_supervisor.drill.plan import (
     DrillConfig,
@@ -166,6 +167,10 @@ class Drill:
         bin_dir = find_bin_dir(major, self.config.pg_bin_dir)
         if bin_dir is None:
             raise DrillFailed(missing_server_programs(major, self.config.pg_bin_dir))
+        if facts.incremental and not (bin_dir / "pg_combinebackup").is_file():
+            raise DrillFailed(
+                f"backup {backup.backup_id} is incremental and {combine_missing(major)}"
+            )
         try:
             run_as = server_user(os.geteuid(), self.settings.barman_user)
         except LookupError as exc:
@@ -180,7 +185,9 @@ class Drill:
         scratch = self._scratch.make(f"{self.server.name}-")
         data = scratch / "data"
         restore_started = time.monotonic()
-        self._timed(result, "recover_s", lambda: self._recover(plan.backup.backup_id, data))
+        self._timed(
+            result, "recover_s", lambda: self._recover(plan.backup.backup_id, data, plan.bin_dir)
+        )
         port = free_port()
         socket_dir = self._scratch.socket_dir(scratch, port)
         hba, ident = self._scratch.prepare(scratch, data)
@@ -265,7 +272,9 @@ class Drill:
                 "set DRILL_SCRATCH_DIR to a directory it can reach"
             )
 
-    def _recover(self, backup_id: str, data: Path) -> None:
+    def _recover(self, backup_id: str, data: Path, bin_dir: Path) -> None:
+        """``bin_dir`` first on PATH: Barman runs pg_combinebackup (incremental backups) from
+        PATH only, and it must be of the backup's major."""
         outcome = self.barman.run(
             "recover",
             self.server.name,
@@ -273,6 +282,7 @@ class Drill:
             str(data),
             kind=self.kinds["recover"],
             timeout=self._remaining(),
+            tools_dir=bin_dir,
         )
         self._check_stop()
         if not outcome.ok:

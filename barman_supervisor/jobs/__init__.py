@@ -98,6 +98,9 @@ class Jobs:
     def backup(self, server: ServerSettings) -> None:
         self._backups.scheduled(server)
 
+    def incremental_backup(self, server: ServerSettings) -> None:
+        self._backups.scheduled_incremental(server)
+
     def owed_backup(self, server: ServerSettings) -> None:
         self._backups.owed(server)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from barman_supervisor.alerts import Notifier
 from barman_supervisor.barman import Backup, Barman, Outcome, newest_backup
+from barman_supervisor.chains import next_backup
 from barman_supervisor.errors import RunnerClosed
 from barman_supervisor.healing import failed_to_delete, stale_started
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
@@ -66,6 +67,19 @@ class Backups:
             if outcome is not None:
                 run.take(outcome)
 
+    def scheduled_incremental(self, server: ServerSettings) -> None:
+        """BACKUP_INCREMENTAL_SCHEDULE's backup: incremental on the parent ``chains`` chose, or a
+        full when no chain can take one more (the reason is logged)."""
+        with self._recorder.job("scheduled_incremental_backup", server.name) as run:
+            outcome = self.take(
+                server,
+                immediate=server.backup_immediate_checkpoint,
+                trigger="incremental_schedule",
+                incremental=True,
+            )
+            if outcome is not None:
+                run.take(outcome)
+
     def owed(self, server: ServerSettings) -> None:
         """A backup owed at once (WAL never reached the archive): a restorable point again."""
         with self._recorder.job("owed_backup", server.name) as run:
@@ -86,7 +100,9 @@ class Backups:
         if self._fingerprint(server) != self._fingerprints.get(server.name):
             self.refresh(server)
 
-    def take(self, server: ServerSettings, *, immediate: bool, trigger: str) -> Outcome | None:
+    def take(
+        self, server: ServerSettings, *, immediate: bool, trigger: str, incremental: bool = False
+    ) -> Outcome | None:
         """One backup, or None when one of this server is already running."""
         lock = self._running(server.name)
         if not lock.acquire(blocking=False):
@@ -96,18 +112,38 @@ class Backups:
             if not self._wait_for_copy_slot():
                 raise RunnerClosed("backup")
             try:
-                return self._backup(server, immediate=immediate, trigger=trigger)
+                parent = self._parent(server) if incremental else None
+                return self._backup(server, immediate=immediate, trigger=trigger, parent=parent)
             finally:
                 self._copy_slots.release()
         finally:
             lock.release()
 
-    def _backup(self, server: ServerSettings, *, immediate: bool, trigger: str) -> Outcome:
-        _log.info("backup_starting", trigger=trigger, immediate_checkpoint=immediate)
+    def _parent(self, server: ServerSettings) -> str | None:
+        """The parent of the next incremental, chosen from a fresh list; None means a full."""
+        backups = self.refresh(server)
+        if backups is None:
+            _log.warning("incremental_taken_as_full", reason="barman list-backups failed")
+            return None
+        decision = next_backup(backups, server.backup_policy.chain_max)
+        _log.info(
+            "incremental_parent_chosen" if decision.parent else "incremental_taken_as_full",
+            parent=decision.parent,
+            reason=decision.reason,
+        )
+        return decision.parent
+
+    def _backup(
+        self, server: ServerSettings, *, immediate: bool, trigger: str, parent: str | None = None
+    ) -> Outcome:
+        _log.info("backup_starting", trigger=trigger, immediate_checkpoint=immediate, parent=parent)
         self._deadman(server, "/start")
         started = time.time()
         outcome = self._barman.backup(
-            server.name, immediate=immediate, wait_timeout=self._settings.backup_wait_timeout
+            server.name,
+            immediate=immediate,
+            wait_timeout=self._settings.backup_wait_timeout,
+            parent=parent,
         )
         data = outcome.data if isinstance(outcome.data, dict) else {}
         backup_id = str(data["backup_id"]) if data.get("backup_id") else None

@@ -15,6 +15,7 @@ import psycopg
 
 from barman_supervisor import retry
 from barman_supervisor.barman import Barman
+from barman_supervisor.chains import incremental_problems
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.fairness import FairSemaphore
 from barman_supervisor.healing import client_tool_problems
@@ -23,7 +24,7 @@ from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import survey
+from barman_supervisor.pgbin import find_bin_dir, major_of, survey
 from barman_supervisor.postgres import Postgres, preflight_problems
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
@@ -156,7 +157,14 @@ class Startup:
             self._settings.child_env.get("PATH"),
             self._settings.pg_bin_dir,
         )
-        problems = preflight_problems(facts) + unservable
+        combine_dir = find_bin_dir(
+            major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
+        )
+        problems = (
+            preflight_problems(facts)
+            + unservable
+            + incremental_problems(server.backup_policy, facts, combine_dir)
+        )
         self._state.record_programs(server.name, programs)
         self._state.set_problems(server.name, problems)
         if problems:

@@ -96,7 +96,8 @@ def test_compose_config_accepts_the_product_file(built_images: float, tmp_path: 
     assert environment["PG_PASSWORD_FILE"].startswith("/run/secrets/")
     assert environment["PG_STREAMING_PASSWORD_FILE"].startswith("/run/secrets/")
     assert environment["HTTP_PORT"] == "9798"
-    assert environment["BACKUP_SCHEDULE"] == "0 3 * * *"
+    assert environment["BACKUP_SCHEDULE"] == "0 3 * * 0"
+    assert environment["BACKUP_INCREMENTAL_SCHEDULE"] == "0 3 * * 1-6"
     assert _seconds(barman["stop_grace_period"]) > int(environment["SHUTDOWN_GRACE"]) + 60
     for secret in config["secrets"].values():
         assert Path(secret["file"]).parent == tmp_path / "secrets"

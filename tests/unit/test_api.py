@@ -231,3 +231,38 @@ def test_offsite_shows_in_status_and_metrics_only_for_a_server_with_a_store() ->
     assert samples[("barman_supervisor_offsite_failures_total", "pg")] == 2
     assert samples[("barman_supervisor_offsite_last_copy_success", "pg")] == 1
     assert ("barman_supervisor_offsite_wal_files_owed", "reports") not in samples
+
+
+def test_status_and_metrics_show_the_chain_of_an_incremental_backup() -> None:
+    state = protected_state()
+    now = time.time()
+    state.record_backups(
+        "pg",
+        [
+            Backup("I2", "DONE", now - 10, 70, begin_time=now - 20, parent_id="I1"),
+            Backup("I1", "DONE", now - 100, 50, begin_time=now - 110, parent_id="F"),
+            Backup("F", "DONE", now - 1000, 1000, begin_time=now - 1100),
+        ],
+    )
+
+    _, document = probes(state).status()
+    newest = document["servers"]["pg"]["backups"]["newest"]
+    text = generate_latest(registry(state, lambda _server: LIMITS)).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    assert newest["id"] == "I2"
+    assert (newest["type"], newest["parent"]) == ("incremental", "I1")
+    assert (newest["chain_length"], newest["chain_size_bytes"]) == (3, 1120)
+    assert newest["chain_broken"] is None
+
+    def pg_value(family: str) -> float:
+        (value,) = [
+            s.value
+            for s in families[f"barman_supervisor_{family}"].samples
+            if s.labels["server"] == "pg"
+        ]
+        return value
+
+    assert pg_value("last_backup_incremental") == 1
+    assert pg_value("last_backup_chain_length") == 3
+    assert pg_value("last_backup_chain_size_bytes") == 1120

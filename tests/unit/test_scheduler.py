@@ -148,3 +148,38 @@ def test_identities_are_checked_every_minute_whatever_the_cron_interval(
     assert identity.func == jobs.check_identities and identity.quiet
     assert isinstance(identity.trigger, IntervalTrigger)
     assert identity.trigger.interval == timedelta(seconds=60)
+
+
+def test_incremental_backups_get_their_own_schedule(environ: dict[str, str]) -> None:
+    settings = load_settings(
+        {
+            **environ,
+            "TZ": "Europe/Berlin",
+            "BACKUP_SCHEDULE": "0 3 * * 0",
+            "BACKUP_INCREMENTAL_SCHEDULE": "0 3 * * 1-6",
+        }
+    )
+    runner = Runner(Supervisor(), settings.child_env)
+    jobs = Jobs(
+        settings,
+        Barman(settings, runner),
+        runner,
+        State(["pg"]),
+        threading.Event(),
+        on_fatal=lambda _server, _reason: None,
+        on_ready=lambda _server: None,
+        on_backup_owed=lambda _server: None,
+    )
+    pg = settings.server("pg")
+
+    specs = {spec.job_id: spec for spec in server_jobs(pg, settings, jobs, NOW)}
+
+    incremental = specs["incremental-backup:pg"]
+    assert (incremental.func, incremental.args) == (jobs.incremental_backup, (pg,))
+    assert incremental.trigger.get_next_fire_time(None, NOW) == datetime(
+        2026, 11, 19, 3, 0, tzinfo=BERLIN
+    )
+    assert specs["backup:pg"].trigger.get_next_fire_time(None, NOW) == datetime(
+        2026, 11, 22, 3, 0, tzinfo=BERLIN
+    )
+    assert "incremental-backup:reports" not in specs

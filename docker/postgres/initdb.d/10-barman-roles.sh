@@ -48,5 +48,11 @@ SELECT format('GRANT EXECUTE ON FUNCTION pg_start_backup(text, boolean, boolean)
        format('GRANT EXECUTE ON FUNCTION pg_stop_backup() TO %I', :'barman_user'),
        format('GRANT EXECUTE ON FUNCTION pg_stop_backup(boolean, boolean) TO %I', :'barman_user')
 WHERE current_setting('server_version_num')::int < 150000 \gexec
+
+-- Incremental backups (PostgreSQL 17+, BACKUP_INCREMENTAL_SCHEDULE) build on WAL summaries that
+-- exist only from when summarize_wal is on: turn it on from the start (older majors lack it).
+SELECT 'ALTER SYSTEM SET summarize_wal = on'
+WHERE current_setting('server_version_num')::int >= 170000 \gexec
+SELECT pg_reload_conf() \g /dev/null
 SQL
 echo "10-barman-roles.sh: roles ${BARMAN_DB_USER:-barman} and ${BARMAN_STREAMING_USER:-streaming_barman} are ready"

@@ -209,3 +209,49 @@ def test_an_owed_backup_is_taken_at_once_with_an_immediate_checkpoint(world: Wor
     assert "--immediate-checkpoint" in world.barman.calls[0]
     server = world.state.server("pg")
     assert server.last_backup["trigger"] == "wal_gap" and server.runs["owed_backup"].ok
+
+
+def write_chain_info(world: World, backup_id: str, day: int, parent: str | None) -> None:
+    """A ``backup.info`` of a PostgreSQL 17+ backup, incremental when ``parent`` is given."""
+    info = world.settings.barman_home / "pg" / "base" / backup_id / "backup.info"
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(
+        f"backup_id={backup_id}\nbegin_time=2026-11-{day} 03:00:00+00:00\n"
+        f"parent_backup_id={parent}\nsummarize_wal=on\n"
+    )
+
+
+def test_the_incremental_job_builds_on_the_newest_done_backup(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    world = make_world(environ, tmp_path, BACKUP_INCREMENTAL_SCHEDULE="0 3 * * 1-6")
+    write_chain_info(world, "20261122T030000", 22, None)
+    write_chain_info(world, "20261123T030000", 23, "20261122T030000")
+    world.barman.answer(
+        "list-backups", backup_list(("20261123T030000", "DONE"), ("20261122T030000", "DONE"))
+    )
+    world.barman.answer("backup", Answer(data={"backup_id": "B3", "status": "DONE"}))
+    world.barman.answer("show-backup", show("B3", version_num=180001))
+
+    handler(world).scheduled_incremental(world.server)
+
+    backup_call = next(call for call in world.barman.calls if call[0] == "backup")
+    assert backup_call[-3:] == ("--incremental", "20261123T030000", "pg")
+    server = world.state.server("pg")
+    assert server.last_backup["trigger"] == "incremental_schedule"
+    assert server.runs["scheduled_incremental_backup"].ok
+
+
+def test_the_incremental_job_takes_a_full_when_the_parent_is_missing(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    world = make_world(environ, tmp_path, BACKUP_INCREMENTAL_SCHEDULE="0 3 * * 1-6")
+    write_chain_info(world, "20261123T030000", 23, "20261122T030000")
+    world.barman.answer("list-backups", backup_list(("20261123T030000", "DONE")))
+    world.barman.answer("backup", Answer(data={"backup_id": "B3", "status": "DONE"}))
+    world.barman.answer("show-backup", show("B3", version_num=180001))
+
+    handler(world).scheduled_incremental(world.server)
+
+    backup_call = next(call for call in world.barman.calls if call[0] == "backup")
+    assert "--incremental" not in backup_call
