@@ -196,6 +196,18 @@ class Stack:
             "-p", str(self.pg_port), "-d", "postgres", "-c", sql, timeout=300, user="postgres",
         ).strip()  # fmt: skip
 
+    def switch_and_archive_wal(self, timeout: float = 120) -> str:
+        """Close the current WAL segment and wait until Barman archived it; its name."""
+        segment = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        self.psql("SELECT pg_switch_wal()")
+        wait_for(
+            f"WAL segment {segment} archived by Barman",
+            lambda: segment in self.exec_status("barman", "ls", "-R", "/var/lib/barman/pg/wals")[1],
+            timeout,
+            2,
+        )
+        return segment
+
     def backups(self) -> list[dict[str, Any]]:
         text = self.exec("barman", "barman", "-f", "json", "list-backups", "all")
         document = json.loads(text)

@@ -105,14 +105,7 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     committed = INCREMENTALS * ROWS_PER_STEP
     target = stack.psql("SELECT clock_timestamp()")
     stack.psql(f"INSERT INTO pitr SELECT 0, g FROM generate_series(1, {ROWS_AFTER_TARGET}) g")
-    segment = stack.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-    stack.psql("SELECT pg_switch_wal()")
-    wait_for(
-        f"WAL segment {segment} archived by Barman",
-        lambda: segment in stack.exec_status("barman", "ls", "-R", "/var/lib/barman/pg/wals")[1],
-        120,
-        2,
-    )
+    stack.switch_and_archive_wal()
     data = f"{RESTORE_DIR}/data"
     printed = stack.exec(
         "barman", "barman-supervisor", "restore", "pg", data, "--target-time", target, timeout=600

@@ -136,14 +136,7 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
     # Read after the first commit, before the second: the target lies between them.
     target = stack.psql("SELECT clock_timestamp()")
     stack.psql(f"INSERT INTO pitr SELECT g FROM generate_series(1, {ROWS_AFTER}) g")
-    segment = stack.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-    stack.psql("SELECT pg_switch_wal()")
-    wait_for(
-        f"WAL segment {segment} archived by Barman",
-        lambda: segment in stack.exec_status("barman", "ls", "-R", "/var/lib/barman/pg/wals")[1],
-        120,
-        2,
-    )
+    stack.switch_and_archive_wal()
     data = f"{RESTORE_DIR}/data"
     printed = stack.exec(
         "barman", "barman-supervisor", "restore", "pg", data, "--target-time", target, timeout=300

@@ -334,14 +334,7 @@ def _restart_and_resume(stack: Stack, before: set[str]) -> None:
         1,
     )
     # New WAL reaches Barman: a switched segment is archived by the next cron runs.
-    segment = stack.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-    stack.psql("SELECT pg_switch_wal()")
-    wait_for(
-        f"WAL segment {segment} archived by Barman",
-        lambda: segment in stack.exec("barman", "ls", "-R", "/var/lib/barman/pg/wals"),
-        120,
-        2,
-    )
+    stack.switch_and_archive_wal()
     # The backup list is intact: every backup DONE before the stop is still DONE.
     after = {b["backup_id"]: b["status"] for b in stack.backups()}
     assert {backup: after.get(backup) for backup in before} == dict.fromkeys(before, "DONE")
