@@ -187,6 +187,16 @@ def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
     )
 
 
+def backup_info_paths(barman_home: Path, server: str, backup_id: str) -> tuple[Path, Path]:
+    """Where Barman keeps a backup's ``backup.info``: ``meta/`` (3.13.2+), else the backup's
+    own directory."""
+    base = barman_home / server
+    return (
+        base / "meta" / f"{backup_id}-backup.info",
+        base / "base" / backup_id / "backup.info",
+    )
+
+
 def parse_json_output(stdout: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
     """Split Barman's JSON output into data and (level, message) pairs; non-JSON is all message."""
     text = stdout.strip()
@@ -333,11 +343,7 @@ class Barman:
         return ""
 
     def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
-        base = self._settings.barman_home / server
-        return (
-            base / "meta" / f"{backup_id}-backup.info",
-            base / "base" / backup_id / "backup.info",
-        )
+        return backup_info_paths(self._settings.barman_home, server, backup_id)
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
         outcome = self.run("show-backup", server, backup_id, kind="show", timeout=60)

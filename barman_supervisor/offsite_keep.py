@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman import Barman, backup_info_paths
 from barman_supervisor.log import get_logger
 from barman_supervisor.offsite import LocalBackup, backup_to_protect, parse_backup_info
 from barman_supervisor.settings import ServerSettings, Settings
@@ -47,15 +47,11 @@ class Ledger:
 
 
 def backup_info_path(barman_home: Path, server: str, backup_id: str) -> Path | None:
-    """backup.info where Barman 3.13.2+ keeps it (meta/), else inside the backup directory."""
-    base = barman_home / server
-    for path in (
-        base / "meta" / f"{backup_id}-backup.info",
-        base / "base" / backup_id / "backup.info",
-    ):
-        if path.is_file():
-            return path
-    return None
+    """The ``backup.info`` of this backup that exists, if any."""
+    return next(
+        (path for path in backup_info_paths(barman_home, server, backup_id) if path.is_file()),
+        None,
+    )
 
 
 class RetentionHold:
