@@ -342,17 +342,18 @@ class Barman:
                 continue
         return ""
 
+    def backup_version(self, server: str, backup_id: str) -> int | None:
+        """The ``version_num`` of the PostgreSQL a backup was taken from, read from its
+        ``backup.info``: what ``show-backup`` would say, without a Barman process."""
+        value = backup_info_field(self._backup_info(server, backup_id), "version")
+        return int(value) if value is not None and value.isdigit() else None
+
     def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
         return backup_info_paths(self._settings.barman_home, server, backup_id)
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
         outcome = self.run("show-backup", server, backup_id, kind="show", timeout=60)
         return outcome, parse_show_backup(outcome.data, server) if outcome.ok else None
-
-    def create_slot(self, server: str) -> Outcome:
-        return self.run(
-            "receive-wal", "--create-slot", "--if-not-exists", server, kind="slot", timeout=60
-        )
 
     def switch_wal(self, server: str, archive_timeout: int) -> Outcome:
         return self.run(

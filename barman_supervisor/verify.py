@@ -79,10 +79,10 @@ def verify_backup(
         )
         return Verification(ok, reason, duration, backup_id, started_wall)
 
-    facts = facts or barman.show_backup(server, backup_id)[1]
-    if facts is None:
-        return result(False, f"barman show-backup {server} {backup_id} failed")
-    major = major_of(facts.version_num)
+    version = facts.version_num if facts is not None else barman.backup_version(server, backup_id)
+    if version is None:
+        return result(False, f"no readable backup.info for backup {backup_id} of {server}")
+    major = major_of(version)
     tools = find_tool_dir(major, pg_bin_dir)
     if tools is None:
         where = pg_bin_dir or debian_bin_dir(major)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import psycopg
 
 from barman_supervisor import retry
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman import Backup, Barman
 from barman_supervisor.chains import incremental_problems
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.fairness import FairSemaphore
@@ -99,20 +99,31 @@ class Startup:
             self._turns.acquire()
 
     def _protect(self, server: ServerSettings, run: Run) -> None:
-        """The steps that run Barman's commands (each a Python process of its own)."""
+        """Slot, streaming, then a restorable point with as few Barman commands (each a Python
+        process of its own) as will do: a first backup archives WAL by itself (``--wait``), so
+        the forced WAL switch runs only when no backup is taken; one check at the end gives
+        the verdict on all of it."""
         self._phase(server, "slot")
-        if not run.take(self._barman.create_slot(server.name)):
-            _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+        self._create_slot(server, run)
         self._phase(server, "streaming")
         if not self._streaming.confirm_started(server):
             run.fail("WAL streaming did not start")
-        self._phase(server, "first_wal")
-        self._archive_first_wal(server, run)
+        backups = self._backups.close_interrupted(server)
+        if backups is None or not self._first_backup(server, backups, run):
+            self._phase(server, "first_wal")
+            self._archive_first_wal(server, run)
         self._phase(server, "check")
         self._checks.check(server)
         self._refuse_old_client_tools(server)
-        self._backups.close_interrupted(server)
-        self._first_backup(server, run)
+
+    def _create_slot(self, server: ServerSettings, run: Run) -> None:
+        try:
+            created = self._postgres[server.name].create_slot(server.slot_name)
+        except psycopg.Error as exc:
+            run.fail(f"replication slot {server.slot_name} not created: {first_line(exc)}")
+            _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+            return
+        _log.info("slot_created" if created else "slot_exists", slot=server.slot_name)
 
     def _phase(self, server: ServerSettings, phase: str) -> None:
         self._state.set_phase(server.name, phase)
@@ -221,19 +232,17 @@ class Startup:
         if problems:
             raise StartupFailed("; ".join(problems))
 
-    def _first_backup(self, server: ServerSettings, run: Run) -> None:
-        backups = self._backups.refresh(server)
-        if backups is None:
-            return
+    def _first_backup(self, server: ServerSettings, backups: list[Backup], run: Run) -> bool:
+        """Take the backup a server without a DONE one is owed; True when one was taken."""
         if not needs_backup_at_start(backups):
             _log.info("first_backup_not_needed", backups=len(backups))
-            return
+            return False
         if not server.backup_on_start:
             _log.warning("no_backup_yet", hint="BACKUP_ON_START is false; waiting for the schedule")
-            return
+            return False
         self._phase(server, "first_backup")
         outcome = self._backups.take(server, immediate=True, trigger="first")
-        if outcome is not None:
-            run.take(outcome)
-            # A fresh verdict, now that the backup exists and superseded failures are gone.
-            self._checks.check(server)
+        if outcome is None:
+            return False
+        run.take(outcome)
+        return outcome.ok

@@ -249,7 +249,10 @@ class Streaming:
             if change.resettable and self._settings.allow_streaming_reset:
                 _log.warning("streaming_reset", kind=change.kind, reason=change.reason)
                 self._barman.reset_streaming(server.name)
-                self._barman.create_slot(server.name)
+                try:
+                    self._postgres[server.name].create_slot(server.slot_name)
+                except psycopg.Error as exc:  # the next cron makes it (create_slot = auto)
+                    _log.warning("slot_not_created", slot=server.slot_name, error=first_line(exc))
                 self._state.set_identity(server.name, current)
                 return
             if state.identity_problem != change.reason:

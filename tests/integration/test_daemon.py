@@ -76,13 +76,13 @@ def test_startup_steps_run_in_order(daemon: Daemon) -> None:
         "replication_connection",
         "slot",
         "streaming",
-        "first_wal",
+        "first_backup",  # `backup --wait` archives WAL itself: no separate forced switch
         "check",
-        "first_backup",
         "running",
     ]
     assert daemon.find("job_finished", server="pg", job="bootstrap")[0]["ok"] is True
-    assert daemon.find("first_wal_archived", server="pg")
+    assert daemon.find("slot_created", server="pg", slot="barman")
+    assert daemon.find("backup_finished", server="pg", trigger="first")[0]["ok"] is True
 
 
 def test_slot_exists_and_wal_streams(daemon: Daemon, pg: Cluster) -> None:
