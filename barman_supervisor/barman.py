@@ -458,6 +458,16 @@ class Barman:
         directory = self._settings.barman_home / server / "wals" / segment[:16]
         return any(directory.glob(f"{segment}*"))
 
+    def archive_empty(self, server: str) -> bool:
+        """No WAL segment archived yet (``xlog.db`` missing or empty): Barman refuses a first
+        backup until one is ("WAL archive" check)."""
+        try:
+            return (
+                self._settings.barman_home / server / "wals" / f"{server}-xlog.db"
+            ).stat().st_size == 0
+        except FileNotFoundError:
+            return True
+
     def wal_times(self, server: str) -> tuple[float | None, float | None]:
         """When Barman last received WAL (streaming directory) and last archived a segment.
 

@@ -100,18 +100,22 @@ class Startup:
 
     def _protect(self, server: ServerSettings, run: Run) -> None:
         """Slot, streaming, then a restorable point with as few Barman commands (each a Python
-        process of its own) as will do: a first backup archives WAL by itself (``--wait``), so
-        the forced WAL switch runs only when no backup is taken; one check at the end gives
-        the verdict on all of it."""
+        process of its own) as will do: the forced WAL switch only while Barman's archive is
+        empty (Barman refuses a first backup until WAL reached it), the list of backups only
+        when Barman's files changed, and one check at the end, the verdict on all of it."""
         self._phase(server, "slot")
         self._create_slot(server, run)
         self._phase(server, "streaming")
         if not self._streaming.confirm_started(server):
             run.fail("WAL streaming did not start")
-        backups = self._backups.close_interrupted(server)
-        if backups is None or not self._first_backup(server, backups, run):
+        if self._barman.archive_empty(server.name):
             self._phase(server, "first_wal")
             self._archive_first_wal(server, run)
+        else:
+            _log.info("first_wal_not_needed", reason="Barman's archive already holds WAL")
+        backups = self._backups.close_interrupted(server)
+        if backups is not None:
+            self._first_backup(server, backups, run)
         self._phase(server, "check")
         self._checks.check(server)
         self._refuse_old_client_tools(server)
@@ -232,17 +236,15 @@ class Startup:
         if problems:
             raise StartupFailed("; ".join(problems))
 
-    def _first_backup(self, server: ServerSettings, backups: list[Backup], run: Run) -> bool:
-        """Take the backup a server without a DONE one is owed; True when one was taken."""
+    def _first_backup(self, server: ServerSettings, backups: list[Backup], run: Run) -> None:
+        """The backup a server without a DONE one is owed."""
         if not needs_backup_at_start(backups):
             _log.info("first_backup_not_needed", backups=len(backups))
-            return False
+            return
         if not server.backup_on_start:
             _log.warning("no_backup_yet", hint="BACKUP_ON_START is false; waiting for the schedule")
-            return False
+            return
         self._phase(server, "first_backup")
         outcome = self._backups.take(server, immediate=True, trigger="first")
-        if outcome is None:
-            return False
-        run.take(outcome)
-        return outcome.ok
+        if outcome is not None:
+            run.take(outcome)

@@ -66,6 +66,7 @@ class FakeBarman(Barman):
     calls: list[tuple[str, ...]] = field(default_factory=list)
     hold: dict[str, threading.Event] = field(default_factory=dict)
     receive_wal_running: bool = False
+    wal_archived: bool = False
     marked_failed: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -104,6 +105,9 @@ class FakeBarman(Barman):
 
     def wal_times(self, server: str) -> tuple[float | None, float | None]:
         return None, None
+
+    def archive_empty(self, server: str) -> bool:
+        return not self.wal_archived
 
 
 class FakePostgres(Postgres):

@@ -85,7 +85,7 @@ def bootstrap(world: World) -> Outcomes:
     return outcomes
 
 
-def test_a_new_server_is_streamed_backed_up_and_checked(world: World) -> None:
+def test_a_new_server_is_streamed_archived_backed_up_and_checked(world: World) -> None:
     world.barman.answer("check", ALL_OK)
     world.barman.answer("list-backups", backup_list(), backup_list(("B1", "DONE")))
     world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
@@ -95,9 +95,10 @@ def test_a_new_server_is_streamed_backed_up_and_checked(world: World) -> None:
 
     assert outcomes.ready == ["pg"] and outcomes.fatal == []
     assert world.postgres.slots_created == [world.server.slot_name]
-    # the backup archives WAL by itself (--wait): no forced switch; one check, at the end
+    # Barman refuses a first backup until WAL reached its archive; one check, at the end
     assert world.barman.commands() == [
         "cron",
+        "switch-wal",
         "list-backups",
         "backup",
         "verify-backup",
@@ -109,28 +110,17 @@ def test_a_new_server_is_streamed_backed_up_and_checked(world: World) -> None:
     assert server.runs["bootstrap"].ok
 
 
-def test_a_first_backup_that_fails_still_gets_the_first_wal_archived(world: World) -> None:
-    world.barman.answer("check", ALL_OK)
-    world.barman.answer("list-backups", backup_list())
-    world.barman.answer("backup", Answer(returncode=1, stderr="Impossible to start the backup"))
-
-    outcomes = bootstrap(world)
-
-    assert outcomes.ready == ["pg"]
-    commands = world.barman.commands()
-    assert commands.index("switch-wal") > commands.index("backup")
-    assert commands[-1] == "check"
-    assert not world.state.server("pg").runs["bootstrap"].ok
-
-
-def test_a_server_with_a_done_backup_gets_no_backup_at_start(world: World) -> None:
+def test_a_restart_with_wal_archived_and_a_done_backup_runs_no_switch_and_no_backup(
+    world: World,
+) -> None:
     world.barman.answer("check", ALL_OK)
     world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    world.barman.wal_archived = True
 
     outcomes = bootstrap(world)
 
     assert outcomes.ready == ["pg"]
-    assert world.barman.commands() == ["cron", "list-backups", "switch-wal", "check"]
+    assert world.barman.commands() == ["cron", "list-backups", "check"]
 
 
 def test_a_misconfigured_server_is_refused_before_any_barman_command(world: World) -> None:
