@@ -152,6 +152,15 @@ class ForkServer:
         _log.info("forkserver_started", pid=process.pid, python=python)
         return cls(process, ours, program, supervisor)
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        with self._lock:
+            return self._alive
+
     def spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> ForkedProcess | None:
         """Fork ``argv`` (``argv[0]`` is the program); None when the server is gone."""
         stdout_read, stdout_write = os.pipe()
