@@ -378,6 +378,12 @@ class Barman:
             args += ["--incremental", parent]
         return self.run(*args, server, kind="backup")
 
+    def start_receive_wal(self, server: str) -> bool:
+        """``receive-wal`` as ``barman cron`` starts it (``-q``, detached), but forked from the
+        fork server: no import to pay, memory shared. False without one (then ``cron``)."""
+        argv = self._argv("-q", "receive-wal", server, json_output=False)
+        return self._runner.start_detached(argv, kind="receive-wal") is not None
+
     def terminate_receive_wal(self, server: str) -> Outcome:
         return self.run(
             "terminate-process",

@@ -30,6 +30,8 @@ _log = get_logger(__name__)
 SERVER_SCRIPT = Path(__file__).with_name("forkserver_main.py")
 READY_TIMEOUT = 30.0
 MESSAGE_BYTES = 1 << 16
+# Padding in the server's arguments: the memory each child rewrites into its own command line.
+COMMAND_LINE_ROOM = " " * 4096
 # What a command gets when the fork server died under it: its exit code is lost with it.
 LOST_EXIT_CODE = 255
 
@@ -120,7 +122,7 @@ class ForkServer:
         try:
             process = supervisor.spawn(
                 lambda: subprocess.Popen(
-                    [python, str(SERVER_SCRIPT), str(theirs.fileno()), path],
+                    [python, str(SERVER_SCRIPT), str(theirs.fileno()), path, COMMAND_LINE_ROOM],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
@@ -165,30 +167,14 @@ class ForkServer:
         """Fork ``argv`` (``argv[0]`` is the program); None when the server is gone."""
         stdout_read, stdout_write = os.pipe()
         stderr_read, stderr_write = os.pipe()
-        pending = _Pending()
-        request_id = next(self._ids)
-        message = json.dumps({"id": request_id, "argv": list(argv[1:]), "env": dict(env)})
-        with self._lock:
-            alive = self._alive
-            if alive:
-                self._pending[request_id] = pending
-        try:
-            if not alive:
-                raise BrokenPipeError("fork server gone")
-            with open(os.devnull, "rb") as stdin, self._send_lock:
-                socket.send_fds(
-                    self._channel, [message.encode()], [stdin.fileno(), stdout_write, stderr_write]
+        with open(os.devnull, "rb") as stdin:
+            try:
+                _request_id, pending = self._request(
+                    argv, env, (stdin.fileno(), stdout_write, stderr_write)
                 )
-        except OSError:
-            os.close(stdout_read)
-            os.close(stderr_read)
-            with self._lock:
-                self._pending.pop(request_id, None)
-            return None
-        finally:
-            os.close(stdout_write)
-            os.close(stderr_write)
-        pending.forked.wait()
+            finally:
+                os.close(stdout_write)
+                os.close(stderr_write)
         if pending.pid is None:
             os.close(stdout_read)
             os.close(stderr_read)
@@ -204,6 +190,38 @@ class ForkServer:
         if code is not None:
             process.ended(code)
         return process
+
+    def start_detached(self, argv: Sequence[str], env: Mapping[str, str]) -> int | None:
+        """Fork a long-running command nobody waits for (``receive-wal``), its output to
+        /dev/null as ``barman cron`` gives it; its pid, or None when the server is gone."""
+        with open(os.devnull, "r+b") as null:
+            request_id, pending = self._request(argv, env, (null.fileno(),) * 3)
+        with self._lock:
+            self._pending.pop(request_id, None)  # its exit is nobody's business here
+        return pending.pid
+
+    def _request(
+        self, argv: Sequence[str], env: Mapping[str, str], stdio: tuple[int, int, int]
+    ) -> tuple[int, _Pending]:
+        """Send one fork request and wait for its pid (``pending.pid`` None: not forked)."""
+        pending = _Pending()
+        request_id = next(self._ids)
+        message = json.dumps({"id": request_id, "argv": list(argv[1:]), "env": dict(env)})
+        with self._lock:
+            alive = self._alive
+            if alive:
+                self._pending[request_id] = pending
+        if not alive:
+            return request_id, pending
+        try:
+            with self._send_lock:
+                socket.send_fds(self._channel, [message.encode()], list(stdio))
+        except OSError:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            return request_id, pending
+        pending.forked.wait()
+        return request_id, pending
 
     def _drain(self) -> None:
         """What the server itself prints (nothing, unless it breaks) goes to the log."""

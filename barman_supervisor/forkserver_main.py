@@ -12,6 +12,7 @@ daemon starts it by path. Protocol, one datagram each way on an ``AF_UNIX``/``SO
 socket inherited as file descriptor ``argv[1]``:
 
 * from the daemon: ``{"id", "argv", "env"}`` with three descriptors (stdin, stdout, stderr);
+* the third argument is padding: room for the children's command lines (``set_command_line``);
 * to the daemon: ``{"ready": true}`` once Barman is imported; ``{"id", "pid"}`` after each fork;
   ``{"id", "exit"}`` with the exit code (negative: the signal) when that child ends.
 
@@ -22,6 +23,7 @@ run go on, reparented to the daemon, which stops them in its shutdown as before.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import json
 import os
@@ -31,9 +33,12 @@ import socket
 import sys
 import time
 import traceback
+from typing import Any
 
 MESSAGE_BYTES = 1 << 20
 STDIO = 3
+# /proc/PID/stat fields 48 and 49 (man 5 proc), counted from the state field (field 3)
+ARG_START, ARG_END = 48 - 3, 49 - 3
 
 
 def main() -> None:
@@ -43,6 +48,7 @@ def main() -> None:
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
     channel = socket.socket(fileno=int(sys.argv[1]))
     barman_bin = sys.argv[2]
+    set_command_line([sys.executable, barman_bin, "fork-server"])
     sys.argv = [barman_bin]  # Barman's parser takes its name (``prog``) from it at import
     importlib.import_module("barman.cli")  # the cost paid once
 
@@ -72,11 +78,17 @@ def serve(
     if not message:
         return False
     request = json.loads(message)
+    settled_read, settled_write = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os._exit(
-            run_child(request["argv"], request["env"], fds, [channel.fileno(), *own], barman_bin)
-        )
+        os.close(settled_read)
+        inherited = [channel.fileno(), *own]
+        os._exit(run_child(request, fds, inherited, settled_write, barman_bin))
+    os.close(settled_write)
+    # Reported once the child is in its own session and shows Barman's command line: the
+    # daemon may signal its group or look for it among Barman's processes at once.
+    os.read(settled_read, 1)
+    os.close(settled_read)
     for fd in fds:
         os.close(fd)
     children[pid] = request["id"]
@@ -103,10 +115,11 @@ def send(channel: socket.socket, message: dict[str, object]) -> None:
 
 
 def run_child(
-    argv: list[str], env: dict[str, str], fds: list[int], inherited: list[int], barman_bin: str
+    request: dict[str, Any], fds: list[int], inherited: list[int], settled: int, barman_bin: str
 ) -> int:
-    """In the forked child: a session of its own, the given stdio, the command's environment,
-    then Barman's CLI entry point. Returns the exit code for ``os._exit``."""
+    """In the forked child: a session of its own, the given stdio, the command's environment
+    (``settled`` closed once all that holds), then Barman's CLI entry point. Returns the exit
+    code for ``os._exit``."""
     os.setsid()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -115,9 +128,11 @@ def run_child(
     for fd in {*fds, *inherited} - {0, 1, 2}:
         os.close(fd)
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(request["env"])
     time.tzset()  # backup IDs are local time: TZ is the command's
-    sys.argv = [barman_bin, *argv]
+    sys.argv = [barman_bin, *request["argv"]]
+    set_command_line([sys.executable, *sys.argv])
+    os.close(settled)
     code = 0
     try:
         importlib.import_module("barman.cli").main()
@@ -130,6 +145,21 @@ def run_child(
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     return code
+
+
+def set_command_line(words: list[str]) -> None:
+    """Show ``words`` as this process's command line, as a script started by its interpreter
+    shows it: ``ps``, an operator, and every tool that finds Barman's processes by their
+    command line (the daemon's own, ``barman`` itself) see ``… barman -c … receive-wal srv``,
+    not the fork server's. The kernel reads /proc/PID/cmdline from the memory that held the
+    original arguments (``arg_start``..``arg_end`` in /proc/self/stat); Python copied them at
+    start, so they are rewritten in place. The daemon pads the server's arguments to leave
+    room; what does not fit is cut."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[ARG_START]), int(fields[ARG_END])
+    text = b"\0".join(word.encode() for word in words)[: end - start - 1]
+    ctypes.memmove(start, text.ljust(end - start, b"\0"), end - start)
 
 
 def exit_code(code: object) -> int:

@@ -85,6 +85,20 @@ class Runner:
         processes again, e.g. after ``close_forkserver``)."""
         self._forkserver = forkserver
 
+    def start_detached(self, argv: Sequence[str], kind: str) -> int | None:
+        """A long-running Barman command forked from the fork server and not waited for (its
+        pid); None without a fork server: the caller then has Barman start it its own way."""
+        forkserver = self._forkserver
+        if forkserver is None or not argv or argv[0] != forkserver.program:
+            return None
+        with self._lock:
+            if self._closed:
+                raise RunnerClosed(kind)
+        pid = forkserver.start_detached(argv, self._env)
+        if pid is not None:
+            _log.info("command_started_detached", command=" ".join(argv), pid=pid)
+        return pid
+
     def close_forkserver(self) -> None:
         """At shutdown, once every command ended."""
         forkserver, self._forkserver = self._forkserver, None

@@ -99,7 +99,7 @@ class Streaming:
         earlier cron already started this server's receiver (cron starts every server's):
         with many servers each cron is one ``archive-wal`` process per server."""
         if not self._already_streaming(server):
-            self.cron(requested_at=time.monotonic())
+            self._start_receiver(server)
         deadline = time.monotonic() + STREAMING_CONFIRM_TIMEOUT
         while not self._stop.is_set():
             slot = self.refresh_slot(server)
@@ -226,7 +226,13 @@ class Streaming:
         attempts += 1
         self._restarts[server.name] = (attempts, time.monotonic() + restart_delay(attempts))
         _log.warning("streaming_restart", attempt=attempts)
-        self.cron(requested_at=time.monotonic())
+        self._start_receiver(server)
+
+    def _start_receiver(self, server: ServerSettings) -> None:
+        """This server's ``receive-wal``: forked by the fork server when there is one, else
+        started by ``barman cron`` (with every other server's that is not running)."""
+        if not self._barman.start_receive_wal(server.name):
+            self.cron(requested_at=time.monotonic())
 
     def _check_identity(self, server: ServerSettings) -> None:
         """Failover, point-in-time restore or a lost slot: alert, and never drop .partial WAL

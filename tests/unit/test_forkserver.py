@@ -163,3 +163,25 @@ def test_an_interpreter_that_cannot_import_barman_gets_no_server(tmp_path: Path)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "lib")}
 
     assert ForkServer.start(str(script), env, Supervisor()) is None
+
+
+def test_a_detached_command_runs_on_in_a_session_of_its_own(
+    served: tuple[Runner, ForkServer], program: Path
+) -> None:
+    runner, _ = served
+    pid = runner.start_detached([str(program), "sleep", "30"], kind="receive-wal")
+    assert pid is not None
+    try:
+        assert os.getsid(pid) == pid
+        assert runner.running_kinds() == []  # nobody waits for it
+        # seen as Barman's process by its command line, as if started on its own
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        assert cmdline == [sys.executable.encode(), str(program).encode(), b"sleep", b"30"]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_without_a_fork_server_nothing_is_started_detached(program: Path) -> None:
+    runner = Runner(Supervisor(), {"PATH": os.environ["PATH"]})
+
+    assert runner.start_detached([str(program), "sleep", "30"], kind="receive-wal") is None

@@ -109,6 +109,9 @@ class FakeBarman(Barman):
     def archive_empty(self, server: str) -> bool:
         return not self.wal_archived
 
+    def start_receive_wal(self, server: str) -> bool:
+        return False  # no fork server: ``barman cron`` starts streaming
+
 
 class FakePostgres(Postgres):
     """PostgreSQL's answers as data; ``down`` makes every call fail as a refused connection."""
