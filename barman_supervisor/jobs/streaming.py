@@ -230,7 +230,17 @@ class Streaming:
 
     def _start_receiver(self, server: ServerSettings) -> None:
         """This server's ``receive-wal``: forked by the fork server when there is one, else
-        started by ``barman cron`` (with every other server's that is not running)."""
+        started by ``barman cron`` (with every other server's that is not running). A missing
+        slot is made first, as cron does (``create_slot = auto``) and ``receive-wal`` does not;
+        the identity check comes before it, since a new slot would hide a changed server."""
+        self._check_identity(server)
+        if self._state.server(server.name).identity_problem is not None:
+            return
+        try:
+            if self._postgres[server.name].create_slot(server.slot_name):
+                _log.warning("slot_created", slot=server.slot_name, reason="it was missing")
+        except psycopg.Error as exc:
+            _log.warning("slot_not_created", slot=server.slot_name, error=first_line(exc))
         if not self._barman.start_receive_wal(server.name):
             self.cron(requested_at=time.monotonic())
 

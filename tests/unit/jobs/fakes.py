@@ -145,6 +145,8 @@ class FakePostgres(Postgres):
 
     def create_slot(self, name: str) -> bool:
         self._refuse()
+        if name in self.slots_created:
+            return False
         self.slots_created.append(name)
         return True
 
