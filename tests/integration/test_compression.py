@@ -19,6 +19,7 @@ from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import load_settings
 from tests.integration.harness import Daemon, cluster, wait_until
+from tests.integration.test_bad_input import _assert_refused, _run
 from tests.integration.test_restore import Protected, _restore, count_at_target
 
 pytestmark = pytest.mark.integration
@@ -143,3 +144,22 @@ def test_compression_whose_program_is_missing_is_refused_at_start(tmp_path: Path
         ), failed
         assert not list(tmp_path.rglob("backup.info"))
         assert "Traceback" not in daemon.stdout.read_text() + daemon.stderr.read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BACKUP_COMPRESSION": "brotli"}, "BACKUP_COMPRESSION: 'brotli' is not one of"),
+        ({"WAL_COMPRESSION": "zstd"}, "WAL_COMPRESSION: 'zstd' is not one of"),
+        ({"BACKUP_COMPRESSION_LOCATION": "server"}, "BACKUP_COMPRESSION_LOCATION: set without"),
+        (
+            {"BACKUP_COMPRESSION": "zstd", "OFFSITE_URL": "s3://bucket/x"},
+            "BACKUP_COMPRESSION: OFFSITE_URL copies backups and WAL with barman-cloud",
+        ),
+    ],
+)
+def test_bad_compression_settings_are_refused_before_anything_is_written(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    _assert_refused(_run(tmp_path, **env), named)
+    assert list(tmp_path.iterdir()) == [], "bad input must write nothing"
