@@ -8,8 +8,8 @@ CLI. Measured:
 
 - a full backup per compression (none, gzip, lz4, zstd on the client; zstd on the server):
   time, size on disk, restore time;
-- a chain: the uncompressed full, then incrementals each after an update of a contiguous ~5% of
-  ``pgbench_accounts`` (about 5% of the database's blocks): time and size of each;
+- a chain: the uncompressed full, then incrementals each after an update of one row in every
+  twentieth block of ``pgbench_accounts`` (about 5% of the database's blocks): time and size;
 - restore (``barman recover``) of the newest backup of a chain of 6 (full + 5 incrementals,
   combined by pg_combinebackup) versus restore of the full alone.
 
@@ -150,14 +150,15 @@ class Inside:
         return {"time_s": took, "restored_bytes": restored, "load_before": load}
 
     def change_blocks(self, round_number: int) -> None:
-        """An update of a contiguous slice of pgbench_accounts: with fillfactor 90 the new
-        versions stay in their blocks (HOT), so about that fraction of the blocks changes."""
-        rows = self.scale * 100000
-        width = int(rows * CHANGED_FRACTION)
-        first = (round_number * width) % (rows - width)
+        """One row in every twentieth block of pgbench_accounts (a different twentieth each
+        round): with fillfactor 90 the new version stays in its block (a HOT update, no index
+        change), so about CHANGED_FRACTION of the database's blocks change."""
+        every = round(1 / CHANGED_FRACTION)
         self.psql(
-            "UPDATE pgbench_accounts SET abalance = abalance + 1 "
-            f"WHERE aid > {first} AND aid <= {first + width}"
+            "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE ctid = ANY (ARRAY("
+            "SELECT format('(%s,1)', b)::tid FROM generate_series(0, "
+            "pg_relation_size('pgbench_accounts') / current_setting('block_size')::int - 1) b "
+            f"WHERE b % {every} = {round_number % every}))"
         )
         self.psql("CHECKPOINT")
 
