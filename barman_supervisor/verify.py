@@ -88,6 +88,7 @@ def verify_backup(
         )
         return Verification(ok, reason, duration, backup_id, started_wall, skipped)
 
+    version: int | None
     if facts is not None:
         version, compression = facts.version_num, facts.compression
     else:
