@@ -168,6 +168,8 @@ class BackupFacts:
     size_bytes: int
     end_time: float | None
     incremental: bool = False
+    # Barman's backup_compression when the backup was taken (tar files); None: plain files.
+    compression: str | None = None
 
 
 def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
@@ -184,6 +186,7 @@ def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
         size_bytes=int(size),
         end_time=timestamp(base.get("end_time_timestamp")),
         incremental=doc.get("backup_type") == "incremental",
+        compression=base.get("compression") or None,
     )
 
 
@@ -347,6 +350,11 @@ class Barman:
         ``backup.info``: what ``show-backup`` would say, without a Barman process."""
         value = backup_info_field(self._backup_info(server, backup_id), "version")
         return int(value) if value is not None and value.isdigit() else None
+
+    def backup_compression(self, server: str, backup_id: str) -> str | None:
+        """Barman's ``backup_compression`` of a backup (its files are compressed tar files),
+        read from its ``backup.info``; None for plain files."""
+        return backup_info_field(self._backup_info(server, backup_id), "compression")
 
     def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
         return backup_info_paths(self._settings.barman_home, server, backup_id)

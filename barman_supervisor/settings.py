@@ -990,14 +990,6 @@ def _backup_policy(env: _Env, name: str, timezone: ZoneInfo, *, mounted: bool) -
             f"zstd) or unset {location_var}"
         )
     _refuse_policy_combinations(env, name, policy, mounted=mounted)
-    if policy.compression:
-        var, _ = env.raw("BACKUP_COMPRESSION", name)
-        # Measured: every compressed base backup of the image's Barman 3.20 on PostgreSQL 18
-        # ended FAILED ("Backup failed copying files"); refused until that is understood.
-        raise ConfigError(
-            f"{var}: compressed base backups are not available yet (they fail in this version); "
-            f"leave {var} empty (none)"
-        )
     return policy
 
 

@@ -8,6 +8,7 @@ it and the probes tell the truth meanwhile.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 
@@ -16,6 +17,7 @@ import psycopg
 from barman_supervisor import retry
 from barman_supervisor.barman import Backup, Barman
 from barman_supervisor.chains import incremental_problems
+from barman_supervisor.compression import compression_problems
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.fairness import FairSemaphore
 from barman_supervisor.healing import client_tool_problems
@@ -165,12 +167,10 @@ class Startup:
         facts = self._state.server(server.name).facts
         if facts is None:
             raise StartupFailed("PostgreSQL not reached")
+        path = self._settings.child_env.get("PATH")
         # A server newer than the client programs here can never be backed up by them.
         unservable, programs = survey(
-            facts.version_num,
-            self._runner,
-            self._settings.child_env.get("PATH"),
-            self._settings.pg_bin_dir,
+            facts.version_num, self._runner, path, self._settings.pg_bin_dir
         )
         combine_dir = find_bin_dir(
             major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
@@ -179,6 +179,11 @@ class Startup:
             preflight_problems(facts)
             + unservable
             + incremental_problems(server.backup_policy, facts, combine_dir)
+            + compression_problems(
+                server.backup_policy,
+                facts.version_num,
+                lambda program: shutil.which(program, path=path) is not None,
+            )
         )
         self._state.record_programs(server.name, programs)
         self._state.set_problems(server.name, problems)
