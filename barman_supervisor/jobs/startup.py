@@ -80,6 +80,7 @@ class Startup:
                 self._wait_for_postgres(server)
                 self._preflight(server)
                 self._identify(server)
+                self._stream(server, run)
                 self._take_turn(server)
                 try:
                     self._protect(server, run)
@@ -100,16 +101,21 @@ class Startup:
             self._phase(server, "queued")
             self._turns.acquire()
 
-    def _protect(self, server: ServerSettings, run: Run) -> None:
-        """Slot, streaming, then a restorable point with as few Barman commands (each a Python
-        process of its own) as will do: the forced WAL switch only while Barman's archive is
-        empty (Barman refuses a first backup until WAL reached it), the list of backups only
-        when Barman's files changed, and one check at the end, the verdict on all of it."""
+    def _stream(self, server: ServerSettings, run: Run) -> None:
+        """Slot and streaming for every server at once, before the turns: cheap (a query, one
+        forked process), and it is what keeps WAL. With one PostgreSQL behind many servers, a
+        WAL switch made for one of them then reaches all of them."""
         self._phase(server, "slot")
         self._create_slot(server, run)
         self._phase(server, "streaming")
         if not self._streaming.confirm_started(server):
             run.fail("WAL streaming did not start")
+
+    def _protect(self, server: ServerSettings, run: Run) -> None:
+        """A restorable point with as few Barman commands (each a Python process, or a fork)
+        as will do: WAL into the archive only while it is empty (Barman refuses a first backup
+        until then), the list of backups only when Barman's files changed, and one check at
+        the end, the verdict on all of it."""
         if self._barman.archive_empty(server.name):
             self._phase(server, "first_wal")
             self._archive_first_wal(server, run)
@@ -209,8 +215,15 @@ class Startup:
         )
 
     def _archive_first_wal(self, server: ServerSettings, run: Run) -> None:
-        """Force a WAL switch and wait until Barman archived the segment, nudging an idle
-        primary with restore points meanwhile."""
+        """A completed segment already streamed (a switch made for another server on the same
+        PostgreSQL) is archived as it is; else force a WAL switch and wait until Barman
+        archived the segment, nudging an idle primary with restore points meanwhile."""
+        streamed, _incoming = self._barman.waiting_wal(server.name)
+        if any(not name.endswith(".partial") for name in streamed):
+            run.take(self._barman.archive_wal(server.name))
+            if not self._barman.archive_empty(server.name):
+                _log.info("first_wal_archived", switched=False)
+                return
         done = threading.Event()
 
         def nudge() -> None:
@@ -229,7 +242,7 @@ class Startup:
             done.set()
             helper.join(NUDGE_JOIN_TIMEOUT)
         if run.take(outcome):
-            _log.info("first_wal_archived")
+            _log.info("first_wal_archived", switched=True)
         else:
             _log.error("first_wal_not_archived", reason=outcome.reason())
 

@@ -66,7 +66,7 @@ class FakeBarman(Barman):
     calls: list[tuple[str, ...]] = field(default_factory=list)
     hold: dict[str, threading.Event] = field(default_factory=dict)
     receive_wal_running: bool = False
-    wal_archived: bool = False
+    effects: dict[str, Callable[[], None]] = field(default_factory=dict)
     marked_failed: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -90,6 +90,8 @@ class FakeBarman(Barman):
         self.calls.append(args)
         if args[0] in self.hold:
             self.hold[args[0]].wait(10)
+        if args[0] in self.effects:
+            self.effects[args[0]]()  # what the command does to Barman's files
         queue = self.answers.get(args[0]) or [Answer()]
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
         completed = Completed(args, answer.returncode, "", answer.stderr, 0.25)
@@ -105,9 +107,6 @@ class FakeBarman(Barman):
 
     def wal_times(self, server: str) -> tuple[float | None, float | None]:
         return None, None
-
-    def archive_empty(self, server: str) -> bool:
-        return not self.wal_archived
 
     def start_receive_wal(self, server: str) -> bool:
         return False  # no fork server: ``barman cron`` starts streaming
@@ -188,6 +187,13 @@ def show(backup_id: str, server: str = "pg", version_num: int = 150010) -> Answe
             }
         }
     )
+
+
+def write_archived_wal(settings: Settings, server: str) -> None:
+    """Barman's WAL archive with one segment in it (its ``xlog.db``)."""
+    xlogdb = settings.barman_home / server / "wals" / f"{server}-xlog.db"
+    xlogdb.parent.mkdir(parents=True, exist_ok=True)
+    xlogdb.write_text("000000010000000000000002\t16777216\t0\tNone\n")
 
 
 def write_backup_info(

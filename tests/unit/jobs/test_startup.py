@@ -16,7 +16,7 @@ from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings
 from tests.unit.jobs.conftest import World, make_world
-from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
+from tests.unit.jobs.fakes import Answer, backup_list, write_archived_wal, write_backup_info
 
 JOIN_TIMEOUT = 10.0
 
@@ -115,7 +115,7 @@ def test_a_restart_with_wal_archived_and_a_done_backup_runs_no_switch_and_no_bac
 ) -> None:
     world.barman.answer("check", ALL_OK)
     world.barman.answer("list-backups", backup_list(("B1", "DONE")))
-    world.barman.wal_archived = True
+    write_archived_wal(world.settings, "pg")
 
     outcomes = bootstrap(world)
 
@@ -176,18 +176,37 @@ def test_a_start_up_beyond_startup_concurrency_waits_its_turn_queued(
     world.barman.answer("check", ALL_OK)
     world.barman.answer("list-backups", backup_list(("B1", "DONE")))
     held = threading.Event()
-    world.barman.hold["cron"] = held
+    world.barman.hold["switch-wal"] = held
     outcomes = Outcomes()
     handler = startup(world, outcomes)
     first = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
     first.start()
-    assert wait_until(lambda: world.barman.commands() == ["cron"])
+    assert wait_until(lambda: world.barman.commands() == ["cron", "switch-wal"])
     second = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
     second.start()
     assert wait_until(lambda: world.state.server("pg").phase == "queued")
-    assert world.barman.commands() == ["cron"]  # the second runs nothing meanwhile
+    # the second streams at once (its cron), then runs nothing more until its turn
+    assert world.barman.commands() == ["cron", "switch-wal", "cron"]
     held.set()
     first.join(JOIN_TIMEOUT)
     second.join(JOIN_TIMEOUT)
     assert outcomes.ready == ["pg", "pg"]
     assert world.barman.commands().count("switch-wal") == 2
+
+
+def test_wal_another_servers_switch_streamed_is_archived_without_a_switch_of_its_own(
+    world: World,
+) -> None:
+    world.barman.answer("check", ALL_OK)
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    streaming = world.settings.barman_home / "pg" / "streaming"
+    streaming.mkdir(parents=True)
+    (streaming / "000000010000000000000002").write_bytes(b"")
+    (streaming / "000000010000000000000003.partial").write_bytes(b"")
+    world.barman.effects["archive-wal"] = lambda: write_archived_wal(world.settings, "pg")
+
+    outcomes = bootstrap(world)
+
+    assert outcomes.ready == ["pg"]
+    assert "archive-wal" in world.barman.commands()
+    assert "switch-wal" not in world.barman.commands()
