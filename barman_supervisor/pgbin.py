@@ -175,10 +175,9 @@ def probe_clients(runner: Runner, path: str | None) -> Clients:
 
 
 def survey(
-    server_version_num: int, runner: Runner, path: str | None, configured: Path | None
+    server_version_num: int, clients: Clients, configured: Path | None
 ) -> tuple[list[str], dict[str, Any]]:
     """At start-up: why this server cannot be served (empty when it can) and the /status field."""
-    clients = probe_clients(runner, path)
     problem = major_problem(server_version_num, clients)
     return ([problem] if problem else []), programs_status(server_version_num, clients, configured)
 

@@ -26,7 +26,7 @@ from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import find_bin_dir, major_of, survey
+from barman_supervisor.pgbin import Clients, find_bin_dir, major_of, probe_clients, survey
 from barman_supervisor.postgres import Postgres, preflight_problems
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
@@ -71,6 +71,8 @@ class Startup:
         # Fifty servers starting at once ran fifty Barman commands at once on two cores: every
         # one came up late. Taking turns (first come, first served) brings them up in order.
         self._turns = FairSemaphore(settings.startup_concurrency)
+        self._clients: Clients | None = None
+        self._clients_lock = threading.Lock()
 
     def bootstrap(self, server: ServerSettings) -> None:
         """Every step in order; a refusal ends the daemon (``on_fatal``), anything else hands
@@ -176,7 +178,7 @@ class Startup:
         path = self._settings.child_env.get("PATH")
         # A server newer than the client programs here can never be backed up by them.
         unservable, programs = survey(
-            facts.version_num, self._runner, path, self._settings.pg_bin_dir
+            facts.version_num, self._client_programs(), self._settings.pg_bin_dir
         )
         combine_dir = find_bin_dir(
             major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
@@ -195,6 +197,14 @@ class Startup:
         self._state.set_problems(server.name, problems)
         if problems:
             raise StartupFailed("; ".join(problems))
+
+    def _client_programs(self) -> Clients:
+        """The ``pg_basebackup`` on PATH, asked once for every server: PATH does not change
+        while they start (fifty servers asked fifty times, through Debian's Perl wrapper)."""
+        with self._clients_lock:
+            if self._clients is None:
+                self._clients = probe_clients(self._runner, self._settings.child_env.get("PATH"))
+            return self._clients
 
     def _identify(self, server: ServerSettings) -> None:
         """A replication connection that fails now fails for every backup: say so at once."""

@@ -95,7 +95,8 @@ def test_probe_runs_the_client_on_path(tmp_path: Path) -> None:
     runner = Runner(Supervisor(), {"PATH": path})
     assert probe_clients(runner, path) == Clients(str(bin_dir), 18)
     assert probe_clients(runner, str(tmp_path / "empty")) == Clients(None, None)
-    problems, status = survey(190000, runner, path, None)
+    clients = probe_clients(runner, path)
+    problems, status = survey(190000, clients, None)
     assert len(problems) == 1 and "PostgreSQL 19" in problems[0]
     assert status["client"] == {"major": 18, "dir": str(bin_dir)}
-    assert survey(170006, runner, path, None)[0] == []
+    assert survey(170006, clients, None)[0] == []
