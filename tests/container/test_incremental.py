@@ -1,7 +1,9 @@
 """Incremental backups end to end on PostgreSQL 18 (issue 13): the product compose file with a
 full at start and an incremental every minute, each DONE on its chosen parent after writes, and a
 point-in-time ``barman-supervisor restore`` of the newest incremental (Barman combines the chain
-with ``pg_combinebackup`` in its staging area) that starts and holds exactly the committed rows.
+with ``pg_combinebackup`` in its staging area) that starts and holds exactly the committed rows; a
+restore drill of an incremental; and, once no backup is left to build on, a full from the
+incremental schedule.
 
 Twice: uncompressed backups with gzip WAL, and zstd backups compressed on the server with gzip
 WAL, whose chain Barman decompresses (tar + zstd, in the image since issue 13) before combining it.
@@ -46,6 +48,7 @@ def incremental_stack(
             "BACKUP_IMMEDIATE_CHECKPOINT": "true",
             "BARMAN_CRON_INTERVAL": "2",
             "BARMAN_CHECK_INTERVAL": "5",
+            "DRILL_SCHEDULE": "* * * * *",
             "TZ": "UTC",
         },
         major=MAJOR,
@@ -126,3 +129,38 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     finally:
         stack.exec("barman", pg_ctl, "-D", data, "-m", "immediate", "stop")
         stack.exec("barman", "rm", "-rf", RESTORE_DIR, PITR_SOCKET)
+
+    # The restore drill (every minute) restores an incremental and queries it.
+    drill = wait_for(
+        "a passing drill of an incremental backup",
+        functools.partial(_drill_of, stack, set(ids[1:])),
+        240,
+        2,
+    )
+    assert drill["rows"] is not None and drill["databases"] >= 1, drill
+
+    # With no backup left to build on (newest first, each one deleted), the incremental
+    # schedule takes a full (an incremental that was already running when its parent went
+    # counts as a broken chain: the one after it is the full).
+    for backup_id in reversed(ids):
+        stack.exec("barman", "barman", "delete", "pg", backup_id, timeout=300)
+    full = wait_for(
+        "a full from the incremental schedule",
+        functools.partial(_new_full, stack, set(ids)),
+        240,
+        2,
+    )
+    assert full["backup_id"] not in ids, full
+
+
+def _new_full(stack: Stack, old: set[str]) -> dict[str, Any] | None:
+    fulls = [
+        b for b in _done(stack) or [] if b["backup_type"] == "full" and b["backup_id"] not in old
+    ]
+    return fulls[-1] if fulls else None
+
+
+def _drill_of(stack: Stack, backup_ids: set[str]) -> dict[str, Any] | None:
+    """The last drill, once it passed on one of these backups."""
+    drill: dict[str, Any] | None = stack.status()["servers"]["pg"]["drill"]
+    return drill if drill and drill["ok"] is True and drill["backup_id"] in backup_ids else None
