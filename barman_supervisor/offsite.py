@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from barman_supervisor.barman import Backup
 from barman_supervisor.settings import Offsite
@@ -37,6 +37,48 @@ _UNCOPYABLE = {
     "plain backups",
 }
 _NONE = ("", "None", "null")
+
+
+# The two copy jobs; each has its own last error.
+CopyKind = Literal["backup", "wal"]
+
+
+@dataclass
+class OffsiteRecord:
+    """What the copy jobs know about one server's store, as ``/status``, ``/readyz`` and
+    ``/metrics`` read it (published to the State as a plain dict by ``as_dict``)."""
+
+    url: str
+    store_backups: list[str] = field(default_factory=list)
+    backups_owed: list[str] = field(default_factory=list)
+    # Uncopyable backups that matter (refusals_that_matter): backup id -> why.
+    refused_backups: dict[str, str] = field(default_factory=dict)
+    oldest_owed_backup: str | None = None
+    oldest_owed_backup_end: float | None = None
+    newest_copied_backup: str | None = None
+    newest_copied_backup_end: float | None = None
+    wal_owed: int = 0
+    oldest_owed_wal: str | None = None
+    oldest_owed_wal_at: float | None = None
+    wal_copied: str | None = None
+    wal_copied_at: float | None = None
+    wal_files_copied: int = 0
+    bytes_copied: int = 0
+    failures: int = 0
+    backup_error: str | None = None
+    wal_error: str | None = None
+    last_ok_at: float | None = None
+    last_error_at: float | None = None
+    retention_at: float | None = None
+    retention_hold: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """Both jobs' current errors in one line; None when both last succeeded."""
+        return "; ".join(e for e in (self.backup_error, self.wal_error) if e) or None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "last_error": self.last_error}
 
 
 def cloud_program(barman_bin: str, name: str) -> str:
