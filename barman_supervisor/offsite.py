@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from barman_supervisor.barman import Backup
 from barman_supervisor.settings import Offsite
+from barman_supervisor.timelines import parse_lsn, reaches
 
 # Segments, timeline history files and backup labels; never .partial (not yet complete) nor
 # compressed names (refused at start).
@@ -116,9 +117,17 @@ def cloud_env(offsite: Offsite) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StoreBackup:
+    """A backup in the store as ``barman-cloud-backup-list --format json`` shows it: its
+    backup.info, of which a restore needs the timeline and WAL range."""
+
     backup_id: str
     status: str
     end_time: float | None = None
+    timeline: int | None = None
+    begin_wal: str | None = None
+    end_wal: str | None = None
+    end_lsn: int | None = None
+    segment_size: int = DEFAULT_SEGMENT_SIZE
 
 
 def parse_store_backups(stdout: str) -> list[StoreBackup]:
@@ -128,11 +137,22 @@ def parse_store_backups(stdout: str) -> list[StoreBackup]:
     except json.JSONDecodeError:
         return []
     rows = document.get("backups_list", []) if isinstance(document, dict) else []
-    return [
-        StoreBackup(str(row.get("backup_id")), str(row.get("status")), _iso_time(row))
-        for row in rows
-        if isinstance(row, dict) and row.get("backup_id")
-    ]
+    return [_store_backup(row) for row in rows if isinstance(row, dict) and row.get("backup_id")]
+
+
+def _store_backup(row: Mapping[str, Any]) -> StoreBackup:
+    begin, end = str(row.get("begin_wal")), str(row.get("end_wal"))
+    timeline = row.get("timeline")
+    return StoreBackup(
+        str(row.get("backup_id")),
+        str(row.get("status")),
+        _iso_time(row),
+        timeline=int(timeline) if isinstance(timeline, int) else None,
+        begin_wal=begin if is_wal_name(begin) else None,
+        end_wal=end if is_wal_name(end) else None,
+        end_lsn=parse_lsn(str(row.get("end_xlog"))),
+        segment_size=int(row.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE),
+    )
 
 
 def _iso_time(row: Mapping[str, Any]) -> float | None:
@@ -143,15 +163,24 @@ def _iso_time(row: Mapping[str, Any]) -> float | None:
 
 
 def choose_store_backup(
-    backups: Iterable[StoreBackup], target_time: datetime | None
+    backups: Iterable[StoreBackup],
+    target_time: datetime | None,
+    timeline: int,
+    ancestors: dict[int, int],
 ) -> StoreBackup | None:
-    """The newest DONE backup in the store that ended before the target (or at all)."""
+    """The newest DONE backup in the store that ended before the target (or at all) and can be
+    recovered onto ``timeline`` (``ancestors``: its history): after a promotion, a backup of
+    the old timeline taken after the switch point leads elsewhere."""
     usable = [
         b
         for b in backups
         if b.status == "DONE"
         and b.end_time is not None
         and (target_time is None or b.end_time < target_time.timestamp())
+        and b.begin_wal is not None
+        and b.timeline is not None
+        and b.end_lsn is not None
+        and reaches(b.timeline, b.end_lsn, timeline, ancestors)
     ]
     return max(usable, key=lambda b: b.end_time or 0.0, default=None)
 
@@ -289,29 +318,3 @@ def wal_names_from(first: str, segment_size: int, count: int) -> list[str]:
     while len(names) < count:
         names.append(next_wal_name(names[-1], segment_size))
     return names
-
-
-@dataclass(frozen=True)
-class StoreBackupWal:
-    """The WAL a backup in the store needs: from ``begin`` to at least ``end`` (consistency)."""
-
-    begin: str
-    end: str
-    segment_size: int
-
-
-def parse_store_backup_show(stdout: str, server: str) -> StoreBackupWal | None:
-    """``barman-cloud-backup-show --format json``: the backup's WAL range and segment size."""
-    try:
-        document = json.loads(stdout or "{}")
-    except json.JSONDecodeError:
-        return None
-    info = document.get(server) if isinstance(document, dict) else None
-    if not isinstance(info, dict) or not is_wal_name(str(info.get("begin_wal"))):
-        return None
-    end = str(info.get("end_wal"))
-    return StoreBackupWal(
-        begin=str(info["begin_wal"]),
-        end=end if is_wal_name(end) else str(info["begin_wal"]),
-        segment_size=int(info.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE),
-    )
