@@ -128,6 +128,9 @@ class StoreBackup:
     end_wal: str | None = None
     end_lsn: int | None = None
     segment_size: int = DEFAULT_SEGMENT_SIZE
+    # PostgreSQL's version (e.g. 150005) and the base backup's size, for the drill.
+    version: int | None = None
+    size_bytes: int | None = None
 
 
 def parse_store_backups(stdout: str) -> list[StoreBackup]:
@@ -142,17 +145,22 @@ def parse_store_backups(stdout: str) -> list[StoreBackup]:
 
 def _store_backup(row: Mapping[str, Any]) -> StoreBackup:
     begin, end = str(row.get("begin_wal")), str(row.get("end_wal"))
-    timeline = row.get("timeline")
     return StoreBackup(
         str(row.get("backup_id")),
         str(row.get("status")),
         _iso_time(row),
-        timeline=int(timeline) if isinstance(timeline, int) else None,
+        timeline=_integer(row.get("timeline")),
         begin_wal=begin if is_wal_name(begin) else None,
         end_wal=end if is_wal_name(end) else None,
         end_lsn=parse_lsn(str(row.get("end_xlog"))),
         segment_size=int(row.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE),
+        version=_integer(row.get("version")),
+        size_bytes=_integer(row.get("size")),
     )
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _iso_time(row: Mapping[str, Any]) -> float | None:

@@ -212,16 +212,15 @@ class StoreRestore:
                 found[timeline] = (Path(scratch) / name).read_text()
                 timeline += 1
 
-    def restore(self, plan: StorePlan, destination: Path) -> int | str:
-        """The base backup, the history files and the WAL of the plan into ``destination``
-        (WAL in ``barman_wal``); the number of WAL files, or why it failed."""
+    def restore(self, plan: StorePlan, destination: Path, wal_dir: Path) -> int | str:
+        """The base backup into ``destination``, the history files and the WAL of the plan into
+        ``wal_dir``; the number of WAL files, or why it failed."""
         restored = self.cloud(
             "barman-cloud-restore", *self.restore_args(plan, destination), timeout=None
         )
         if not restored.ok:
             return first_error_line(restored.stderr, f"exit code {restored.returncode}")
-        wal_dir = destination / WAL_DIR
-        wal_dir.mkdir(mode=0o700)
+        wal_dir.mkdir(mode=0o700, exist_ok=True)
         for timeline, text in plan.histories.items():
             (wal_dir / history_name(timeline)).write_text(text)
         count, reached = 0, None
@@ -396,7 +395,7 @@ def _restore(
     say(out, f"  WAL          {plan.describe_wal()}, into {destination / WAL_DIR}")
 
     started = time.monotonic()
-    fetched = run.restore(plan, destination)
+    fetched = run.restore(plan, destination, destination / WAL_DIR)
     if isinstance(fetched, str):
         say(out, f"\nrestore FAILED: {fetched}")
         say(out, f"Nothing to start; {destination} may hold a partial copy: delete it first.")
