@@ -8,10 +8,10 @@ BIN := $(VENV)/bin
 PG_MAJOR ?= 15
 PG_BIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux
+APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
-.PHONY: install system-packages test unit integration container lint format up down local bench clean
+.PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean
 SECRETS_DIR := compose/secrets
 SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password)
 
@@ -90,6 +90,12 @@ local: install
 # Not part of `make test`: measured ratios go to bench/results/ (latest.json, latest.md).
 bench: install
 	PG_BIN=$(PG_BIN) $(BIN)/python -m tests.bench.run
+
+# Incremental and compressed backups (issue 13) need PostgreSQL >= 17: measured inside the product
+# image (bench/results/chains.json, chains.md). Heavy: run it alone on the machine.
+bench-chains: install
+	IMAGE=$${IMAGE:-barman-supervisor:test} tests/container/build.sh
+	IMAGE=$${IMAGE:-barman-supervisor:test} $(BIN)/python -m tests.bench.chains
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -168,6 +168,8 @@ class BackupFacts:
     size_bytes: int
     end_time: float | None
     incremental: bool = False
+    # Barman's backup_compression when the backup was taken (tar files); None: plain files.
+    compression: str | None = None
 
 
 def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
@@ -184,6 +186,7 @@ def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
         size_bytes=int(size),
         end_time=timestamp(base.get("end_time_timestamp")),
         incremental=doc.get("backup_type") == "incremental",
+        compression=base.get("compression") or None,
     )
 
 
@@ -342,17 +345,23 @@ class Barman:
                 continue
         return ""
 
+    def backup_version(self, server: str, backup_id: str) -> int | None:
+        """The ``version_num`` of the PostgreSQL a backup was taken from, read from its
+        ``backup.info``: what ``show-backup`` would say, without a Barman process."""
+        value = backup_info_field(self._backup_info(server, backup_id), "version")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def backup_compression(self, server: str, backup_id: str) -> str | None:
+        """Barman's ``backup_compression`` of a backup (its files are compressed tar files),
+        read from its ``backup.info``; None for plain files."""
+        return backup_info_field(self._backup_info(server, backup_id), "compression")
+
     def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
         return backup_info_paths(self._settings.barman_home, server, backup_id)
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
         outcome = self.run("show-backup", server, backup_id, kind="show", timeout=60)
         return outcome, parse_show_backup(outcome.data, server) if outcome.ok else None
-
-    def create_slot(self, server: str) -> Outcome:
-        return self.run(
-            "receive-wal", "--create-slot", "--if-not-exists", server, kind="slot", timeout=60
-        )
 
     def switch_wal(self, server: str, archive_timeout: int) -> Outcome:
         return self.run(
@@ -376,6 +385,12 @@ class Barman:
         if parent is not None:
             args += ["--incremental", parent]
         return self.run(*args, server, kind="backup")
+
+    def start_receive_wal(self, server: str) -> bool:
+        """``receive-wal`` as ``barman cron`` starts it (``-q``, detached), but forked from the
+        fork server: no import to pay, memory shared. False without one (then ``cron``)."""
+        argv = self._argv("-q", "receive-wal", server, json_output=False)
+        return self._runner.start_detached(argv, kind="receive-wal") is not None
 
     def terminate_receive_wal(self, server: str) -> Outcome:
         return self.run(
@@ -456,6 +471,16 @@ class Barman:
         """Whether Barman archived this WAL segment (compressed or not)."""
         directory = self._settings.barman_home / server / "wals" / segment[:16]
         return any(directory.glob(f"{segment}*"))
+
+    def archive_empty(self, server: str) -> bool:
+        """No WAL segment archived yet (``xlog.db`` missing or empty): Barman refuses a first
+        backup until one is ("WAL archive" check)."""
+        try:
+            return (
+                self._settings.barman_home / server / "wals" / f"{server}-xlog.db"
+            ).stat().st_size == 0
+        except FileNotFoundError:
+            return True
 
     def wal_times(self, server: str) -> tuple[float | None, float | None]:
         """When Barman last received WAL (streaming directory) and last archived a segment.

@@ -22,6 +22,7 @@ from barman_supervisor.api import HttpServer, Probes, bind_problem
 from barman_supervisor.barman import Barman
 from barman_supervisor.crontab import longest_gap, parse_crontab
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.forkserver import ForkServer
 from barman_supervisor.health import Limits, server_problems
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.lock import InstanceLock
@@ -194,6 +195,12 @@ class Daemon:
             self.instance_lock.hold_home(self.settings.barman_home)
             self.stopper.stop_previous_run()
             pgpass = barman_config.write_pgpass(self.settings)
+            if self.settings.barman_forkserver:
+                self.runner.serve_from(
+                    ForkServer.start(
+                        self.settings.barman_bin, self.settings.child_env, self.supervisor
+                    )
+                )
         except OSError as exc:
             raise ConfigError(
                 f"{exc.filename}: cannot write ({exc.strerror}); make it writable for "
@@ -246,6 +253,7 @@ class Daemon:
         if self._started:
             self.scheduler.shutdown()
             self.stopper.stop_everything()
+        self.runner.close_forkserver()
         if self.http is not None:
             self.http.stop()
         self.notifier.close(timeout=3 * self.settings.alert_timeout + 5)

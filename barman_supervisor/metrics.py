@@ -114,7 +114,9 @@ class _BackupFamilies(_Families):
         self.backups = _gauge("backups", "backups in the catalogue by status", ["server", "status"])
         self.checks = _gauge("check_ok", "each barman check: 1 OK, 0 failed", ["server", "check"])
         self.verified = _gauge(
-            "last_backup_verified", "1 when pg_verifybackup accepted the last backup", ["server"]
+            "last_backup_verified",
+            "1 when pg_verifybackup accepted the last backup; 0 rejected or left unverified",
+            ["server"],
         )
 
     def add(self, name: str, server: ServerState) -> None:
@@ -131,7 +133,10 @@ class _BackupFamilies(_Families):
         for check in server.checks:
             self.checks.add_metric([name, check.name], int(check.ok))
         if server.last_verify:
-            self.verified.add_metric([name], int(bool(server.last_verify.get("ok"))))
+            verify = server.last_verify
+            self.verified.add_metric(
+                [name], int(bool(verify.get("ok")) and not verify.get("skipped"))
+            )
 
 
 class _ChainFamilies(_Families):

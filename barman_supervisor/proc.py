@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO, Protocol
 
 from barman_supervisor.errors import RunnerClosed
+from barman_supervisor.forkserver import ForkServer
 from barman_supervisor.log import RepeatFilter, get_logger
 from barman_supervisor.pid1 import Supervisor
 
@@ -39,9 +41,26 @@ class Completed:
         return self.returncode == 0 and not self.timed_out
 
 
+class Child(Protocol):
+    """What the runner uses of a command's process: a ``subprocess.Popen`` or a command the
+    fork server forked (``forkserver.ForkedProcess``)."""
+
+    pid: int
+
+    @property
+    def stdout(self) -> IO[str] | None: ...
+
+    @property
+    def stderr(self) -> IO[str] | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+
 @dataclass
 class _Running:
-    process: subprocess.Popen[str]
+    process: Child
     kind: str
     started: float
 
@@ -59,6 +78,32 @@ class Runner:
         self._lock = threading.Lock()
         self._running: dict[int, _Running] = {}
         self._closed = False
+        self._forkserver: ForkServer | None = None
+
+    def serve_from(self, forkserver: ForkServer | None) -> None:
+        """Barman's commands from now on start as forks of ``forkserver`` (None: as their own
+        processes again, e.g. after ``close_forkserver``)."""
+        self._forkserver = forkserver
+
+    def start_detached(self, argv: Sequence[str], kind: str) -> int | None:
+        """A long-running Barman command forked from the fork server and not waited for (its
+        pid); None without a fork server: the caller then has Barman start it its own way."""
+        forkserver = self._forkserver
+        if forkserver is None or not argv or argv[0] != forkserver.program:
+            return None
+        with self._lock:
+            if self._closed:
+                raise RunnerClosed(kind)
+        pid = forkserver.start_detached(argv, self._env)
+        if pid is not None:
+            _log.info("command_started_detached", command=" ".join(argv), pid=pid)
+        return pid
+
+    def close_forkserver(self) -> None:
+        """At shutdown, once every command ended."""
+        forkserver, self._forkserver = self._forkserver, None
+        if forkserver is not None:
+            forkserver.close()
 
     def close(self) -> None:
         """From now on only commands marked ``during_shutdown`` start."""
@@ -141,9 +186,15 @@ class Runner:
         )
         return result
 
-    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Child:
         """In a session of its own (a signal to the daemon's group never reaches it), with the
-        child environment; registered with the supervisor so that the reaper leaves it alone."""
+        child environment; registered with the supervisor so that the reaper leaves it alone.
+        Barman's own commands fork from the fork server when there is one."""
+        forkserver = self._forkserver
+        if forkserver is not None and argv and argv[0] == forkserver.program:
+            forked = forkserver.spawn(argv, {**self._env, **(env or {})})
+            if forked is not None:
+                return forked
         return self._supervisor.spawn(
             lambda: subprocess.Popen(
                 list(argv),
@@ -158,9 +209,7 @@ class Runner:
             lambda child: child.pid,
         )
 
-    def _wait(
-        self, process: subprocess.Popen[str], timeout: float | None, command: str
-    ) -> tuple[int, bool]:
+    def _wait(self, process: Child, timeout: float | None, command: str) -> tuple[int, bool]:
         """(exit code, timed out); a command past its timeout is stopped."""
         timed_out = False
         try:
@@ -201,7 +250,7 @@ class Runner:
         if admitted:
             _log.log(level, "command_output", line=text, **fields)
 
-    def _stop(self, process: subprocess.Popen[str]) -> int:
+    def _stop(self, process: Child) -> int:
         process.send_signal(signal.SIGTERM)
         try:
             return process.wait(_TERM_GRACE)

@@ -245,6 +245,7 @@ class Settings:
     failed_backups: Literal["keep", "delete"]
     backup_concurrency: int
     startup_concurrency: int
+    barman_forkserver: bool
     allow_streaming_reset: bool
     disk_min_free_bytes: int
     drill_scratch_dir: Path
@@ -551,6 +552,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         allow_streaming_reset=env.boolean("ALLOW_STREAMING_RESET", False),
         backup_concurrency=env.integer("BACKUP_CONCURRENCY", 2, 1, 1000),
         startup_concurrency=env.integer("STARTUP_CONCURRENCY", 4, 1, 1000),
+        barman_forkserver=env.boolean("BARMAN_FORKSERVER", True),
         disk_min_free_bytes=env.size("DISK_MIN_FREE", 512 * 1048576),
         drill_scratch_dir=_absolute(
             "DRILL_SCRATCH_DIR", env.text("DRILL_SCRATCH_DIR", str(barman_home / "drill"))
@@ -995,14 +997,6 @@ def _backup_policy(env: _Env, name: str, timezone: ZoneInfo, *, mounted: bool) -
             f"zstd) or unset {location_var}"
         )
     _refuse_policy_combinations(env, name, policy, mounted=mounted)
-    if policy.compression:
-        var, _ = env.raw("BACKUP_COMPRESSION", name)
-        # Measured: every compressed base backup of the image's Barman 3.20 on PostgreSQL 18
-        # ended FAILED ("Backup failed copying files"); refused until that is understood.
-        raise ConfigError(
-            f"{var}: compressed base backups are not available yet (they fail in this version); "
-            f"leave {var} empty (none)"
-        )
     return policy
 
 

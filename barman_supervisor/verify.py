@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from barman_supervisor.barman import BackupFacts, Barman
+from barman_supervisor.compression import TAR_VERIFY_MIN_MAJOR, unverifiable
 from barman_supervisor.log import get_logger
 from barman_supervisor.pgbin import debian_bin_dir, find_tool_dir, major_of
 
@@ -32,6 +33,9 @@ class Verification:
     duration_s: float
     backup_id: str
     at: float
+    # Barman could not check it (a compressed backup and no pg_verifybackup 18): not a bad
+    # backup, so ``ok`` stays True and ``reason`` says why and what to install.
+    skipped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,23 +71,35 @@ def verify_backup(
     """Verify one backup; never raises for a bad backup, returns why instead."""
     started_wall, started = time.time(), time.monotonic()
 
-    def result(ok: bool, reason: str = "") -> Verification:
+    def result(ok: bool, reason: str = "", skipped: bool = False) -> Verification:
         duration = round(time.monotonic() - started, 3)
+        if skipped:
+            level, event = logging.WARNING, "backup_verification_skipped"
+        else:
+            level = logging.INFO if ok else logging.ERROR
+            event = "backup_verified" if ok else "backup_verification_failed"
         _log.log(
-            logging.INFO if ok else logging.ERROR,
-            "backup_verified" if ok else "backup_verification_failed",
+            level,
+            event,
             server=server,
             backup_id=backup_id,
             duration_s=duration,
             **({"reason": reason} if reason else {}),
         )
-        return Verification(ok, reason, duration, backup_id, started_wall)
+        return Verification(ok, reason, duration, backup_id, started_wall, skipped)
 
-    facts = facts or barman.show_backup(server, backup_id)[1]
-    if facts is None:
-        return result(False, f"barman show-backup {server} {backup_id} failed")
-    major = major_of(facts.version_num)
-    tools = find_tool_dir(major, pg_bin_dir)
+    version: int | None
+    if facts is not None:
+        version, compression = facts.version_num, facts.compression
+    else:
+        version = barman.backup_version(server, backup_id)
+        compression = barman.backup_compression(server, backup_id)
+    if version is None:
+        return result(False, f"no readable backup.info for backup {backup_id} of {server}")
+    major = major_of(version)
+    # Only pg_verifybackup 18 or newer reads a compressed (tar) backup: prefer one if installed.
+    preferred = find_tool_dir(max(major, TAR_VERIFY_MIN_MAJOR), pg_bin_dir) if compression else None
+    tools = preferred or find_tool_dir(major, pg_bin_dir)
     if tools is None:
         where = pg_bin_dir or debian_bin_dir(major)
         return result(
@@ -97,6 +113,9 @@ def verify_backup(
     completed, messages = outcome.completed, outcome.messages
     if completed.timed_out:
         return result(False, f"verification timed out after {timeout:g}s")
+    skipped = unverifiable(messages) if compression else ""
+    if skipped:
+        return result(True, skipped, skipped=True)
     if not completed.ok or any(level == "error" for level, _ in messages):
         return result(False, verification_reason(messages, completed.stderr, completed.returncode))
     return result(True)

@@ -97,8 +97,14 @@ class Backups:
     def refresh_if_files_changed(self, server: ServerSettings) -> None:
         """``list-backups`` (a Python process) only when Barman's backup files changed since
         the last list, whatever the phase: the same files give the same list."""
+        self.current(server)
+
+    def current(self, server: ServerSettings) -> list[Backup] | None:
+        """The backups as Barman lists them: the last list while Barman's backup files are
+        unchanged, else a fresh one (None when Barman could not say)."""
         if self._fingerprint(server) != self._fingerprints.get(server.name):
-            self.refresh(server)
+            return self.refresh(server)
+        return self._state.server(server.name).backups
 
     def take(
         self, server: ServerSettings, *, immediate: bool, trigger: str, incremental: bool = False
@@ -222,15 +228,18 @@ class Backups:
     def _fingerprint(self, server: ServerSettings) -> tuple[int, ...]:
         return _backup_files_fingerprint(self._settings.barman_home / server.name)
 
-    def close_interrupted(self, server: ServerSettings) -> None:
+    def close_interrupted(self, server: ServerSettings) -> list[Backup] | None:
         """A backup left STARTED by a run that was killed is FAILED; the daemon stopped every
-        Barman process of the previous run before this, so none of them can still be going."""
-        for backup_id in stale_started(self._state.server(server.name).backups):
+        Barman process of the previous run before this, so none of them can still be going.
+        Returns the backups afterwards (None when Barman could not list them)."""
+        backups = self.current(server)
+        stale = stale_started(backups or [])
+        for backup_id in stale:
             marked = self._barman.mark_failed(
                 server.name, backup_id, "interrupted: the process running it was killed"
             )
             _log.warning("interrupted_backup_marked_failed", backup_id=backup_id, marked=marked)
-        self.refresh(server)
+        return self.refresh(server) if stale else backups
 
     def delete_superseded_failures(self, server: ServerSettings) -> None:
         """FAILED_BACKUPS=delete: a FAILED backup keeps ``barman check`` red until deleted."""

@@ -8,14 +8,16 @@ it and the probes tell the truth meanwhile.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 
 import psycopg
 
 from barman_supervisor import retry
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman import Backup, Barman
 from barman_supervisor.chains import incremental_problems
+from barman_supervisor.compression import compression_problems
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.fairness import FairSemaphore
 from barman_supervisor.healing import client_tool_problems
@@ -99,20 +101,35 @@ class Startup:
             self._turns.acquire()
 
     def _protect(self, server: ServerSettings, run: Run) -> None:
-        """The steps that run Barman's commands (each a Python process of its own)."""
+        """Slot, streaming, then a restorable point with as few Barman commands (each a Python
+        process of its own) as will do: the forced WAL switch only while Barman's archive is
+        empty (Barman refuses a first backup until WAL reached it), the list of backups only
+        when Barman's files changed, and one check at the end, the verdict on all of it."""
         self._phase(server, "slot")
-        if not run.take(self._barman.create_slot(server.name)):
-            _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+        self._create_slot(server, run)
         self._phase(server, "streaming")
         if not self._streaming.confirm_started(server):
             run.fail("WAL streaming did not start")
-        self._phase(server, "first_wal")
-        self._archive_first_wal(server, run)
+        if self._barman.archive_empty(server.name):
+            self._phase(server, "first_wal")
+            self._archive_first_wal(server, run)
+        else:
+            _log.info("first_wal_not_needed", reason="Barman's archive already holds WAL")
+        backups = self._backups.close_interrupted(server)
+        if backups is not None:
+            self._first_backup(server, backups, run)
         self._phase(server, "check")
         self._checks.check(server)
         self._refuse_old_client_tools(server)
-        self._backups.close_interrupted(server)
-        self._first_backup(server, run)
+
+    def _create_slot(self, server: ServerSettings, run: Run) -> None:
+        try:
+            created = self._postgres[server.name].create_slot(server.slot_name)
+        except psycopg.Error as exc:
+            run.fail(f"replication slot {server.slot_name} not created: {first_line(exc)}")
+            _log.error("slot_failed", slot=server.slot_name, reason=run.reason)
+            return
+        _log.info("slot_created" if created else "slot_exists", slot=server.slot_name)
 
     def _phase(self, server: ServerSettings, phase: str) -> None:
         self._state.set_phase(server.name, phase)
@@ -150,12 +167,10 @@ class Startup:
         facts = self._state.server(server.name).facts
         if facts is None:
             raise StartupFailed("PostgreSQL not reached")
+        path = self._settings.child_env.get("PATH")
         # A server newer than the client programs here can never be backed up by them.
         unservable, programs = survey(
-            facts.version_num,
-            self._runner,
-            self._settings.child_env.get("PATH"),
-            self._settings.pg_bin_dir,
+            facts.version_num, self._runner, path, self._settings.pg_bin_dir
         )
         combine_dir = find_bin_dir(
             major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
@@ -164,6 +179,11 @@ class Startup:
             preflight_problems(facts)
             + unservable
             + incremental_problems(server.backup_policy, facts, combine_dir)
+            + compression_problems(
+                server.backup_policy,
+                facts.version_num,
+                lambda program: shutil.which(program, path=path) is not None,
+            )
         )
         self._state.record_programs(server.name, programs)
         self._state.set_problems(server.name, problems)
@@ -221,10 +241,8 @@ class Startup:
         if problems:
             raise StartupFailed("; ".join(problems))
 
-    def _first_backup(self, server: ServerSettings, run: Run) -> None:
-        backups = self._backups.refresh(server)
-        if backups is None:
-            return
+    def _first_backup(self, server: ServerSettings, backups: list[Backup], run: Run) -> None:
+        """The backup a server without a DONE one is owed."""
         if not needs_backup_at_start(backups):
             _log.info("first_backup_not_needed", backups=len(backups))
             return
@@ -235,5 +253,3 @@ class Startup:
         outcome = self._backups.take(server, immediate=True, trigger="first")
         if outcome is not None:
             run.take(outcome)
-            # A fresh verdict, now that the backup exists and superseded failures are gone.
-            self._checks.check(server)

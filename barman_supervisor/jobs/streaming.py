@@ -99,7 +99,7 @@ class Streaming:
         earlier cron already started this server's receiver (cron starts every server's):
         with many servers each cron is one ``archive-wal`` process per server."""
         if not self._already_streaming(server):
-            self.cron(requested_at=time.monotonic())
+            self._start_receiver(server)
         deadline = time.monotonic() + STREAMING_CONFIRM_TIMEOUT
         while not self._stop.is_set():
             slot = self.refresh_slot(server)
@@ -226,7 +226,23 @@ class Streaming:
         attempts += 1
         self._restarts[server.name] = (attempts, time.monotonic() + restart_delay(attempts))
         _log.warning("streaming_restart", attempt=attempts)
-        self.cron(requested_at=time.monotonic())
+        self._start_receiver(server)
+
+    def _start_receiver(self, server: ServerSettings) -> None:
+        """This server's ``receive-wal``: forked by the fork server when there is one, else
+        started by ``barman cron`` (with every other server's that is not running). A missing
+        slot is made first, as cron does (``create_slot = auto``) and ``receive-wal`` does not;
+        the identity check comes before it, since a new slot would hide a changed server."""
+        self._check_identity(server)
+        if self._state.server(server.name).identity_problem is not None:
+            return
+        try:
+            if self._postgres[server.name].create_slot(server.slot_name):
+                _log.warning("slot_created", slot=server.slot_name, reason="it was missing")
+        except psycopg.Error as exc:
+            _log.warning("slot_not_created", slot=server.slot_name, error=first_line(exc))
+        if not self._barman.start_receive_wal(server.name):
+            self.cron(requested_at=time.monotonic())
 
     def _check_identity(self, server: ServerSettings) -> None:
         """Failover, point-in-time restore or a lost slot: alert, and never drop .partial WAL
@@ -249,7 +265,10 @@ class Streaming:
             if change.resettable and self._settings.allow_streaming_reset:
                 _log.warning("streaming_reset", kind=change.kind, reason=change.reason)
                 self._barman.reset_streaming(server.name)
-                self._barman.create_slot(server.name)
+                try:
+                    self._postgres[server.name].create_slot(server.slot_name)
+                except psycopg.Error as exc:  # the next cron makes it (create_slot = auto)
+                    _log.warning("slot_not_created", slot=server.slot_name, error=first_line(exc))
                 self._state.set_identity(server.name, current)
                 return
             if state.identity_problem != change.reason:

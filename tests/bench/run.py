@@ -55,7 +55,7 @@ class Parameters:
     footprint_s: float = 90
     pgbench_scales: tuple[int, ...] = (10, 50)
     backup_rounds: int = 2
-    scale_budgets_s: tuple[tuple[int, float], ...] = ((1, 120), (10, 300), (50, 600))
+    scale_budgets_s: tuple[tuple[int, float], ...] = ((1, 120), (10, 300), (50, 600), (100, 900))
     scale_idle_s: float = 120
 
 

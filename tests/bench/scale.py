@@ -1,14 +1,15 @@
 """Scenario 5, scale: N servers on one daemon, every one a slot on the same PostgreSQL.
 
-The realistic fleet: default intervals (``barman cron`` every 60 s, ``barman check`` every
-300 s, probes every 10 s), a start-up backup of a small database for every server, one daily
-schedule. Measured per N:
+The realistic fleet: default intervals (``barman cron`` every 600 s, WAL archiving every 60 s,
+``barman check`` every 300 s, probes every 10 s), a start-up backup of a small database for
+every server, one daily schedule. Measured per N:
 
 * seconds from the daemon's start until every server reached ``running`` (start-up through,
   first backup included);
 * the idle cost once all are running, over a window: CPU of the daemon, of the short-lived
-  children it reaped (``barman cron``, ``archive-wal``, ``check`` …) and of the long-running
-  ones (``receive-wal``, ``pg_receivewal``) per kind, as CPU seconds per minute;
+  children it reaped (``barman cron``, ``archive-wal``, ``check`` … when they are not forked)
+  and of the long-running ones (``receive-wal``, ``pg_receivewal``, the fork server with the
+  commands it forked and reaped) per kind, as CPU seconds per minute;
 * which Barman commands the daemon ran in that window, per minute (cron's own detached
   ``archive-wal`` children are not the daemon's commands: cron starts one per server per run);
 * RSS and PSS (shared pages counted once, from ``/proc/PID/smaps_rollup``) of the whole tree.

@@ -3,8 +3,8 @@ full at start and an incremental every minute, each DONE on its chosen parent af
 point-in-time ``barman-supervisor restore`` of the newest incremental (Barman combines the chain
 with ``pg_combinebackup`` in its staging area) that starts and holds exactly the committed rows.
 
-Uncompressed: compressed base backups are refused at start in this version, and WAL compression
-is not yet proven in the image.
+Twice: uncompressed backups with gzip WAL, and zstd backups compressed on the server with gzip
+WAL, whose chain Barman decompresses (tar + zstd, in the image since issue 13) before combining it.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ INCREMENTALS = 2
 ROWS_PER_STEP, ROWS_AFTER_TARGET = 100, 7
 
 
-@pytest.fixture(params=[("none", "gzip")], ids=lambda p: f"backup-{p[0]}-wal-{p[1]}")
+@pytest.fixture(
+    params=[("none", "client", "gzip"), ("zstd", "server", "gzip")],
+    ids=lambda p: f"backup-{p[0]}-{p[1]}-wal-{p[2]}",
+)
 def incremental_stack(
     request: pytest.FixtureRequest, docker_client: Any, tmp_path: Any
 ) -> Iterator[Stack]:
-    backup_compression, wal_compression = request.param
+    backup_compression, location, wal_compression = request.param
     stack = Stack(
         docker_client,
         tmp_path,
@@ -38,6 +41,7 @@ def incremental_stack(
             "BACKUP_INCREMENTAL_SCHEDULE": "* * * * *",
             "BACKUP_CHAIN_MAX": "6",
             "BACKUP_COMPRESSION": backup_compression,
+            **({"BACKUP_COMPRESSION_LOCATION": location} if backup_compression != "none" else {}),
             "WAL_COMPRESSION": wal_compression,
             "BACKUP_IMMEDIATE_CHECKPOINT": "true",
             "BARMAN_CRON_INTERVAL": "2",

@@ -76,13 +76,15 @@ def test_startup_steps_run_in_order(daemon: Daemon) -> None:
         "replication_connection",
         "slot",
         "streaming",
-        "first_wal",
-        "check",
+        "first_wal",  # Barman refuses a first backup until WAL reached its archive
         "first_backup",
+        "check",  # one verdict on all of it
         "running",
     ]
     assert daemon.find("job_finished", server="pg", job="bootstrap")[0]["ok"] is True
+    assert daemon.find("slot_created", server="pg", slot="barman")
     assert daemon.find("first_wal_archived", server="pg")
+    assert daemon.find("backup_finished", server="pg", trigger="first")[0]["ok"] is True
 
 
 def test_slot_exists_and_wal_streams(daemon: Daemon, pg: Cluster) -> None:

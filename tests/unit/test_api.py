@@ -22,6 +22,7 @@ from barman_supervisor.log import MASKER
 from barman_supervisor.metrics import registry
 from barman_supervisor.postgres import SlotState
 from barman_supervisor.state import JobRun, State
+from barman_supervisor.verify import Verification
 
 LIMITS = Limits(
     postgres_max_silence=35, backup_max_age=36 * 3600, wal_max_lag_bytes=256 << 20, wal_max_age=None
@@ -266,3 +267,25 @@ def test_status_and_metrics_show_the_chain_of_an_incremental_backup() -> None:
     assert pg_value("last_backup_incremental") == 1
     assert pg_value("last_backup_chain_length") == 3
     assert pg_value("last_backup_chain_size_bytes") == 1120
+
+
+@pytest.mark.parametrize(
+    ("ok", "skipped", "expected"), [(True, False, 1), (False, False, 0), (True, True, 0)]
+)
+def test_a_compressed_backup_left_unverified_is_not_counted_verified(
+    ok: bool, skipped: bool, expected: int
+) -> None:
+    state = protected_state()
+    reason = "not verified: needs pg_verifybackup 18" if skipped else ""
+    state.record_verification("pg", Verification(ok, reason, 0.1, "B", time.time(), skipped))
+    text = generate_latest(registry(state, lambda _server: LIMITS)).decode()
+    (sample,) = [
+        s
+        for f in text_string_to_metric_families(text)
+        if f.name == "barman_supervisor_last_backup_verified"
+        for s in f.samples
+        if s.labels["server"] == "pg"
+    ]
+    assert sample.value == expected
+    _, document = probes(state).status()
+    assert document["servers"]["pg"]["backups"]["last_verification"]["skipped"] is skipped

@@ -47,14 +47,24 @@ def test_weekly_full_daily_incremental_with_per_server_override(environ: dict[st
     assert read.chain_max == 3
 
 
-def test_wal_compression_is_rendered_and_base_backup_compression_refused(
-    environ: dict[str, str],
-) -> None:
+def test_wal_compression_is_rendered(environ: dict[str, str]) -> None:
     options = server_options(environ, WAL_COMPRESSION="xz")
     assert options["compression"] == "xz"
     assert "compression" not in server_options(environ, WAL_COMPRESSION="none")
-    with pytest.raises(ConfigError, match=r"^BACKUP_COMPRESSION: compressed base backups are not"):
-        load_settings({**environ, "BACKUP_COMPRESSION": "zstd"})
+
+
+@pytest.mark.parametrize("location", ["client", "server"])
+@pytest.mark.parametrize("compression", ["gzip", "lz4", "zstd"])
+def test_base_backup_compression_is_rendered_as_tar(
+    environ: dict[str, str], compression: str, location: str
+) -> None:
+    options = server_options(
+        environ, BACKUP_COMPRESSION=compression.upper(), BACKUP_COMPRESSION_LOCATION=location
+    )
+    assert options["backup_compression"] == compression
+    assert options["backup_compression_location"] == location
+    # Barman's default (tar): the backup is stored compressed, and restored through staging_path.
+    assert "backup_compression_format" not in options
 
 
 def test_staging_path_is_under_the_barman_home(environ: dict[str, str]) -> None:

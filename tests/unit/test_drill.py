@@ -169,6 +169,12 @@ def test_show_backup_and_verification_reason() -> None:
     facts = parse_show_backup(data, "pg")
     assert facts is not None
     assert (facts.version_num, facts.size_bytes, facts.end_time) == (150018, 40, 17.0)
+    assert facts.compression is None
+    base = {"backup_size_with_wals_bytes": 40, "compression": "zstd"}
+    compressed = parse_show_backup(
+        {"pg": {"backup_id": "B2", "base_backup_information": base}}, "pg"
+    )
+    assert compressed is not None and compressed.compression == "zstd"
     assert parse_show_backup({"_ERROR": ["x"]}, "pg") is None
     messages = (
         ("info", "Calling pg_verifybackup"),

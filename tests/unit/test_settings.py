@@ -96,6 +96,7 @@ def test_unknown_server_raises_key_error(environ: dict[str, str]) -> None:
         ({}, ("wal_archive_interval", 60)),
         ({"WAL_ARCHIVE_INTERVAL": "10"}, ("wal_archive_interval", 10)),
         ({"STARTUP_CONCURRENCY": "50"}, ("startup_concurrency", 50)),
+        ({"BARMAN_FORKSERVER": "false"}, ("barman_forkserver", False)),
         ({"LOG_LEVEL": "DEBUG"}, ("log_level", "DEBUG")),
         ({"HTTP_PORT": " 8080 "}, ("http_port", 8080)),
     ],

@@ -66,6 +66,7 @@ class FakeBarman(Barman):
     calls: list[tuple[str, ...]] = field(default_factory=list)
     hold: dict[str, threading.Event] = field(default_factory=dict)
     receive_wal_running: bool = False
+    wal_archived: bool = False
     marked_failed: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -105,6 +106,12 @@ class FakeBarman(Barman):
     def wal_times(self, server: str) -> tuple[float | None, float | None]:
         return None, None
 
+    def archive_empty(self, server: str) -> bool:
+        return not self.wal_archived
+
+    def start_receive_wal(self, server: str) -> bool:
+        return False  # no fork server: ``barman cron`` starts streaming
+
 
 class FakePostgres(Postgres):
     """PostgreSQL's answers as data; ``down`` makes every call fail as a refused connection."""
@@ -116,6 +123,7 @@ class FakePostgres(Postgres):
         self.slot_state = ACTIVE_SLOT
         self.down = False
         self.replication_refused = False
+        self.slots_created: list[str] = []
 
     def _refuse(self) -> None:
         if self.down:
@@ -134,6 +142,13 @@ class FakePostgres(Postgres):
     def slot(self, name: str) -> SlotState:
         self._refuse()
         return self.slot_state
+
+    def create_slot(self, name: str) -> bool:
+        self._refuse()
+        if name in self.slots_created:
+            return False
+        self.slots_created.append(name)
+        return True
 
     def create_restore_point(self, label: str) -> None:
         self._refuse()
@@ -175,8 +190,14 @@ def show(backup_id: str, server: str = "pg", version_num: int = 150010) -> Answe
     )
 
 
-def write_backup_info(settings: Settings, server: str, backup_id: str, begin_time: str) -> None:
+def write_backup_info(
+    settings: Settings,
+    server: str,
+    backup_id: str,
+    begin_time: str = "2026-11-30 03:00:00+00:00",
+    version_num: int = 150010,
+) -> None:
     """A ``backup.info`` as Barman leaves it, for what the daemon reads from Barman's files."""
     info = settings.barman_home / server / "base" / backup_id / "backup.info"
     info.parent.mkdir(parents=True, exist_ok=True)
-    info.write_text(f"backup_id={backup_id}\nbegin_time={begin_time}\n")
+    info.write_text(f"backup_id={backup_id}\nbegin_time={begin_time}\nversion={version_num}\n")

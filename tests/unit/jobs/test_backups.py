@@ -14,7 +14,7 @@ from barman_supervisor.barman import Backup
 from barman_supervisor.errors import Interrupted
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from tests.unit.jobs.conftest import World, make_world
-from tests.unit.jobs.fakes import Answer, backup_list, show, write_backup_info
+from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
 
 WAIT = 10.0
 
@@ -66,13 +66,13 @@ def handler(world: World) -> Backups:
 
 def test_a_done_backup_is_verified_recorded_and_announced(world: World) -> None:
     world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE", "size": 9}))
-    world.barman.answer("show-backup", show("B1"))
+    write_backup_info(world.settings, "pg", "B1")
     world.barman.answer("list-backups", backup_list(("B1", "DONE")))
 
     outcome = handler(world).take(world.server, immediate=True, trigger="first")
 
     assert outcome is not None and outcome.ok
-    assert world.barman.commands() == ["backup", "show-backup", "verify-backup", "list-backups"]
+    assert world.barman.commands() == ["backup", "verify-backup", "list-backups"]
     assert "--immediate-checkpoint" in world.barman.calls[0]
     server = world.state.server("pg")
     assert server.last_backup == {
@@ -91,7 +91,7 @@ def test_a_done_backup_is_verified_recorded_and_announced(world: World) -> None:
 
 def test_a_backup_verification_rejects_is_a_failed_backup(world: World) -> None:
     world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
-    world.barman.answer("show-backup", show("B1"))
+    write_backup_info(world.settings, "pg", "B1")
     world.barman.answer("verify-backup", Answer(returncode=1, stderr="checksum mismatch"))
 
     handler(world).take(world.server, immediate=False, trigger="schedule")
@@ -202,7 +202,7 @@ def test_a_backup_taken_beside_the_daemon_shows_within_a_tick(world: World) -> N
 
 def test_an_owed_backup_is_taken_at_once_with_an_immediate_checkpoint(world: World) -> None:
     world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
-    world.barman.answer("show-backup", show("B1"))
+    write_backup_info(world.settings, "pg", "B1")
 
     handler(world).owed(world.server)
 
@@ -231,7 +231,7 @@ def test_the_incremental_job_builds_on_the_newest_done_backup(
         "list-backups", backup_list(("20261123T030000", "DONE"), ("20261122T030000", "DONE"))
     )
     world.barman.answer("backup", Answer(data={"backup_id": "B3", "status": "DONE"}))
-    world.barman.answer("show-backup", show("B3", version_num=180001))
+    write_backup_info(world.settings, "pg", "B3", version_num=180001)
 
     handler(world).scheduled_incremental(world.server)
 
@@ -249,7 +249,7 @@ def test_the_incremental_job_takes_a_full_when_the_parent_is_missing(
     write_chain_info(world, "20261123T030000", 23, "20261122T030000")
     world.barman.answer("list-backups", backup_list(("20261123T030000", "DONE")))
     world.barman.answer("backup", Answer(data={"backup_id": "B3", "status": "DONE"}))
-    world.barman.answer("show-backup", show("B3", version_num=180001))
+    write_backup_info(world.settings, "pg", "B3", version_num=180001)
 
     handler(world).scheduled_incremental(world.server)
 

@@ -16,7 +16,7 @@ from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings
 from tests.unit.jobs.conftest import World, make_world
-from tests.unit.jobs.fakes import Answer, backup_list, show
+from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
 
 JOIN_TIMEOUT = 10.0
 
@@ -85,34 +85,42 @@ def bootstrap(world: World) -> Outcomes:
     return outcomes
 
 
-def test_a_new_server_is_streamed_archived_checked_and_backed_up(world: World) -> None:
+def test_a_new_server_is_streamed_archived_backed_up_and_checked(world: World) -> None:
     world.barman.answer("check", ALL_OK)
-    world.barman.answer(
-        "list-backups", backup_list(), backup_list(), backup_list(), backup_list(("B1", "DONE"))
-    )
+    world.barman.answer("list-backups", backup_list(), backup_list(("B1", "DONE")))
     world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
-    world.barman.answer("show-backup", show("B1"))
+    write_backup_info(world.settings, "pg", "B1")
 
     outcomes = bootstrap(world)
 
     assert outcomes.ready == ["pg"] and outcomes.fatal == []
-    commands = world.barman.commands()
-    assert commands[:4] == ["receive-wal", "cron", "switch-wal", "check"]
-    assert commands.count("backup") == 1
-    assert "check" in commands[commands.index("backup") :]  # a fresh verdict after the backup
+    assert world.postgres.slots_created == [world.server.slot_name]
+    # Barman refuses a first backup until WAL reached its archive; one check, at the end
+    assert world.barman.commands() == [
+        "cron",
+        "switch-wal",
+        "list-backups",
+        "backup",
+        "verify-backup",
+        "list-backups",
+        "check",
+    ]
     server = world.state.server("pg")
     assert server.phase == "running" and server.identity == world.postgres.identity
     assert server.runs["bootstrap"].ok
 
 
-def test_a_server_with_a_done_backup_gets_no_backup_at_start(world: World) -> None:
+def test_a_restart_with_wal_archived_and_a_done_backup_runs_no_switch_and_no_backup(
+    world: World,
+) -> None:
     world.barman.answer("check", ALL_OK)
     world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    world.barman.wal_archived = True
 
     outcomes = bootstrap(world)
 
     assert outcomes.ready == ["pg"]
-    assert "backup" not in world.barman.commands()
+    assert world.barman.commands() == ["cron", "list-backups", "check"]
 
 
 def test_a_misconfigured_server_is_refused_before_any_barman_command(world: World) -> None:
@@ -168,18 +176,18 @@ def test_a_start_up_beyond_startup_concurrency_waits_its_turn_queued(
     world.barman.answer("check", ALL_OK)
     world.barman.answer("list-backups", backup_list(("B1", "DONE")))
     held = threading.Event()
-    world.barman.hold["receive-wal"] = held
+    world.barman.hold["cron"] = held
     outcomes = Outcomes()
     handler = startup(world, outcomes)
     first = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
     first.start()
-    assert wait_until(lambda: world.barman.commands() == ["receive-wal"])
+    assert wait_until(lambda: world.barman.commands() == ["cron"])
     second = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
     second.start()
     assert wait_until(lambda: world.state.server("pg").phase == "queued")
-    assert world.barman.commands() == ["receive-wal"]  # the second runs nothing meanwhile
+    assert world.barman.commands() == ["cron"]  # the second runs nothing meanwhile
     held.set()
     first.join(JOIN_TIMEOUT)
     second.join(JOIN_TIMEOUT)
     assert outcomes.ready == ["pg", "pg"]
-    assert world.barman.commands().count("receive-wal") == 2
+    assert world.barman.commands().count("switch-wal") == 2

@@ -92,10 +92,8 @@ def test_an_allowed_reset_resumes_streaming_from_the_new_timeline(
 
     handler(world).cron()
 
-    assert world.barman.calls[:2] == [
-        ("receive-wal", "--reset", "pg"),
-        ("receive-wal", "--create-slot", "--if-not-exists", "pg"),
-    ]
+    assert world.barman.calls[:1] == [("receive-wal", "--reset", "pg")]
+    assert world.postgres.slots_created == [world.server.slot_name]
     server = world.state.server("pg")
     assert server.identity is not None and server.identity.timeline == 2
     assert server.identity_problem is None

@@ -1,0 +1,187 @@
+"""The fork server's mechanics: output, exit codes, signals, environment, and falling back to
+plain processes. A stand-in ``barman`` package plays the CLI here (the fork server only needs
+``barman.cli.main``); tests/integration/test_forkserver.py runs real Barman through it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor.forkserver import ForkServer, interpreter_of
+from barman_supervisor.pid1 import Supervisor
+from barman_supervisor.proc import Runner
+
+CLI = textwrap.dedent(
+    """
+    import os, sys, time
+
+    def main():
+        command, *rest = sys.argv[1:]
+        if command == "echo":
+            print(" ".join(rest), os.environ.get("SAID", "-"), os.path.basename(sys.argv[0]))
+            print("to stderr", file=sys.stderr)
+        elif command == "exit":
+            sys.exit(int(rest[0]))
+        elif command == "sleep":
+            time.sleep(float(rest[0]))
+        elif command == "raise":
+            raise RuntimeError("boom")
+        elif command == "pid":
+            print(os.getpid(), os.getsid(0))
+    """
+)
+DEADLINE = 10.0
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    """A ``barman`` script with a Python ``#!`` line, its stand-in package beside it."""
+    package = tmp_path / "lib" / "barman"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(CLI)
+    script = tmp_path / "bin" / "barman"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nfrom barman.cli import main\nmain()\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture
+def env(program: Path) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "PYTHONPATH": str(program.parent.parent / "lib")}
+
+
+@pytest.fixture
+def served(program: Path, env: dict[str, str]) -> Iterator[tuple[Runner, ForkServer]]:
+    supervisor = Supervisor()
+    forkserver = ForkServer.start(str(program), env, supervisor)
+    assert forkserver is not None
+    runner = Runner(supervisor, env)
+    runner.serve_from(forkserver)
+    try:
+        yield runner, forkserver
+    finally:
+        runner.close_forkserver()
+
+
+def test_the_interpreter_is_read_from_the_scripts_first_line(tmp_path: Path, program: Path) -> None:
+    shell = tmp_path / "shell"
+    shell.write_text("#!/bin/sh\nexec true\n")
+    assert interpreter_of(program) == sys.executable
+    assert interpreter_of(shell) is None
+    assert interpreter_of(tmp_path / "missing") is None
+
+
+def test_a_forked_command_prints_and_exits_as_its_own_process_would(
+    served: tuple[Runner, ForkServer], program: Path
+) -> None:
+    runner, _ = served
+    forked = [runner.run([str(program), *argv], kind="t") for argv in COMMANDS]
+    runner.serve_from(None)
+    plain = [runner.run([str(program), *argv], kind="t") for argv in COMMANDS]
+
+    assert [(c.returncode, c.stdout) for c in forked] == [(c.returncode, c.stdout) for c in plain]
+    assert forked[0].stdout == "a b - barman\n" and forked[0].stderr == "to stderr\n"
+    assert [c.returncode for c in forked] == [0, 3, 1]
+    assert "RuntimeError: boom" in forked[2].stderr
+
+
+COMMANDS = (["echo", "a", "b"], ["exit", "3"], ["raise"])
+
+
+def test_each_command_gets_its_own_environment_and_session(
+    served: tuple[Runner, ForkServer], program: Path
+) -> None:
+    runner, _ = served
+    said = runner.run([str(program), "echo", "x"], kind="t", env={"SAID": "hello"})
+    again = runner.run([str(program), "echo", "x"], kind="t")
+    pid, session = runner.run([str(program), "pid"], kind="t").stdout.split()
+
+    assert said.stdout.split()[1] == "hello" and again.stdout.split()[1] == "-"
+    assert pid == session  # a session of its own: a signal to the daemon's group misses it
+
+
+def test_a_forked_command_is_signalled_and_timed_out_like_any_other(
+    served: tuple[Runner, ForkServer], program: Path
+) -> None:
+    runner, _ = served
+    result: list[int] = []
+    sleeper = threading.Thread(
+        target=lambda: result.append(runner.run([str(program), "sleep", "30"], kind="s").returncode)
+    )
+    sleeper.start()
+    deadline = time.monotonic() + DEADLINE
+    while runner.running_kinds() != ["s"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.signal(["s"], signal.SIGTERM) == 1
+    sleeper.join(DEADLINE)
+    timed_out = runner.run([str(program), "sleep", "30"], kind="t", timeout=0.2)
+
+    assert result == [-signal.SIGTERM]
+    assert timed_out.timed_out and timed_out.returncode == -signal.SIGTERM
+
+
+def test_when_the_server_dies_commands_start_as_their_own_processes_again(
+    served: tuple[Runner, ForkServer], program: Path
+) -> None:
+    runner, forkserver = served
+    os.kill(forkserver.pid, signal.SIGKILL)
+    deadline = time.monotonic() + DEADLINE
+    while forkserver.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    completed = runner.run([str(program), "echo", "after"], kind="t")
+
+    assert not forkserver.alive
+    assert completed.ok and completed.stdout.startswith("after - barman")
+
+
+def test_a_program_that_is_no_python_script_gets_no_server(tmp_path: Path) -> None:
+    shell = tmp_path / "barman"
+    shell.write_text("#!/bin/sh\nexec true\n")
+    shell.chmod(0o755)
+
+    assert ForkServer.start(str(shell), {"PATH": os.environ["PATH"]}, Supervisor()) is None
+
+
+def test_an_interpreter_that_cannot_import_barman_gets_no_server(tmp_path: Path) -> None:
+    broken = tmp_path / "lib" / "barman"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('no Barman here')\n")
+    script = tmp_path / "barman"
+    script.write_text(f"#!{sys.executable}\n")
+    script.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "lib")}
+
+    assert ForkServer.start(str(script), env, Supervisor()) is None
+
+
+def test_a_detached_command_runs_on_in_a_session_of_its_own(
+    served: tuple[Runner, ForkServer], program: Path
+) -> None:
+    runner, _ = served
+    pid = runner.start_detached([str(program), "sleep", "30"], kind="receive-wal")
+    assert pid is not None
+    try:
+        assert os.getsid(pid) == pid
+        assert runner.running_kinds() == []  # nobody waits for it
+        # seen as Barman's process by its command line, as if started on its own
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        assert cmdline == [sys.executable.encode(), str(program).encode(), b"sleep", b"30"]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_without_a_fork_server_nothing_is_started_detached(program: Path) -> None:
+    runner = Runner(Supervisor(), {"PATH": os.environ["PATH"]})
+
+    assert runner.start_detached([str(program), "sleep", "30"], kind="receive-wal") is None
