@@ -57,7 +57,7 @@ class _Plan:
 
 
 class Drill:
-    """One drill's steps in the order a person would take them in an incident (about 260
+    """One drill's steps in the order a person would take them in an incident (about 235
     lines: the steps read top to bottom; the server and scratch handling live in ``cluster``)."""
 
     def __init__(
