@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         help="restore a backup from the off-site S3 store alone (OFFSITE_URL) into an empty "
         "directory: for a new host after the Barman volume is lost",
     )
-    restore.add_arguments(offsite_parser)
+    offsite_restore.add_arguments(offsite_parser)
     return parser
 
 

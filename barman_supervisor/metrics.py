@@ -247,7 +247,7 @@ class _OffsiteFamilies(_Families):
         self.wal_lag.add_metric([name], wal_lag_seconds(record, now))
         self.wal_owed.add_metric([name], int(record.get("wal_owed") or 0))
         self.backups_owed.add_metric([name], len(record.get("backups_owed") or []))
-        if "last_ok_at" in record or "last_error" in record:
+        if record.get("last_ok_at") is not None or record.get("last_error"):
             self.up_to_date.add_metric([name], 0 if record.get("last_error") else 1)
         self.bytes.add_metric([name], int(record.get("bytes_copied") or 0))
         self.failures.add_metric([name], int(record.get("failures") or 0))

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from barman_supervisor.barman import Backup
 from barman_supervisor.settings import Offsite
+from barman_supervisor.timelines import parse_lsn, reaches
 
 # Segments, timeline history files and backup labels; never .partial (not yet complete) nor
 # compressed names (refused at start).
@@ -37,6 +38,48 @@ _UNCOPYABLE = {
     "plain backups",
 }
 _NONE = ("", "None", "null")
+
+
+# The two copy jobs; each has its own last error.
+CopyKind = Literal["backup", "wal"]
+
+
+@dataclass
+class OffsiteRecord:
+    """What the copy jobs know about one server's store, as ``/status``, ``/readyz`` and
+    ``/metrics`` read it (published to the State as a plain dict by ``as_dict``)."""
+
+    url: str
+    store_backups: list[str] = field(default_factory=list)
+    backups_owed: list[str] = field(default_factory=list)
+    # Uncopyable backups that matter (refusals_that_matter): backup id -> why.
+    refused_backups: dict[str, str] = field(default_factory=dict)
+    oldest_owed_backup: str | None = None
+    oldest_owed_backup_end: float | None = None
+    newest_copied_backup: str | None = None
+    newest_copied_backup_end: float | None = None
+    wal_owed: int = 0
+    oldest_owed_wal: str | None = None
+    oldest_owed_wal_at: float | None = None
+    wal_copied: str | None = None
+    wal_copied_at: float | None = None
+    wal_files_copied: int = 0
+    bytes_copied: int = 0
+    failures: int = 0
+    backup_error: str | None = None
+    wal_error: str | None = None
+    last_ok_at: float | None = None
+    last_error_at: float | None = None
+    retention_at: float | None = None
+    retention_hold: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """Both jobs' current errors in one line; None when both last succeeded."""
+        return "; ".join(e for e in (self.backup_error, self.wal_error) if e) or None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "last_error": self.last_error}
 
 
 def cloud_program(barman_bin: str, name: str) -> str:
@@ -74,9 +117,20 @@ def cloud_env(offsite: Offsite) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StoreBackup:
+    """A backup in the store as ``barman-cloud-backup-list --format json`` shows it: its
+    backup.info, of which a restore needs the timeline and WAL range."""
+
     backup_id: str
     status: str
     end_time: float | None = None
+    timeline: int | None = None
+    begin_wal: str | None = None
+    end_wal: str | None = None
+    end_lsn: int | None = None
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    # PostgreSQL's version (e.g. 150005) and the base backup's size, for the drill.
+    version: int | None = None
+    size_bytes: int | None = None
 
 
 def parse_store_backups(stdout: str) -> list[StoreBackup]:
@@ -86,11 +140,27 @@ def parse_store_backups(stdout: str) -> list[StoreBackup]:
     except json.JSONDecodeError:
         return []
     rows = document.get("backups_list", []) if isinstance(document, dict) else []
-    return [
-        StoreBackup(str(row.get("backup_id")), str(row.get("status")), _iso_time(row))
-        for row in rows
-        if isinstance(row, dict) and row.get("backup_id")
-    ]
+    return [_store_backup(row) for row in rows if isinstance(row, dict) and row.get("backup_id")]
+
+
+def _store_backup(row: Mapping[str, Any]) -> StoreBackup:
+    begin, end = str(row.get("begin_wal")), str(row.get("end_wal"))
+    return StoreBackup(
+        str(row.get("backup_id")),
+        str(row.get("status")),
+        _iso_time(row),
+        timeline=_integer(row.get("timeline")),
+        begin_wal=begin if is_wal_name(begin) else None,
+        end_wal=end if is_wal_name(end) else None,
+        end_lsn=parse_lsn(str(row.get("end_xlog"))),
+        segment_size=int(row.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE),
+        version=_integer(row.get("version")),
+        size_bytes=_integer(row.get("size")),
+    )
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _iso_time(row: Mapping[str, Any]) -> float | None:
@@ -101,15 +171,24 @@ def _iso_time(row: Mapping[str, Any]) -> float | None:
 
 
 def choose_store_backup(
-    backups: Iterable[StoreBackup], target_time: datetime | None
+    backups: Iterable[StoreBackup],
+    target_time: datetime | None,
+    timeline: int,
+    ancestors: dict[int, int],
 ) -> StoreBackup | None:
-    """The newest DONE backup in the store that ended before the target (or at all)."""
+    """The newest DONE backup in the store that ended before the target (or at all) and can be
+    recovered onto ``timeline`` (``ancestors``: its history): after a promotion, a backup of
+    the old timeline taken after the switch point leads elsewhere."""
     usable = [
         b
         for b in backups
         if b.status == "DONE"
         and b.end_time is not None
         and (target_time is None or b.end_time < target_time.timestamp())
+        and b.begin_wal is not None
+        and b.timeline is not None
+        and b.end_lsn is not None
+        and reaches(b.timeline, b.end_lsn, timeline, ancestors)
     ]
     return max(usable, key=lambda b: b.end_time or 0.0, default=None)
 
@@ -247,29 +326,3 @@ def wal_names_from(first: str, segment_size: int, count: int) -> list[str]:
     while len(names) < count:
         names.append(next_wal_name(names[-1], segment_size))
     return names
-
-
-@dataclass(frozen=True)
-class StoreBackupWal:
-    """The WAL a backup in the store needs: from ``begin`` to at least ``end`` (consistency)."""
-
-    begin: str
-    end: str
-    segment_size: int
-
-
-def parse_store_backup_show(stdout: str, server: str) -> StoreBackupWal | None:
-    """``barman-cloud-backup-show --format json``: the backup's WAL range and segment size."""
-    try:
-        document = json.loads(stdout or "{}")
-    except json.JSONDecodeError:
-        return None
-    info = document.get(server) if isinstance(document, dict) else None
-    if not isinstance(info, dict) or not is_wal_name(str(info.get("begin_wal"))):
-        return None
-    end = str(info.get("end_wal"))
-    return StoreBackupWal(
-        begin=str(info["begin_wal"]),
-        end=end if is_wal_name(end) else str(info["begin_wal"]),
-        segment_size=int(info.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE),
-    )

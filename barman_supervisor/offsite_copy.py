@@ -18,16 +18,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from barman_supervisor.barman import Backup, Barman
 from barman_supervisor.errors import ConfigError, RunnerClosed
 from barman_supervisor.healing import restart_delay
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite import (
+    CopyKind,
+    OffsiteRecord,
     backups_owed,
     cloud_env,
     cloud_options,
@@ -53,7 +55,7 @@ LIST_TIMEOUT = 120.0
 WAL_TIMEOUT = 300.0
 # The backoff between failed rounds grows to this (the store may be down for hours).
 MAX_BACKOFF = 600.0
-KINDS = ("backup", "wal")
+KINDS: tuple[CopyKind, ...] = ("backup", "wal")
 
 
 class CopyFailed(Exception):
@@ -114,29 +116,87 @@ class Cloud:
 
 
 class Records:
-    """Each server's off-site record, written by both jobs, published whole to the State."""
+    """Each server's off-site record, written by both jobs through the named methods below (one
+    per fact, as the State's writers), published whole to the State after each change."""
 
     def __init__(self, state: State) -> None:
         self._state = state
         self._lock = threading.Lock()
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, OffsiteRecord] = {}
 
-    def update(
-        self, server: ServerSettings, add: dict[str, int] | None = None, **fields: Any
+    def get(self, server: str) -> OffsiteRecord | None:
+        with self._lock:
+            record = self._records.get(server)
+            return None if record is None else replace(record)
+
+    def store_listed(
+        self, server: ServerSettings, in_store: set[str], owed: list[str], refused: dict[str, str]
     ) -> None:
-        with self._lock:
-            record = self._records.setdefault(server.name, {"url": _offsite(server).url})
-            record.update(fields)
-            for key, amount in (add or {}).items():
-                record[key] = int(record.get(key) or 0) + amount
-            errors = [record[f"{kind}_error"] for kind in KINDS if record.get(f"{kind}_error")]
-            record["last_error"] = "; ".join(errors) or None
-            snapshot = dict(record)
-        self._state.record_offsite(server.name, snapshot)
+        """A listing of the store: what it has, what it lacks, what cannot be copied."""
+        with self._change(server) as record:
+            record.store_backups = sorted(in_store)
+            record.backups_owed = list(owed)
+            record.refused_backups = dict(refused)
+            record.oldest_owed_backup = record.oldest_owed_backup_end = None
 
-    def get(self, server: str) -> dict[str, Any]:
+    def backup_copying(self, server: ServerSettings, backup: Backup) -> None:
+        with self._change(server) as record:
+            record.oldest_owed_backup = backup.backup_id
+            record.oldest_owed_backup_end = backup.end_time
+
+    def backup_copied(
+        self, server: ServerSettings, backup: Backup, in_store: set[str], owed: list[str]
+    ) -> None:
+        with self._change(server) as record:
+            record.bytes_copied += backup.size_bytes or 0
+            record.store_backups = sorted(in_store)
+            record.backups_owed = list(owed)
+            record.newest_copied_backup = backup.backup_id
+            record.newest_copied_backup_end = backup.end_time
+            record.oldest_owed_backup = record.oldest_owed_backup_end = None
+
+    def wal_backlog(
+        self, server: ServerSettings, owed: int, oldest: str | None, oldest_at: float | None
+    ) -> None:
+        """How many WAL files the store lacks, and the oldest of them (None when none)."""
+        with self._change(server) as record:
+            record.wal_owed = owed
+            record.oldest_owed_wal = oldest
+            record.oldest_owed_wal_at = oldest_at
+
+    def wal_copied(self, server: ServerSettings, newest: str, files: int, size: int) -> None:
+        with self._change(server) as record:
+            record.wal_copied = newest
+            record.wal_copied_at = time.time()
+            record.wal_files_copied += files
+            record.bytes_copied += size
+
+    def round_failed(self, server: ServerSettings, kind: CopyKind, reason: str) -> None:
+        with self._change(server) as record:
+            _set_error(record, kind, reason)
+            record.failures += 1
+            record.last_error_at = time.time()
+
+    def round_succeeded(self, server: ServerSettings, kind: CopyKind) -> None:
+        with self._change(server) as record:
+            _set_error(record, kind, None)
+            record.last_ok_at = time.time()
+
+    def retention_applied(self, server: ServerSettings) -> None:
+        with self._change(server) as record:
+            record.retention_at = time.time()
+
+    def retention_held(self, server: ServerSettings, backup_id: str | None) -> None:
+        with self._change(server) as record:
+            record.retention_hold = backup_id
+
+    @contextlib.contextmanager
+    def _change(self, server: ServerSettings) -> Iterator[OffsiteRecord]:
         with self._lock:
-            return dict(self._records.get(server, {}))
+            record = self._records.setdefault(server.name, OffsiteRecord(_offsite(server).url))
+            yield record
+            snapshot = record.as_dict()
+        self._state.record_offsite(server.name, snapshot)
 
 
 class OffsiteCopier:
@@ -165,7 +225,7 @@ class OffsiteCopier:
         self._guarded("wal", server, self._copy_wal)
 
     def _guarded(
-        self, kind: str, server: ServerSettings, body: Callable[[ServerSettings], None]
+        self, kind: CopyKind, server: ServerSettings, body: Callable[[ServerSettings], None]
     ) -> None:
         lock = self._locks[(kind, server.name)]
         if server.offsite is None or not lock.acquire(blocking=False):
@@ -178,40 +238,38 @@ class OffsiteCopier:
                 if time.monotonic() >= not_before:
                     self._attempt(kind, server, body, attempts)
                 if kind == "wal":
-                    record = self._records.get(server.name)
-                    self._hold.apply(server, record)
-                    self._records.update(server, retention_hold=record.get("retention_hold"))
+                    held = self._hold.apply(server, self._records.get(server.name))
+                    self._records.retention_held(server, held)
         finally:
             lock.release()
 
     def _attempt(
         self,
-        kind: str,
+        kind: CopyKind,
         server: ServerSettings,
         body: Callable[[ServerSettings], None],
         attempts: int,
     ) -> None:
-        error_key = f"{kind}_error"
         try:
             body(server)
         except CopyFailed as exc:
             delay = restart_delay(attempts + 1, ceiling=MAX_BACKOFF)
             self._failures[(kind, server.name)] = (attempts + 1, time.monotonic() + delay)
-            self._records.update(
-                server, add={"failures": 1}, **{error_key: str(exc)}, last_error_at=time.time()
-            )
+            self._records.round_failed(server, kind, str(exc))
             _log.error(
                 "offsite_copy_failed", reason=str(exc), attempt=attempts + 1, retry_in_s=delay
             )
             return
-        if self._records.get(server.name).get(error_key):
+        before = self._records.get(server.name)
+        if before is not None and (before.backup_error if kind == "backup" else before.wal_error):
             _log.info("offsite_copy_recovered", copy=kind)
         self._failures.pop((kind, server.name), None)
-        self._records.update(server, **{error_key: None}, last_ok_at=time.time())
+        self._records.round_succeeded(server, kind)
 
     # Backups ----------------------------------------------------------------------------------
     def _backups_round(self, server: ServerSettings) -> None:
-        if self._copy_backups(server) or "retention_at" not in self._records.get(server.name):
+        record = self._records.get(server.name)
+        if self._copy_backups(server) or record is None or record.retention_at is None:
             self._apply_retention(server, _offsite(server))
 
     def _copy_backups(self, server: ServerSettings) -> bool:
@@ -224,32 +282,17 @@ class OffsiteCopier:
         refused = _refusals(self._settings.barman_home, server.name, backups)
         owed = backups_owed([b for b in backups if b.backup_id not in refused], in_store)
         pending = [b.backup_id for b in owed]
-        self._records.update(
-            server,
-            store_backups=sorted(in_store),
-            backups_owed=list(pending),
-            oldest_owed_backup=None,
-            oldest_owed_backup_end=None,
-            # Reported on their own (health: offsite); they hold up neither WAL nor newer ones.
-            refused_backups=refusals_that_matter(backups, in_store, refused),
+        # Refusals are reported on their own (health: offsite); they hold up neither WAL nor
+        # newer backups.
+        self._records.store_listed(
+            server, in_store, pending, refusals_that_matter(backups, in_store, refused)
         )
         for backup in owed:
-            self._records.update(
-                server, oldest_owed_backup=backup.backup_id, oldest_owed_backup_end=backup.end_time
-            )
+            self._records.backup_copying(server, backup)
             self._copy_backup(server, backup.backup_id)
             in_store.add(backup.backup_id)
             pending.remove(backup.backup_id)
-            self._records.update(
-                server,
-                add={"bytes_copied": backup.size_bytes or 0},
-                store_backups=sorted(in_store),
-                backups_owed=list(pending),
-                newest_copied_backup=backup.backup_id,
-                newest_copied_backup_end=backup.end_time,
-                oldest_owed_backup=None,
-                oldest_owed_backup_end=None,
-            )
+            self._records.backup_copied(server, backup, in_store, pending)
         return bool(owed)
 
     def _copy_backup(self, server: ServerSettings, backup_id: str) -> None:
@@ -302,9 +345,7 @@ class OffsiteCopier:
                 break
             except FileNotFoundError:
                 continue
-        self._records.update(
-            server, wal_owed=len(owed), oldest_owed_wal_at=oldest, oldest_owed_wal=oldest_name
-        )
+        self._records.wal_backlog(server, len(owed), oldest_name, oldest)
 
     def _copy_wal(self, server: ServerSettings) -> None:
         """OFFSITE_WAL_JOBS files at a time; the watermark moves over each batch's files up to
@@ -316,11 +357,8 @@ class OffsiteCopier:
                 batch = [name for name in owed[start : start + jobs] if files[name].exists()]
                 if not batch:  # removed by Barman's retention meanwhile
                     continue
-                self._records.update(
-                    server,
-                    wal_owed=len(owed) - start,
-                    oldest_owed_wal_at=_stat(files[batch[0]], "st_mtime") or None,
-                    oldest_owed_wal=batch[0],
+                self._records.wal_backlog(
+                    server, len(owed) - start, batch[0], _stat(files[batch[0]], "st_mtime") or None
                 )
                 results = dict(
                     zip(
@@ -334,19 +372,12 @@ class OffsiteCopier:
                 )
                 if done:
                     self._ledger.write(server.name, wal_copied=done[-1], url=_offsite(server).url)
-                    self._records.update(
-                        server,
-                        add={
-                            "bytes_copied": sum(_stat(files[n], "st_size") for n in done),
-                            "wal_files_copied": len(done),
-                        },
-                        wal_copied=done[-1],
-                        wal_copied_at=time.time(),
-                    )
+                    size = sum(_stat(files[n], "st_size") for n in done)
+                    self._records.wal_copied(server, done[-1], len(done), size)
                 failures = [failure for failure in results.values() if failure is not None]
                 if failures:
                     raise CopyFailed(failures[0])
-        self._records.update(server, wal_owed=0, oldest_owed_wal_at=None, oldest_owed_wal=None)
+        self._records.wal_backlog(server, 0, None, None)
 
     def _archive(self, server: ServerSettings, path: Path) -> str | None:
         """One WAL file to the store; None, or why it failed."""
@@ -377,7 +408,14 @@ class OffsiteCopier:
             timeout=LIST_TIMEOUT,
         )
         self._cloud.require(done, "applying the store's retention policy")
-        self._records.update(server, retention_at=time.time())
+        self._records.retention_applied(server)
+
+
+def _set_error(record: OffsiteRecord, kind: CopyKind, reason: str | None) -> None:
+    if kind == "backup":
+        record.backup_error = reason
+    else:
+        record.wal_error = reason
 
 
 def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str, str]:

@@ -18,7 +18,12 @@ from typing import Any
 
 from barman_supervisor.barman import Barman, backup_info_paths
 from barman_supervisor.log import get_logger
-from barman_supervisor.offsite import LocalBackup, backup_to_protect, parse_backup_info
+from barman_supervisor.offsite import (
+    LocalBackup,
+    OffsiteRecord,
+    backup_to_protect,
+    parse_backup_info,
+)
 from barman_supervisor.settings import ServerSettings, Settings
 from barman_supervisor.state import State
 
@@ -61,17 +66,17 @@ class RetentionHold:
         self._state = state
         self._ledger = ledger
 
-    def apply(self, server: ServerSettings, record: dict[str, Any]) -> None:
-        """Hold the backup the store still needs while the copy fails; release when it works."""
+    def apply(self, server: ServerSettings, record: OffsiteRecord | None) -> str | None:
+        """Hold the backup the store still needs while the copy fails; release when it works.
+        The backup held now, if any."""
         held = self._ledger.read(server.name).get("kept")
         wanted = None
-        if record.get("last_error"):
+        if record is not None and record.last_error:
             wanted = backup_to_protect(
-                self._local(server), record.get("backups_owed") or [], record.get("oldest_owed_wal")
+                self._local(server), record.backups_owed, record.oldest_owed_wal
             )
         if wanted == held:
-            record["retention_hold"] = held
-            return
+            return str(held) if held else None
         if (
             held
             and self._barman.run(
@@ -83,7 +88,7 @@ class RetentionHold:
         if wanted and self._hold(server.name, wanted):
             held = wanted
         self._ledger.write(server.name, kept=held)
-        record["retention_hold"] = held
+        return str(held) if held else None
 
     def _hold(self, server: str, backup_id: str) -> bool:
         """Keep it, unless someone else already did (then it is protected, and not ours)."""

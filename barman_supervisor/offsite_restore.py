@@ -5,10 +5,14 @@ the endpoint and the keys), not Barman's catalogue. Same care as ``restore``: it
 destination that is not empty, prints the plan first and the commands that start the copy last.
 
 ``barman-cloud-restore`` brings the base backup; ``barman-cloud-wal-restore`` then fetches the
-WAL from the backup's first segment on (OFFSITE_WAL_JOBS at a time), until the store has no next
-one, into ``DEST/barman_wal`` (as ``barman recover`` does without ``--get-wal``). The restored
-copy is self-contained: it needs neither the store nor its keys to start, and the keys never
-reach PostgreSQL's environment or a file. Limit: WAL is followed on the backup's timeline only.
+timeline history files and the WAL from the backup's first segment on (OFFSITE_WAL_JOBS at a
+time), into ``DEST/barman_wal`` (as ``barman recover`` does without ``--get-wal``). The restore
+follows timeline switches (a promotion after the backup): it aims at the newest timeline the
+store has a history file for (or ``--target-tli``), picks a backup that leads there, reads each
+timeline up to its switch and the target timeline until the store has no next segment, and
+writes that timeline as ``recovery_target_timeline``. The restored copy is self-contained: it
+needs neither the store nor its keys to start, and the keys never reach PostgreSQL's
+environment or a file.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -33,7 +40,6 @@ from barman_supervisor.offsite import (
     contiguous_prefix,
     first_error_line,
     next_wal_name,
-    parse_store_backup_show,
     parse_store_backups,
     wal_names_from,
 )
@@ -48,7 +54,19 @@ from barman_supervisor.restore import (
     parse_target_time,
     requested_target,
 )
+from barman_supervisor.restore import (
+    add_arguments as add_restore_arguments,
+)
 from barman_supervisor.settings import Offsite, Settings
+from barman_supervisor.timelines import (
+    FIRST_TIMELINE,
+    Stretch,
+    history_name,
+    parse_history,
+    reaches,
+    segment_number,
+    wal_plan,
+)
 
 LIST_TIMEOUT = 300.0
 WAL_TIMEOUT = 600.0
@@ -59,9 +77,10 @@ WAL_DIR = "barman_wal"
 
 
 def recovery_settings(
-    restore_command: str, target: tuple[str, str] | None, action: str
+    restore_command: str, target: tuple[str, str] | None, action: str, timeline: int
 ) -> list[str]:
-    """Lines for postgresql.auto.conf: where WAL comes from and where recovery stops."""
+    """Lines for postgresql.auto.conf: where WAL comes from, the timeline recovery follows
+    (the plan's, not ``latest``: the WAL fetched leads there) and where recovery stops."""
 
     def quoted(value: str) -> str:
         return "'" + value.replace("'", "''") + "'"
@@ -69,6 +88,7 @@ def recovery_settings(
     lines = [
         "# Added by barman-supervisor restore-offsite: WAL fetched from the off-site store",
         f"restore_command = {quoted(restore_command)}",
+        f"recovery_target_timeline = {quoted(str(timeline))}",
     ]
     if target is not None:
         lines.append(f"recovery_target_{target[0]} = {quoted(target[1])}")
@@ -76,67 +96,183 @@ def recovery_settings(
     return lines
 
 
-class _Restore:
-    """One restore from the store: the ``barman-cloud-*`` runs with the keys in their
-    environment only."""
+@dataclass(frozen=True)
+class StorePlan:
+    """What a restore from the store will do: the base backup, the timeline it ends on, and
+    the WAL it reads there (``timelines.wal_plan``)."""
 
-    def __init__(self, settings: Settings, server: str, offsite: Offsite, say: TextIO) -> None:
+    backup: StoreBackup
+    timeline: int
+    histories: dict[int, str]
+    stretches: list[Stretch]
+
+    def describe_wal(self) -> str:
+        parts = [
+            f"timeline {s.timeline} from {s.first} "
+            + (f"to {s.last}" if s.last else "to the newest in the store")
+            for s in self.stretches
+        ]
+        return ", then ".join(parts)
+
+
+def plan_restore(
+    backups: list[StoreBackup],
+    histories: dict[int, str],
+    target_time: datetime | None,
+    backup_id: str | None,
+    target_timeline: int | None,
+) -> StorePlan | str:
+    """The backup and WAL for a restore onto ``target_timeline`` (default: the newest timeline
+    the store has a history file for, as PostgreSQL's ``latest``); or why there is none."""
+    timeline = target_timeline or max(histories, default=FIRST_TIMELINE)
+    if timeline != FIRST_TIMELINE and timeline not in histories:
+        return f"the store has no history file for timeline {timeline} ({history_name(timeline)})"
+    ancestors = parse_history(histories.get(timeline, ""))
+    if backup_id:
+        chosen = next((b for b in backups if b.backup_id == backup_id), None)
+        if chosen is None or chosen.status != "DONE" or chosen.begin_wal is None:
+            return f"the store has no DONE backup {backup_id!r}"
+        if not reaches(chosen.timeline or FIRST_TIMELINE, chosen.end_lsn or 0, timeline, ancestors):
+            return (
+                f"backup {backup_id} (timeline {chosen.timeline}) cannot be recovered onto "
+                f"timeline {timeline}: its timeline ended before the backup did"
+            )
+    else:
+        chosen = choose_store_backup(backups, target_time, timeline, ancestors)
+        if chosen is None or chosen.begin_wal is None:
+            after = f" that ended before {target_time.isoformat()}" if target_time else ""
+            return f"the store has no DONE backup{after} that leads to timeline {timeline}"
+    return StorePlan(
+        chosen,
+        timeline,
+        {t: text for t, text in histories.items() if t <= timeline},
+        wal_plan(chosen.begin_wal, timeline, ancestors, chosen.segment_size),
+    )
+
+
+class StoreRestore:
+    """Restores from the store: the ``barman-cloud-*`` runs with the keys in their environment
+    only. Used by ``restore-offsite`` and by the drill from the store (``DRILL_SOURCE``), which
+    gives its own runner, kind (so that its stop reaches them) and time budget."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        server: str,
+        offsite: Offsite,
+        runner: Runner,
+        kind: str = "restore",
+        budget: Callable[[], float] | None = None,
+    ) -> None:
         self._settings = settings
         self._server = server
         self._offsite = offsite
-        self._out = say
-        self._runner = Runner(Supervisor(), settings.child_env)
-
-    def say(self, text: str = "") -> None:
-        print(text, file=self._out, flush=True)
+        self._runner = runner
+        self._kind = kind
+        self._budget = budget
 
     def program(self, name: str) -> str:
         return cloud_program(self._settings.barman_bin, name)
 
     def cloud(self, name: str, *args: str, timeout: float | None = None) -> Completed:
+        if self._budget is not None:
+            left = self._budget()
+            timeout = left if timeout is None else min(timeout, left)
         argv = [self.program(name), *cloud_options(self._offsite), *args]
-        return self._runner.run(argv, kind="restore", timeout=timeout, env=cloud_env(self._offsite))
+        return self._runner.run(
+            argv, kind=self._kind, timeout=timeout, env=cloud_env(self._offsite)
+        )
 
-    def fetch_wal(self, backup_id: str, wal_dir: Path) -> int | str:
-        """Every WAL file from the backup's first on, until the store has no next one; the
-        count, or why it failed."""
-        shown = self.cloud(
-            "barman-cloud-backup-show",
+    def backups(self) -> list[StoreBackup] | str:
+        listed = self.cloud(
+            "barman-cloud-backup-list",
             "--format",
             "json",
             self._offsite.url,
             self._server,
-            backup_id,
             timeout=LIST_TIMEOUT,
         )
-        start = parse_store_backup_show(shown.stdout, self._server) if shown.ok else None
-        if start is None:
-            return first_error_line(shown.stderr, "the store's backup.info has no begin_wal")
-        name, segment_size = start.begin, start.segment_size
-        wal_dir.mkdir(mode=0o700)
+        if not listed.ok:
+            return first_error_line(listed.stderr, f"exit code {listed.returncode}")
+        return parse_store_backups(listed.stdout)
+
+    def histories(self) -> dict[int, str] | str:
+        """Every timeline history file in the store, from timeline 2 up to the first missing
+        (PostgreSQL numbers a new timeline one past the newest history file it finds)."""
+        found: dict[int, str] = {}
+        with tempfile.TemporaryDirectory(prefix="bs-history-") as scratch:
+            timeline = FIRST_TIMELINE + 1
+            while True:
+                name = history_name(timeline)
+                outcome = self._fetch(name, Path(scratch))
+                if outcome == WAL_MISSING:
+                    return found
+                if outcome is not None:
+                    return f"history file {name}: {outcome}"
+                found[timeline] = (Path(scratch) / name).read_text()
+                timeline += 1
+
+    def restore(self, plan: StorePlan, destination: Path, wal_dir: Path) -> int | str:
+        """The base backup into ``destination``, the history files and the WAL of the plan into
+        ``wal_dir``; the number of WAL files, or why it failed."""
+        restored = self.cloud(
+            "barman-cloud-restore", *self.restore_args(plan, destination), timeout=None
+        )
+        if not restored.ok:
+            return first_error_line(restored.stderr, f"exit code {restored.returncode}")
+        wal_dir.mkdir(mode=0o700, exist_ok=True)
+        for timeline, text in plan.histories.items():
+            (wal_dir / history_name(timeline)).write_text(text)
+        count, reached = 0, None
+        for stretch in plan.stretches:
+            fetched = self._fetch_stretch(stretch, plan.backup.segment_size, wal_dir)
+            if isinstance(fetched, str):
+                return fetched
+            count += len(fetched)
+            reached = fetched[-1] if fetched else reached
+        needed = plan.backup.end_wal or plan.backup.begin_wal or ""
+        size = plan.backup.segment_size
+        if reached is None or segment_number(reached, size) < segment_number(needed, size):
+            return (
+                f"the store has the WAL of backup {plan.backup.backup_id} only up to "
+                f"{reached or 'none'}; it needs up to {needed} to be consistent (was its WAL "
+                "copied? see /status offsite)"
+            )
+        return count
+
+    def restore_args(self, plan: StorePlan, destination: Path) -> list[str]:
+        return [self._offsite.url, self._server, plan.backup.backup_id, str(destination)]
+
+    def _fetch_stretch(self, stretch: Stretch, segment_size: int, wal_dir: Path) -> list[str] | str:
+        """The segments of one timeline, OFFSITE_WAL_JOBS at a time: all of them up to its
+        switch, or (the target timeline) until the store has no next one."""
         jobs = self._settings.offsite_wal_jobs
-        count = 0
+        fetched: list[str] = []
+        name = stretch.first
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="wal-fetch") as pool:
             while True:
                 batch = wal_names_from(name, segment_size, jobs)
+                if stretch.last is not None:
+                    batch = [n for n in batch if n <= stretch.last]
                 results = dict(
                     zip(batch, pool.map(lambda n: self._fetch(n, wal_dir), batch), strict=True)
                 )
                 done = contiguous_prefix(batch, {n for n, r in results.items() if r is None})
-                count += len(done)
+                fetched += done
                 if len(done) < len(batch):
                     gap = batch[len(done)]
                     if results[gap] != WAL_MISSING:
                         return f"WAL {gap}: {results[gap]}"
+                    if stretch.last is not None:
+                        return (
+                            f"the store lacks WAL {gap} of timeline {stretch.timeline}, which "
+                            f"recovery reads up to {stretch.last} before the switch"
+                        )
                     for beyond in batch[len(done) :]:  # after the end: never replayed
                         (wal_dir / beyond).unlink(missing_ok=True)
-                    if gap <= start.end:
-                        return (
-                            f"the store has the WAL of backup {backup_id} only up to before "
-                            f"{gap}; it needs up to {start.end} to be consistent (was its WAL "
-                            "copied? see /status offsite)"
-                        )
-                    return count
+                    return fetched
+                if stretch.last is not None and batch[-1] == stretch.last:
+                    return fetched
                 name = next_wal_name(batch[-1], segment_size)
 
     def _fetch(self, name: str, wal_dir: Path) -> str | None:
@@ -155,18 +291,27 @@ class _Restore:
             return first_error_line(fetched.stderr, f"exit code {fetched.returncode}")
         return None
 
-    def backups(self) -> list[StoreBackup] | str:
-        listed = self.cloud(
-            "barman-cloud-backup-list",
-            "--format",
-            "json",
-            self._offsite.url,
-            self._server,
-            timeout=LIST_TIMEOUT,
-        )
-        if not listed.ok:
-            return first_error_line(listed.stderr, f"exit code {listed.returncode}")
-        return parse_store_backups(listed.stdout)
+
+def recovery_config(
+    destination: Path, plan: StorePlan, target: tuple[str, str] | None, action: str
+) -> None:
+    """Append where WAL comes from and where recovery stops; ``recovery.signal``."""
+    command = f"cp {shlex.quote(str(destination / WAL_DIR))}/%f %p"
+    lines = recovery_settings(command, target, action, plan.timeline)
+    with (destination / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
+        conf.write("\n" + "\n".join(lines) + "\n")
+    (destination / "recovery.signal").touch()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``restore``'s arguments, and the timeline to recover onto."""
+    add_restore_arguments(parser)
+    parser.add_argument(
+        "--target-tli",
+        type=int,
+        help="the timeline to recover onto (default: the newest one the store has a history "
+        "file for, as PostgreSQL's 'latest')",
+    )
 
 
 def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
@@ -186,41 +331,46 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
     target_time = parse_target_time(target[1]) if target and target[0] == "time" else None
     if problem is None and target is not None and target[0] == "time" and target_time is None:
         problem = f"--target-time {target[1]!r} is not a time; use e.g. '2026-11-23 14:05:00+00'"
+    if problem is None and args.target_tli is not None and args.target_tli < FIRST_TIMELINE:
+        problem = f"--target-tli {args.target_tli} is not a timeline; use 1 or more"
     if problem is not None:
         print(f"refused: {problem}", file=out)
         return EXIT_BAD_INPUT
 
     logging_setup.configure("WARNING", "console", stream=sys.stderr)
-    run = _Restore(settings, server.name, server.offsite, out)
+    run = StoreRestore(
+        settings, server.name, server.offsite, Runner(Supervisor(), settings.child_env)
+    )
     listed = run.backups()
-    if isinstance(listed, str):
-        run.say(f"refused: cannot list the off-site store {server.offsite.url}: {listed}")
+    histories = run.histories() if not isinstance(listed, str) else listed
+    if isinstance(listed, str) or isinstance(histories, str):
+        reason = listed if isinstance(listed, str) else histories
+        say(out, f"refused: cannot read the off-site store {server.offsite.url}: {reason}")
         return EXIT_BAD_INPUT
-    if args.backup_id:
-        chosen = next((b for b in listed if b.backup_id == args.backup_id), None)
-    else:
-        chosen = choose_store_backup(listed, target_time)
-    if chosen is None:
-        what = f"backup {args.backup_id!r}" if args.backup_id else "DONE backup"
-        after = f" that ended before {target_time.isoformat()}" if target_time else ""
-        run.say(f"refused: the store {server.offsite.url} has no {what}{after} of {server.name}")
+    plan = plan_restore(listed, histories, target_time, args.backup_id, args.target_tli)
+    if isinstance(plan, str):
+        say(out, f"refused: {plan} ({server.offsite.url}, server {server.name})")
         return EXIT_BAD_INPUT
-    return _restore(run, server.name, server.offsite, chosen, destination, target, args)
+    return _restore(run, out, server.name, server.offsite, plan, destination, target, args)
+
+
+def say(out: TextIO, text: str = "") -> None:
+    print(text, file=out, flush=True)
 
 
 def _restore(
-    run: _Restore,
+    run: StoreRestore,
+    out: TextIO,
     server: str,
     offsite: Offsite,
-    chosen: StoreBackup,
+    plan: StorePlan,
     destination: Path,
     target: tuple[str, str] | None,
     args: argparse.Namespace,
 ) -> int:
-    restore_args = [offsite.url, server, chosen.backup_id, str(destination)]
     ended = (
-        datetime.fromtimestamp(chosen.end_time).astimezone().isoformat(timespec="seconds")
-        if chosen.end_time
+        datetime.fromtimestamp(plan.backup.end_time).astimezone().isoformat(timespec="seconds")
+        if plan.backup.end_time
         else "unknown"
     )
     what = (
@@ -228,42 +378,39 @@ def _restore(
         if target is None
         else f"{target[0]} {target[1]}, then {args.target_action}"
     )
-    run.say("Restore plan (from the off-site store)")
-    run.say(f"  server       {server}")
-    run.say(f"  store        {offsite.url}")
-    run.say(f"  backup       {chosen.backup_id} (ended {ended})")
-    run.say(f"  up to        {what}")
-    run.say(f"  destination  {destination} (empty)")
-    run.say(f"  command      {shlex.join([run.program('barman-cloud-restore'), *restore_args])}")
-    run.say(
-        f"  WAL          from the store into {destination / WAL_DIR} (barman-cloud-wal-restore)"
+    command = shlex.join(
+        [run.program("barman-cloud-restore"), *run.restore_args(plan, destination)]
     )
+    say(out, "Restore plan (from the off-site store)")
+    say(out, f"  server       {server}")
+    say(out, f"  store        {offsite.url}")
+    say(
+        out,
+        f"  backup       {plan.backup.backup_id} (timeline {plan.backup.timeline}, ended {ended})",
+    )
+    say(out, f"  up to        {what}")
+    say(out, f"  timeline     {plan.timeline} (recovery_target_timeline)")
+    say(out, f"  destination  {destination} (empty)")
+    say(out, f"  command      {command}")
+    say(out, f"  WAL          {plan.describe_wal()}, into {destination / WAL_DIR}")
 
     started = time.monotonic()
-    restored = run.cloud("barman-cloud-restore", *restore_args)
-    if not restored.ok:
-        reason = first_error_line(restored.stderr, f"exit code {restored.returncode}")
-        run.say(f"\nrestore FAILED: {reason}")
-        run.say(f"Nothing to start; {destination} may hold a partial copy — delete it first.")
-        return EXIT_FAILED
-    fetched = run.fetch_wal(chosen.backup_id, destination / WAL_DIR)
+    fetched = run.restore(plan, destination, destination / WAL_DIR)
     if isinstance(fetched, str):
-        run.say(f"\nrestore FAILED fetching WAL: {fetched}")
-        run.say(f"Nothing to start; delete {destination} before retrying.")
+        say(out, f"\nrestore FAILED: {fetched}")
+        say(out, f"Nothing to start; {destination} may hold a partial copy: delete it first.")
         return EXIT_FAILED
-    command = f"cp {shlex.quote(str(destination / WAL_DIR))}/%f %p"
-    with (destination / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
-        conf.write("\n" + "\n".join(recovery_settings(command, target, args.target_action)) + "\n")
-    (destination / "recovery.signal").touch()
-    run.say(
+    recovery_config(destination, plan, target, args.target_action)
+    say(
+        out,
         f"\nRestored into {destination} in {time.monotonic() - started:.1f} s "
-        f"(base backup and {fetched} WAL file(s))."
+        f"(base backup and {fetched} WAL file(s)).",
     )
-    run.say("Next steps:")
+    say(out, "Next steps:")
     as_root = os.geteuid() == 0
     steps = next_steps(destination, _bin_dir(destination), target, args.target_action, as_root)
     for number, step in enumerate(steps, 1):
-        run.say(f"  {number}. {step}")
+        say(out, f"  {number}. {step}")
     return EXIT_OK
 
 

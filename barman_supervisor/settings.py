@@ -80,6 +80,8 @@ MAX_SIZE = 2**60
 # s3://bucket[/prefix]: bucket names as S3 allows them (3-63 of a-z 0-9 . -).
 OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 OFFSITE_ENCRYPTIONS = ("", "AES256", "aws:kms")
+DRILL_LOCAL, DRILL_OFFSITE = "local", "offsite"
+DRILL_SOURCES = ("", DRILL_LOCAL, DRILL_OFFSITE)
 # What Barman's backup_compression takes (pg_basebackup --compress); "none" is the default.
 BACKUP_COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 BACKUP_COMPRESSION_LOCATIONS = ("client", "server")
@@ -194,6 +196,8 @@ class ServerSettings:
     # Restore drill (issue 6): off while empty; an empty query means drill.DEFAULT_QUERY.
     drill_schedule: str = ""
     drill_query: str = ""
+    # Where the drill restores from (issue 14): Barman's local catalogue, or the off-site store.
+    drill_source: str = DRILL_LOCAL
     offsite: Offsite | None = None
     backup_policy: BackupPolicy = field(default_factory=BackupPolicy)
 
@@ -929,6 +933,8 @@ def _server(
             f"{retention_var}: {retention!r} is not a Barman retention policy; use e.g. "
             "'RECOVERY WINDOW OF 7 DAYS' or 'REDUNDANCY 3'"
         )
+    offsite = _offsite(env, name, retention.upper(), barman_options or {})
+    drill_source = _drill_source(env, name, offsite)
     return ServerSettings(
         name=name,
         conninfo=conninfo,
@@ -945,8 +951,9 @@ def _server(
         deadman_url=env.url("DEADMAN_URL", name),
         drill_schedule=drill_schedule,
         drill_query=env.text("DRILL_QUERY", "", name),
+        drill_source=drill_source,
         password_in_mounted_file=any(p is not None for p in file_passwords),
-        offsite=_offsite(env, name, retention.upper(), barman_options or {}),
+        offsite=offsite,
         backup_policy=_backup_policy(env, name, timezone, mounted=barman_options is not None),
     )
 
@@ -1118,6 +1125,19 @@ def offsite_refusal(barman_options: Mapping[str, str]) -> str | None:
         if "://" in options.get(key, ""):
             return f"{key} is already a cloud URL; unset OFFSITE_URL for this server"
     return None
+
+
+def _drill_source(env: _Env, server: str, offsite: Offsite | None) -> str:
+    """DRILL_SOURCE: ``offsite`` drills from the store, so it needs one."""
+    source = _choice_of(env, "DRILL_SOURCE", DRILL_SOURCES, server) or DRILL_LOCAL
+    if source == DRILL_OFFSITE and offsite is None:
+        var, _ = env.raw("DRILL_SOURCE", server)
+        url_var, _ = env.raw("OFFSITE_URL", server)
+        raise ConfigError(
+            f"{var}: offsite drills restore from the off-site store, and {url_var} is not set; "
+            f"set {url_var} or DRILL_SOURCE=local"
+        )
+    return source
 
 
 def _choice_of(env: _Env, name: str, choices: tuple[str, ...], server: str) -> str:

@@ -20,8 +20,13 @@ in a scratch directory, and measures it:
 6. stop it and delete the scratch directory — also when a step fails, times out, or the daemon
    is asked to stop (``stop`` event): nothing of a drill survives it.
 
-Modules: ``plan`` (settings, result and the pure decisions), ``cluster`` (scratch
-directories and the temporary server), ``drill`` (the steps in order).
+With ``DRILL_SOURCE=offsite`` steps 1-3 take the off-site store instead: the plan of
+``restore-offsite``, ``barman-cloud-restore`` and ``barman-cloud-wal-restore`` (no
+``verify-backup``: it reads Barman's local copy); steps 4-6 are the same.
+
+Modules: ``plan`` (settings, result and the pure decisions), ``source`` (where the backup comes
+from: local or the store), ``cluster`` (scratch directories and the temporary server), ``drill``
+(the steps in order).
 
 Everything returned is plain data (``DrillResult.as_dict()``) for the state, ``/status``,
 ``/metrics`` and alerts. The drill never raises for a failed step; the reason says what failed.

@@ -21,12 +21,12 @@ from barman_supervisor.drill.cluster import Scratch, TempServer, free_port
 from barman_supervisor.drill.plan import (
     DrillConfig,
     DrillResult,
-    newest_done,
     restored_age,
     server_options,
     space_problem,
     unreachable_ancestor,
 )
+from barman_supervisor.drill.source import source_for
 from barman_supervisor.errors import DrillFailed, Interrupted
 from barman_supervisor.log import get_logger
 from barman_supervisor.pgbin import (
@@ -38,7 +38,6 @@ from barman_supervisor.pgbin import (
 )
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
-from barman_supervisor.verify import verify_backup
 
 _log = get_logger(__name__)
 T = TypeVar("T")
@@ -58,7 +57,7 @@ class _Plan:
 
 
 class Drill:
-    """One drill's steps in the order a person would take them in an incident (about 260
+    """One drill's steps in the order a person would take them in an incident (about 235
     lines: the steps read top to bottom; the server and scratch handling live in ``cluster``)."""
 
     def __init__(
@@ -83,10 +82,13 @@ class Drill:
         }
         self._deadline = 0.0
         self._scratch: Scratch | None = None
+        self.source = source_for(
+            settings, server, barman, runner, self.kinds, self._remaining, config.pg_bin_dir
+        )
 
     def run(self) -> DrillResult:
         """The whole drill; never raises: a failed step is the result's reason."""
-        result = DrillResult(False, "", self.server.name, self.clock())
+        result = DrillResult(False, "", self.server.name, self.clock(), source=self.source.name)
         started = time.monotonic()
         self._deadline = started + self.config.timeout
         watcher_done = threading.Event()
@@ -139,29 +141,20 @@ class Drill:
     # Steps --------------------------------------------------------------------------------------
     def _steps(self, result: DrillResult) -> None:
         plan = self._plan(result)
-        verification = self._timed(
+        damaged = self._timed(
             result,
             "verify_s",
-            lambda: verify_backup(
-                self.barman,
-                self.server.name,
-                plan.backup.backup_id,
-                pg_bin_dir=self.config.pg_bin_dir,
-                facts=plan.facts,
-                timeout=self._remaining(),
-                kind=self.kinds["verify"],
-            ),
+            lambda: self.source.verify(plan.backup, plan.facts, self._remaining()),
         )
         self._check_stop()
-        if not verification.ok:
-            raise DrillFailed(f"backup verification failed: {verification.reason}")
+        if damaged is not None:
+            raise DrillFailed(f"backup verification failed: {damaged}")
         self._restore_and_query(plan, result)
 
     def _plan(self, result: DrillResult) -> _Plan:
         """Everything that can refuse the drill before a byte is copied."""
-        backup = self._candidate()
+        backup, facts = self._timed(result, "show_s", self.source.choose)
         result.backup_id = backup.backup_id
-        facts = self._timed(result, "show_s", lambda: self._facts(backup))
         result.pg_version = facts.version_num
         major = major_of(facts.version_num)
         bin_dir = find_bin_dir(major, self.config.pg_bin_dir)
@@ -186,8 +179,11 @@ class Drill:
         data = scratch / "data"
         restore_started = time.monotonic()
         self._timed(
-            result, "recover_s", lambda: self._recover(plan.backup.backup_id, data, plan.bin_dir)
+            result,
+            "recover_s",
+            lambda: self.source.recover(plan.backup, data, plan.bin_dir, self._remaining()),
         )
+        self._check_stop()
         port = free_port()
         socket_dir = self._scratch.socket_dir(scratch, port)
         hba, ident = self._scratch.prepare(scratch, data)
@@ -230,21 +226,6 @@ class Drill:
                 _log.error("drill_postgres_not_stopped", server=self.server.name)
             result.timings["stop_s"] = round(time.monotonic() - stop_started, 3)
 
-    def _candidate(self) -> Backup:
-        outcome, backups = self.barman.list_backups(self.server.name)
-        if not outcome.ok:
-            raise DrillFailed(f"barman list-backups failed: {outcome.reason()}")
-        backup = newest_done(backups)
-        if backup is None:
-            raise DrillFailed("no DONE backup to restore")
-        return backup
-
-    def _facts(self, backup: Backup) -> BackupFacts:
-        outcome, facts = self.barman.show_backup(self.server.name, backup.backup_id)
-        if facts is None or not facts.version_num:
-            raise DrillFailed(f"barman show-backup {backup.backup_id} failed: {outcome.reason()}")
-        return facts
-
     def _check_space(self, backup: Backup) -> None:
         root = self.config.scratch_root
         try:
@@ -271,22 +252,6 @@ class Drill:
                 f"user {run_as.user} (who runs the drill's PostgreSQL) cannot enter {blocked}; "
                 "set DRILL_SCRATCH_DIR to a directory it can reach"
             )
-
-    def _recover(self, backup_id: str, data: Path, bin_dir: Path) -> None:
-        """``bin_dir`` first on PATH: Barman runs pg_combinebackup (incremental backups) from
-        PATH only, and it must be of the backup's major."""
-        outcome = self.barman.run(
-            "recover",
-            self.server.name,
-            backup_id,
-            str(data),
-            kind=self.kinds["recover"],
-            timeout=self._remaining(),
-            tools_dir=bin_dir,
-        )
-        self._check_stop()
-        if not outcome.ok:
-            raise DrillFailed(f"barman recover failed: {outcome.reason()}")
 
     # Helpers ------------------------------------------------------------------------------------
     def _timed(self, result: DrillResult, name: str, step: Callable[[], T]) -> T:

@@ -64,6 +64,8 @@ class DrillResult:
     restored_as_of: float | None = None
     restored_age_s: float | None = None
     interrupted: bool = False
+    # DRILL_SOURCE: restored from Barman's catalogue ("local") or the off-site store.
+    source: str = "local"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -228,8 +228,10 @@ class Daemon:
         return self.process.pid
 
     def events(self) -> list[dict[str, Any]]:
-        lines = self.stdout.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        text = self.stdout.read_text(errors="replace")
+        # The daemon may be writing its last line while we read: only complete lines count.
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def find(self, event: str, **fields: Any) -> list[dict[str, Any]]:
         return [

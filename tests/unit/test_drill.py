@@ -19,8 +19,11 @@ from barman_supervisor.drill import (
     space_problem,
     unreachable_ancestor,
 )
+from barman_supervisor.drill.source import LocalSource, StoreSource, source_for
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.health import drill_reason
 from barman_supervisor.pgbin import find_bin_dir, find_tool_dir, major_of, path_with, server_user
+from barman_supervisor.settings import load_settings
 from barman_supervisor.verify import verification_reason
 
 GIB = 1024**3
@@ -196,3 +199,49 @@ def test_newest_done_by_end_time_not_by_list_position() -> None:
     }
     found = newest_done(parse_backups(data, "pg"))
     assert found is not None and found.backup_id == "20261124T040000"
+
+
+# Where the drill restores from (DRILL_SOURCE) ---------------------------------------------------
+
+
+def test_drill_source_is_local_by_default_and_offsite_per_server(environ: dict[str, str]) -> None:
+    settings = load_settings(
+        {
+            **environ,
+            "BARMAN_SERVERS": "pg,reports",
+            "OFFSITE_URL": "s3://backups/barman",
+            "DRILL_SOURCE__REPORTS": "offsite",
+        }
+    )
+    assert [s.drill_source for s in settings.servers] == ["local", "offsite"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"DRILL_SOURCE": "bucket"}, "DRILL_SOURCE: 'bucket' is not one of local, offsite"),
+        ({"DRILL_SOURCE": "offsite"}, "DRILL_SOURCE: offsite drills restore from the off-site"),
+    ],
+)
+def test_a_bad_drill_source_is_one_line_naming_it(
+    environ: dict[str, str], changes: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**environ, **changes})
+    assert str(caught.value).startswith(expected)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_drill_takes_its_source_from_the_setting(environ: dict[str, str]) -> None:
+    def budget() -> float:
+        return 60.0
+
+    kinds = {"verify": "v", "recover": "r"}
+    for source, kind in (("local", LocalSource), ("offsite", StoreSource)):
+        settings = load_settings(
+            {**environ, "OFFSITE_URL": "s3://backups/barman", "DRILL_SOURCE": source}
+        )
+        server = settings.servers[0]
+        picked = source_for(settings, server, None, None, kinds, budget, None)  # type: ignore[arg-type]
+        assert isinstance(picked, kind)
+        assert picked.name == source

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from barman_supervisor import offsite_restore, restore
+from barman_supervisor import offsite_restore
 from barman_supervisor.barman import Backup
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.health import server_problems
 from barman_supervisor.offsite import (
     LocalBackup,
-    StoreBackupWal,
     backup_to_protect,
     backups_owed,
     choose_store_backup,
@@ -28,7 +28,6 @@ from barman_supervisor.offsite import (
     first_error_line,
     next_wal_name,
     parse_backup_info,
-    parse_store_backup_show,
     parse_store_backups,
     refusals_that_matter,
     uncopyable_reason,
@@ -333,45 +332,36 @@ def test_next_wal_name_rolls_over_the_log_number() -> None:
     )
 
 
-def test_store_backup_show_gives_the_first_wal_and_segment_size() -> None:
-    shown = (
-        '{"pg": {"begin_wal": "000000010000000000000004", "end_wal": "000000010000000000000005",'
-        ' "xlog_segment_size": 16777216}}'
-    )
-    assert parse_store_backup_show(shown, "pg") == StoreBackupWal(
-        "000000010000000000000004", "000000010000000000000005", 16777216
-    )
-    assert parse_store_backup_show('{"pg": {}}', "pg") is None
-    assert parse_store_backup_show("oops", "pg") is None
-
-
 def test_the_newest_store_backup_before_the_target_is_chosen() -> None:
-    listing = (
-        '{"backups_list": ['
-        '{"backup_id": "a", "status": "DONE", "end_time_iso": "2026-11-30T10:00:00+00:00"},'
-        '{"backup_id": "b", "status": "DONE", "end_time_iso": "2026-11-30T12:00:00+00:00"},'
-        '{"backup_id": "c", "status": "FAILED", "end_time_iso": "2026-11-30T11:00:00+00:00"}]}'
-    )
+    wal = {"timeline": 1, "begin_wal": "000000010000000000000002", "end_xlog": "0/3000100"}
+    rows = [
+        {"backup_id": "a", "status": "DONE", "end_time_iso": "2026-11-30T10:00:00+00:00"},
+        {"backup_id": "b", "status": "DONE", "end_time_iso": "2026-11-30T12:00:00+00:00"},
+        {"backup_id": "c", "status": "FAILED", "end_time_iso": "2026-11-30T11:00:00+00:00"},
+    ]
+    listing = json.dumps({"backups_list": [{**row, **wal} for row in rows]})
     backups = parse_store_backups(listing)
-    newest = choose_store_backup(backups, None)
+    newest = choose_store_backup(backups, None, 1, {})
     assert newest is not None and newest.backup_id == "b"
     target = datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
-    before = choose_store_backup(backups, target)
+    before = choose_store_backup(backups, target, 1, {})
     assert before is not None and before.backup_id == "a"
-    assert choose_store_backup(backups, datetime(2026, 11, 30, 9, tzinfo=UTC)) is None
+    assert choose_store_backup(backups, datetime(2026, 11, 30, 9, tzinfo=UTC), 1, {}) is None
 
 
 def test_recovery_settings_quote_and_stop_at_the_target() -> None:
-    lines = recovery_settings("cp '/x y'/%f %p", ("time", "2026-11-30 10:00:00+00"), "pause")
+    lines = recovery_settings("cp '/x y'/%f %p", ("time", "2026-11-30 10:00:00+00"), "pause", 2)
     assert "restore_command = 'cp ''/x y''/%f %p'" in lines
     assert "recovery_target_time = '2026-11-30 10:00:00+00'" in lines
     assert "recovery_target_action = 'pause'" in lines
-    assert not [line for line in recovery_settings("cp a b", None, "pause") if "target" in line]
+    assert "recovery_target_timeline = '2'" in lines
+    plain = recovery_settings("cp a b", None, "pause", 1)
+    assert [line for line in plain if "target" in line] == ["recovery_target_timeline = '1'"]
 
 
 def restore_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    restore.add_arguments(parser)
+    offsite_restore.add_arguments(parser)
     return parser.parse_args(list(argv))
 
 

@@ -1,0 +1,134 @@
+"""Timelines for a restore from the store: which backup leads to a timeline, and which WAL
+segments, on which timeline, recovery reads (barman_supervisor.timelines)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from barman_supervisor.offsite import choose_store_backup, parse_store_backups
+from barman_supervisor.offsite_restore import plan_restore
+from barman_supervisor.timelines import (
+    Stretch,
+    parse_history,
+    parse_lsn,
+    reaches,
+    segment_name,
+    segment_number,
+    wal_plan,
+)
+
+SIZE = 16 * 1024 * 1024
+# Timeline 1 ended in the middle of segment 5, timeline 2 exactly at the start of segment 9.
+HISTORY_3 = (
+    "1\t0/5000A28\tno recovery target specified\n\n2\t0/9000000\tbefore 2026-11-30 10:00:00+00\n"
+)
+
+
+def test_history_files_and_positions_are_parsed() -> None:
+    assert parse_lsn("0/5000A28") == 0x5000A28
+    assert parse_lsn("1/0") == 1 << 32
+    assert parse_lsn("None") is None
+    assert parse_history(HISTORY_3) == {1: 0x5000A28, 2: 0x9000000}
+    assert parse_history("# comment only\ngarbage\n") == {}
+
+
+def test_segment_names_and_numbers_agree_across_timelines() -> None:
+    assert segment_name(2, 0x5000A28, SIZE) == "000000020000000000000005"
+    assert segment_name(1, (1 << 32) + 3 * SIZE, SIZE) == "000000010000000100000003"
+    assert segment_number("000000030000000100000003", SIZE) == 256 + 3
+    assert segment_number("000000010000000000000005", SIZE) == segment_number(
+        "000000020000000000000005", SIZE
+    )
+
+
+def test_a_backup_reaches_a_timeline_only_if_its_own_ended_after_the_backup() -> None:
+    ancestors = parse_history(HISTORY_3)
+    assert reaches(3, 0x1, 3, ancestors)
+    assert reaches(1, 0x3000100, 3, ancestors)
+    # Taken on timeline 1 after timeline 2 forked off: it leads somewhere else.
+    assert not reaches(1, 0x6000000, 3, ancestors)
+    assert reaches(2, 0x8FFFFFF, 3, ancestors)
+    assert not reaches(4, 0x1, 3, ancestors)
+
+
+def test_wal_is_read_up_to_each_switch_then_from_the_child() -> None:
+    plan = wal_plan("000000010000000000000002", 3, parse_history(HISTORY_3), SIZE)
+    assert plan == [
+        # Segment 5 holds the switch: it is read from timeline 2, which copied it.
+        Stretch(1, "000000010000000000000002", "000000010000000000000004"),
+        Stretch(2, "000000020000000000000005", "000000020000000000000008"),
+        Stretch(3, "000000030000000000000009", None),
+    ]
+
+
+def test_a_backup_inside_the_switch_segment_starts_on_the_child() -> None:
+    plan = wal_plan("000000010000000000000005", 2, {1: 0x5000A28}, SIZE)
+    assert plan == [Stretch(2, "000000020000000000000005", None)]
+
+
+def test_without_a_switch_the_backups_timeline_is_read_to_the_end() -> None:
+    assert wal_plan("000000010000000000000002", 1, {}, SIZE) == [
+        Stretch(1, "000000010000000000000002", None)
+    ]
+
+
+def store(*rows: tuple[str, int, str, str, str]) -> list:  # type: ignore[type-arg]
+    listing = {
+        "backups_list": [
+            {
+                "backup_id": backup_id,
+                "status": "DONE",
+                "timeline": timeline,
+                "begin_wal": begin,
+                "end_wal": begin,
+                "end_xlog": end,
+                "end_time_iso": ended,
+            }
+            for backup_id, timeline, begin, end, ended in rows
+        ]
+    }
+    return parse_store_backups(json.dumps(listing))
+
+
+BACKUPS = store(
+    ("before-fork", 1, "000000010000000000000002", "0/2000100", "2026-11-30T08:00:00+00:00"),
+    ("after-fork", 1, "000000010000000000000006", "0/6000100", "2026-11-30T09:00:00+00:00"),
+    ("on-two", 2, "000000020000000000000007", "0/7000100", "2026-11-30T09:30:00+00:00"),
+)
+
+
+def test_the_newest_backup_that_leads_to_the_target_timeline_is_chosen() -> None:
+    ancestors = {1: 0x5000A28}
+    newest = choose_store_backup(BACKUPS, None, 2, ancestors)
+    assert newest is not None and newest.backup_id == "on-two"
+    # Before timeline 2 had a backup: the one on timeline 1 after the fork is skipped.
+    early = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+    chosen = choose_store_backup(BACKUPS, early, 2, ancestors)
+    assert chosen is not None and chosen.backup_id == "before-fork"
+    # Aimed at timeline 1 itself, the newest backup on it is right.
+    old = choose_store_backup(BACKUPS, None, 1, {})
+    assert old is not None and old.backup_id == "after-fork"
+
+
+def test_the_plan_aims_at_the_newest_timeline_with_a_history_file() -> None:
+    histories = {2: "1\t0/5000A28\tno recovery target specified\n"}
+    plan = plan_restore(BACKUPS[:2], histories, None, None, None)
+    assert not isinstance(plan, str)
+    assert (plan.backup.backup_id, plan.timeline) == ("before-fork", 2)
+    assert [s.timeline for s in plan.stretches] == [1, 2]
+    assert "timeline 1 from 000000010000000000000002 to 000000010000000000000004" in (
+        plan.describe_wal()
+    )
+    pinned = plan_restore(BACKUPS[:2], histories, None, None, 1)
+    assert not isinstance(pinned, str) and pinned.backup.backup_id == "after-fork"
+    assert pinned.histories == {}
+
+
+def test_a_plan_that_cannot_lead_to_the_timeline_says_why() -> None:
+    histories = {2: "1\t0/5000A28\tno recovery target specified\n"}
+    refused = plan_restore(BACKUPS, histories, None, "after-fork", None)
+    assert isinstance(refused, str) and "cannot be recovered onto timeline 2" in refused
+    assert "no history file for timeline 3" in str(plan_restore(BACKUPS, histories, None, None, 3))
+    nothing = plan_restore(BACKUPS[1:2], histories, None, None, None)
+    assert isinstance(nothing, str) and "leads to timeline 2" in nothing
