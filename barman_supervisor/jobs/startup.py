@@ -114,21 +114,21 @@ class Startup:
             run.fail("WAL streaming did not start")
 
     def _protect(self, server: ServerSettings, run: Run) -> None:
-        """A restorable point with as few Barman commands (each a Python process, or a fork)
-        as will do: WAL into the archive only while it is empty (Barman refuses a first backup
-        until then), the list of backups only when Barman's files changed, and one check at
-        the end, the verdict on all of it."""
+        """Protected (WAL archived, ``barman check`` green), then a restorable point, with as
+        few Barman commands (each a Python process, or a fork) as will do: WAL into the archive
+        only while it is empty (Barman refuses a first backup until then), the list of backups
+        only when Barman's files changed; the next scheduled check sees the new backup."""
         if self._barman.archive_empty(server.name):
             self._phase(server, "first_wal")
             self._archive_first_wal(server, run)
         else:
             _log.info("first_wal_not_needed", reason="Barman's archive already holds WAL")
-        backups = self._backups.close_interrupted(server)
-        if backups is not None:
-            self._first_backup(server, backups, run)
         self._phase(server, "check")
         self._checks.check(server)
         self._refuse_old_client_tools(server)
+        backups = self._backups.close_interrupted(server)
+        if backups is not None:
+            self._first_backup(server, backups, run)
 
     def _create_slot(self, server: ServerSettings, run: Run) -> None:
         try:

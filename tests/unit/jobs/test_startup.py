@@ -95,15 +95,15 @@ def test_a_new_server_is_streamed_archived_backed_up_and_checked(world: World) -
 
     assert outcomes.ready == ["pg"] and outcomes.fatal == []
     assert world.postgres.slots_created == [world.server.slot_name]
-    # Barman refuses a first backup until WAL reached its archive; one check, at the end
+    # Barman refuses a first backup until WAL reached its archive; one check, before it
     assert world.barman.commands() == [
         "cron",
         "switch-wal",
+        "check",
         "list-backups",
         "backup",
         "verify-backup",
         "list-backups",
-        "check",
     ]
     server = world.state.server("pg")
     assert server.phase == "running" and server.identity == world.postgres.identity
@@ -120,7 +120,7 @@ def test_a_restart_with_wal_archived_and_a_done_backup_runs_no_switch_and_no_bac
     outcomes = bootstrap(world)
 
     assert outcomes.ready == ["pg"]
-    assert world.barman.commands() == ["cron", "list-backups", "check"]
+    assert world.barman.commands() == ["cron", "check", "list-backups"]
 
 
 def test_a_misconfigured_server_is_refused_before_any_barman_command(world: World) -> None:
