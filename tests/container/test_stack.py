@@ -43,7 +43,7 @@ STOP_GRACE = 60
 CRON_INTERVAL = 2
 # Long-lived processes of a healthy barman container besides PID 1; anything else is a one-off
 # (cron, archive-wal, check, list-backups, ...) that must be gone again soon.
-LONG_LIVED = ("receive-wal", "pg_receivewal", "pg_basebackup", " backup ")
+LONG_LIVED = ("receive-wal", "pg_receivewal", "pg_basebackup", " backup ", " fork-server ")
 
 
 def _compose_config(env_file: Path, secrets_dir: Path) -> dict[str, Any]:
@@ -246,6 +246,9 @@ def test_no_zombie_and_no_orphan_after_cron_cycles(stack: Stack) -> None:
         ]
         receivers = [p for p in processes if "pg_receivewal" in p["ARGS"]]
         assert len(streaming) <= 1 and len(receivers) <= 1, f"duplicate streaming:\n{text}"
+        # Barman's commands fork from one fork server, a child of PID 1
+        servers = [p for p in processes if " fork-server " in f" {p['ARGS']} "]
+        assert [p["PPID"] for p in servers] == [init_pid], f"no fork server:\n{text}"
         one_offs |= {
             p["PID"]
             for p in processes
