@@ -35,8 +35,9 @@ from barman_supervisor.state import State
 _log = get_logger(__name__)
 IDENTIFY_ATTEMPTS = 3
 # On an idle primary a WAL switch completes only once the next segment has data: a restore
-# point this often while Barman waits brings the first archive from 10-15 s to about a second.
-NUDGE_INTERVAL = 1.0
+# point this often while Barman waits brings the first archive from 10-15 s to about a second
+# (1.15 s measured with a nudge every second; the first one is what counts, so it comes soon).
+NUDGE_INTERVAL = 0.25
 NUDGE_JOIN_TIMEOUT = 5.0
 
 
