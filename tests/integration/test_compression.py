@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman import Barman
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import load_settings
 from tests.integration.harness import Daemon, cluster, wait_until
 from tests.integration.test_bad_input import _assert_refused, _run
-from tests.integration.test_restore import Protected, _restore, count_at_target
+from tests.integration.test_restore import Protected, _restore, count_at_target, protected_cluster
 
 pytestmark = pytest.mark.integration
 ROWS, LATER_ROWS, AFTER_TARGET = 3000, 120, 9
@@ -41,29 +37,14 @@ CASES = [
 @pytest.fixture(params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-wal-{c[2]}")
 def compressed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Protected]:
     backup_compression, location, wal_compression = request.param
-    with cluster() as pg:
-        pg.init()
-        pg.sql(f"CREATE TABLE important AS SELECT g AS id FROM generate_series(1, {ROWS}) g")
-        daemon = Daemon(
-            tmp_path,
-            pg,
-            BARMAN_CRON_INTERVAL="2",
-            BACKUP_IMMEDIATE_CHECKPOINT="true",
-            BACKUP_COMPRESSION=backup_compression,
-            BACKUP_COMPRESSION_LOCATION=location,
-            WAL_COMPRESSION=wal_compression,
-        ).start()
-        scratch = Path(tempfile.mkdtemp(prefix="bs-drill-"))
-        scratch.chmod(0o755)  # the drill's PostgreSQL runs as postgres and must reach it
-        try:
-            finished = daemon.wait_for("backup_finished", timeout=180, server="pg")
-            assert finished["ok"], finished
-            settings = load_settings(daemon.env)
-            runner = Runner(Supervisor(), settings.child_env)
-            yield Protected(pg, daemon, settings, runner, Barman(settings, runner), scratch)
-        finally:
-            daemon.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
+    with protected_cluster(
+        tmp_path,
+        ROWS,
+        BACKUP_COMPRESSION=backup_compression,
+        BACKUP_COMPRESSION_LOCATION=location,
+        WAL_COMPRESSION=wal_compression,
+    ) as ready:
+        yield ready
 
 
 def _archived_segment(p: Protected) -> Path:

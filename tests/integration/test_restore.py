@@ -10,6 +10,7 @@ the same ``Runner`` the daemon uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import os
@@ -81,18 +82,15 @@ class Protected:
         wait_until(archived.exists, timeout=60, what=f"WAL {segment} archived")
 
 
-@pytest.fixture(scope="module")
-def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
+@contextlib.contextmanager
+def protected_cluster(workdir: Path, rows: int = ROWS, **env: str) -> Iterator[Protected]:
+    """A cluster with ``rows`` committed rows, a daemon (``env`` on top of a quick cron and an
+    immediate checkpoint) whose first backup is DONE, and a scratch directory for drills."""
     with cluster() as pg:
         pg.init()
-        pg.sql(f"CREATE TABLE important AS SELECT g AS id FROM generate_series(1, {ROWS}) g")
+        pg.sql(f"CREATE TABLE important AS SELECT g AS id FROM generate_series(1, {rows}) g")
         daemon = Daemon(
-            tmp_path_factory.mktemp("restore"),
-            pg,
-            BARMAN_CRON_INTERVAL="2",
-            BACKUP_IMMEDIATE_CHECKPOINT="true",
-            HTTP_BIND="127.0.0.1",
-            HTTP_PORT=str(free_port()),
+            workdir, pg, BARMAN_CRON_INTERVAL="2", BACKUP_IMMEDIATE_CHECKPOINT="true", **env
         ).start()
         scratch = Path(tempfile.mkdtemp(prefix="bs-drill-"))
         scratch.chmod(0o755)  # the drill's PostgreSQL runs as postgres and must reach it
@@ -105,6 +103,14 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
         finally:
             daemon.stop()
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
+    with protected_cluster(
+        tmp_path_factory.mktemp("restore"), HTTP_BIND="127.0.0.1", HTTP_PORT=str(free_port())
+    ) as ready:
+        yield ready
 
 
 def leftovers(p: Protected) -> tuple[list[tuple[int, int, str, str]], list[Path]]:
