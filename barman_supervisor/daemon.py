@@ -253,6 +253,7 @@ class Daemon:
         if self._started:
             self.scheduler.shutdown()
             self.stopper.stop_everything()
+            self.jobs.close()
         self.runner.close_forkserver()
         if self.http is not None:
             self.http.stop()

@@ -2,12 +2,19 @@
 
 Connections use the same ``.pgpass`` as Barman (``passfile=``), so the daemon never holds a
 conninfo string with a password in it.
+
+The probe (every HEALTH_INTERVAL, for every server) and the restore points of start-up share one
+kept connection per server: a new connection per probe (a fork on the server, a SCRAM exchange
+here) was half of an idle daemon's CPU. What runs once (facts, the replication connection, a new
+slot) opens its own.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -66,15 +73,21 @@ class SlotState:
     current_lsn: str | None = None
 
 
+Row = tuple[Any, ...]
+
+
 class Postgres:
-    """Short-lived connections to one server; every call opens and closes its own."""
+    """Connections to one server: one kept for the frequent one-row queries, short-lived ones
+    for the rest."""
 
     def __init__(self, server: ServerSettings, passfile: Path, connect_timeout: int) -> None:
         self.server = server
         self._passfile = passfile
         self._timeout = connect_timeout
+        self._kept: psycopg.Connection[Row] | None = None
+        self._kept_lock = threading.Lock()
 
-    def _connect(self, replication: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    def _connect(self, replication: bool = False) -> psycopg.Connection[Row]:
         base = self.server.streaming_conninfo if replication else self.server.conninfo
         extra: dict[str, str] = {
             "passfile": str(self._passfile),
@@ -84,6 +97,33 @@ class Postgres:
         if replication:
             extra |= {"replication": "true", "dbname": "replication"}
         return psycopg.connect(make_conninfo(base, **extra), autocommit=True)
+
+    def _row(self, query: str, params: tuple[object, ...]) -> Row | None:
+        """One row over the kept connection. A connection PostgreSQL closed meanwhile (a
+        restart, ``idle_session_timeout``) tells nothing about the server now, so a failure on it is
+        followed by one attempt on a fresh connection; that attempt's error is the answer."""
+        with self._kept_lock:
+            if self._kept is not None:
+                try:
+                    return self._kept.execute(query, params).fetchone()
+                except psycopg.OperationalError:
+                    self._drop_kept()
+            self._kept = self._connect()
+            try:
+                return self._kept.execute(query, params).fetchone()
+            except psycopg.Error:
+                self._drop_kept()
+                raise
+
+    def _drop_kept(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
+
+    def close(self) -> None:
+        """At shutdown, so PostgreSQL sees the session end rather than the socket drop."""
+        with self._kept_lock:
+            self._drop_kept()
 
     def facts(self) -> ServerFacts:
         """Settings that decide whether Barman can work."""
@@ -152,14 +192,13 @@ class Postgres:
         return True
 
     def slot(self, name: str) -> SlotState:
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT active, active_pid, wal_status,"
-                " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, restart_lsn::text,"
-                " pg_current_wal_lsn()::text"
-                " FROM pg_replication_slots WHERE slot_name = %s",
-                (name,),
-            ).fetchone()
+        row = self._row(
+            "SELECT active, active_pid, wal_status,"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, restart_lsn::text,"
+            " pg_current_wal_lsn()::text"
+            " FROM pg_replication_slots WHERE slot_name = %s",
+            (name,),
+        )
         if row is None:
             return SlotState(exists=False, active=False)
         active, pid, wal_status, lag, restart_lsn, current_lsn = row
@@ -181,8 +220,7 @@ class Postgres:
 
     def create_restore_point(self, label: str) -> None:
         """Writes a WAL record, which lets a pending WAL switch complete on an idle primary."""
-        with self._connect() as conn:
-            conn.execute("SELECT pg_create_restore_point(%s)", (label,))
+        self._row("SELECT pg_create_restore_point(%s)::text", (label,))
 
 
 def required_privileges(version_num: int) -> list[tuple[str, str]]:
@@ -201,7 +239,7 @@ def required_privileges(version_num: int) -> list[tuple[str, str]]:
     return [("EXECUTE on", name) for name in functions] + [("membership in", r) for r in roles]
 
 
-def _granted(conn: psycopg.Connection[tuple[object, ...]], kind: str, name: str) -> bool:
+def _granted(conn: psycopg.Connection[Row], kind: str, name: str) -> bool:
     query = (
         "SELECT has_function_privilege(%s, 'EXECUTE')"
         if kind == "EXECUTE on"

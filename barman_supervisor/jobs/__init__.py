@@ -55,6 +55,7 @@ class Jobs:
             server.name: Postgres(server, settings.pgpass_file, settings.pg_connect_timeout)
             for server in settings.servers
         }
+        self._postgres = postgres
         recorder = JobRecorder(state, stop)
         self._streaming = Streaming(
             settings, barman, state, postgres, recorder, stop, on_wal_gap=on_backup_owed
@@ -113,3 +114,8 @@ class Jobs:
     # What the shutdown calls ---------------------------------------------------------------------
     def wait_for_drills(self, timeout: float) -> bool:
         return self._drills.wait(timeout)
+
+    def close(self) -> None:
+        """The kept PostgreSQL connections, once no job runs any more."""
+        for postgres in self._postgres.values():
+            postgres.close()
