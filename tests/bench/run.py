@@ -188,11 +188,9 @@ class Bench:
                 for bench in self.daemons.values():
                     stop_daemon(bench, pg)
                 baseline.stop()
-        with cluster(**scale.CLUSTER_SETTINGS) as pg:
-            pg.init()
-            budgets = dict(self.params.scale_budgets_s)
-            idle = self.params.scale_idle_s
-            self.phase("scale", lambda: scale.run(self.root, pg, budgets, idle))
+        budgets = dict(self.params.scale_budgets_s)
+        idle = self.params.scale_idle_s
+        self.phase("scale", lambda: scale.run(self.root, budgets, idle))
         quick = self.params is QUICK
         self.phase("drill", lambda: drill.measure_drill(1 if quick else 10, 1 if quick else 2))
         sizes = (1, 5, 1) if quick else (10, 30, 3)

@@ -1,8 +1,12 @@
-"""Scenario 5, scale: N servers on one daemon, every one a slot on the same PostgreSQL.
+"""Scenario 5, scale: N servers on one daemon, each its own PostgreSQL.
 
 The realistic fleet: default intervals (``barman cron`` every 600 s, WAL archiving every 60 s,
 ``barman check`` every 300 s, probes every 10 s), a start-up backup of a small database for
-every server, one daily schedule. Measured per N:
+every server, one daily schedule. Each server is its own cluster (copies of one loaded
+template, so N servers cost one initdb): N slots on one PostgreSQL would stream every WAL
+segment N times, and a backup of each server would then write N segments to every receiver, a
+cost of that bench layout (50 servers: 40 GB of WAL) that no real fleet of N servers pays.
+Measured per N:
 
 * seconds from the daemon's start until every server reached ``running`` (start-up through,
   first backup included);
@@ -12,7 +16,10 @@ every server, one daily schedule. Measured per N:
   commands it forked and reaped) per kind, as CPU seconds per minute;
 * which Barman commands the daemon ran in that window, per minute (cron's own detached
   ``archive-wal`` children are not the daemon's commands: cron starts one per server per run);
-* RSS and PSS (shared pages counted once, from ``/proc/PID/smaps_rollup``) of the whole tree.
+* RSS and PSS (shared pages counted once, from ``/proc/PID/smaps_rollup``) of the whole tree;
+* the shared backup minute: the daemon restarted with one daily schedule due for all servers
+  a minute later; how late each backup started and when the last was DONE
+  (BACKUP_CONCURRENCY at its default).
 
 Standalone for one N: ``python -m tests.bench.scale --servers 10 [--idle 120]``.
 """
@@ -27,11 +34,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.bench.backups import load
-from tests.bench.common import BenchDaemon, event_time, start_daemon, stop_daemon
+from tests.bench.common import BenchDaemon, event_time, start_daemon, stop_daemon, summary
 from tests.bench.procs import (
     MB,
     TreeSampler,
@@ -46,27 +57,63 @@ from tests.integration.harness import Cluster, cluster
 PGBENCH_SCALE = 2  # about 30 MB: "a small database"
 DEFAULT_IDLE_S = 120.0
 MINUTE = 60.0
+# A hundred clusters on one machine: small shared memory each; the rest PostgreSQL's defaults.
+FLEET_SETTINGS = {"shared_buffers": "16MB", "max_connections": "30"}
+FLEET_STARTERS = 4
+# The shared backup minute is the first whole minute at least this far after the restart.
+SHARED_MINUTE_LEAD_S = 75.0
 
 
-def server_env(count: int, run: str) -> tuple[dict[str, str], list[str]]:
-    names = [f"s{i}" for i in range(1, count + 1)]
-    slots = [f"{run}_{name}" for name in names]
-    env = {
+@contextmanager
+def fleet(template: Cluster, count: int, root: Path) -> Iterator[list[Cluster]]:
+    """``count`` running copies of the stopped ``template``, each on its own port."""
+    home = root / f"fleet-{count}"
+    home.mkdir()
+    members: list[Cluster] = []
+
+    def clone(index: int) -> Cluster:
+        base = home / f"s{index}"
+        base.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(base, "postgres", "postgres")
+        member = template.clone(base)
+        member.start()
+        return member
+
+    try:
+        with ThreadPoolExecutor(FLEET_STARTERS) as pool:
+            members.extend(pool.map(clone, range(1, count + 1)))
+        yield members
+    finally:
+        for member in members:
+            if member.running():
+                member.stop("immediate")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def server_env(members: list[Cluster]) -> dict[str, str]:
+    names = [f"s{i}" for i in range(1, len(members) + 1)]
+    return {
         "BARMAN_SERVERS": ",".join(names),
         "BACKUP_SCHEDULE": "0 3 * * *",
         "BARMAN_CHECK_INTERVAL": "300",  # the default (start_daemon sets 3600 for other runs)
         **{
-            f"BARMAN_SLOT_NAME__{name.upper()}": slot
-            for name, slot in zip(names, slots, strict=True)
+            f"PG_PORT__{name.upper()}": str(pg.port)
+            for name, pg in zip(names, members, strict=True)
         },
     }
-    return env, slots
 
 
 def ready_times(bench: BenchDaemon) -> dict[str, float]:
     return {
         str(e["server"]): event_time(e) for e in bench.events.find("startup_step", step="running")
     }
+
+
+def wait_all_ready(bench: BenchDaemon, count: int, deadline: float) -> dict[str, float]:
+    while time.time() < deadline and len(ready_times(bench)) < count and bench.alive():
+        time.sleep(0.5)
+    return ready_times(bench)
 
 
 @dataclass(frozen=True)
@@ -121,69 +168,102 @@ def commands_per_minute(bench: BenchDaemon, start: float, end: float) -> dict[st
 
 
 def run_one(
-    root: Path, pg: Cluster, count: int, ready_budget: float, idle_s: float
+    root: Path, template: Cluster, count: int, ready_budget: float, idle_s: float
 ) -> dict[str, object]:
-    env, slots = server_env(count, f"scale{count}")
-    load_before = os.getloadavg()
-    started = time.time()
-    bench = start_daemon(root, f"scale-{count}", pg, slots, **env)
+    with fleet(template, count, root) as members:
+        env = server_env(members)
+        load_before = os.getloadavg()
+        started = time.time()
+        bench = start_daemon(root, f"scale-{count}", template, [], **env)
+        try:
+            with TreeSampler(bench.pid, interval=2.0) as sampler:
+                ready = wait_all_ready(bench, count, started + ready_budget)
+                all_ready_at = time.time()
+                before = cpu_snapshot(bench.pid)
+                while time.time() < all_ready_at + idle_s and bench.alive():
+                    time.sleep(1)
+                after = cpu_snapshot(bench.pid)
+                memory = tree_memory(bench.pid)
+        finally:
+            shutdown_s = stop_daemon(bench, None, timeout=240)
+        backups = bench.events.find("backup_finished")
+        result = {
+            "servers": count,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "servers_ready": len(ready),
+            "all_ready": len(ready) == count,
+            "startup_all_ready_s": round(max(ready.values()) - started, 1) if ready else None,
+            "first_backups_done": sum(1 for e in backups if e.get("ok")),
+            "backups_failed": sum(1 for e in backups if not e.get("ok")),
+            "idle": idle_cpu(before, after) if before and after else None,
+            "idle_commands_per_min": commands_per_minute(
+                bench, all_ready_at, after.at if after else all_ready_at
+            ),
+            "memory_idle": memory,
+            "tree_rss_max_mb": round(max(s.tree_rss for s in sampler.samples) / MB, 1)
+            if sampler.samples
+            else None,
+            "processes_max": max((s.processes for s in sampler.samples), default=None),
+            "shutdown_s": shutdown_s,
+        }
+        result["shared_backup_minute"] = shared_backup_minute(root, template, env, count)
+        return result
+
+
+def shared_backup_minute(
+    root: Path, template: Cluster, env: dict[str, str], count: int
+) -> dict[str, object]:
+    """The same daemon restarted with one daily schedule due for every server at the same
+    minute: how late each scheduled backup started, and when the last one was DONE."""
+    restarted = time.time()
+    due = datetime.fromtimestamp(restarted + SHARED_MINUTE_LEAD_S, UTC).replace(
+        second=0, microsecond=0
+    ) + timedelta(minutes=1)
+    schedule = f"{due.minute} {due.hour} * * *"
+    bench = start_daemon(
+        root, f"scale-{count}", template, [], **{**env, "BACKUP_SCHEDULE": schedule}
+    )
     try:
-        with TreeSampler(bench.pid, interval=2.0) as sampler:
-            while (
-                time.time() < started + ready_budget
-                and len(ready_times(bench)) < count
-                and bench.alive()
-            ):
-                time.sleep(0.5)
-            ready = ready_times(bench)
-            all_ready_at = time.time()
-            before = cpu_snapshot(bench.pid)
-            while time.time() < all_ready_at + idle_s and bench.alive():
-                time.sleep(1)
-            after = cpu_snapshot(bench.pid)
-            memory = tree_memory(bench.pid)
+        ready = wait_all_ready(bench, count, due.timestamp())
+        deadline = due.timestamp() + MINUTE * max(5, count)
+        while time.time() < deadline and bench.alive():
+            finished = bench.events.find("backup_finished", trigger="schedule")
+            if len(finished) >= count:
+                break
+            time.sleep(1)
     finally:
-        shutdown_s = stop_daemon(bench, pg, timeout=240)
-    backups = bench.events.find("backup_finished")
+        stop_daemon(bench, None, timeout=240)
+    starts = [
+        event_time(e) - due.timestamp()
+        for e in bench.events.find("backup_starting", trigger="schedule")
+    ]
+    finished = bench.events.find("backup_finished", trigger="schedule")
+    done = [event_time(e) - due.timestamp() for e in finished if e.get("ok")]
     return {
-        "servers": count,
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "servers_ready": len(ready),
-        "all_ready": len(ready) == count,
-        "startup_all_ready_s": round(max(ready.values()) - started, 1) if ready else None,
-        "first_backups_done": sum(1 for e in backups if e.get("ok")),
-        "backups_failed": sum(1 for e in backups if not e.get("ok")),
-        "idle": idle_cpu(before, after) if before and after else None,
-        "idle_commands_per_min": commands_per_minute(
-            bench, all_ready_at, after.at if after else all_ready_at
-        ),
-        "memory_idle": memory,
-        "tree_rss_max_mb": round(max(s.tree_rss for s in sampler.samples) / MB, 1)
-        if sampler.samples
+        "restart_all_ready_s": round(max(ready.values()) - restarted, 1)
+        if len(ready) == count
         else None,
-        "processes_max": max((s.processes for s in sampler.samples), default=None),
-        "shutdown_s": shutdown_s,
+        "backups_done": len(done),
+        "backups_failed": len(finished) - len(done),
+        "start_delay_s": summary(starts, 1),
+        "all_done_s": round(max(done), 1) if len(done) == count else None,
     }
 
 
-# Up to 100 slots and their walsenders on one cluster.
-CLUSTER_SETTINGS = {
-    "max_wal_senders": "120",
-    "max_replication_slots": "120",
-    "max_connections": "400",
-}
-
-
-def run(
-    root: Path, pg: Cluster, budgets: dict[int, float], idle_s: float = DEFAULT_IDLE_S
-) -> dict[str, object]:
+def run(root: Path, budgets: dict[int, float], idle_s: float = DEFAULT_IDLE_S) -> dict[str, object]:
     """``budgets``: server count -> seconds allowed until all are ready."""
-    loaded = load(pg, PGBENCH_SCALE)
-    return {
-        "database": loaded,
-        **{f"servers_{n}": run_one(root, pg, n, budget, idle_s) for n, budget in budgets.items()},
-    }
+    with cluster(**FLEET_SETTINGS) as template:
+        template.init()
+        loaded = load(template, PGBENCH_SCALE)
+        template.stop()
+        return {
+            "database": loaded,
+            **{
+                f"servers_{n}": run_one(root, template, n, budget, idle_s)
+                for n, budget in budgets.items()
+            },
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bs-scale-"))
     root.chmod(0o755)
     try:
-        with cluster(**CLUSTER_SETTINGS) as pg:
-            pg.init()
-            result = run(root, pg, {args.servers: args.budget}, args.idle)
+        result = run(root, {args.servers: args.budget}, args.idle)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=2))

@@ -113,6 +113,17 @@ class Cluster:
         )
         return self
 
+    def clone(self, base: Path) -> Cluster:
+        """A copy of this stopped cluster (same roles, passwords and data) in ``base``, which
+        the caller made for the ``postgres`` user, on its own port: many servers at the cost
+        of one initdb."""
+        copy = Cluster(base)
+        self._run("cp", "-a", str(self.datadir), str(copy.datadir))
+        shutil.copytree(self.base / "secrets", base / "secrets")
+        with (copy.datadir / "postgresql.conf").open("a") as conf:
+            conf.write(f"port = {copy.port}\nunix_socket_directories = '{base}'\n")
+        return copy
+
     def start(self) -> None:
         self._run(
             str(PG_BIN / "pg_ctl"),
