@@ -115,21 +115,29 @@ class Startup:
             run.fail("WAL streaming did not start")
 
     def _protect(self, server: ServerSettings, run: Run) -> None:
-        """Protected (WAL archived, ``barman check`` green), then a restorable point, with as
-        few Barman commands (each a Python process, or a fork) as will do: WAL into the archive
+        """Protected (WAL archived, ``barman check`` green), and a restorable point, with as
+        few Barman commands (each a fork, or a Python process) as will do: WAL into the archive
         only while it is empty (Barman refuses a first backup until then), the list of backups
-        only when Barman's files changed; the next scheduled check sees the new backup."""
+        only when Barman's files changed. The check and the first backup then run side by side:
+        neither needs the other, and the backup is done sooner by a check's time (the next
+        scheduled check sees it)."""
         if self._barman.archive_empty(server.name):
             self._phase(server, "first_wal")
             self._archive_first_wal(server, run)
         else:
             _log.info("first_wal_not_needed", reason="Barman's archive already holds WAL")
         self._phase(server, "check")
-        self._checks.check(server)
-        self._refuse_old_client_tools(server)
         backups = self._backups.close_interrupted(server)
-        if backups is not None:
-            self._first_backup(server, backups, run)
+        checking = threading.Thread(
+            target=self._checks.check, args=(server,), name=f"check-{server.name}"
+        )
+        checking.start()
+        try:
+            if backups is not None:
+                self._first_backup(server, backups, run)
+        finally:
+            checking.join()
+        self._refuse_old_client_tools(server)
 
     def _create_slot(self, server: ServerSettings, run: Run) -> None:
         try:

@@ -37,7 +37,8 @@ from barman_supervisor.state import State
 _log = get_logger(__name__)
 # How long start-up waits for the slot to turn active after ``barman cron`` started streaming.
 STREAMING_CONFIRM_TIMEOUT = 30.0
-STREAMING_POLL_INTERVAL = 0.5
+# One query over the kept connection: polled often, streaming is seen at once.
+STREAMING_POLL_INTERVAL = 0.1
 _GAP_HINT = (
     "if streaming then fails with 'requested WAL segment has already been removed', run "
     "barman receive-wal --reset (or set ALLOW_STREAMING_RESET=true)"

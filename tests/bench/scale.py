@@ -221,6 +221,8 @@ def shared_backup_minute(
         second=0, microsecond=0
     ) + timedelta(minutes=1)
     schedule = f"{due.minute} {due.hour} * * *"
+    first_run = root / f"scale-{count}" / "daemon.out"
+    first_run.rename(first_run.with_name("daemon.startup.out"))  # the restart writes its own
     bench = start_daemon(
         root, f"scale-{count}", template, [], **{**env, "BACKUP_SCHEDULE": schedule}
     )
