@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from barman_supervisor.barman_config import command_config
 from barman_supervisor.log import get_logger
 from barman_supervisor.pgbin import path_with
 from barman_supervisor.pid1 import ProcInfo
@@ -271,8 +272,11 @@ class Barman:
         self._explain = explain
         self._table = table or ProcessTable()
 
-    def _argv(self, *args: str, json_output: bool = True) -> list[str]:
-        argv = [self._settings.barman_bin, "-c", str(self._settings.barman_config_file)]
+    def _argv(self, *args: str, server: str | None, json_output: bool = True) -> list[str]:
+        """``server``: the one server the command acts on (None: every server), whose own
+        configuration file it then reads (see ``barman_config.command_config``)."""
+        config = command_config(self._settings, server)
+        argv = [self._settings.barman_bin, "-c", str(config)]
         if json_output:
             argv += ["-f", "json"]
         return [*argv, *args]
@@ -281,6 +285,7 @@ class Barman:
         self,
         *args: str,
         kind: str,
+        server: str | None,
         timeout: float | None = None,
         during_shutdown: bool = False,
         on_message: Callable[[str, str], None] | None = None,
@@ -290,7 +295,7 @@ class Barman:
         only (``pg_verifybackup``), and Debian keeps them in a per-major directory."""
         started = time.time()
         path = self._settings.child_env.get("PATH")
-        argv = self._argv(*args)
+        argv = self._argv(*args, server=server)
         try:
             completed = self._runner.run(
                 argv,
@@ -314,19 +319,21 @@ class Barman:
         return Outcome(completed, data, messages, cause)
 
     def cron(self) -> Outcome:
-        return self.run("cron", kind="cron", timeout=300)
+        return self.run("cron", kind="cron", server=None, timeout=300)
 
     def archive_wal(self, server: str) -> Outcome:
         """What ``barman cron`` starts for every server on every run, here for one server only
         and only when there is WAL to archive; Barman's own lock keeps it one at a time."""
-        return self.run("archive-wal", server, kind="archive-wal", timeout=ARCHIVE_WAL_TIMEOUT)
+        return self.run(
+            "archive-wal", server, kind="archive-wal", server=server, timeout=ARCHIVE_WAL_TIMEOUT
+        )
 
     def check(self, server: str, timeout: float = 120) -> tuple[Outcome, list[Check]]:
-        outcome = self.run("check", server, kind="check", timeout=timeout)
+        outcome = self.run("check", server, kind="check", server=server, timeout=timeout)
         return outcome, parse_checks(outcome.data, server)
 
     def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
-        outcome = self.run("list-backups", server, kind="list", timeout=60)
+        outcome = self.run("list-backups", server, kind="list", server=server, timeout=60)
         backups = []
         for backup in parse_backups(outcome.data, server):
             info = self._backup_info(server, backup.backup_id)
@@ -360,7 +367,7 @@ class Barman:
         return backup_info_paths(self._settings.barman_home, server, backup_id)
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
-        outcome = self.run("show-backup", server, backup_id, kind="show", timeout=60)
+        outcome = self.run("show-backup", server, backup_id, kind="show", server=server, timeout=60)
         return outcome, parse_show_backup(outcome.data, server) if outcome.ok else None
 
     def switch_wal(self, server: str, archive_timeout: int) -> Outcome:
@@ -372,6 +379,7 @@ class Barman:
             str(archive_timeout),
             server,
             kind="switch-wal",
+            server=server,
             timeout=archive_timeout + 60,
         )
 
@@ -384,12 +392,12 @@ class Barman:
             args.append("--immediate-checkpoint")
         if parent is not None:
             args += ["--incremental", parent]
-        return self.run(*args, server, kind="backup")
+        return self.run(*args, server, kind="backup", server=server)
 
     def start_receive_wal(self, server: str) -> bool:
         """``receive-wal`` as ``barman cron`` starts it (``-q``, detached), but forked from the
         fork server: no import to pay, memory shared. False without one (then ``cron``)."""
-        argv = self._argv("-q", "receive-wal", server, json_output=False)
+        argv = self._argv("-q", "receive-wal", server, server=server, json_output=False)
         return self._runner.start_detached(argv, kind="receive-wal") is not None
 
     def terminate_receive_wal(self, server: str) -> Outcome:
@@ -398,16 +406,17 @@ class Barman:
             server,
             "receive-wal",
             kind="terminate",
+            server=server,
             timeout=30,
             during_shutdown=True,
         )
 
     def delete(self, server: str, backup_id: str) -> Outcome:
-        return self.run("delete", server, backup_id, kind="delete", timeout=600)
+        return self.run("delete", server, backup_id, kind="delete", server=server, timeout=600)
 
     def reset_streaming(self, server: str) -> Outcome:
         """``receive-wal --reset``: drops the .partial position; only after a timeline change."""
-        return self.run("receive-wal", "--reset", server, kind="reset", timeout=60)
+        return self.run("receive-wal", "--reset", server, kind="reset", server=server, timeout=60)
 
     def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
         """Record an interrupted backup as FAILED in its backup.info.
@@ -432,14 +441,18 @@ class Barman:
         return False
 
     def processes(self, command: str, server: str) -> list[ProcInfo]:
-        """Barman processes of this configuration running ``command`` for ``server``."""
-        config = str(self._settings.barman_config_file)
+        """Barman processes of this configuration running ``command`` for ``server``: started
+        with the server's own file (by the daemon) or the whole configuration (by cron)."""
+        configs = {
+            str(self._settings.barman_config_file),
+            str(command_config(self._settings, server)),
+        }
         return [
             proc
             for proc in self._table.snapshot()
             if proc.state != "Z"
             and command in proc.cmdline
-            and config in proc.cmdline
+            and not configs.isdisjoint(proc.cmdline)
             and proc.cmdline[-1] == server
         ]
 

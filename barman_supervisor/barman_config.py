@@ -3,6 +3,13 @@
 Passwords go to a ``.pgpass`` file (mode 0600) that every Barman child finds through
 ``PGPASSFILE``, never into a conninfo string: conninfo ends up on disk, in ``ps`` output and in
 Barman's log file.
+
+Every Barman command builds the configuration of every server it reads, whatever server it
+acts on: with 50 servers that was 0.9 s of CPU per command (ConfigParser, 30 ms a server), and
+every command of every server paid it. In render mode the daemon's commands for one server
+therefore read a file of their own, holding the same global section and that server's section
+only (``command_config``); ``barman.conf`` with ``barman.d/`` stays the whole configuration, for
+``barman cron`` and for people.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ def _ini_value(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def render_global(settings: Settings) -> str:
+def render_global(settings: Settings, with_servers_directory: bool = True) -> str:
     lines = [
         _HEADER,
         "[barman]",
@@ -37,7 +44,11 @@ def render_global(settings: Settings) -> str:
         f"barman_home = {_ini_value(str(settings.barman_home))}",
         f"log_file = {_ini_value(str(settings.barman_log_file))}",
         "log_level = INFO",
-        f"configuration_files_directory = {_ini_value(str(settings.barman_config_dir))}",
+        *(
+            [f"configuration_files_directory = {_ini_value(str(settings.barman_config_dir))}"]
+            if with_servers_directory
+            else []
+        ),
         # Where a restore combines an incremental chain (pg_combinebackup) or unpacks a
         # compressed backup; Barman's own default is /tmp, often a small tmpfs.
         f"staging_path = {_ini_value(str(staging_path(settings)))}",
@@ -68,6 +79,28 @@ def render_server(server: ServerSettings) -> str:
         # pg_basebackup --max-rate: keeps a backup from saturating the primary's disk or link.
         lines.append(f"bandwidth_limit = {server.bandwidth_limit_kbps}")
     return "\n".join([*lines, *_compression_lines(server), ""])
+
+
+def command_config(settings: Settings, server: str | None) -> Path:
+    """The file a Barman command for ``server`` reads: its own in render mode, else (and for
+    commands on every server) the whole configuration."""
+    if server is None or settings.config_mode != "render":
+        return settings.barman_config_file
+    return _command_config_dir(settings) / f"{server}.conf"
+
+
+def _command_config_dir(settings: Settings) -> Path:
+    return settings.barman_home / ".server-config"
+
+
+def _command_configs(settings: Settings) -> list[tuple[Path, str]]:
+    """Each server's own file: the global section as in barman.conf, without the directory of
+    server files, then the server's section as in barman.d/."""
+    header = render_global(settings, with_servers_directory=False)
+    return [
+        (command_config(settings, server.name), f"{header}\n{render_server(server)}")
+        for server in settings.servers
+    ]
 
 
 def _compression_lines(server: ServerSettings) -> list[str]:
@@ -127,6 +160,12 @@ def write_configuration(settings: Settings) -> list[Path]:
         written.append(path)
     for stale in settings.barman_config_dir.glob("*.conf"):
         if stale not in wanted:
+            stale.unlink()
+    own = _command_configs(settings)
+    for path, text in own:
+        _write_atomically(path, text, 0o644)
+    for stale in _command_config_dir(settings).glob("*.conf"):
+        if stale not in {path for path, _text in own}:
             stale.unlink()
     return written
 
@@ -196,6 +235,7 @@ def write_problem(settings: Settings) -> str | None:
             (settings.barman_config_dir / f"{server.name}.conf", render_server(server))
             for server in settings.servers
         ]
+        files += _command_configs(settings)
     lines = pgpass_lines(settings)
     if lines:
         files.append((settings.pgpass_file, "\n".join(lines) + "\n"))

@@ -13,6 +13,7 @@ releases the mark once the store caught up. A keep someone else set is never rel
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,13 @@ class RetentionHold:
         if (
             held
             and self._barman.run(
-                "keep", "--release", server.name, held, kind="keep", timeout=KEEP_TIMEOUT
+                "keep",
+                "--release",
+                server.name,
+                held,
+                kind="keep",
+                server=server.name,
+                timeout=KEEP_TIMEOUT,
             ).ok
         ):
             _log.info("offsite_hold_released", backup_id=held)
@@ -93,15 +100,22 @@ class RetentionHold:
     def _hold(self, server: str, backup_id: str) -> bool:
         """Keep it, unless someone else already did (then it is protected, and not ours)."""
         status = self._barman.run(
-            "keep", "--status", server, backup_id, kind="keep", timeout=KEEP_TIMEOUT
+            "keep", "--status", server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
         )
         if status.ok and "nokeep" not in status.completed.stdout:
             return False
         kept = self._barman.run(
-            "keep", "--target", "full", server, backup_id, kind="keep", timeout=KEEP_TIMEOUT
+            "keep",
+            "--target",
+            "full",
+            server,
+            backup_id,
+            kind="keep",
+            server=server,
+            timeout=KEEP_TIMEOUT,
         )
         _log.log(
-            20 if kept.ok else 40,
+            logging.INFO if kept.ok else logging.ERROR,
             "offsite_hold" if kept.ok else "offsite_hold_failed",
             backup_id=backup_id,
             reason="the off-site store lacks it or WAL after it; Barman's retention keeps it",

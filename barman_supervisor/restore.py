@@ -202,7 +202,9 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
     barman = Barman(settings, runner)
     backup_id = args.backup_id
     if backup_id is None:
-        listed = barman.run("list-backups", args.server, kind="list", timeout=60)
+        listed = barman.run(
+            "list-backups", args.server, kind="list", server=args.server, timeout=60
+        )
         rows = listed.data.get(args.server, []) if isinstance(listed.data, dict) else []
         backup_id = choose_backup(rows, target_time) if listed.ok else None
         if backup_id is None:
@@ -236,7 +238,7 @@ def _recover(
 ) -> int:
     """Run ``barman recover`` and print the steps that start the copy."""
     started = time.monotonic()
-    outcome = barman.run(*plan.recover_args(), kind="restore", tools_dir=tools)
+    outcome = barman.run(*plan.recover_args(), kind="restore", server=plan.server, tools_dir=tools)
     if not outcome.ok:
         say(f"\nrestore FAILED: {MASKER.mask(outcome.reason())}")
         say(

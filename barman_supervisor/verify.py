@@ -108,7 +108,13 @@ def verify_backup(
             f"{major} (or newer) or set PG_BIN_DIR",
         )
     outcome = barman.run(
-        "verify-backup", server, backup_id, kind=kind, timeout=timeout, tools_dir=tools
+        "verify-backup",
+        server,
+        backup_id,
+        kind=kind,
+        server=server,
+        timeout=timeout,
+        tools_dir=tools,
     )
     completed, messages = outcome.completed, outcome.messages
     if completed.timed_out:

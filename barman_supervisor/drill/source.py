@@ -81,6 +81,7 @@ class LocalSource:
             backup.backup_id,
             str(data),
             kind=self._kinds["recover"],
+            server=self._server.name,
             timeout=timeout,
             tools_dir=bin_dir,
         )

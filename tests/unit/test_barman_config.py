@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.barman_config import (
+    command_config,
     pgpass_lines,
     render_global,
     render_server,
@@ -88,6 +89,30 @@ def test_write_configuration_writes_files_and_drops_stale_rendered_ones(
     assert load_settings(environ).config_mode == "render"
 
 
+def test_each_server_has_a_file_of_its_own_for_its_commands(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    settings = settings_for(environ, BARMAN_SERVERS="pg,reports")
+    write_configuration(settings)
+    settings = settings_for(environ, BARMAN_SERVERS="pg")
+
+    write_configuration(settings)
+
+    own = command_config(settings, "pg")
+    assert own.parent.parent == settings.barman_home
+    assert sorted(path.name for path in own.parent.iterdir()) == ["pg.conf"]
+    alone = read_as_barman(own.read_text())
+    whole = read_as_barman(render_global(settings))
+    whole.read_string(render_server(settings.server("pg")))
+    # Barman reads the same options for this server, and no directory of other servers
+    assert alone.sections() == ["barman", "pg"]
+    assert not alone.has_option("barman", "configuration_files_directory")
+    whole.remove_option("barman", "configuration_files_directory")
+    for section in ("barman", "pg"):
+        assert dict(alone.items(section, raw=True)) == dict(whole.items(section, raw=True))
+    assert command_config(settings, None) == settings.barman_config_file
+
+
 def test_write_configuration_refuses_to_touch_a_foreign_file(
     environ: dict[str, str], tmp_path: Path
 ) -> None:
@@ -114,6 +139,7 @@ def test_write_configuration_leaves_mounted_files_alone(
 
     assert settings.config_mode == "mounted"
     assert write_configuration(settings) == []
+    assert command_config(settings, "pg") == tmp_path / "barman.conf"
     assert (tmp_path / "barman.conf").read_text() == "[barman]\nbarman_home = /srv\n"
 
 

@@ -82,11 +82,13 @@ class FakeBarman(Barman):
         self,
         *args: str,
         kind: str,
+        server: str | None,
         timeout: float | None = None,
         during_shutdown: bool = False,
         on_message: Callable[[str, str], None] | None = None,
         tools_dir: Path | None = None,
     ) -> Outcome:
+        assert server is None or server in args, "a command for one server names it"
         self.calls.append(args)
         if args[0] in self.hold:
             self.hold[args[0]].wait(10)
