@@ -30,6 +30,7 @@ _log = get_logger(__name__)
 COMMAND_NOT_RUN = 127
 # archive-wal moves (and compresses) whatever WAL waits; after a bulk load that can be gigabytes.
 ARCHIVE_WAL_TIMEOUT = 1800
+CRON_TIMEOUT = 300.0
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 SEGMENT_NAME_LENGTH = 24
 _SEGMENT = re.compile(r"^[0-9A-F]{24}(\.partial)?(\.\w+)?$")
@@ -318,8 +319,17 @@ class Barman:
         cause = None if completed.ok else self._explain(started)
         return Outcome(completed, data, messages, cause)
 
-    def cron(self) -> Outcome:
-        return self.run("cron", kind="cron", server=None, timeout=300)
+    def cron(self) -> list[Outcome]:
+        """``barman cron``: with a configuration file per server (render mode), one run per
+        server reading its own. A run for every server builds every server's configuration,
+        and so does each ``archive-wal`` process it starts, one per server: with 50 servers one
+        run cost a minute of CPU. Else (mounted files) one run for every server."""
+        if self._settings.config_mode != "render":
+            return [self.run("cron", kind="cron", server=None, timeout=CRON_TIMEOUT)]
+        return [
+            self.run("cron", kind="cron", server=server.name, timeout=CRON_TIMEOUT)
+            for server in self._settings.servers
+        ]
 
     def archive_wal(self, server: str) -> Outcome:
         """What ``barman cron`` starts for every server on every run, here for one server only

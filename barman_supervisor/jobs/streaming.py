@@ -83,7 +83,8 @@ class Streaming:
             self._cron_started_at = time.monotonic()
             with self._recorder.job("cron", None) as run:
                 self.check_identities()
-                run.take(self._barman.cron())
+                outcomes = self._barman.cron()
+                run.take(next((outcome for outcome in outcomes if not outcome.ok), outcomes[-1]))
             # What cron changed (streaming started, WAL archived) shows at once, not a tick later.
             for server in self._settings.servers:
                 self.probe(server)

@@ -22,6 +22,7 @@ from barman_supervisor.barman import (
     parse_checks,
     parse_json_output,
 )
+from barman_supervisor.barman_config import command_config
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import load_settings
@@ -231,3 +232,36 @@ def test_a_vanished_barman_is_a_failed_command_not_a_crash(tmp_path: Path) -> No
 
     assert not outcome.ok and outcome.completed.returncode == COMMAND_NOT_RUN
     assert "cannot run" in outcome.reason() and "No such file" in outcome.reason()
+
+
+@pytest.mark.parametrize("mounted", [False, True])
+def test_cron_runs_once_per_server_when_each_server_has_a_file(
+    tmp_path: Path, mounted: bool
+) -> None:
+    whole = tmp_path / "barman.conf"
+    if mounted:
+        whole.write_text(
+            "[barman]\nbarman_home = /srv\n[pg]\nconninfo = host=a\n[reports]\nconninfo = host=b\n"
+        )
+    calls = tmp_path / "calls"
+    program = tmp_path / "barman"
+    program.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    program.chmod(0o755)
+    environ = {
+        "BARMAN_CONFIG_FILE": str(whole),
+        "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
+        "BARMAN_HOME": str(tmp_path / "home"),
+        "BARMAN_SERVERS": "pg,reports",
+        "PG_PASSWORD": "x",
+    }
+    settings = replace(load_settings(environ), barman_bin=str(program))
+
+    outcomes = Barman(settings, Runner(Supervisor(), settings.child_env)).cron()
+
+    assert outcomes and all(outcome.ok for outcome in outcomes)
+    configs = [line.split()[1] for line in calls.read_text().splitlines()]
+    assert all(line.endswith(" cron") for line in calls.read_text().splitlines())
+    if mounted:
+        assert configs == [str(whole)]
+    else:
+        assert configs == [str(command_config(settings, name)) for name in ("pg", "reports")]
