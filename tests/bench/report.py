@@ -210,17 +210,21 @@ def scale_section(r: Any) -> str:
         if not isinstance(s, dict) or "servers" not in s:
             continue
         idle = s.get("idle") or {}
+        shared = s.get("shared_backup_minute") or {}
         rows.append(
             [
                 str(s.get("servers")),
                 f"{s.get('servers_ready')} in {num(s.get('startup_all_ready_s'), 0)} s",
                 str(s.get("first_backups_done")),
-                num(idle.get("tree_cpu_s_per_min"), 2),
+                f"{num(idle.get('tree_cpu_s_per_min'), 2)} ({num(idle.get('window_s'), 0)} s)",
                 num(idle.get("daemon_cpu_s_per_min"), 2),
-                num(idle.get("reaped_children_cpu_s_per_min"), 2),
                 num(get(s, "memory_idle", "rss_mb"), 0),
                 num(get(s, "memory_idle", "pss_mb"), 0),
-                ", ".join(f"{k} {v}" for k, v in (s.get("idle_commands_per_min") or {}).items()),
+                num(s.get("shutdown_s"), 0),
+                num(shared.get("restart_all_ready_s"), 0),
+                f"{num(get(shared, 'start_delay_s', 'median'), 0)} / "
+                f"{num(get(shared, 'start_delay_s', 'max'), 0)}",
+                f"{shared.get('backups_done')} in {num(shared.get('all_done_s'), 0)} s",
                 "/".join(str(x) for x in s.get("loadavg_before") or []),
             ]
         )
@@ -228,20 +232,24 @@ def scale_section(r: Any) -> str:
         "servers",
         "ready",
         "first backups DONE",
-        "idle CPU s/min (tree)",
+        "idle CPU s/min, tree (window)",
         "daemon",
-        "short-lived children",
         "RSS MB",
         "PSS MB",
-        "Barman commands per idle minute",
+        "shutdown s",
+        "restart: ready s",
+        "shared minute: start delay median / max s",
+        "shared minute: DONE",
         "load average at start",
     ]
     return table(headers, rows) + (
-        "\n\nOne cluster, one slot per server, default intervals, a start-up backup of a "
-        f"~{num(get(r, 'database', 'cluster_mb'), 0)} MB cluster for every server. Ready: every "
-        "server's start-up through (first backup included), from the daemon's start. Idle: the "
-        "window after that; short-lived children are the processes the daemon reaped (cron, "
-        "archive-wal, check)."
+        "\n\nEach server its own PostgreSQL cluster (copies of one template), default "
+        f"intervals, a start-up backup of a ~{num(get(r, 'database', 'cluster_mb'), 0)} MB "
+        "cluster for every server. Ready: every server's start-up through (first backup "
+        "included), from the daemon's start. Idle: CPU of the daemon and every child over the "
+        "window after that (a window of 600 s or more includes one `barman cron`). Shared "
+        "minute: the daemon restarted with one daily schedule due for all servers at the same "
+        "minute; BACKUP_CONCURRENCY at its default."
     )
 
 

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -253,8 +253,8 @@ def shared_backup_minute(
     }
 
 
-def run(root: Path, budgets: dict[int, float], idle_s: float = DEFAULT_IDLE_S) -> dict[str, object]:
-    """``budgets``: server count -> seconds allowed until all are ready."""
+def run(root: Path, runs: Iterable[tuple[int, float, float]]) -> dict[str, object]:
+    """``runs``: server count, seconds allowed until all are ready, idle window in seconds."""
     with cluster(**FLEET_SETTINGS) as template:
         template.init()
         loaded = load(template, PGBENCH_SCALE)
@@ -263,7 +263,7 @@ def run(root: Path, budgets: dict[int, float], idle_s: float = DEFAULT_IDLE_S) -
             "database": loaded,
             **{
                 f"servers_{n}": run_one(root, template, n, budget, idle_s)
-                for n, budget in budgets.items()
+                for n, budget, idle_s in runs
             },
         }
 
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bs-scale-"))
     root.chmod(0o755)
     try:
-        result = run(root, {args.servers: args.budget}, args.idle)
+        result = run(root, [(args.servers, args.budget, args.idle)])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=2))
