@@ -21,7 +21,6 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict
 
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.pgbin import newest_client_dir
 from barman_supervisor.settings import (
     RENDERED_MARKER,
     ServerSettings,
@@ -38,9 +37,6 @@ def _ini_value(value: str) -> str:
 
 
 def render_global(settings: Settings, with_servers_directory: bool = True) -> str:
-    """``path_prefix``: where Barman finds pg_basebackup and pg_receivewal first (see
-    ``newest_client_dir``); absent where Debian's layout is not (then PATH, as before)."""
-    clients = newest_client_dir()
     lines = [
         _HEADER,
         "[barman]",
@@ -57,7 +53,6 @@ def render_global(settings: Settings, with_servers_directory: bool = True) -> st
         # compressed backup; Barman's own default is /tmp, often a small tmpfs.
         f"staging_path = {_ini_value(str(staging_path(settings)))}",
         "staging_location = local",
-        *([f"path_prefix = {_ini_value(str(clients))}"] if clients else []),
         "",
     ]
     return "\n".join(lines)

@@ -88,14 +88,6 @@ def installed_majors(root: Path = DEBIAN_ROOT, program: str = "postgres") -> lis
     return sorted(int(name) for name in names if find_bin_dir(int(name), None, root, program))
 
 
-def newest_client_dir(root: Path = DEBIAN_ROOT) -> Path | None:
-    """Debian's directory of the newest client programs: the ones its wrapper in /usr/bin runs
-    for a connection to another host, without the wrapper (a Perl process, 30 ms of CPU, for
-    each of the several ``--version`` calls every Barman check and backup makes)."""
-    majors = installed_majors(root, CLIENT_PROGRAM)
-    return debian_bin_dir(majors[-1], root) if majors else None
-
-
 def missing_server_programs(
     major: int, configured: Path | None = None, root: Path = DEBIAN_ROOT
 ) -> str:

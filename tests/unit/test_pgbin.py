@@ -11,7 +11,6 @@ from barman_supervisor.pgbin import (
     installed_majors,
     major_problem,
     missing_server_programs,
-    newest_client_dir,
     probe_clients,
     programs_status,
     survey,
@@ -64,14 +63,6 @@ def test_installed_majors_need_the_server_program(tmp_path: Path) -> None:
     (tmp_path / "common").mkdir()
     assert installed_majors(tmp_path) == [17, 18]
     assert installed_majors(tmp_path / "absent") == []
-
-
-def test_newest_client_dir_is_the_newest_major_with_client_programs(tmp_path: Path) -> None:
-    _program(tmp_path / "15" / "bin", "pg_basebackup")
-    _program(tmp_path / "17" / "bin", "pg_basebackup")
-    _program(tmp_path / "18" / "bin", "postgres")  # a server without its clients
-    assert newest_client_dir(tmp_path) == tmp_path / "17" / "bin"
-    assert newest_client_dir(tmp_path / "absent") is None
 
 
 def test_drill_refusal_names_the_major_what_is_here_and_what_to_do(tmp_path: Path) -> None:
