@@ -17,7 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman_config import command_config
+from barman_supervisor.barman_config import (
+    command_config,
+    has_command_configs,
+    reads_this_configuration,
+)
 from barman_supervisor.log import get_logger
 from barman_supervisor.pgbin import path_with
 from barman_supervisor.pid1 import ProcInfo
@@ -324,7 +328,7 @@ class Barman:
         server reading its own. A run for every server builds every server's configuration,
         and so does each ``archive-wal`` process it starts, one per server: with 50 servers one
         run cost a minute of CPU. Else (mounted files) one run for every server."""
-        if self._settings.config_mode != "render":
+        if not has_command_configs(self._settings):
             return [self.run("cron", kind="cron", server=None, timeout=CRON_TIMEOUT)]
         return [
             self.run("cron", kind="cron", server=server.name, timeout=CRON_TIMEOUT)
@@ -453,16 +457,12 @@ class Barman:
     def processes(self, command: str, server: str) -> list[ProcInfo]:
         """Barman processes of this configuration running ``command`` for ``server``: started
         with the server's own file (by the daemon) or the whole configuration (by cron)."""
-        configs = {
-            str(self._settings.barman_config_file),
-            str(command_config(self._settings, server)),
-        }
         return [
             proc
             for proc in self._table.snapshot()
             if proc.state != "Z"
             and command in proc.cmdline
-            and not configs.isdisjoint(proc.cmdline)
+            and reads_this_configuration(self._settings, proc.cmdline)
             and proc.cmdline[-1] == server
         ]
 

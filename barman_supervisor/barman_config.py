@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
@@ -81,12 +82,25 @@ def render_server(server: ServerSettings) -> str:
     return "\n".join([*lines, *_compression_lines(server), ""])
 
 
+def has_command_configs(settings: Settings) -> bool:
+    """Whether each server has a file of its own: only when the daemon renders the files."""
+    return settings.config_mode == "render"
+
+
 def command_config(settings: Settings, server: str | None) -> Path:
-    """The file a Barman command for ``server`` reads: its own in render mode, else (and for
+    """The file a Barman command for ``server`` reads: its own when it has one, else (and for
     commands on every server) the whole configuration."""
-    if server is None or settings.config_mode != "render":
+    if server is None or not has_command_configs(settings):
         return settings.barman_config_file
     return _command_config_dir(settings) / f"{server}.conf"
+
+
+def reads_this_configuration(settings: Settings, cmdline: Sequence[str]) -> bool:
+    """Whether a command line names the whole configuration or a server's own file: how the
+    daemon recognises the Barman processes of this configuration, its own or cron's."""
+    whole = str(settings.barman_config_file)
+    own = f"{_command_config_dir(settings)}/"
+    return any(arg == whole or arg.startswith(own) for arg in cmdline)
 
 
 def _command_config_dir(settings: Settings) -> Path:
@@ -161,11 +175,11 @@ def write_configuration(settings: Settings) -> list[Path]:
     for stale in settings.barman_config_dir.glob("*.conf"):
         if stale not in wanted:
             stale.unlink()
-    own = _command_configs(settings)
-    for path, text in own:
+    own = dict(_command_configs(settings))
+    for path, text in own.items():
         _write_atomically(path, text, 0o644)
     for stale in _command_config_dir(settings).glob("*.conf"):
-        if stale not in {path for path, _text in own}:
+        if stale not in own:
             stale.unlink()
     return written
 

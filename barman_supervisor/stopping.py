@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from barman_supervisor.barman import Barman
+from barman_supervisor.barman_config import reads_this_configuration
 from barman_supervisor.log import get_logger
 from barman_supervisor.pid1 import ProcInfo, Supervisor
 from barman_supervisor.proc import Runner
@@ -54,11 +55,10 @@ class BarmanStopper:
         """A daemon killed with SIGKILL (outside a container) leaves its Barman processes
         running: a backup, receive-wal, pg_receivewal holding the slot. Stop them before
         anything starts, so that an interrupted backup ends FAILED and the slot is free."""
-        config = str(self._settings.barman_config_file)
         home = f"{self._settings.barman_home}/"
 
         def left_by_previous_run(proc: ProcInfo) -> bool:
-            if config in proc.cmdline:
+            if reads_this_configuration(self._settings, proc.cmdline):
                 return True
             postgres_tool = proc.name in ("pg_receivewal", "pg_basebackup")
             return postgres_tool and any(home in arg for arg in proc.cmdline)

@@ -11,6 +11,7 @@ import pytest
 from barman_supervisor.barman_config import (
     command_config,
     pgpass_lines,
+    reads_this_configuration,
     render_global,
     render_server,
     write_configuration,
@@ -111,6 +112,19 @@ def test_each_server_has_a_file_of_its_own_for_its_commands(
     for section in ("barman", "pg"):
         assert dict(alone.items(section, raw=True)) == dict(whole.items(section, raw=True))
     assert command_config(settings, None) == settings.barman_config_file
+
+
+def test_a_process_of_this_configuration_names_the_whole_file_or_a_servers_own(
+    environ: dict[str, str],
+) -> None:
+    settings = settings_for(environ)
+    own = str(command_config(settings, "pg"))
+    whole = str(settings.barman_config_file)
+
+    assert reads_this_configuration(settings, ["barman", "-c", own, "receive-wal", "pg"])
+    assert reads_this_configuration(settings, ["barman", "-c", whole, "cron"])
+    assert not reads_this_configuration(settings, ["barman", "-c", "/etc/other.conf", "cron"])
+    assert not reads_this_configuration(settings, ["barman", "-c", f"{whole}.d/pg.conf"])
 
 
 def test_write_configuration_refuses_to_touch_a_foreign_file(
