@@ -174,6 +174,25 @@ class Postgres:
         assert system is not None
         return Identity(system_id=_text(system[0]), timeline=int(_text(system[1])))
 
+    def identity(self) -> Identity:
+        """The identity for the check that runs every minute, over the kept connection: a
+        replication connection each time is a walsender fork and a SCRAM exchange per server per
+        minute. On a primary the current WAL file's name carries the timeline it writes on now
+        (a checkpoint's timeline lags a promotion); a standby has no current WAL position, so it
+        is asked over a replication connection as at start-up. A conninfo that reaches another
+        cluster than the streaming one shows here as a changed system identifier, which it is
+        for Barman."""
+        row = self._row(
+            "SELECT system_identifier::text, CASE WHEN pg_is_in_recovery() THEN NULL"
+            " ELSE pg_walfile_name(pg_current_wal_lsn()) END FROM pg_control_system()",
+            (),
+        )
+        assert row is not None
+        system_id, wal_file = row
+        if wal_file is None:
+            return self.identify()
+        return Identity(system_id=str(system_id), timeline=int(str(wal_file)[:8], 16))
+
     def create_slot(self, name: str) -> bool:
         """The physical slot Barman streams from, made over the streaming user's replication
         connection; False when it exists already. It reserves WAL from now on, where the slot

@@ -253,7 +253,7 @@ class Streaming:
         if state.phase != "running" or state.identity is None:
             return
         try:
-            current = self._postgres[server.name].identify()
+            current = self._postgres[server.name].identity()
             slot = self._postgres[server.name].slot(server.slot_name)
         except psycopg.Error:
             return

@@ -138,6 +138,22 @@ class Cluster:
     def stop(self, mode: str = "fast") -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
+    def start_as_standby(self) -> None:
+        """Restarts as a standby of nothing: in recovery, with no source."""
+        self.stop()
+        (self.datadir / "standby.signal").touch()
+        shutil.chown(self.datadir / "standby.signal", "postgres", "postgres")
+        self.start()
+        assert self.sql("SELECT pg_is_in_recovery()") == "t"
+
+    def promote(self) -> None:
+        """A real timeline switch on the same cluster, as a failover leaves it."""
+        self.start_as_standby()
+        self.sql("SELECT pg_promote(true, 60)")
+        wait_until(
+            lambda: self.sql("SELECT pg_is_in_recovery()") == "f", timeout=60, what="promoted"
+        )
+
     def reload(self) -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "reload")
 

@@ -57,17 +57,6 @@ def offsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
             daemon.stop()
 
 
-def promote(pg: Cluster) -> None:
-    """A real timeline switch: restart as a standby with no source, then promote it."""
-    pg.stop()
-    (pg.datadir / "standby.signal").touch()
-    subprocess.run(["chown", "postgres:postgres", str(pg.datadir / "standby.signal")], check=True)
-    pg.start()
-    assert pg.sql("SELECT pg_is_in_recovery()") == "t"
-    pg.sql("SELECT pg_promote(true, 60)")
-    wait_until(lambda: pg.sql("SELECT pg_is_in_recovery()") == "f", timeout=60, what="promoted")
-
-
 def current_timeline(pg: Cluster) -> str:
     return pg.sql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
 
@@ -160,7 +149,7 @@ def test_the_drill_restores_from_the_store(offsite: Offsite) -> None:
 def test_a_restore_from_the_store_follows_a_promotion(offsite: Offsite) -> None:
     pg = offsite.pg
     copied = offsite.daemon.find("offsite_backup_copied")[0]
-    promote(pg)
+    pg.promote()
     assert current_timeline(pg) == "00000002"
     pg.sql("INSERT INTO tl SELECT g FROM generate_series(1, 50) g")
     pg.sql("CHECKPOINT")

@@ -1,5 +1,6 @@
 """The daemon's own PostgreSQL connections, against a real server: the probe's kept connection
-is one session, and it outlives a restart of PostgreSQL without a failed probe."""
+is one session, it outlives a restart of PostgreSQL without a failed probe, and the identity it
+reads is the one a replication connection reports."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from barman_supervisor.barman_config import write_pgpass
 from barman_supervisor.postgres import Postgres
 from barman_supervisor.settings import load_settings
-from tests.integration.harness import Cluster, Daemon, cluster
+from tests.integration.harness import Cluster, Daemon, cluster, wait_until
 
 SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'barman_supervisor'"
 
@@ -57,3 +58,25 @@ def test_a_restart_of_postgres_costs_no_failed_probe(pg: Cluster, postgres: Post
     # The kept session died with the old postmaster: the probe reconnects instead of failing.
     assert not postgres.slot("no_such_slot").exists
     assert pg.sql(SESSIONS) == "1"
+
+
+def test_the_minutely_identity_is_what_streaming_sees_over_the_kept_session(
+    pg: Cluster, postgres: Postgres
+) -> None:
+    assert postgres.identity() == postgres.identify()
+    postgres.identity()
+    assert pg.sql(SESSIONS) == "1"
+
+
+def test_a_promotion_shows_at_once_and_a_standby_is_asked_over_replication(
+    pg: Cluster, postgres: Postgres
+) -> None:
+    before = postgres.identity()
+    pg.start_as_standby()
+    assert postgres.identity() == before
+    pg.sql("SELECT pg_promote(true, 60)")
+    wait_until(lambda: pg.sql("SELECT pg_is_in_recovery()") == "f", timeout=60, what="promoted")
+    # No checkpoint has run on the new timeline yet; the WAL being written is on it already.
+    after = postgres.identity()
+    assert (after.system_id, after.timeline) == (before.system_id, before.timeline + 1)
+    assert after == postgres.identify()

@@ -120,7 +120,7 @@ class FakePostgres(Postgres):
     def __init__(self, server: ServerSettings) -> None:
         super().__init__(server, Path("/nonexistent"), 1)
         self.facts_answer = FACTS
-        self.identity = IDENTITY
+        self.identity_answer = IDENTITY
         self.slot_state = ACTIVE_SLOT
         self.down = False
         self.replication_refused = False
@@ -138,7 +138,11 @@ class FakePostgres(Postgres):
         self._refuse()
         if self.replication_refused:
             raise psycopg.OperationalError("no pg_hba.conf entry for replication connection")
-        return self.identity
+        return self.identity_answer
+
+    def identity(self) -> Identity:
+        self._refuse()
+        return self.identity_answer
 
     def slot(self, name: str) -> SlotState:
         self._refuse()

@@ -104,7 +104,7 @@ def test_a_new_server_is_streamed_archived_backed_up_and_checked(world: World) -
     assert side_by_side.index("backup") < side_by_side.index("verify-backup")
     assert commands[-1] == "list-backups"
     server = world.state.server("pg")
-    assert server.phase == "running" and server.identity == world.postgres.identity
+    assert server.phase == "running" and server.identity == world.postgres.identity_answer
     assert server.runs["bootstrap"].ok
 
 

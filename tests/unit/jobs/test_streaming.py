@@ -24,7 +24,7 @@ def handler(world: World) -> Streaming:
 
 def running(world: World) -> None:
     world.state.set_phase("pg", "running")
-    world.state.set_identity("pg", world.postgres.identity)
+    world.state.set_identity("pg", world.postgres.identity_answer)
 
 
 def test_a_caller_that_asked_before_the_last_run_started_shares_it(world: World) -> None:
@@ -72,7 +72,7 @@ def test_a_running_receiver_needs_no_restart(world: World) -> None:
 
 def test_a_new_timeline_holds_streaming_until_a_person_allows_a_reset(world: World) -> None:
     running(world)
-    world.postgres.identity = dataclasses.replace(world.postgres.identity, timeline=2)
+    world.postgres.identity_answer = dataclasses.replace(world.postgres.identity_answer, timeline=2)
 
     handler(world).cron()
 
@@ -88,7 +88,7 @@ def test_an_allowed_reset_resumes_streaming_from_the_new_timeline(
 ) -> None:
     world = make_world(environ, tmp_path, ALLOW_STREAMING_RESET="true")
     running(world)
-    world.postgres.identity = dataclasses.replace(world.postgres.identity, timeline=2)
+    world.postgres.identity_answer = dataclasses.replace(world.postgres.identity_answer, timeline=2)
 
     handler(world).cron()
 
