@@ -299,7 +299,6 @@ class Barman:
         """``tools_dir`` goes first on PATH: Barman looks for some PostgreSQL programs there
         only (``pg_verifybackup``), and Debian keeps them in a per-major directory."""
         started = time.time()
-        path = self._settings.child_env.get("PATH")
         argv = self._argv(*args, server=server)
         try:
             completed = self._runner.run(
@@ -308,7 +307,7 @@ class Barman:
                 timeout=timeout,
                 echo_stdout=False,
                 during_shutdown=during_shutdown,
-                env={"PATH": path_with(tools_dir, path)} if tools_dir else None,
+                env={"PATH": path_with(tools_dir, self._runner.path)} if tools_dir else None,
             )
         except OSError as exc:  # Barman vanished after start: a failed command, not a crash
             reason = f"cannot run {argv[0]}: {exc.strerror or exc}"

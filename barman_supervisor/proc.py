@@ -16,11 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Protocol
 
 from barman_supervisor.errors import RunnerClosed
 from barman_supervisor.forkserver import ForkServer
 from barman_supervisor.log import RepeatFilter, get_logger
+from barman_supervisor.pgbin import path_with
 from barman_supervisor.pid1 import Supervisor
 
 _log = get_logger(__name__)
@@ -79,6 +81,15 @@ class Runner:
         self._running: dict[int, _Running] = {}
         self._closed = False
         self._forkserver: ForkServer | None = None
+
+    @property
+    def path(self) -> str | None:
+        """The children's ``PATH``."""
+        return self._env.get("PATH")
+
+    def put_first_on_path(self, directory: Path) -> None:
+        """Children started from now on look in ``directory`` before the rest of ``PATH``."""
+        self._env = {**self._env, "PATH": path_with(directory, self.path)}
 
     def serve_from(self, forkserver: ForkServer | None) -> None:
         """Barman's commands from now on start as forks of ``forkserver`` (None: as their own

@@ -26,7 +26,16 @@ from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import Clients, find_bin_dir, major_of, probe_clients, survey
+from barman_supervisor.pgbin import (
+    CLIENT_LINKS,
+    Clients,
+    find_bin_dir,
+    link_clients,
+    major_of,
+    probe_clients,
+    survey,
+    unwrapped_clients,
+)
 from barman_supervisor.postgres import Postgres, preflight_problems
 from barman_supervisor.proc import Runner
 from barman_supervisor.settings import ServerSettings, Settings
@@ -212,8 +221,24 @@ class Startup:
         while they start (fifty servers asked fifty times, through Debian's Perl wrapper)."""
         with self._clients_lock:
             if self._clients is None:
-                self._clients = probe_clients(self._runner, self._settings.child_env.get("PATH"))
+                self._clients = self._skip_wrapper(probe_clients(self._runner, self._runner.path))
             return self._clients
+
+    def _skip_wrapper(self, clients: Clients) -> Clients:
+        """Barman's children run the programs Debian's wrapper picks without the wrapper: links
+        to them go first on their PATH. The same programs, without a Perl start per call."""
+        direct = unwrapped_clients(clients)
+        if direct is None:
+            return clients
+        links = self._settings.barman_home / CLIENT_LINKS
+        try:
+            link_clients(direct, links)
+        except OSError as exc:
+            _log.warning("client_links_not_made", dir=str(links), error=str(exc))
+            return clients
+        self._runner.put_first_on_path(links)
+        _log.info("client_programs", dir=str(direct), major=clients.major, links=str(links))
+        return Clients(str(direct), clients.major)
 
     def _identify(self, server: ServerSettings) -> None:
         """A replication connection that fails now fails for every backup: say so at once."""

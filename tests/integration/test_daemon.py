@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.harness import (
     BARMAN_PASSWORD,
+    PG_BIN,
     STREAMING_PASSWORD,
     Cluster,
     Daemon,
@@ -94,6 +95,12 @@ def test_slot_exists_and_wal_streams(daemon: Daemon, pg: Cluster) -> None:
         what="active slot",
     )
     assert active
+    # Started through the links to the programs Debian's wrapper would run, not the wrapper.
+    receivers = [p for p in processes_using(str(daemon.home)) if "pg_receivewal" in p[3]]
+    assert receivers and all(
+        p[3].startswith(str(daemon.home / ".clients" / "pg_receivewal")) for p in receivers
+    )
+    assert daemon.find("client_programs", dir=str(PG_BIN))
     pg.sql("CREATE TABLE streamed AS SELECT 1 AS x; SELECT pg_switch_wal()")
     wals = daemon.home / "pg" / "wals"
     assert wait_until(lambda: len(list(wals.glob("*/0*"))) >= 2, timeout=60, what="archived WAL")

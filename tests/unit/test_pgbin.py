@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from barman_supervisor.pgbin import (
+    WRAPPED_CLIENTS,
     Clients,
     client_major,
     find_client,
     installed_majors,
+    link_clients,
     major_problem,
     missing_server_programs,
     probe_clients,
     programs_status,
     survey,
+    unwrapped_clients,
 )
 from barman_supervisor.pid1 import Supervisor
 from barman_supervisor.proc import Runner
@@ -100,3 +103,51 @@ def test_probe_runs_the_client_on_path(tmp_path: Path) -> None:
     assert len(problems) == 1 and "PostgreSQL 19" in problems[0]
     assert status["client"] == {"major": 18, "dir": str(bin_dir)}
     assert survey(170006, clients, None)[0] == []
+
+
+def _debian_layout(root: Path, *majors: int) -> Path:
+    """``root/usr/bin/pg_basebackup`` a link to a wrapper, as postgresql-common makes it, and
+    the client programs of each major under ``root/lib/<major>/bin``."""
+    wrapper = _program(root / "share", "pg_wrapper")
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "pg_basebackup").symlink_to(wrapper)
+    for major in majors:
+        for name in WRAPPED_CLIENTS:
+            _program(root / "lib" / str(major) / "bin", name, f"{name} (PostgreSQL) {major}.1")
+    return root / "usr" / "bin"
+
+
+def test_the_wrapper_is_skipped_for_the_major_it_picked(tmp_path: Path) -> None:
+    wrapped = _debian_layout(tmp_path, 17, 18)
+    lib = tmp_path / "lib"
+    assert unwrapped_clients(Clients(str(wrapped), 17), lib) == lib / "17" / "bin"
+    assert unwrapped_clients(Clients(str(wrapped), 18), lib) == lib / "18" / "bin"
+    # no such major installed, no version read, or not the wrapper: nothing to skip
+    assert unwrapped_clients(Clients(str(wrapped), 16), lib) is None
+    assert unwrapped_clients(Clients(str(wrapped), None), lib) is None
+    assert unwrapped_clients(Clients(str(lib / "18" / "bin"), 18), lib) is None
+    assert unwrapped_clients(Clients(None, None), lib) is None
+
+
+def test_the_links_hold_the_wrapped_programs_only(tmp_path: Path) -> None:
+    source = tmp_path / "18" / "bin"
+    for name in (*WRAPPED_CLIENTS, "pg_verifybackup", "pg_combinebackup"):
+        _program(source, name)
+    links = tmp_path / "links"
+    link_clients(source, links)
+    link_clients(source, links)  # again at the next start: replaced, not failed
+    assert sorted(p.name for p in links.iterdir()) == sorted(WRAPPED_CLIENTS)
+    assert all((links / name).resolve() == source / name for name in WRAPPED_CLIENTS)
+
+
+def test_a_directory_put_first_on_the_runner_path_is_what_children_search_first(
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "first"
+    _program(first, "pg_basebackup", "pg_basebackup (PostgreSQL) 18.1")
+    runner = Runner(Supervisor(), {"PATH": "/usr/bin:/bin"})
+    runner.put_first_on_path(first)
+    assert runner.path == f"{first}:/usr/bin:/bin"
+    assert runner.run(["sh", "-c", "command -v pg_basebackup"], kind="t").stdout.strip() == str(
+        first / "pg_basebackup"
+    )
