@@ -40,6 +40,8 @@ _log = get_logger(__name__)
 SIGNAL_HINT = "settings are read at start only; restart the daemon to apply new ones"
 # A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
 STARTUP_ALERT_AFTER = 600.0
+# The main loop beats this often; /healthz calls it stalled after LIVENESS_MAX_STALL.
+HEARTBEAT_INTERVAL = 1.0
 
 
 def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> Limits:
@@ -111,7 +113,7 @@ class Daemon:
         self.state.set_problems(server, [reason])
         _log.critical("startup_failed", server=server, reason=reason)
         self.evaluate_alerts()
-        self.supervisor.stop_requested.set()
+        self.supervisor.request_stop()
 
     def _server_ready(self, server: ServerSettings) -> None:
         self.scheduler.add_server_jobs(server)
@@ -172,7 +174,8 @@ class Daemon:
                 ]
             )
             self._started = True
-            while not self.supervisor.stop_requested.wait(1.0):
+            while not self.supervisor.stop_requested.is_set():
+                self.supervisor.pause(HEARTBEAT_INTERVAL)
                 self.state.beat()
                 for name in self.supervisor.take_noted_signals():
                     _log.warning("signal_ignored", signal=name, hint=SIGNAL_HINT)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,15 +121,44 @@ def descendants(root: int, table: list[ProcInfo]) -> list[ProcInfo]:
     return found
 
 
+class Wakeup:
+    """A pipe a signal handler writes a byte to and one thread waits on.
+
+    A Python signal handler runs in the main thread between any two bytecodes, possibly inside a
+    lock that thread holds, so it must take none. ``threading.Event.set()`` takes the lock of the
+    event's Condition: a SIGTERM that came while the main loop was inside
+    ``stop_requested.wait()`` deadlocked the main thread (a 50-server daemon ignored SIGTERM
+    until it was killed). A write to a non-blocking pipe takes no Python lock.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poll = select.poll()
+        self._poll.register(self._read, select.POLLIN)
+
+    def notify(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
+            os.write(self._write, b"\0")
+
+    def wait(self, timeout: float) -> None:
+        """Until notified (since the last wait) or ``timeout`` seconds passed."""
+        self._poll.poll(timeout * 1000)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+
 class Supervisor:
     """Owns the process-wide duties: the stop event, the reaper and the child registry."""
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
         self.signal_received: str | None = None
-        # One event per noted signal: the handler sets it, the main loop logs and clears it.
-        self.noted = {sig: threading.Event() for sig in noted_signals()}
-        self._child_exited = threading.Event()
+        # Written by the signal handlers, which take no lock (see Wakeup): the main loop wakes
+        # on ``_main_wakeup`` and acts, the reaper on ``_child_wakeup``.
+        self._noted: deque[int] = deque()
+        self._main_wakeup = Wakeup()
+        self._child_wakeup = Wakeup()
         self._lock = threading.Lock()
         self._owned: set[int] = set()
         self._reaper: threading.Thread | None = None
@@ -135,31 +166,42 @@ class Supervisor:
 
     # Signals ------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
-        """Handlers only set events; the main thread and the reaper act on them."""
+        """Handlers record the signal and wake the thread that acts on it; nothing more."""
         for stop in STOP_SIGNALS:
             signal.signal(stop, self._on_stop_signal)
         signal.signal(signal.SIGCHLD, self._on_child_signal)
-        for sig in self.noted:
+        for sig in noted_signals():
             signal.signal(sig, self._on_noted_signal)
 
+    def pause(self, timeout: float) -> None:
+        """The main loop's wait: over after ``timeout``, at once when a signal arrives or a
+        stop is requested. A stop signal's request takes effect here, outside the handler."""
+        self._main_wakeup.wait(timeout)
+        if self.signal_received is not None:
+            self.stop_requested.set()
+
+    def request_stop(self) -> None:
+        """From any thread (never from a handler): stop, and wake the main loop now."""
+        self.stop_requested.set()
+        self._main_wakeup.notify()
+
     def take_noted_signals(self) -> list[str]:
-        """Names of the noted signals received since the last call."""
-        names = []
-        for sig, event in self.noted.items():
-            if event.is_set():
-                event.clear()
-                names.append(signal_name(sig))
-        return names
+        """Names of the noted signals received since the last call, each once."""
+        numbers = []
+        while self._noted:
+            numbers.append(self._noted.popleft())
+        return [signal_name(number) for number in dict.fromkeys(numbers)]
 
     def _on_noted_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.noted[signum].set()
+        self._noted.append(signum)
+        self._main_wakeup.notify()
 
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signal_received = signal.Signals(signum).name
-        self.stop_requested.set()
+        self._main_wakeup.notify()
 
     def _on_child_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        self._child_exited.set()
+        self._child_wakeup.notify()
 
     # Reaping -------------------------------------------------------------------------------
     @staticmethod
@@ -206,8 +248,7 @@ class Supervisor:
     def start_reaper(self, poll: float = 5.0) -> None:
         def loop() -> None:
             while True:
-                self._child_exited.wait(poll)
-                self._child_exited.clear()
+                self._child_wakeup.wait(poll)
                 try:
                     self.reap_orphans()
                 except Exception:  # the reaper must outlive a bad /proc read

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -93,8 +94,33 @@ def test_sigterm_requests_a_stop() -> None:
     supervisor.install_signal_handlers()
 
     os.kill(os.getpid(), signal.SIGTERM)
+    started = time.monotonic()
+    supervisor.pause(60)
 
+    assert time.monotonic() - started < 30  # woken by the signal, not by the timeout
     assert supervisor.stop_requested.is_set() and supervisor.signal_received == "SIGTERM"
+
+
+# The handler runs while the main thread holds the lock of the event it waits on, as the main
+# loop does inside ``stop_requested.wait()``; it must not take that lock.
+DEADLOCK_PROBE = """
+import os, signal
+from barman_supervisor.pid1 import Supervisor
+supervisor = Supervisor()
+supervisor.install_signal_handlers()
+with supervisor.stop_requested._cond:
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))  # bytecodes: the handler runs here
+supervisor.pause(0)
+print(supervisor.stop_requested.is_set())
+"""
+
+
+def test_a_stop_signal_never_waits_for_a_lock_the_main_thread_holds() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", DEADLOCK_PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "True", done.stderr
 
 
 def test_every_default_fatal_signal_is_handled_or_documented() -> None:
