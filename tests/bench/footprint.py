@@ -1,9 +1,10 @@
 """Scenario 4, the daemon's footprint while idle: no writes, no backup, only ``barman cron``.
 
 Two daemons are measured over the same window: one with BARMAN_CRON_INTERVAL=5 (many cycles)
-and one with the default 60 s. CPU = base x seconds + per-cycle x cycles; the two runs give two
+and one with the default intervals (few or no cycles in the window). CPU = base x seconds +
+per-cycle x cycles, with the cycles counted from each daemon's log; the two runs give two
 equations, so the idle base (the daemon's own loop) and the cost of one cron cycle come apart,
-and the cost per hour at the default interval follows without waiting an hour.
+and the cost per hour at a cycle a minute follows without waiting an hour.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def split_base_and_cycle(
     }
 
 
-def measure(daemons: dict[str, tuple[BenchDaemon, float]], seconds: float) -> dict[str, object]:
-    """``daemons``: name -> (daemon, its cron interval). All sampled over one window."""
-    samplers = {name: TreeSampler(bench.pid) for name, (bench, _i) in daemons.items()}
+def measure(daemons: dict[str, BenchDaemon], seconds: float) -> dict[str, object]:
+    """``daemons``: name -> daemon. All sampled over one window."""
+    samplers = {name: TreeSampler(bench.pid) for name, bench in daemons.items()}
     with ExitStack() as stack:
         for sampler in samplers.values():
             stack.enter_context(sampler)
@@ -51,7 +52,7 @@ def measure(daemons: dict[str, tuple[BenchDaemon, float]], seconds: float) -> di
         end = time.time()
     per_daemon: dict[str, dict[str, object]] = {}
     runs: dict[str, dict[str, tuple[float, float, int]]] = {"daemon": {}, "tree": {}}
-    for name, (bench, interval) in daemons.items():
+    for name, bench in daemons.items():
         stats = footprint(samplers[name].samples)
         cycles = cron_cycles(bench, start, end)
         window = float(stats.get("seconds") or 0)  # type: ignore[arg-type]
@@ -60,7 +61,6 @@ def measure(daemons: dict[str, tuple[BenchDaemon, float]], seconds: float) -> di
             runs[scope][name] = (cpu, window, cycles)
         per_daemon[name] = {
             **stats,
-            "cron_interval_s": interval,
             "cron_cycles": cycles,
             "tree_cpu_per_cycle_s": round(runs["tree"][name][0] / cycles, 4) if cycles else None,
         }

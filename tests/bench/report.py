@@ -15,10 +15,13 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 TARGET_LABELS = {
-    "daemon_60": "daemon, cron every 60 s (default)",
+    "daemon_60": "daemon, default intervals",
     "daemon_5": "daemon, BARMAN_CRON_INTERVAL=5",
     "baseline": "baseline, system cron each minute",
 }
+# A one-minute load average under one core's worth at the start means nothing else was running on
+# the machine; the load at the end includes the bench's own last scenario.
+QUIET_LOAD = 1.0
 
 
 def get(data: Any, *keys: str | int) -> Any:
@@ -52,14 +55,22 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def quietness(load_at_start: Any) -> str:
+    """Whether the run started on a quiet machine, judged from the one-minute load average."""
+    if not load_at_start:
+        return "load unknown"
+    return "quiet" if load_at_start[0] < QUIET_LOAD else "not quiet: other work was running"
+
+
 def machine_line(results: dict[str, Any]) -> str:
     m = results.get("meta", {})
     return (
         f"{m.get('nproc')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB RAM, "
         f"kernel {m.get('kernel')}, {m.get('os')}, {m.get('postgresql')}, {m.get('barman')}, "
         f"Python {m.get('python')}, barman-supervisor {m.get('barman_supervisor')} "
-        f"({m.get('commit')}); load average {m.get('loadavg_at_start')} at start, "
-        f"{m.get('loadavg_at_end')} at end (the machine was shared); whole run "
+        f"({m.get('commit')}); load average {m.get('loadavg_at_start')} at start "
+        f"({quietness(m.get('loadavg_at_start'))}), {m.get('loadavg_at_end')} at end (the "
+        f"bench's own work included); whole run "
         f"{num(m.get('runtime_s'), 0)} s"
     )
 
@@ -129,8 +140,9 @@ def freshness_section(r: Any) -> str:
             "",
             f"{get(r, 'switch_samples')} switches {get(r, 'switch_period_s')} s apart, at every "
             "phase of the cron cycles; a writer committed every 0.2 s. Completed segments move "
-            "to `wals/` only when `archive-wal` runs, i.e. on `barman cron`: BARMAN_CRON_INTERVAL "
-            "bounds that delay (uniform in 0..interval), streaming itself is not affected by it.",
+            "to `wals/` only when `archive-wal` runs: every WAL_ARCHIVE_INTERVAL when WAL waits, "
+            "and on `barman cron` (every 5 s in the second row); that interval bounds the delay "
+            "(uniform in 0..interval), streaming itself is not affected by it.",
         ]
     )
 
@@ -197,9 +209,12 @@ def footprint_section(r: Any) -> str:
             f"part and a per-cycle part: the daemon with its children uses "
             f"{num(tree.get('base_cpu_pct'), 3)} % CPU plus "
             f"{num(tree.get('per_cycle_cpu_s'), 3)} CPU s per `barman cron` cycle, i.e. "
-            f"{num(tree.get('per_hour_at_60s_cpu_s'), 0)} CPU s per hour at the default 60 s "
-            f"(the daemon process alone: {num(alone.get('per_hour_at_60s_cpu_s'), 0)} CPU s per "
-            "hour). PostgreSQL's walsenders are not counted.",
+            f"{num(tree.get('per_hour_at_60s_cpu_s'), 0)} CPU s per hour if `barman cron` ran "
+            "every minute (the daemon process alone: "
+            f"{num(alone.get('per_hour_at_60s_cpu_s'), 0)} CPU s per hour); the default cron "
+            "interval is longer, so this is an upper bound. "
+            "PostgreSQL's walsenders are not counted; the scale scenario below measures idle CPU "
+            "with every interval at its default.",
         ]
     )
 
@@ -403,7 +418,7 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
     d60 = get(results, "footprint", "daemons", "daemon_60") or {}
     rows.append(
         [
-            "idle daemon: CPU per hour at 60 s, RSS",
+            "idle daemon, `barman cron` every 60 s: CPU per hour, RSS",
             f"{num(tree.get('per_hour_at_60s_cpu_s'), 0)} CPU s/h with children; daemon RSS "
             f"{num(get(d60, 'daemon_rss_mb', 'max'), 0)} MB, "
             f"{num(get(d60, 'tree_rss_mb', 'max'), 0)} MB with streaming",
@@ -414,7 +429,7 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
         if isinstance(s, dict) and "servers" in s:
             rows.append(
                 [
-                    f"{s['servers']} servers on one daemon",
+                    f"{s['servers']} server{'' if s['servers'] == 1 else 's'} on one daemon",
                     f"{s.get('servers_ready')}/{s['servers']} ready in "
                     f"{num(s.get('startup_all_ready_s'), 0)} s; idle "
                     f"{num(get(s, 'idle', 'tree_cpu_s_per_min'), 1)} CPU s/min; PSS "
@@ -444,6 +459,24 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
             "",
         ]
     )
+    up, restore = get(results, "offsite", "upload"), get(results, "offsite", "restore")
+    if up:
+        rows.append(
+            [
+                f"off-site copy of a {num(get(up, 'backup_mb'), 0)} MB backup to S3 on 127.0.0.1",
+                f"{num(get(up, 'daemon_copy_s'), 1)} s (barman-cloud-backup, "
+                f"{num(get(up, 'throughput_ratio'), 2)}x boto3 `upload_file`)",
+                f"boto3 `upload_file` {num(get(up, 'boto3_upload_file_s', 'median'), 1)} s",
+            ]
+        )
+    if restore:
+        rows.append(
+            [
+                "restore from the bucket alone vs from the local volume",
+                f"{num(get(restore, 'from_store_s'), 1)} s",
+                f"local {num(get(restore, 'local_s'), 1)} s",
+            ]
+        )
     return rows
 
 

@@ -166,8 +166,8 @@ class Bench:
 
     def footprint(self, pg: Cluster) -> dict[str, object]:
         time.sleep(2)  # let the last writes of the previous scenario settle
-        chosen = {"daemon_5": 5.0, "daemon_60": 60.0}
-        daemons = {name: (self.daemons[name], interval) for name, interval in chosen.items()}
+        chosen = ("daemon_5", "daemon_60")
+        daemons = {name: self.daemons[name] for name in chosen}
         try:
             return footprint.measure(daemons, self.params.footprint_s)
         finally:
