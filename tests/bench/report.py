@@ -231,6 +231,7 @@ def scale_section(r: Any) -> str:
                 str(s.get("servers")),
                 f"{s.get('servers_ready')} in {num(s.get('startup_all_ready_s'), 0)} s",
                 str(s.get("first_backups_done")),
+                str(s.get("ready_after_idle", "n/a")),
                 f"{num(idle.get('tree_cpu_s_per_min'), 2)} ({num(idle.get('window_s'), 0)} s)",
                 num(idle.get("daemon_cpu_s_per_min"), 2),
                 num(get(s, "memory_idle", "rss_mb"), 0),
@@ -247,6 +248,7 @@ def scale_section(r: Any) -> str:
         "servers",
         "ready",
         "first backups DONE",
+        "ready after idle",
         "idle CPU s/min, tree (window)",
         "daemon",
         "RSS MB",
@@ -264,7 +266,13 @@ def scale_section(r: Any) -> str:
         "included), from the daemon's start. Idle: CPU of the daemon and every child over the "
         "window after that (a window of 600 s or more includes one `barman cron`). Shared "
         "minute: the daemon restarted with one daily schedule due for all servers at the same "
-        "minute; BACKUP_CONCURRENCY at its default."
+        "minute; BACKUP_CONCURRENCY at its default. Ready after idle: servers `/readyz` "
+        "called ready at the end of the idle window."
+        + "".join(
+            f" The {s['servers']}-server row was measured apart: {s['measured_apart']}."
+            for s in (r or {}).values()
+            if isinstance(s, dict) and s.get("measured_apart")
+        )
     )
 
 
@@ -431,7 +439,13 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
                 [
                     f"{s['servers']} server{'' if s['servers'] == 1 else 's'} on one daemon",
                     f"{s.get('servers_ready')}/{s['servers']} ready in "
-                    f"{num(s.get('startup_all_ready_s'), 0)} s; idle "
+                    f"{num(s.get('startup_all_ready_s'), 0)} s"
+                    + (
+                        f", {s['ready_after_idle']} still ready after the idle window"
+                        if "ready_after_idle" in s
+                        else ""
+                    )
+                    + "; idle "
                     f"{num(get(s, 'idle', 'tree_cpu_s_per_min'), 1)} CPU s/min; PSS "
                     f"{num(get(s, 'memory_idle', 'pss_mb'), 0)} MB",
                     "",

@@ -9,7 +9,8 @@ cost of that bench layout (50 servers: 40 GB of WAL) that no real fleet of N ser
 Measured per N:
 
 * seconds from the daemon's start until every server reached ``running`` (start-up through,
-  first backup included);
+  first backup included), and how many servers ``/readyz`` still calls ready at the end of the
+  idle window (a fleet that came up must stay up);
 * the idle cost once all are running, over a window: CPU of the daemon, of the short-lived
   children it reaped (``barman cron``, ``archive-wal``, ``check`` … when they are not forked)
   and of the long-running ones (``receive-wal``, ``pg_receivewal``, the fork server with the
@@ -33,6 +34,8 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +113,21 @@ def ready_times(bench: BenchDaemon) -> dict[str, float]:
     }
 
 
+def ready_now(bench: BenchDaemon) -> int | None:
+    """How many servers ``/readyz`` calls ready (no reason listed), or None when it did not
+    answer: the daemon's own verdict, not the start-up log."""
+    url = f"http://127.0.0.1:{bench.http_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:  # 503 while some server is not ready
+        body = error.read()
+    except OSError:
+        return None
+    servers = json.loads(body).get("servers", {})
+    return sum(1 for reasons in servers.values() if not reasons)
+
+
 def wait_all_ready(bench: BenchDaemon, count: int, deadline: float) -> dict[str, float]:
     while time.time() < deadline and len(ready_times(bench)) < count and bench.alive():
         time.sleep(0.5)
@@ -184,6 +202,7 @@ def run_one(
                     time.sleep(1)
                 after = cpu_snapshot(bench.pid)
                 memory = tree_memory(bench.pid)
+                still_ready = ready_now(bench)
         finally:
             shutdown_s = stop_daemon(bench, None, timeout=240)
         backups = bench.events.find("backup_finished")
@@ -194,6 +213,7 @@ def run_one(
             "servers_ready": len(ready),
             "all_ready": len(ready) == count,
             "startup_all_ready_s": round(max(ready.values()) - started, 1) if ready else None,
+            "ready_after_idle": still_ready,
             "first_backups_done": sum(1 for e in backups if e.get("ok")),
             "backups_failed": sum(1 for e in backups if not e.get("ok")),
             "idle": idle_cpu(before, after) if before and after else None,
