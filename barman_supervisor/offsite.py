@@ -97,7 +97,13 @@ def cloud_options(offsite: Offsite) -> list[str]:
 
 
 def upload_options(offsite: Offsite) -> list[str]:
-    return ["-e", offsite.encryption] if offsite.encryption else []
+    """Options of the two uploaders (backup and WAL): server-side encryption, and compression
+    on the way (``--lz4`` …). The restore side needs neither: barman-cloud-restore reads the
+    compression from the store's backup.info, barman-cloud-wal-restore from the name's suffix."""
+    options = ["-e", offsite.encryption] if offsite.encryption else []
+    if offsite.compression:
+        options.append(f"--{offsite.compression}")
+    return options
 
 
 def cloud_env(offsite: Offsite) -> dict[str, str]:

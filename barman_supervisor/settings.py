@@ -80,6 +80,9 @@ MAX_SIZE = 2**60
 # s3://bucket[/prefix]: bucket names as S3 allows them (3-63 of a-z 0-9 . -).
 OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 OFFSITE_ENCRYPTIONS = ("", "AES256", "aws:kms")
+# What barman-cloud-backup and barman-cloud-wal-archive both take (each as --NAME); lz4 and
+# zstd come with the lz4 and zstandard extras of Barman, which the package installs.
+OFFSITE_COMPRESSIONS = ("", "gzip", "bzip2", "lz4", "zstd")
 DRILL_LOCAL, DRILL_OFFSITE = "local", "offsite"
 DRILL_SOURCES = ("", DRILL_LOCAL, DRILL_OFFSITE)
 # What Barman's backup_compression takes (pg_basebackup --compress); "none" is the default.
@@ -135,6 +138,7 @@ class Offsite:
     endpoint_url: str
     region: str
     encryption: str
+    compression: str
     retention_policy: str
     backup_max_delay: float
     wal_max_lag: float
@@ -1092,6 +1096,7 @@ def _offsite(
         endpoint_url=endpoint,
         region=env.text("OFFSITE_REGION", "", server),
         encryption=_choice_of(env, "OFFSITE_ENCRYPTION", OFFSITE_ENCRYPTIONS, server),
+        compression=_choice_of(env, "OFFSITE_COMPRESSION", OFFSITE_COMPRESSIONS, server),
         retention_policy=policy,
         backup_max_delay=env.seconds("OFFSITE_BACKUP_MAX_DELAY", 3600, 60, server=server),
         wal_max_lag=env.seconds("OFFSITE_WAL_MAX_LAG", 600, 10, server=server),

@@ -2,7 +2,8 @@
 
 * upload: the daemon's copy of a backup (``barman-cloud-backup`` on the finished local backup,
   the ``offsite_backup_copied`` event's duration) versus a plain boto3 ``upload_file`` of the same
-  bytes (the backup's ``data`` directory as one uncompressed tar) to the same endpoint.
+  bytes (the backup's ``data`` directory as one uncompressed tar) to the same endpoint; then the
+  same tool once with each OFFSITE_COMPRESSION (time, and the bytes the store holds).
 * WAL lag at 1 segment/s: for each forced switch, the time until the segment is in the bucket
   (and, for the split, until it is in Barman's local archive).
 * restore: ``restore-offsite`` (base backup and WAL from the bucket) versus ``restore`` (Barman's
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from barman_supervisor.settings import OFFSITE_COMPRESSIONS
 from tests.bench.backups import load
 from tests.bench.common import BenchDaemon, ratio, start_daemon, stop_daemon, summary
 from tests.integration.harness import SUPERVISOR, VENV_BIN, Cluster, cluster
@@ -65,9 +67,14 @@ def upload(bench: BenchDaemon, s3: S3, workdir: Path, rounds: int) -> dict[str, 
         started = time.monotonic()
         s3.client.upload_file(str(archive), s3.bucket, f"plain{number}/data.tar")
         plain.append(time.monotonic() - started)
-        for key in [*s3.keys(f"alone{number}/"), *s3.keys(f"plain{number}/")]:
-            s3.client.delete_object(Bucket=s3.bucket, Key=key)
+        delete_under(s3, f"alone{number}/", f"plain{number}/")
     archive.unlink()
+    compressed = {}
+    for compression in filter(None, OFFSITE_COMPRESSIONS):
+        seconds = tool_alone(bench, s3, backup_id, compression, f"--{compression}")
+        stored = sum(s3.objects(f"{compression}/").values()) / 2**20
+        compressed[compression] = {"seconds": round(seconds, 2), "store_mb": round(stored, 1)}
+        delete_under(s3, f"{compression}/")
     daemon_s = float(copied["duration_s"])
     tool_s, plain_s = summary(tool, 2), summary(plain, 2)
     return {
@@ -79,10 +86,17 @@ def upload(bench: BenchDaemon, s3: S3, workdir: Path, rounds: int) -> dict[str, 
         "barman_cloud_backup_mb_s": round(size_mb / float(tool_s["median"] or 1), 1),
         "boto3_mb_s": round(size_mb / float(plain_s["median"] or 1), 1),
         "throughput_ratio": ratio(plain_s["median"], tool_s["median"]),
+        "compressed": compressed,
     }
 
 
-def tool_alone(bench: BenchDaemon, s3: S3, backup_id: str, prefix: str) -> float:
+def delete_under(s3: S3, *prefixes: str) -> None:
+    for prefix in prefixes:
+        for key in s3.keys(prefix):
+            s3.client.delete_object(Bucket=s3.bucket, Key=key)
+
+
+def tool_alone(bench: BenchDaemon, s3: S3, backup_id: str, prefix: str, *options: str) -> float:
     """barman-cloud-backup on the same backup into another prefix, as the daemon runs it."""
     home = bench.home / "pg"
     env = {
@@ -102,6 +116,7 @@ def tool_alone(bench: BenchDaemon, s3: S3, backup_id: str, prefix: str) -> float
         [
             str(VENV_BIN / "barman-cloud-backup"),
             *("--cloud-provider", "aws-s3", "--endpoint-url", s3.endpoint),
+            *options,
             f"s3://{s3.bucket}/{prefix}",
             "pg",
         ],

@@ -340,6 +340,13 @@ def offsite_section(r: Any) -> str:
             "throughput barman-cloud / boto3 (medians; target >= 0.8)",
             num(get(up, "throughput_ratio"), 2, "x"),
         ],
+        *(
+            [
+                f"barman-cloud-backup --{name} (OFFSITE_COMPRESSION={name}), same backup",
+                f"{num(get(c, 'seconds'))} ({num(get(c, 'store_mb'), 0)} MB in the store)",
+            ]
+            for name, c in (get(up, "compressed") or {}).items()
+        ),
         ["1 WAL segment/s: switch -> local archive", spread(get(lag, "switch_to_local_s"))],
         ["1 WAL segment/s: switch -> in the bucket", spread(get(lag, "switch_to_store_s"))],
         ["restore from the local volume (`restore`)", num(get(restore, "local_s"))],
@@ -350,7 +357,8 @@ def offsite_section(r: Any) -> str:
             table(["", "seconds (median / p95)"], rows),
             "",
             f"Backup {num(get(up, 'backup_mb'), 0)} MB to moto_server on 127.0.0.1 (in memory, "
-            f"same cores); {get(lag, 'copied')}/{get(lag, 'segments')} segments copied.",
+            f"same cores); {get(lag, 'copied')}/{get(lag, 'segments')} segments copied."
+            + (f" Measured apart: {r['measured_apart']}." if get(r, "measured_apart") else ""),
         ]
     )
 

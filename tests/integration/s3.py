@@ -80,11 +80,15 @@ class S3:
     relay: Relay
     client: Any = field(repr=False)
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def objects(self, prefix: str = "") -> dict[str, int]:
+        """Key -> size in bytes of every object under ``prefix``."""
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
         )
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+        return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return list(self.objects(prefix))
 
 
 @contextmanager

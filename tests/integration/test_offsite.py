@@ -33,6 +33,8 @@ from tests.integration.test_restore import count_at_target
 
 pytestmark = pytest.mark.integration
 PREFIX = "barman"
+# The suffixes barman-cloud-wal-archive gives a WAL file it compressed (OFFSITE_COMPRESSION).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".lz4", ".zst")
 
 
 @dataclass
@@ -46,8 +48,12 @@ class Offsite:
     def store_backups(self) -> set[str]:
         return {key.split("/")[3] for key in self.s3.keys(f"{PREFIX}/pg/base/")}
 
+    def store_wal_keys(self) -> list[str]:
+        return self.s3.keys(f"{PREFIX}/pg/wals/")
+
     def store_wal(self) -> set[str]:
-        return {key.rsplit("/", 1)[1] for key in self.s3.keys(f"{PREFIX}/pg/wals/")}
+        """WAL file names in the store, compressed or not."""
+        return {uncompressed_name(key.rsplit("/", 1)[1]) for key in self.store_wal_keys()}
 
     def local_wal(self) -> set[str]:
         wals = self.daemon.home / "pg" / "wals"
@@ -63,6 +69,13 @@ class Offsite:
         code, status = self.probe.json("/status")
         assert code in (200, 503), code
         return dict(status["servers"]["pg"]["offsite"] or {})
+
+
+def uncompressed_name(name: str) -> str:
+    for suffix in COMPRESSED_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
 
 
 def offsite_env(s3: S3, workdir: Path) -> dict[str, str]:

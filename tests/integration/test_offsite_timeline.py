@@ -9,6 +9,9 @@ it). Its history file and the new timeline's WAL reach the store; with the
 Barman volume gone, ``restore-offsite`` rebuilds the newest point, which lies on the new
 timeline, from the backup of the old one; ``--target-tli 1`` rebuilds the old timeline's end.
 
+The daemon of this module compresses what it copies (OFFSITE_COMPRESSION=lz4), that of
+``test_offsite`` does not: both kinds are restored.
+
 The tests of this module run in order and share one daemon.
 """
 
@@ -32,7 +35,7 @@ from barman_supervisor.settings import load_settings
 from tests.integration.harness import SUPERVISOR, Cluster, Daemon, cluster, wait_until
 from tests.integration.s3 import s3_server
 from tests.integration.test_health import Probe
-from tests.integration.test_offsite import Offsite, offsite_env
+from tests.integration.test_offsite import PREFIX, Offsite, offsite_env
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +52,7 @@ def offsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
             BACKUP_IMMEDIATE_CHECKPOINT="true",
             HEALTH_INTERVAL="1",
             OFFSITE_INTERVAL="5",
+            OFFSITE_COMPRESSION="lz4",
             **offsite_env(s3, workdir),
         ).start()
         try:
@@ -144,6 +148,12 @@ def test_the_drill_restores_from_the_store(offsite: Offsite) -> None:
     # The rows written after the backup are only in the WAL the store holds.
     assert result.rows == 100
     assert {"recover_s", "start_s", "query_s"} <= set(result.timings)
+    # What the store holds is compressed: the backup's tar and every WAL file.
+    backup_keys = offsite.s3.keys(f"{PREFIX}/pg/base/{copied['backup_id']}/")
+    assert [key for key in backup_keys if key.endswith("/data.tar.lz4")], backup_keys
+    wal_keys = offsite.store_wal_keys()
+    assert wal_keys
+    assert [key for key in wal_keys if not key.endswith(".lz4")] == []
 
 
 def test_a_restore_from_the_store_follows_a_promotion(offsite: Offsite) -> None:

@@ -31,6 +31,7 @@ from barman_supervisor.offsite import (
     parse_store_backups,
     refusals_that_matter,
     uncopyable_reason,
+    upload_options,
     wal_lag_seconds,
     wal_names_from,
     wal_owed,
@@ -134,6 +135,7 @@ def offsite(**changes: object) -> Offsite:
         endpoint_url="http://127.0.0.1:9000",
         region="eu-west-1",
         encryption="",
+        compression="",
         retention_policy="REDUNDANCY 2",
         backup_max_delay=3600,
         wal_max_lag=600,
@@ -155,6 +157,22 @@ def test_keys_go_to_the_child_environment_and_never_on_the_command_line() -> Non
     assert "AKIAEXAMPLE" not in options
     assert "--endpoint-url http://127.0.0.1:9000" in options
     assert "AKIAEXAMPLE" not in repr(target)
+
+
+@pytest.mark.parametrize(
+    ("encryption", "compression", "expected"),
+    [
+        ("", "", []),
+        ("AES256", "", ["-e", "AES256"]),
+        ("", "lz4", ["--lz4"]),
+        ("aws:kms", "zstd", ["-e", "aws:kms", "--zstd"]),
+        ("", "bzip2", ["--bzip2"]),
+    ],
+)
+def test_both_uploaders_get_the_encryption_and_the_compression(
+    encryption: str, compression: str, expected: list[str]
+) -> None:
+    assert upload_options(offsite(encryption=encryption, compression=compression)) == expected
 
 
 def test_without_keys_boto3s_own_chain_applies() -> None:
@@ -192,10 +210,12 @@ def test_offsite_settings_with_file_secrets_and_per_server_override(
             "AWS_ACCESS_KEY_ID__REPORTS": "AKIAREPORTS",
             "AWS_SECRET_ACCESS_KEY_FILE": str(key_file),
             "OFFSITE_WAL_MAX_LAG": "15m",
+            "OFFSITE_COMPRESSION__REPORTS": "zstd",
         }
     )
-    target = settings.servers[0].offsite
-    assert target is not None
+    target, reports = (server.offsite for server in settings.servers)
+    assert target is not None and reports is not None
+    assert (target.compression, reports.compression) == ("", "zstd")
     assert target.url == "s3://other-bucket/pg"
     assert target.secret_access_key == Secret("from-file")
     assert target.wal_max_lag == 900
@@ -212,6 +232,8 @@ def test_offsite_settings_with_file_secrets_and_per_server_override(
         ({"OFFSITE_URL": "s3://B_ad/prefix"}, "OFFSITE_URL"),
         ({"OFFSITE_ENDPOINT_URL": "127.0.0.1:9000"}, "OFFSITE_ENDPOINT_URL"),
         ({"OFFSITE_ENCRYPTION": "rot13"}, "OFFSITE_ENCRYPTION"),
+        ({"OFFSITE_COMPRESSION": "snappy"}, "OFFSITE_COMPRESSION"),
+        ({"OFFSITE_COMPRESSION": "LZ4"}, "OFFSITE_COMPRESSION"),
         ({"OFFSITE_RETENTION_POLICY": "forever"}, "OFFSITE_RETENTION_POLICY"),
         ({"AWS_SECRET_ACCESS_KEY": None}, "AWS_SECRET_ACCESS_KEY"),
     ],
