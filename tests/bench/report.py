@@ -491,6 +491,18 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
                 f"boto3 `upload_file` {num(get(up, 'boto3_upload_file_s', 'median'), 1)} s",
             ]
         )
+    compressed = get(up, "compressed") or {}
+    if compressed:
+        rows.append(
+            [
+                "the same copy compressed on the way (OFFSITE_COMPRESSION)",
+                "; ".join(
+                    f"{name} {num(get(c, 'seconds'), 1)} s, {num(get(c, 'store_mb'), 0)} MB stored"
+                    for name, c in compressed.items()
+                ),
+                f"{num(get(up, 'backup_mb'), 0)} MB uncompressed",
+            ]
+        )
     if restore:
         rows.append(
             [
