@@ -411,7 +411,13 @@ class Barman:
         """``receive-wal`` as ``barman cron`` starts it (``-q``, detached), but forked from the
         fork server: no import to pay, memory shared. False without one (then ``cron``)."""
         argv = self._argv("-q", "receive-wal", server, server=server, json_output=False)
-        return self._runner.start_detached(argv, kind="receive-wal") is not None
+        try:
+            return self._runner.start_detached(argv, kind="receive-wal") is not None
+        finally:
+            # The probe right after (start-up's confirmation) must see the new receiver, not a
+            # table from before it: that stale "not running" raised a false alert once the
+            # start-up ended.
+            self._table.invalidate()
 
     def terminate_receive_wal(self, server: str) -> Outcome:
         return self.run(

@@ -23,8 +23,9 @@ from barman_supervisor.barman import (
     parse_json_output,
 )
 from barman_supervisor.barman_config import command_config
-from barman_supervisor.pid1 import Supervisor
+from barman_supervisor.pid1 import ProcInfo, Supervisor
 from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.proctable import ProcessTable
 from barman_supervisor.settings import load_settings
 
 
@@ -265,3 +266,30 @@ def test_cron_runs_once_per_server_when_each_server_has_a_file(
         assert configs == [str(whole)]
     else:
         assert configs == [str(command_config(settings, name)) for name in ("pg", "reports")]
+
+
+def test_starting_receive_wal_makes_the_next_process_question_scan_afresh(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
+            "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
+            "BARMAN_HOME": str(tmp_path / "home"),
+            "PG_PASSWORD": "x",
+        }
+    )
+    scans: list[int] = []
+
+    def scan() -> list[ProcInfo]:
+        scans.append(1)
+        return []
+
+    table = ProcessTable(max_age=3600, scan=scan)
+    barman = Barman(settings, Runner(Supervisor(), settings.child_env), table=table)
+    barman.processes("receive-wal", "pg")
+    barman.processes("receive-wal", "pg")
+    assert len(scans) == 1  # shared within its age
+
+    barman.start_receive_wal("pg")  # no fork server in this runner: nothing starts
+
+    barman.processes("receive-wal", "pg")
+    assert len(scans) == 2
