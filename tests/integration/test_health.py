@@ -35,6 +35,8 @@ from tests.webhook import WebhookReceiver as Webhook
 from tests.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
+# Seconds without a new alert after which a test takes the alert stream as settled.
+ALERT_QUIET_S = 3.0
 
 
 class Probe:
@@ -120,6 +122,13 @@ def test_all_endpoints_green_after_start(daemon: tuple[Daemon, Probe]) -> None:
     )
 
 
+def test_a_clean_start_sends_no_alert(daemon: tuple[Daemon, Probe], webhook: Webhook) -> None:
+    """Start-up's problems are not alerts, and nothing stale may look like one once it ended
+    (a process table read before receive-wal started once said "not running" right then)."""
+    _supervisor, probe = daemon
+    assert settled_alerts(webhook, probe) == 0, webhook.received
+
+
 def test_metrics_parse_and_match_barman(daemon: tuple[Daemon, Probe]) -> None:
     supervisor, probe = daemon
     code, text = probe.get("/metrics")
@@ -139,11 +148,30 @@ def _outage_alerts(webhook: Webhook, before: int) -> list[str]:
     return [event["state"] for event in webhook.received[before:]]
 
 
+def settled_alerts(webhook: Webhook, probe: Probe) -> int:
+    """How many alerts were posted, once the daemon is green and no alert came for
+    ALERT_QUIET_S with the last one a recovery. A blip the daemon saw before (with
+    ALERT_STREAMING_AFTER=0 any moment without streaming is an alert) then closes before a
+    test counts its own outage's alerts, instead of inside them."""
+    seen = {"count": -1, "at": 0.0}
+
+    def quiet() -> bool:
+        received, now = webhook.received, time.monotonic()
+        if len(received) != seen["count"]:
+            seen.update(count=len(received), at=now)
+            return False
+        closed = not received or received[-1]["state"] == "recovered"
+        return closed and now - seen["at"] >= ALERT_QUIET_S and probe.get("/readyz")[0] == 200
+
+    wait_until(quiet, timeout=60, what="the alerts to settle")
+    return int(seen["count"])
+
+
 def test_killed_receive_wal_turns_unready_then_green(
     daemon: tuple[Daemon, Probe], webhook: Webhook
 ) -> None:
     supervisor, probe = daemon
-    before = len(webhook.received)
+    before = settled_alerts(webhook, probe)
     receivers = [
         p for p in processes_using(str(supervisor.workdir)) if "receive-wal" in p[3].split()
     ]
@@ -153,14 +181,14 @@ def test_killed_receive_wal_turns_unready_then_green(
     assert probe.get("/healthz")[0] == 200
     wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=90, what="green again")
     wait_until(lambda: len(webhook.received) >= before + 2, timeout=30, what="two alerts")
-    assert _outage_alerts(webhook, before) == ["failing", "recovered"]
+    assert _outage_alerts(webhook, before) == ["failing", "recovered"], webhook.received[before:]
 
 
 def test_postgres_outage_is_one_alert_and_one_recovery(
     daemon: tuple[Daemon, Probe], pg: Cluster, webhook: Webhook
 ) -> None:
     _supervisor, probe = daemon
-    before = len(webhook.received)
+    before = settled_alerts(webhook, probe)
     pg.stop()
     try:
         problems = wait_until(
@@ -176,8 +204,8 @@ def test_postgres_outage_is_one_alert_and_one_recovery(
         pg.start()
     wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=120, what="green after restart")
     wait_until(lambda: len(webhook.received) >= before + 2, timeout=30, what="two alerts")
-    time.sleep(3)  # anything more would be a second alert for the same outage
-    assert _outage_alerts(webhook, before) == ["failing", "recovered"]
+    time.sleep(ALERT_QUIET_S)  # anything more would be a second alert for the same outage
+    assert _outage_alerts(webhook, before) == ["failing", "recovered"], webhook.received[before:]
     failing = webhook.received[before]
     assert failing["server"] == "pg"
     assert {p["condition"] for p in failing["problems"]} & {"postgres", "streaming"}
