@@ -115,16 +115,28 @@ class Backup:
     # PostgreSQL summarized WAL when it was taken (None: not said, e.g. PostgreSQL < 17).
     parent_id: str | None = None
     summarize_wal: bool | None = None
+    # When Barman last wrote its backup.info (the file's time), for a backup with neither a
+    # begin nor an end time: one that failed at its start ("failure starting backup") has
+    # no other time, yet keeps `barman check` red until it is deleted.
+    recorded_at: float | None = None
 
     @property
     def incremental(self) -> bool:
         return self.parent_id is not None
 
+    @property
+    def known_time(self) -> float | None:
+        """Its start, else its end, else when Barman recorded it; None: age unknown."""
+        for moment in (self.begin_time, self.end_time, self.recorded_at):
+            if moment is not None:
+                return moment
+        return None
+
     def order_key(self) -> tuple[float, str]:
         """Newer sorts later, by Barman's timestamps and never by the ID: IDs are the local time
         of the Barman process (``TZ``), so a changed time zone would reorder them. A backup with
-        no known time (none in its ``backup.info``) counts as the oldest."""
-        moment = self.begin_time if self.begin_time is not None else self.end_time
+        no known time (no ``backup.info``) counts as the oldest."""
+        moment = self.known_time
         return (moment if moment is not None else -math.inf, self.backup_id)
 
 
@@ -350,10 +362,26 @@ class Barman:
         backups = []
         for backup in parse_backups(outcome.data, server):
             info = self._backup_info(server, backup.backup_id)
+            begin_time = parse_begin_time(info)
+            untimed = begin_time is None and backup.end_time is None
+            recorded_at = self._backup_info_time(server, backup.backup_id) if untimed else None
             backups.append(
-                replace(backup, begin_time=parse_begin_time(info), **parse_chain_fields(info))
+                replace(
+                    backup,
+                    begin_time=begin_time,
+                    recorded_at=recorded_at,
+                    **parse_chain_fields(info),
+                )
             )
         return outcome, backups
+
+    def _backup_info_time(self, server: str, backup_id: str) -> float | None:
+        for path in self._backup_info_paths(server, backup_id):
+            try:
+                return path.stat().st_mtime
+            except OSError:
+                continue
+        return None
 
     def _backup_info(self, server: str, backup_id: str) -> str:
         """list-backups prints no start time and no parent, and no time at all for a FAILED or

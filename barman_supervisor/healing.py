@@ -121,7 +121,7 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
         for backup in sorted(backups, key=Backup.order_key)
         if backup.status == "FAILED"
         and backup.backup_id not in parents
-        and backup.begin_time is not None  # a backup of unknown age is never deleted
+        and backup.known_time is not None  # a backup of unknown age is never deleted
         and backup.order_key() < newest_done.order_key()
     ]
 

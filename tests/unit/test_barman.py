@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,3 +294,30 @@ def test_starting_receive_wal_makes_the_next_process_question_scan_afresh(tmp_pa
 
     barman.processes("receive-wal", "pg")
     assert len(scans) == 2
+
+
+def test_a_backup_that_failed_at_its_start_carries_its_backup_info_time(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    meta = home / "pg" / "meta"
+    meta.mkdir(parents=True)
+    info = meta / "20261202T063322-backup.info"
+    info.write_text("begin_time=None\nend_time=None\nstatus=FAILED\n")
+    os.utime(info, (1_700_000_000, 1_700_000_000))
+    listing = {"pg": [{"backup_id": "20261202T063322", "status": "FAILED"}]}
+    program = tmp_path / "barman"
+    program.write_text(f"#!/bin/sh\necho '{json.dumps(listing)}'\n")
+    program.chmod(0o755)
+    environ = {
+        "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
+        "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
+        "BARMAN_HOME": str(home),
+        "PG_PASSWORD": "x",
+    }
+    settings = replace(load_settings(environ), barman_bin=str(program))
+
+    _outcome, (backup,) = Barman(settings, Runner(Supervisor(), settings.child_env)).list_backups(
+        "pg"
+    )
+
+    assert backup.begin_time is None and backup.end_time is None
+    assert backup.recorded_at == 1_700_000_000

@@ -83,6 +83,17 @@ def test_failed_backups_are_deleted_only_when_superseded_and_never_done_ones() -
     assert failed_to_delete([Backup("1", "FAILED", None, None, begin_time=1.0)], "delete") == []
 
 
+def test_a_backup_that_failed_at_its_start_is_aged_by_when_barman_recorded_it() -> None:
+    """No begin or end time ("failure starting backup"): the backup.info's file time decides;
+    before it was never deleted and kept `barman check` red for good."""
+    at_start = Backup("20261124T030000", "FAILED", None, None, recorded_at=200.0)
+    later = Backup("20261124T040000", "FAILED", None, None, recorded_at=900.0)
+    done = Backup("20261124T035000", "DONE", 501.0, 1, begin_time=500.0)
+
+    assert failed_to_delete([at_start, later, done], "delete") == ["20261124T030000"]
+    assert at_start.known_time == 200.0 and done.known_time == 500.0
+
+
 def test_superseded_is_decided_by_timestamps_not_ids() -> None:
     """TZ moved from UTC to UTC+14: the newer backup got the smaller ID."""
     backups = [
