@@ -218,6 +218,33 @@ def backup_info_paths(barman_home: Path, server: str, backup_id: str) -> tuple[P
     )
 
 
+def backup_info_path(barman_home: Path, server: str, backup_id: str) -> Path | None:
+    """The ``backup.info`` of this backup that exists, if any."""
+    return next(
+        (path for path in backup_info_paths(barman_home, server, backup_id) if path.is_file()),
+        None,
+    )
+
+
+def backup_info_text(barman_home: Path, server: str, backup_id: str) -> str:
+    """list-backups prints no start time and no parent, and no time at all for a FAILED or
+    STARTED backup: ``backup.info`` has them (empty when unreadable)."""
+    path = backup_info_path(barman_home, server, backup_id)
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path is not None else ""
+    except OSError:
+        return ""
+
+
+def backup_info_time(barman_home: Path, server: str, backup_id: str) -> float | None:
+    """When Barman last wrote this backup's ``backup.info``; None without one."""
+    path = backup_info_path(barman_home, server, backup_id)
+    try:
+        return path.stat().st_mtime if path is not None else None
+    except OSError:  # deleted since
+        return None
+
+
 def parse_json_output(stdout: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
     """Split Barman's JSON output into data and (level, message) pairs; non-JSON is all message."""
     text = stdout.strip()
@@ -364,7 +391,8 @@ class Barman:
             info = self._backup_info(server, backup.backup_id)
             begin_time = parse_begin_time(info)
             untimed = begin_time is None and backup.end_time is None
-            recorded_at = self._backup_info_time(server, backup.backup_id) if untimed else None
+            home = self._settings.barman_home
+            recorded_at = backup_info_time(home, server, backup.backup_id) if untimed else None
             backups.append(
                 replace(
                     backup,
@@ -375,23 +403,8 @@ class Barman:
             )
         return outcome, backups
 
-    def _backup_info_time(self, server: str, backup_id: str) -> float | None:
-        for path in self._backup_info_paths(server, backup_id):
-            try:
-                return path.stat().st_mtime
-            except OSError:
-                continue
-        return None
-
     def _backup_info(self, server: str, backup_id: str) -> str:
-        """list-backups prints no start time and no parent, and no time at all for a FAILED or
-        STARTED backup: ``backup.info`` has them (empty when unreadable)."""
-        for path in self._backup_info_paths(server, backup_id):
-            try:
-                return path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-        return ""
+        return backup_info_text(self._settings.barman_home, server, backup_id)
 
     def backup_version(self, server: str, backup_id: str) -> int | None:
         """The ``version_num`` of the PostgreSQL a backup was taken from, read from its
@@ -403,9 +416,6 @@ class Barman:
         """Barman's ``backup_compression`` of a backup (its files are compressed tar files),
         read from its ``backup.info``; None for plain files."""
         return backup_info_field(self._backup_info(server, backup_id), "compression")
-
-    def _backup_info_paths(self, server: str, backup_id: str) -> tuple[Path, Path]:
-        return backup_info_paths(self._settings.barman_home, server, backup_id)
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
         outcome = self.run("show-backup", server, backup_id, kind="show", server=server, timeout=60)
@@ -471,21 +481,19 @@ class Barman:
         Barman has no command for it: a backup whose process was killed stays STARTED for
         ever, and Barman then treats it as running. Only ``status`` and ``error`` change.
         """
-        for path in self._backup_info_paths(server, backup_id):
-            if not path.is_file():
-                continue
-            lines = path.read_text().splitlines()
-            fields = {"status": "FAILED", "error": reason.replace("\n", " ")}
-            rewritten = [
-                f"{key}={fields.pop(key)}" if (key := line.split("=", 1)[0]) in fields else line
-                for line in lines
-            ]
-            rewritten += [f"{key}={value}" for key, value in fields.items()]
-            temporary = path.with_name(f".{path.name}.tmp")
-            temporary.write_text("\n".join(rewritten) + "\n")
-            temporary.replace(path)
-            return True
-        return False
+        path = backup_info_path(self._settings.barman_home, server, backup_id)
+        if path is None:
+            return False
+        fields = {"status": "FAILED", "error": reason.replace("\n", " ")}
+        rewritten = [
+            f"{key}={fields.pop(key)}" if (key := line.split("=", 1)[0]) in fields else line
+            for line in path.read_text().splitlines()
+        ]
+        rewritten += [f"{key}={value}" for key, value in fields.items()]
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text("\n".join(rewritten) + "\n")
+        temporary.replace(path)
+        return True
 
     def processes(self, command: str, server: str) -> list[ProcInfo]:
         """Barman processes of this configuration running ``command`` for ``server``: started

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from barman_supervisor.barman import Backup, Barman
+from barman_supervisor.barman import Backup, Barman, backup_info_path
 from barman_supervisor.errors import ConfigError, RunnerClosed
 from barman_supervisor.healing import restart_delay
 from barman_supervisor.log import bind, get_logger
@@ -45,7 +45,7 @@ from barman_supervisor.offsite import (
     upload_options,
     wal_owed,
 )
-from barman_supervisor.offsite_keep import Ledger, RetentionHold, backup_info_path
+from barman_supervisor.offsite_keep import Ledger, RetentionHold
 from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.settings import Offsite, ServerSettings, Settings
 from barman_supervisor.state import State

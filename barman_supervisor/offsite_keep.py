@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman import Barman, backup_info_paths
+from barman_supervisor.barman import Barman, backup_info_path
 from barman_supervisor.log import get_logger
 from barman_supervisor.offsite import (
     LocalBackup,
@@ -50,14 +50,6 @@ class Ledger:
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(json.dumps(data))
         temporary.replace(path)
-
-
-def backup_info_path(barman_home: Path, server: str, backup_id: str) -> Path | None:
-    """The ``backup.info`` of this backup that exists, if any."""
-    return next(
-        (path for path in backup_info_paths(barman_home, server, backup_id) if path.is_file()),
-        None,
-    )
 
 
 class RetentionHold:
