@@ -384,6 +384,93 @@ def render_latest(results: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def scale_rows(scale: Any) -> list[list[str]]:
+    """One headline row per server count of the scale scenario."""
+    rows: list[list[str]] = []
+    for s in (scale or {}).values():
+        if isinstance(s, dict) and "servers" in s:
+            rows.append(
+                [
+                    f"{s['servers']} server{'' if s['servers'] == 1 else 's'} on one daemon",
+                    f"{s.get('servers_ready')}/{s['servers']} ready in "
+                    f"{num(s.get('startup_all_ready_s'), 0)} s"
+                    + (
+                        f", {s['ready_after_idle']} still ready after the idle window"
+                        if "ready_after_idle" in s
+                        else ""
+                    )
+                    + "; idle "
+                    f"{num(get(s, 'idle', 'tree_cpu_s_per_min'), 1)} CPU s/min; PSS "
+                    f"{num(get(s, 'memory_idle', 'pss_mb'), 0)} MB",
+                    "",
+                ]
+            )
+    return rows
+
+
+def health_rows(health: Any) -> list[list[str]]:
+    """Headline rows of the health endpoints' latency during a backup."""
+    rows: list[list[str]] = []
+    for clients, measured in (get(health, "readyz_during_backup_by_clients") or {}).items():
+        rows.append(
+            [
+                f"/readyz p50 / p99 during a backup, {clients} clients",
+                f"{num(get(measured, '/readyz', 'latency_ms', 'median'), 1)} / "
+                f"{num(get(measured, '/readyz', 'latency_ms', 'p99'), 1)} ms",
+                "",
+            ]
+        )
+    rows.append(
+        [
+            "/healthz p50 / p99 during a backup",
+            (
+                f"{num(get(health, 'during_backup', '/healthz', 'latency_ms', 'median'), 1)} / "
+                f"{num(get(health, 'during_backup', '/healthz', 'latency_ms', 'p99'), 1)} ms"
+                if get(health, "available")
+                else "not available (no HTTP server yet)"
+            ),
+            "",
+        ]
+    )
+    return rows
+
+
+def offsite_rows(offsite: Any) -> list[list[str]]:
+    """Headline rows of the off-site copy: upload, compressed uploads, restore."""
+    rows: list[list[str]] = []
+    up, restore = get(offsite, "upload"), get(offsite, "restore")
+    if up:
+        rows.append(
+            [
+                f"off-site copy of a {num(get(up, 'backup_mb'), 0)} MB backup to S3 on 127.0.0.1",
+                f"{num(get(up, 'daemon_copy_s'), 1)} s (barman-cloud-backup, "
+                f"{num(get(up, 'throughput_ratio'), 2)}x boto3 `upload_file`)",
+                f"boto3 `upload_file` {num(get(up, 'boto3_upload_file_s', 'median'), 1)} s",
+            ]
+        )
+    compressed = get(up, "compressed") or {}
+    if compressed:
+        rows.append(
+            [
+                "the same copy compressed on the way (OFFSITE_COMPRESSION)",
+                "; ".join(
+                    f"{name} {num(get(c, 'seconds'), 1)} s, {num(get(c, 'store_mb'), 0)} MB stored"
+                    for name, c in compressed.items()
+                ),
+                f"{num(get(up, 'backup_mb'), 0)} MB uncompressed",
+            ]
+        )
+    if restore:
+        rows.append(
+            [
+                "restore from the bucket alone vs from the local volume",
+                f"{num(get(restore, 'from_store_s'), 1)} s",
+                f"local {num(get(restore, 'local_s'), 1)} s",
+            ]
+        )
+    return rows
+
+
 def headline_rows(results: dict[str, Any]) -> list[list[str]]:
     """The few numbers a README reader needs, each with its comparison."""
     p, f = results.get("protect"), get(results, "freshness", "targets") or {}
@@ -441,76 +528,8 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
             "cron: same Barman processes, no resident daemon",
         ]
     )
-    for s in (results.get("scale") or {}).values():
-        if isinstance(s, dict) and "servers" in s:
-            rows.append(
-                [
-                    f"{s['servers']} server{'' if s['servers'] == 1 else 's'} on one daemon",
-                    f"{s.get('servers_ready')}/{s['servers']} ready in "
-                    f"{num(s.get('startup_all_ready_s'), 0)} s"
-                    + (
-                        f", {s['ready_after_idle']} still ready after the idle window"
-                        if "ready_after_idle" in s
-                        else ""
-                    )
-                    + "; idle "
-                    f"{num(get(s, 'idle', 'tree_cpu_s_per_min'), 1)} CPU s/min; PSS "
-                    f"{num(get(s, 'memory_idle', 'pss_mb'), 0)} MB",
-                    "",
-                ]
-            )
-    h = results.get("health")
-    for clients, measured in (get(h, "readyz_during_backup_by_clients") or {}).items():
-        rows.append(
-            [
-                f"/readyz p50 / p99 during a backup, {clients} clients",
-                f"{num(get(measured, '/readyz', 'latency_ms', 'median'), 1)} / "
-                f"{num(get(measured, '/readyz', 'latency_ms', 'p99'), 1)} ms",
-                "",
-            ]
-        )
-    rows.append(
-        [
-            "/healthz p50 / p99 during a backup",
-            (
-                f"{num(get(h, 'during_backup', '/healthz', 'latency_ms', 'median'), 1)} / "
-                f"{num(get(h, 'during_backup', '/healthz', 'latency_ms', 'p99'), 1)} ms"
-                if get(h, "available")
-                else "not available (no HTTP server yet)"
-            ),
-            "",
-        ]
-    )
-    up, restore = get(results, "offsite", "upload"), get(results, "offsite", "restore")
-    if up:
-        rows.append(
-            [
-                f"off-site copy of a {num(get(up, 'backup_mb'), 0)} MB backup to S3 on 127.0.0.1",
-                f"{num(get(up, 'daemon_copy_s'), 1)} s (barman-cloud-backup, "
-                f"{num(get(up, 'throughput_ratio'), 2)}x boto3 `upload_file`)",
-                f"boto3 `upload_file` {num(get(up, 'boto3_upload_file_s', 'median'), 1)} s",
-            ]
-        )
-    compressed = get(up, "compressed") or {}
-    if compressed:
-        rows.append(
-            [
-                "the same copy compressed on the way (OFFSITE_COMPRESSION)",
-                "; ".join(
-                    f"{name} {num(get(c, 'seconds'), 1)} s, {num(get(c, 'store_mb'), 0)} MB stored"
-                    for name, c in compressed.items()
-                ),
-                f"{num(get(up, 'backup_mb'), 0)} MB uncompressed",
-            ]
-        )
-    if restore:
-        rows.append(
-            [
-                "restore from the bucket alone vs from the local volume",
-                f"{num(get(restore, 'from_store_s'), 1)} s",
-                f"local {num(get(restore, 'local_s'), 1)} s",
-            ]
-        )
+    rows += scale_rows(results.get("scale")) + health_rows(results.get("health"))
+    rows += offsite_rows(results.get("offsite"))
     return rows
 
 

@@ -27,7 +27,7 @@ from barman_supervisor.barman_config import command_config
 from barman_supervisor.pid1 import ProcInfo, Supervisor
 from barman_supervisor.proc import Completed, Runner
 from barman_supervisor.proctable import ProcessTable
-from barman_supervisor.settings import load_settings
+from barman_supervisor.settings import Settings, load_settings
 
 
 def outcome(
@@ -218,8 +218,9 @@ def test_newest_backup_orders_by_timestamps_not_ids() -> None:
     assert newest_backup([]) is None
 
 
-def test_a_vanished_barman_is_a_failed_command_not_a_crash(tmp_path: Path) -> None:
-    settings = load_settings(
+def settings_in(tmp_path: Path) -> Settings:
+    """One server's settings with every path under ``tmp_path`` (Barman home: ``home``)."""
+    return load_settings(
         {
             "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
             "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
@@ -227,6 +228,10 @@ def test_a_vanished_barman_is_a_failed_command_not_a_crash(tmp_path: Path) -> No
             "PG_PASSWORD": "x",
         }
     )
+
+
+def test_a_vanished_barman_is_a_failed_command_not_a_crash(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path)
     gone = replace(settings, barman_bin=str(tmp_path / "removed" / "barman"))
     barman = Barman(gone, Runner(Supervisor(), gone.child_env))
 
@@ -270,14 +275,7 @@ def test_cron_runs_once_per_server_when_each_server_has_a_file(
 
 
 def test_starting_receive_wal_makes_the_next_process_question_scan_afresh(tmp_path: Path) -> None:
-    settings = load_settings(
-        {
-            "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
-            "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
-            "BARMAN_HOME": str(tmp_path / "home"),
-            "PG_PASSWORD": "x",
-        }
-    )
+    settings = settings_in(tmp_path)
     scans: list[int] = []
 
     def scan() -> list[ProcInfo]:
@@ -307,13 +305,7 @@ def test_a_backup_that_failed_at_its_start_carries_its_backup_info_time(tmp_path
     program = tmp_path / "barman"
     program.write_text(f"#!/bin/sh\necho '{json.dumps(listing)}'\n")
     program.chmod(0o755)
-    environ = {
-        "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
-        "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
-        "BARMAN_HOME": str(home),
-        "PG_PASSWORD": "x",
-    }
-    settings = replace(load_settings(environ), barman_bin=str(program))
+    settings = replace(settings_in(tmp_path), barman_bin=str(program))
 
     _outcome, (backup,) = Barman(settings, Runner(Supervisor(), settings.child_env)).list_backups(
         "pg"
