@@ -10,10 +10,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from barman_supervisor import __version__, offsite_restore, restore
+from barman_supervisor import __version__
 from barman_supervisor import log as logging_setup
+from barman_supervisor.config.settings import Settings, load_settings, probe_address
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.settings import Settings, load_settings, probe_address
+from barman_supervisor.restore import local as restore
+from barman_supervisor.restore import store as offsite_restore
 
 EXIT_BAD_INPUT = 2
 
@@ -53,7 +55,7 @@ def _fail(message: str) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from barman_supervisor.daemon import Daemon  # noqa: PLC0415 - keeps check-config light
+    from barman_supervisor.daemon.core import Daemon  # noqa: PLC0415 - keeps check-config light
 
     logging_setup.configure(settings.log_level, settings.log_format)
     try:

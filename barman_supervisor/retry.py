@@ -120,3 +120,8 @@ def _first_line(error: BaseException | None) -> str | None:
         return None
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def restart_delay(attempt: int, initial: float = 1.0, ceiling: float = 60.0) -> float:
+    """Exponential backoff with jitter between streaming restarts: 1, 2, 4 … 60 s."""
+    return min(ceiling, initial * 2.0 ** max(0, attempt - 1)) + random.uniform(0, initial)

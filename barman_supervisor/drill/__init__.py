@@ -30,19 +30,21 @@ from: local or the store), ``cluster`` (scratch directories and the temporary se
 
 Everything returned is plain data (``DrillResult.as_dict()``) for the state, ``/status``,
 ``/metrics`` and alerts. The drill never raises for a failed step; the reason says what failed.
+
+May import: everything below it, ``restore`` included; ``status`` for its records.
 """
 
 from barman_supervisor.drill.drill import run_drill
 from barman_supervisor.drill.plan import (
     DEFAULT_QUERY,
     DrillConfig,
-    DrillResult,
     newest_done,
     restored_age,
     server_options,
     space_problem,
     unreachable_ancestor,
 )
+from barman_supervisor.status.state import DrillResult
 
 __all__ = [
     "DEFAULT_QUERY",

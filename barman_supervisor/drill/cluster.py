@@ -24,8 +24,8 @@ import psycopg
 
 from barman_supervisor.errors import DrillFailed, RunnerClosed, first_line
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import RunAs
-from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.postgres.programs import RunAs
+from barman_supervisor.process.runner import Completed, Runner
 
 _log = get_logger(__name__)
 # Unix socket paths are limited to 107 bytes (sun_path); a longer scratch path moves the socket.

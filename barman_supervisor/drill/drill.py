@@ -15,12 +15,12 @@ from typing import TypeVar
 
 from psycopg.conninfo import conninfo_to_dict
 
-from barman_supervisor.barman import Backup, BackupFacts, Barman
-from barman_supervisor.chains import combine_missing
+from barman_supervisor.barman.chains import combine_missing
+from barman_supervisor.barman.commands import Backup, BackupFacts, Barman
+from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.drill.cluster import Scratch, TempServer, free_port
 from barman_supervisor.drill.plan import (
     DrillConfig,
-    DrillResult,
     restored_age,
     server_options,
     space_problem,
@@ -29,15 +29,15 @@ from barman_supervisor.drill.plan import (
 from barman_supervisor.drill.source import source_for
 from barman_supervisor.errors import DrillFailed, Interrupted
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import (
+from barman_supervisor.postgres.programs import (
     RunAs,
     find_bin_dir,
     major_of,
     missing_server_programs,
     server_user,
 )
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.status.state import DrillResult
 
 _log = get_logger(__name__)
 T = TypeVar("T")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from barman_supervisor.barman import Backup, newest_backup
-from barman_supervisor.settings import ServerSettings, Settings
+from barman_supervisor.barman.commands import Backup, newest_backup
+from barman_supervisor.config.settings import ServerSettings, Settings
 
 # Reads every user table (count(*) has to visit each heap page or its visibility map), so a
 # restored but unreadable table fails the drill. One number per database: the rows counted.
@@ -44,31 +43,6 @@ class DrillConfig:
             space_factor=settings.drill_space_factor,
             space_margin_bytes=settings.drill_space_margin_bytes,
         )
-
-
-@dataclass
-class DrillResult:
-    ok: bool
-    reason: str
-    server: str
-    started_at: float
-    duration_s: float = 0.0
-    backup_id: str | None = None
-    pg_version: int | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    # recover + start + query: what a person waits for in an incident
-    restore_s: float | None = None
-    rows: int | None = None
-    databases: int | None = None
-    newest_commit_at: float | None = None
-    restored_as_of: float | None = None
-    restored_age_s: float | None = None
-    interrupted: bool = False
-    # DRILL_SOURCE: restored from Barman's catalogue ("local") or the off-site store.
-    source: str = "local"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def newest_done(backups: list[Backup]) -> Backup | None:

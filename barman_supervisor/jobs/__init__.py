@@ -12,6 +12,8 @@ collaborators it uses:
 - ``checks``: ``barman check`` and the backup list it depends on;
 - ``archiving``: ``barman archive-wal`` for one server when WAL waits to be archived;
 - ``drills``: scheduled restore drills.
+
+May import: every subpackage below it (``drill`` included), never ``daemon``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from barman_supervisor.alerts import Notifier
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
@@ -28,10 +30,10 @@ from barman_supervisor.jobs.drills import Drills
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
-from barman_supervisor.postgres import Postgres
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import ServerSettings, Settings
-from barman_supervisor.state import State
+from barman_supervisor.postgres.connection import Postgres
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.status.alerts import Notifier
+from barman_supervisor.status.state import State
 
 __all__ = ["Jobs"]
 

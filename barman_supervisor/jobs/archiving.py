@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import ServerSettings
 from barman_supervisor.jobs.recorder import JobRecorder
-from barman_supervisor.settings import ServerSettings
-from barman_supervisor.state import State
+from barman_supervisor.status.state import State
 
 PARTIAL_SUFFIX = ".partial"
 

@@ -12,16 +12,16 @@ import threading
 import time
 from pathlib import Path
 
-from barman_supervisor.alerts import Notifier
-from barman_supervisor.barman import Backup, Barman, Outcome, newest_backup
-from barman_supervisor.chains import next_backup
+from barman_supervisor.barman.chains import next_backup
+from barman_supervisor.barman.commands import Backup, Barman, Outcome, newest_backup
+from barman_supervisor.barman.verify import verify_backup
+from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.errors import RunnerClosed
-from barman_supervisor.healing import failed_to_delete, stale_started
+from barman_supervisor.jobs.healing import failed_to_delete, stale_started
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.log import get_logger
-from barman_supervisor.settings import ServerSettings, Settings
-from barman_supervisor.state import BackupSummary, JobRun, State
-from barman_supervisor.verify import verify_backup
+from barman_supervisor.status.alerts import Notifier
+from barman_supervisor.status.state import BackupSummary, JobRun, State
 
 _log = get_logger(__name__)
 CONCURRENCY_POLL_INTERVAL = 1.0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import ServerSettings
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.log import get_logger
-from barman_supervisor.settings import ServerSettings
-from barman_supervisor.state import State
+from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.drill import DrillConfig, run_drill
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import ServerSettings, Settings
-from barman_supervisor.state import State
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.status.state import State
 
 
 class Drills:

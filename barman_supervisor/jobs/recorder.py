@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from barman_supervisor.barman import Outcome
+from barman_supervisor.barman.commands import Outcome
 from barman_supervisor.errors import Interrupted, StartupFailed
 from barman_supervisor.log import bind, get_logger
-from barman_supervisor.state import JobRun, State
+from barman_supervisor.status.state import JobRun, State
 
 _log = get_logger(__name__)
 

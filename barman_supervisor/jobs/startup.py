@@ -15,18 +15,20 @@ from collections.abc import Callable, Mapping
 import psycopg
 
 from barman_supervisor import retry
-from barman_supervisor.barman import Backup, Barman
-from barman_supervisor.chains import incremental_problems
-from barman_supervisor.compression import compression_problems
+from barman_supervisor.barman.chains import incremental_problems
+from barman_supervisor.barman.commands import Backup, Barman
+from barman_supervisor.barman.compression import compression_problems
+from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.errors import StartupFailed, first_line
-from barman_supervisor.fairness import FairSemaphore
-from barman_supervisor.healing import client_tool_problems
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.fairness import FairSemaphore
+from barman_supervisor.jobs.healing import client_tool_problems
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
-from barman_supervisor.pgbin import (
+from barman_supervisor.postgres.connection import Postgres, preflight_problems
+from barman_supervisor.postgres.programs import (
     CLIENT_LINKS,
     Clients,
     find_bin_dir,
@@ -36,10 +38,8 @@ from barman_supervisor.pgbin import (
     survey,
     unwrapped_clients,
 )
-from barman_supervisor.postgres import Postgres, preflight_problems
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import ServerSettings, Settings
-from barman_supervisor.state import State
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
 IDENTIFY_ATTEMPTS = 3

@@ -18,21 +18,21 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.errors import first_line
-from barman_supervisor.healing import (
+from barman_supervisor.jobs.healing import (
     identity_change,
     orphaned_receivers,
-    restart_delay,
     slot_start,
     wal_gap,
 )
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.log import bind, get_logger
-from barman_supervisor.pid1 import processes
-from barman_supervisor.postgres import Postgres, SlotState
-from barman_supervisor.settings import ServerSettings, Settings
-from barman_supervisor.state import State
+from barman_supervisor.postgres.connection import Postgres, SlotState
+from barman_supervisor.process.proctable import processes
+from barman_supervisor.retry import restart_delay
+from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
 # How long start-up waits for the slot to turn active after ``barman cron`` started streaming.

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from barman_supervisor import log as logging_setup
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import load_settings
 from barman_supervisor.drill import DrillConfig, run_drill
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import load_settings
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
 from tests.bench.common import ratio, summary
 from tests.integration.harness import PG_BIN, Daemon, cluster, free_port
 
@@ -81,7 +81,7 @@ def measure_drill(scale: int = 10, rounds: int = 3) -> dict[str, Any]:
 def _rounds(daemon: Daemon, scratch: Path, rounds: int, scale: int) -> dict[str, Any]:
     scratch.mkdir(mode=0o755)
     settings = load_settings(daemon.env)
-    runner = Runner(Supervisor(), settings.child_env)
+    runner = Runner(Pid1(), settings.child_env)
     barman = Barman(settings, runner)
     backup_id = str(next(b for b in daemon.backups() if b["status"] == "DONE")["backup_id"])
     source = daemon.home / "pg" / "base" / backup_id / "data"

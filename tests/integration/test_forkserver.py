@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from barman_supervisor.forkserver import ForkServer
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Completed, Runner
+from barman_supervisor.process.forkserver import ForkServer
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Completed, Runner
 from tests.integration.harness import BARMAN
 
 
@@ -40,7 +40,7 @@ def outcome(completed: Completed) -> tuple[int, str, str]:
 
 def test_commands_forked_print_and_exit_as_barman_on_its_own(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
-    supervisor = Supervisor()
+    supervisor = Pid1()
     forkserver = ForkServer.start(BARMAN, env, supervisor)
     assert forkserver is not None, "the fork server did not start for Barman"
     runner = Runner(supervisor, env)

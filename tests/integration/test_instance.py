@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.pid1 import ProcInfo, processes
+from barman_supervisor.process.proctable import ProcInfo, processes
 from tests.integration.harness import SUPERVISOR, Cluster, Daemon, cluster, free_port, wait_until
 
 pytestmark = pytest.mark.integration

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import load_settings
 from barman_supervisor.drill import DrillConfig, DrillResult, run_drill
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import load_settings
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
 from tests.integration.harness import SUPERVISOR, Cluster, Daemon, cluster, wait_until
 from tests.integration.s3 import s3_server
 from tests.integration.test_health import Probe
@@ -107,7 +107,7 @@ def drill_from_the_store(offsite: Offsite) -> DrillResult:
     """One drill with DRILL_SOURCE=offsite, run as the daemon runs it; nothing left behind."""
     settings = load_settings({**offsite.daemon.env, "DRILL_SOURCE": "offsite"})
     server = settings.servers[0]
-    runner = Runner(Supervisor(), settings.child_env)
+    runner = Runner(Pid1(), settings.child_env)
     scratch = Path(tempfile.mkdtemp(prefix="bs-drill-offsite-"))
     scratch.chmod(0o755)  # the drill's PostgreSQL runs as postgres and must reach it
     try:

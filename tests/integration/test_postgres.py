@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from barman_supervisor.barman_config import write_pgpass
-from barman_supervisor.postgres import Postgres
-from barman_supervisor.settings import load_settings
+from barman_supervisor.barman.config_files import write_pgpass
+from barman_supervisor.config.settings import load_settings
+from barman_supervisor.postgres.connection import Postgres
 from tests.integration.harness import Cluster, Daemon, cluster, wait_until
 
 SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'barman_supervisor'"

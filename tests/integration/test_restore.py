@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor import restore
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.barman.verify import verify_backup
+from barman_supervisor.config.settings import Settings, load_settings
 from barman_supervisor.drill import DrillConfig, DrillResult, run_drill
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import Settings, load_settings
-from barman_supervisor.verify import verify_backup
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.restore import local as restore
 from tests.integration.harness import (
     Cluster,
     Daemon,
@@ -98,7 +98,7 @@ def protected_cluster(workdir: Path, rows: int = ROWS, **env: str) -> Iterator[P
             finished = daemon.wait_for("backup_finished", timeout=180, server="pg")
             assert finished["ok"], finished
             settings = load_settings(daemon.env)
-            runner = Runner(Supervisor(), settings.child_env)
+            runner = Runner(Pid1(), settings.child_env)
             yield Protected(pg, daemon, settings, runner, Barman(settings, runner), scratch)
         finally:
             daemon.stop()

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from barman_supervisor.alerts import AlertTracker, Notifier, alert_payload, split_credentials
-from barman_supervisor.health import Problem
-from barman_supervisor.settings import Secret
+from barman_supervisor.config.settings import Secret
+from barman_supervisor.status.alerts import AlertTracker, Notifier, alert_payload, split_credentials
+from barman_supervisor.status.health import Problem
 from tests.webhook import Request, webhook_receiver
 
 DOWN = [Problem("postgres", "PostgreSQL unreachable"), Problem("streaming", "slot not active")]

@@ -14,15 +14,15 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from barman_supervisor import api
-from barman_supervisor.api import HttpServer, Probes, bind_problem
-from barman_supervisor.barman import Backup, Check
-from barman_supervisor.health import Limits
+from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.barman.verify import Verification
 from barman_supervisor.log import MASKER
-from barman_supervisor.metrics import registry
-from barman_supervisor.postgres import SlotState
-from barman_supervisor.state import JobRun, State
-from barman_supervisor.verify import Verification
+from barman_supervisor.postgres.connection import SlotState
+from barman_supervisor.status import http as api
+from barman_supervisor.status.health import Limits
+from barman_supervisor.status.http import HttpServer, Probes, bind_problem
+from barman_supervisor.status.metrics import registry
+from barman_supervisor.status.state import JobRun, State
 
 LIMITS = Limits(
     postgres_max_silence=35, backup_max_age=36 * 3600, wal_max_lag_bytes=256 << 20, wal_max_age=None

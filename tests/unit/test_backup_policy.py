@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman_config import render_global, render_server
-from barman_supervisor.daemon import server_limits
+from barman_supervisor.barman.config_files import render_global, render_server
+from barman_supervisor.config.settings import BackupPolicy, load_settings
+from barman_supervisor.daemon.core import server_limits
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.settings import BackupPolicy, load_settings
 
 
 def policy(environ: dict[str, str], **changes: str) -> BackupPolicy:

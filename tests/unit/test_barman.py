@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from barman_supervisor.barman import (
+from barman_supervisor.barman.commands import (
     COMMAND_NOT_RUN,
     Backup,
     Barman,
@@ -23,11 +23,11 @@ from barman_supervisor.barman import (
     parse_checks,
     parse_json_output,
 )
-from barman_supervisor.barman_config import command_config
-from barman_supervisor.pid1 import ProcInfo, Supervisor
-from barman_supervisor.proc import Completed, Runner
-from barman_supervisor.proctable import ProcessTable
-from barman_supervisor.settings import Settings, load_settings
+from barman_supervisor.barman.config_files import command_config
+from barman_supervisor.config.settings import Settings, load_settings
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.proctable import ProcessTable, ProcInfo
+from barman_supervisor.process.runner import Completed, Runner
 
 
 def outcome(
@@ -233,7 +233,7 @@ def settings_in(tmp_path: Path) -> Settings:
 def test_a_vanished_barman_is_a_failed_command_not_a_crash(tmp_path: Path) -> None:
     settings = settings_in(tmp_path)
     gone = replace(settings, barman_bin=str(tmp_path / "removed" / "barman"))
-    barman = Barman(gone, Runner(Supervisor(), gone.child_env))
+    barman = Barman(gone, Runner(Pid1(), gone.child_env))
 
     outcome = barman.terminate_receive_wal("pg")
 
@@ -263,7 +263,7 @@ def test_cron_runs_once_per_server_when_each_server_has_a_file(
     }
     settings = replace(load_settings(environ), barman_bin=str(program))
 
-    outcomes = Barman(settings, Runner(Supervisor(), settings.child_env)).cron()
+    outcomes = Barman(settings, Runner(Pid1(), settings.child_env)).cron()
 
     assert outcomes and all(outcome.ok for outcome in outcomes)
     configs = [line.split()[1] for line in calls.read_text().splitlines()]
@@ -283,7 +283,7 @@ def test_starting_receive_wal_makes_the_next_process_question_scan_afresh(tmp_pa
         return []
 
     table = ProcessTable(max_age=3600, scan=scan)
-    barman = Barman(settings, Runner(Supervisor(), settings.child_env), table=table)
+    barman = Barman(settings, Runner(Pid1(), settings.child_env), table=table)
     barman.processes("receive-wal", "pg")
     barman.processes("receive-wal", "pg")
     assert len(scans) == 1  # shared within its age
@@ -307,9 +307,7 @@ def test_a_backup_that_failed_at_its_start_carries_its_backup_info_time(tmp_path
     program.chmod(0o755)
     settings = replace(settings_in(tmp_path), barman_bin=str(program))
 
-    _outcome, (backup,) = Barman(settings, Runner(Supervisor(), settings.child_env)).list_backups(
-        "pg"
-    )
+    _outcome, (backup,) = Barman(settings, Runner(Pid1(), settings.child_env)).list_backups("pg")
 
     assert backup.begin_time is None and backup.end_time is None
     assert backup.recorded_at == 1_700_000_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman_config import (
+from barman_supervisor.barman.config_files import (
     command_config,
     pgpass_lines,
     reads_this_configuration,
@@ -18,8 +18,8 @@ from barman_supervisor.barman_config import (
     write_pgpass,
     write_problem,
 )
+from barman_supervisor.config.settings import RENDERED_MARKER, Settings, load_settings
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.settings import RENDERED_MARKER, Settings, load_settings
 from tests.unit.conftest import PASSWORD
 
 

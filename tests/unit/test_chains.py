@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from barman_supervisor.barman import Backup, parse_chain_fields, parse_show_backup
-from barman_supervisor.chains import chain_of, combine_missing, incremental_problems, next_backup
-from barman_supervisor.healing import failed_to_delete
-from barman_supervisor.postgres import ServerFacts
-from barman_supervisor.settings import BackupPolicy
+from barman_supervisor.barman.chains import (
+    chain_of,
+    combine_missing,
+    incremental_problems,
+    next_backup,
+)
+from barman_supervisor.barman.commands import Backup, parse_chain_fields, parse_show_backup
+from barman_supervisor.config.settings import BackupPolicy
+from barman_supervisor.jobs.healing import failed_to_delete
+from barman_supervisor.postgres.connection import ServerFacts
 
 
 def backup(

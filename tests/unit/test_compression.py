@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from barman_supervisor.compression import compression_problems, unverifiable
-from barman_supervisor.settings import BackupPolicy
+from barman_supervisor.barman.compression import compression_problems, unverifiable
+from barman_supervisor.config.settings import BackupPolicy
 
 PG14, PG15, PG18 = 140011, 150014, 180001
 

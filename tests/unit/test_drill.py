@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman import parse_backups, parse_show_backup
+from barman_supervisor.barman.commands import parse_backups, parse_show_backup
+from barman_supervisor.barman.verify import verification_reason
+from barman_supervisor.config.settings import load_settings
 from barman_supervisor.drill import (
     DEFAULT_QUERY,
     newest_done,
@@ -21,10 +23,14 @@ from barman_supervisor.drill import (
 )
 from barman_supervisor.drill.source import LocalSource, StoreSource, source_for
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.health import drill_reason
-from barman_supervisor.pgbin import find_bin_dir, find_tool_dir, major_of, path_with, server_user
-from barman_supervisor.settings import load_settings
-from barman_supervisor.verify import verification_reason
+from barman_supervisor.postgres.programs import (
+    find_bin_dir,
+    find_tool_dir,
+    major_of,
+    server_user,
+)
+from barman_supervisor.process.runner import path_with
+from barman_supervisor.status.health import drill_reason
 
 GIB = 1024**3
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from barman_supervisor.fairness import FairSemaphore
+from barman_supervisor.jobs.fairness import FairSemaphore
 
 WAIT = 5.0
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.forkserver import ForkServer, interpreter_of
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
+from barman_supervisor.process.forkserver import ForkServer, interpreter_of
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
 
 CLI = textwrap.dedent(
     """
@@ -62,7 +62,7 @@ def env(program: Path) -> dict[str, str]:
 
 @pytest.fixture
 def served(program: Path, env: dict[str, str]) -> Iterator[tuple[Runner, ForkServer]]:
-    supervisor = Supervisor()
+    supervisor = Pid1()
     forkserver = ForkServer.start(str(program), env, supervisor)
     assert forkserver is not None
     runner = Runner(supervisor, env)
@@ -150,7 +150,7 @@ def test_a_program_that_is_no_python_script_gets_no_server(tmp_path: Path) -> No
     shell.write_text("#!/bin/sh\nexec true\n")
     shell.chmod(0o755)
 
-    assert ForkServer.start(str(shell), {"PATH": os.environ["PATH"]}, Supervisor()) is None
+    assert ForkServer.start(str(shell), {"PATH": os.environ["PATH"]}, Pid1()) is None
 
 
 def test_an_interpreter_that_cannot_import_barman_gets_no_server(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_an_interpreter_that_cannot_import_barman_gets_no_server(tmp_path: Path)
     script.chmod(0o755)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "lib")}
 
-    assert ForkServer.start(str(script), env, Supervisor()) is None
+    assert ForkServer.start(str(script), env, Pid1()) is None
 
 
 def test_a_detached_command_runs_on_in_a_session_of_its_own(
@@ -182,6 +182,6 @@ def test_a_detached_command_runs_on_in_a_session_of_its_own(
 
 
 def test_without_a_fork_server_nothing_is_started_detached(program: Path) -> None:
-    runner = Runner(Supervisor(), {"PATH": os.environ["PATH"]})
+    runner = Runner(Pid1(), {"PATH": os.environ["PATH"]})
 
     assert runner.start_detached([str(program), "sleep", "30"], kind="receive-wal") is None

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from barman_supervisor.barman import Backup, Check, WalHoldings
-from barman_supervisor.healing import (
+from barman_supervisor.barman.commands import Backup, Check, WalHoldings
+from barman_supervisor.jobs.healing import (
     client_tool_problems,
     failed_to_delete,
     identity_change,
     orphaned_receivers,
-    restart_delay,
     slot_start,
     stale_started,
     wal_gap,
 )
-from barman_supervisor.pid1 import ProcInfo
-from barman_supervisor.postgres import Identity, SlotState
+from barman_supervisor.postgres.connection import Identity, SlotState
+from barman_supervisor.process.proctable import ProcInfo
+from barman_supervisor.retry import restart_delay
 
 STREAMING = "/var/lib/barman/pg/streaming"
 RECEIVE_WAL = ProcInfo(

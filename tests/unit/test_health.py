@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from barman_supervisor.barman import Backup, Check
-from barman_supervisor.healing import WalGap
-from barman_supervisor.health import Limits, liveness_problems, server_problems
-from barman_supervisor.postgres import SlotState
-from barman_supervisor.state import JobRun, ServerState
+from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.postgres.connection import SlotState
+from barman_supervisor.postgres.wal import WalGap
+from barman_supervisor.status.health import Limits, liveness_problems, server_problems
+from barman_supervisor.status.state import JobRun, ServerState
 
 NOW = 1_800_000_000.0
 LIMITS = Limits(

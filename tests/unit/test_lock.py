@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from barman_supervisor.daemon.lock import (
+    AlreadyRunning,
+    InstanceLock,
+    config_lock_path,
+    lock_holder,
+)
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.lock import AlreadyRunning, InstanceLock, config_lock_path, lock_holder
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 15272 fe:00:2152843 0 EOF

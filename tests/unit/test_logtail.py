@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from barman_supervisor.logtail import LogLine, parse_line
+from barman_supervisor.barman.logtail import LogLine, parse_line
 
 
 def test_barman_line() -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor import offsite_restore
-from barman_supervisor.barman import Backup
+from barman_supervisor.barman.commands import Backup
+from barman_supervisor.config.settings import Offsite, Secret, load_settings
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.health import server_problems
-from barman_supervisor.offsite import (
+from barman_supervisor.offsite.plan import (
     LocalBackup,
     backup_to_protect,
     backups_owed,
@@ -32,12 +31,12 @@ from barman_supervisor.offsite import (
     refusals_that_matter,
     uncopyable_reason,
     upload_options,
-    wal_lag_seconds,
     wal_names_from,
     wal_owed,
 )
-from barman_supervisor.offsite_restore import recovery_settings
-from barman_supervisor.settings import Offsite, Secret, load_settings
+from barman_supervisor.restore import store as offsite_restore
+from barman_supervisor.restore.store import recovery_settings
+from barman_supervisor.status.health import server_problems, wal_lag_seconds
 from tests.unit.test_health import LIMITS, NOW, protected
 
 OFFSITE_LIMITS = replace(LIMITS, offsite_backup_max_delay=3600, offsite_wal_max_lag=600)

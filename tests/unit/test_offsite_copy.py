@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from barman_supervisor.barman import Backup
-from barman_supervisor.health import server_problems
-from barman_supervisor.offsite_copy import Records
-from barman_supervisor.settings import ServerSettings, load_settings
-from barman_supervisor.state import State
+from barman_supervisor.barman.commands import Backup
+from barman_supervisor.config.settings import ServerSettings, load_settings
+from barman_supervisor.offsite.copier import Records
+from barman_supervisor.status.health import server_problems
+from barman_supervisor.status.state import State
 from tests.unit.test_health import NOW, protected
 from tests.unit.test_offsite import OFFSITE_LIMITS as LIMITS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from barman_supervisor.pgbin import (
+from barman_supervisor.postgres.programs import (
     WRAPPED_CLIENTS,
     Clients,
     client_major,
@@ -18,8 +18,8 @@ from barman_supervisor.pgbin import (
     survey,
     unwrapped_clients,
 )
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
 
 CLIENTS_18 = Clients("/usr/lib/postgresql/18/bin", 18)
 
@@ -95,7 +95,7 @@ def test_probe_runs_the_client_on_path(tmp_path: Path) -> None:
     _program(bin_dir, "pg_basebackup", "pg_basebackup (PostgreSQL) 18.1 (Debian 18.1-1)")
     path = f"{bin_dir}:/usr/bin:/bin"
     assert find_client(path) == str(bin_dir / "pg_basebackup")
-    runner = Runner(Supervisor(), {"PATH": path})
+    runner = Runner(Pid1(), {"PATH": path})
     assert probe_clients(runner, path) == Clients(str(bin_dir), 18)
     assert probe_clients(runner, str(tmp_path / "empty")) == Clients(None, None)
     clients = probe_clients(runner, path)
@@ -145,7 +145,7 @@ def test_a_directory_put_first_on_the_runner_path_is_what_children_search_first(
 ) -> None:
     first = tmp_path / "first"
     _program(first, "pg_basebackup", "pg_basebackup (PostgreSQL) 18.1")
-    runner = Runner(Supervisor(), {"PATH": "/usr/bin:/bin"})
+    runner = Runner(Pid1(), {"PATH": "/usr/bin:/bin"})
     runner.put_first_on_path(first)
     assert runner.path == f"{first}:/usr/bin:/bin"
     assert runner.run(["sh", "-c", "command -v pg_basebackup"], kind="t").stdout.strip() == str(

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from barman_supervisor.pid1 import (
-    STOP_SIGNALS,
+from barman_supervisor.process.pid1 import STOP_SIGNALS, Pid1, noted_signals
+from barman_supervisor.process.proctable import (
     ProcInfo,
-    Supervisor,
     child_pids,
     descendants,
-    noted_signals,
     parse_stat,
     processes,
 )
@@ -77,7 +75,7 @@ def saved_handlers() -> Iterator[None]:
 
 @pytest.mark.usefixtures("saved_handlers")
 def test_signals_that_would_kill_the_daemon_are_noted_not_fatal() -> None:
-    supervisor = Supervisor()
+    supervisor = Pid1()
     supervisor.install_signal_handlers()
 
     for number in (signal.SIGHUP, signal.SIGUSR1, signal.SIGALRM, signal.SIGRTMIN + 2):
@@ -90,7 +88,7 @@ def test_signals_that_would_kill_the_daemon_are_noted_not_fatal() -> None:
 
 @pytest.mark.usefixtures("saved_handlers")
 def test_sigterm_requests_a_stop() -> None:
-    supervisor = Supervisor()
+    supervisor = Pid1()
     supervisor.install_signal_handlers()
 
     os.kill(os.getpid(), signal.SIGTERM)
@@ -105,8 +103,8 @@ def test_sigterm_requests_a_stop() -> None:
 # loop does inside ``stop_requested.wait()``; it must not take that lock.
 DEADLOCK_PROBE = """
 import os, signal
-from barman_supervisor.pid1 import Supervisor
-supervisor = Supervisor()
+from barman_supervisor.process.pid1 import Pid1
+supervisor = Pid1()
 supervisor.install_signal_handlers()
 with supervisor.stop_requested._cond:
     os.kill(os.getpid(), signal.SIGTERM)
@@ -145,7 +143,7 @@ def test_an_exited_child_is_found_without_a_scan_and_reaped() -> None:
         time.sleep(0.01)
     assert child.pid in (child_pids(os.getpid()) or set())
 
-    reaped = Supervisor().reap_orphans()
+    reaped = Pid1().reap_orphans()
 
     assert [(proc.pid, code) for proc, code in reaped] == [(child.pid, 0)]
     assert list(processes([child.pid])) == []  # reaped: gone from /proc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from barman_supervisor.pitr import last_commit_time, newest_segments, target_problem
+from barman_supervisor.restore.pitr import last_commit_time, newest_segments, target_problem
 
 XLOG_DB = (
     "000000010000000000000002\t16777216\t1795478600.0\tNone\n"

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from barman_supervisor.postgres import ServerFacts, preflight_problems
+from barman_supervisor.postgres.connection import ServerFacts, preflight_problems
 
 GOOD = ServerFacts(
     version_num=170002,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from barman_supervisor.pid1 import ProcInfo
-from barman_supervisor.proctable import ProcessTable
+from barman_supervisor.process.proctable import ProcessTable, ProcInfo
 
 
 class Clock:

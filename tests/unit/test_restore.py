@@ -7,8 +7,8 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from barman_supervisor import restore
-from barman_supervisor.settings import load_settings
+from barman_supervisor.config.settings import load_settings
+from barman_supervisor.restore import local as restore
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from barman_supervisor.barman import Barman
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.config.settings import Settings, load_settings
+from barman_supervisor.daemon.scheduler import JOB_DEFAULTS, global_jobs, server_jobs
 from barman_supervisor.jobs import Jobs
-from barman_supervisor.offsite_copy import OffsiteCopier
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
-from barman_supervisor.scheduler import JOB_DEFAULTS, global_jobs, server_jobs
-from barman_supervisor.settings import Settings, load_settings
-from barman_supervisor.state import State
+from barman_supervisor.offsite.copier import OffsiteCopier
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.status.state import State
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=BERLIN)  # a Wednesday
@@ -38,7 +38,7 @@ def settings(environ: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def jobs(settings: Settings) -> Jobs:
-    runner = Runner(Supervisor(), settings.child_env)
+    runner = Runner(Pid1(), settings.child_env)
     return Jobs(
         settings,
         Barman(settings, runner),
@@ -97,7 +97,7 @@ def test_offsite_copies_only_for_servers_with_a_store(environ: dict[str, str]) -
             "OFFSITE_INTERVAL": "45",
         }
     )
-    runner = Runner(Supervisor(), settings.child_env)
+    runner = Runner(Pid1(), settings.child_env)
     barman = Barman(settings, runner)
     state = State([server.name for server in settings.servers])
     jobs = Jobs(
@@ -159,7 +159,7 @@ def test_incremental_backups_get_their_own_schedule(environ: dict[str, str]) -> 
             "BACKUP_INCREMENTAL_SCHEDULE": "0 3 * * 1-6",
         }
     )
-    runner = Runner(Supervisor(), settings.child_env)
+    runner = Runner(Pid1(), settings.child_env)
     jobs = Jobs(
         settings,
         Barman(settings, runner),

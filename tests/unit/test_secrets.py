@@ -26,17 +26,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from barman_supervisor import metrics
-from barman_supervisor.api import Probes, encode
-from barman_supervisor.barman import Backup, Check
-from barman_supervisor.health import Limits
+from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.barman.logtail import LogTail
+from barman_supervisor.config.settings import load_settings
 from barman_supervisor.log import MASKER, configure, get_logger
-from barman_supervisor.logtail import LogTail
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.postgres import SlotState
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import load_settings
-from barman_supervisor.state import BackupSummary, JobRun, State
+from barman_supervisor.postgres.connection import SlotState
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.status import metrics
+from barman_supervisor.status.health import Limits
+from barman_supervisor.status.http import Probes, encode
+from barman_supervisor.status.state import BackupSummary, JobRun, State
 
 HOSTILE = (
     "true", "false", "null", "2", "0", "1", "3", "postgres", "barman", "pg", '"', "\\", ":", "{",
@@ -163,9 +163,9 @@ def events(tmp_path: Path, password: str, stream: io.StringIO) -> list[dict[str,
     tail = LogTail(tmp_path / "absent.log", threading.Event())
     tail.emit("2026-11-23 23:32:51,861 [3263] barman.server INFO: Starting receive-wal for pg")
     tail.emit("2026-11-23 23:32:52,001 [3264] barman.cli ERROR: connect password=x failed")
-    runner = Runner(Supervisor(), settings_.child_env)
+    runner = Runner(Pid1(), settings_.child_env)
     runner.log_line("Starting streaming archiver for pg", command="barman -f json cron")
-    log = get_logger("barman_supervisor.daemon")
+    log = get_logger("barman_supervisor.daemon.core")
     log.info(
         "daemon_starting", version="0.1.0", servers=["pg", "postgres"], pid1=True, subreaper=True
     )
@@ -235,7 +235,7 @@ def test_a_strong_secret_in_foreign_text_is_masked_and_patterns_always(
     MASKER.register(secret.reveal() for secret in settings_.secrets)
 
     LogTail(tmp_path / "absent.log", threading.Event()).emit(f"retrying with {strong}")
-    Runner(Supervisor(), settings_.child_env).log_line(f"PGPASSWORD={strong[:4]} psql")
+    Runner(Pid1(), settings_.child_env).log_line(f"PGPASSWORD={strong[:4]} psql")
     get_logger().error("alert_delivery_failed", error=f"POST https://ops:{strong}@h/x failed")
 
     text = json_log.getvalue()

@@ -7,14 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from barman_supervisor.errors import ConfigError
-from barman_supervisor.settings import (
+from barman_supervisor.config.settings import (
     RENDERED_MARKER,
     Secret,
     Settings,
     load_settings,
     server_suffix,
 )
+from barman_supervisor.errors import ConfigError
 from tests.unit.conftest import PASSWORD
 
 MOUNTED_GLOBAL = "[barman]\nbarman_user = barman\nbarman_home = /srv/barman\nlog_level = INFO\n"

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from barman_supervisor import barman_config
+from barman_supervisor.barman import config_files as barman_config
+from barman_supervisor.config.settings import Settings, load_settings
 from barman_supervisor.errors import ConfigError
-from barman_supervisor.settings import Settings, load_settings
 
-SETTINGS_SOURCE = Path(__file__).parents[2] / "barman_supervisor" / "settings.py"
+SETTINGS_SOURCE = Path(__file__).parents[2] / "barman_supervisor" / "config" / "settings.py"
 SECRET_VARIABLES = (
     "PG_PASSWORD",
     "PG_STREAMING_PASSWORD",

@@ -1,14 +1,13 @@
 """Timelines for a restore from the store: which backup leads to a timeline, and which WAL
-segments, on which timeline, recovery reads (barman_supervisor.timelines)."""
+segments, on which timeline, recovery reads (barman_supervisor.postgres.wal)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
-from barman_supervisor.offsite import choose_store_backup, parse_store_backups
-from barman_supervisor.offsite_restore import plan_restore
-from barman_supervisor.timelines import (
+from barman_supervisor.offsite.plan import choose_store_backup, parse_store_backups
+from barman_supervisor.postgres.wal import (
     Stretch,
     parse_history,
     parse_lsn,
@@ -17,6 +16,7 @@ from barman_supervisor.timelines import (
     segment_number,
     wal_plan,
 )
+from barman_supervisor.restore.store import plan_restore
 
 SIZE = 16 * 1024 * 1024
 # Timeline 1 ended in the middle of segment 5, timeline 2 exactly at the start of segment 9.

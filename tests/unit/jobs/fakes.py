@@ -14,12 +14,12 @@ from typing import Any
 
 import psycopg
 
-from barman_supervisor.alerts import Notifier
-from barman_supervisor.barman import Barman, Outcome
-from barman_supervisor.pid1 import ProcInfo
-from barman_supervisor.postgres import Identity, Postgres, ServerFacts, SlotState
-from barman_supervisor.proc import Completed
-from barman_supervisor.settings import Secret, ServerSettings, Settings, load_settings
+from barman_supervisor.barman.commands import Barman, Outcome
+from barman_supervisor.config.settings import Secret, ServerSettings, Settings, load_settings
+from barman_supervisor.postgres.connection import Identity, Postgres, ServerFacts, SlotState
+from barman_supervisor.process.proctable import ProcInfo
+from barman_supervisor.process.runner import Completed
+from barman_supervisor.status.alerts import Notifier
 
 FACTS = ServerFacts(
     version_num=150010,

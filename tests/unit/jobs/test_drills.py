@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from barman_supervisor.jobs.drills import Drills
-from barman_supervisor.proc import Runner
+from barman_supervisor.process.runner import Runner
 from tests.unit.jobs.conftest import World
 from tests.unit.jobs.fakes import backup_list
 

@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from barman_supervisor.config.settings import ServerSettings
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
-from barman_supervisor.pid1 import Supervisor
-from barman_supervisor.proc import Runner
-from barman_supervisor.settings import ServerSettings
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
 from tests.unit.jobs.conftest import World, make_world
 from tests.unit.jobs.fakes import Answer, backup_list, write_archived_wal, write_backup_info
 
@@ -66,7 +66,7 @@ def startup(world: World, outcomes: Outcomes) -> Startup:
         world.settings,
         world.barman,
         # runs the real `pg_basebackup --version` (the clients' major is part of preflight)
-        Runner(Supervisor(), world.settings.child_env),
+        Runner(Pid1(), world.settings.child_env),
         world.state,
         postgres,
         world.recorder,

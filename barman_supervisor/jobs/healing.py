@@ -1,0 +1,163 @@
+"""Decisions for self-healing, as pure functions over plain data.
+
+Barman alone does not heal: after an outage nothing restarts streaming until the next cron, a
+killed ``receive-wal`` leaves ``pg_receivewal`` holding the slot, an interrupted backup stays
+STARTED for ever and a FAILED one keeps ``barman check`` red. The jobs act on what these
+functions decide; the functions never touch a process or a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from barman_supervisor.barman.commands import Backup, Check, WalHoldings, newest_backup
+from barman_supervisor.postgres.connection import Identity, SlotState
+from barman_supervisor.postgres.wal import WalGap
+from barman_supervisor.process.proctable import ProcInfo
+
+INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
+
+
+def orphaned_receivers(table: Iterable[ProcInfo], streaming_dir: str) -> list[ProcInfo]:
+    """``pg_receivewal`` processes for this server whose ``receive-wal`` parent is gone.
+
+    Such an orphan keeps the slot busy, and every new ``receive-wal`` then fails with
+    "replication slot is already in use" until it is stopped.
+    """
+    procs = list(table)
+    by_pid = {proc.pid: proc for proc in procs}
+    orphans = []
+    for proc in procs:
+        if proc.name != "pg_receivewal" or proc.state == "Z":
+            continue
+        if not any(arg == f"--directory={streaming_dir}" for arg in proc.cmdline):
+            continue
+        parent = by_pid.get(proc.ppid)
+        if parent is None or "receive-wal" not in parent.cmdline:
+            orphans.append(proc)
+    return orphans
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    kind: str  # "system_id", "timeline" or "slot_missing"
+    reason: str
+    resettable: bool
+
+
+def identity_change(
+    known: Identity | None, current: Identity, slot_exists: bool | None
+) -> IdentityChange | None:
+    """Failover, point-in-time restore or a lost slot, seen from what start-up recorded.
+
+    A different system identifier is a different cluster: never resettable automatically.
+    """
+    if known is None:
+        return None
+    if current.system_id != known.system_id:
+        return IdentityChange(
+            "system_id",
+            f"system identifier changed from {known.system_id} to {current.system_id}: a "
+            "different cluster answers; check PG_HOST, then move the old backups away or "
+            "configure a new server",
+            resettable=False,
+        )
+    if current.timeline != known.timeline:
+        return IdentityChange(
+            "timeline",
+            f"timeline changed from {known.timeline} to {current.timeline} (a replica was "
+            "promoted or the server restored to a point in time)",
+            resettable=True,
+        )
+    if slot_exists is False:
+        return IdentityChange("slot_missing", "the replication slot disappeared", resettable=True)
+    return None
+
+
+def client_tool_problems(checks: Iterable[Check], version_num: int | None) -> list[str]:
+    """``pg_basebackup``/``pg_receivewal`` older than the server refuse to work with it."""
+    failed = [c.name for c in checks if c.name in INCOMPATIBLE_CLIENT_CHECKS and not c.ok]
+    if not failed:
+        return []
+    package = (
+        f"postgresql-client-{version_num // 10000}"
+        if version_num
+        else "the postgresql-client package of the server's major version"
+    )
+    return [
+        f"the PostgreSQL client tools are older than the server ({', '.join(failed)} failed); "
+        f"install {package} beside Barman"
+    ]
+
+
+def stale_started(backups: Iterable[Backup]) -> list[str]:
+    """Backups left STARTED by a run that died; only call this when no backup can be running."""
+    return [backup.backup_id for backup in backups if backup.status == "STARTED"]
+
+
+def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
+    """FAILED backups superseded by a newer DONE one, under the ``delete`` policy; "newer" by
+    Barman's timestamps, never by the ID (IDs follow the ``TZ`` of the Barman process).
+
+    They keep ``barman check`` red for ever; once a newer backup is DONE they are only clutter.
+    DONE backups are never in the result, nor a backup another one names as its parent (issue 13:
+    ``barman delete`` removes a parent's incremental children with it).
+    """
+    if policy != "delete":
+        return []
+    backups = list(backups)
+    newest_done = newest_backup(backup for backup in backups if backup.status == "DONE")
+    if newest_done is None:
+        return []
+    parents = {b.parent_id for b in backups if b.parent_id is not None}
+    return [
+        backup.backup_id
+        for backup in sorted(backups, key=Backup.order_key)
+        if backup.status == "FAILED"
+        and backup.backup_id not in parents
+        and backup.known_time is not None  # a backup of unknown age is never deleted
+        and backup.order_key() < newest_done.order_key()
+    ]
+
+
+_SEGMENTS_PER_LOG_BASE = 0x100000000
+
+
+def slot_start(slot: SlotState) -> str | None:
+    """Where WAL is kept for Barman from: the slot's restart position; for a slot no receiver
+    has used yet (created without reserving WAL), the server's current position."""
+    return slot.restart_lsn if slot.restart_lsn is not None else slot.current_lsn
+
+
+def wal_gap(holdings: WalHoldings, slot_start_lsn: str | None, segment_size: int) -> WalGap | None:
+    """WAL missing at the head of Barman's archive, or about to be.
+
+    Two ways it shows: streaming resumed further on than the newest archived segment (the
+    streaming directory starts after a hole), or the slot starts past the newest segment Barman
+    holds (a slot only moves past WAL its receiver confirmed, so normally it lies in that segment
+    or the next; one further on was created afresh, e.g. by ``create_slot = auto`` after a DBA
+    dropped it, and nothing kept the WAL in between for Barman).
+    """
+    per_log = _SEGMENTS_PER_LOG_BASE // segment_size
+
+    def segno(name: str) -> int:
+        return int(name[8:16], 16) * per_log + int(name[16:24], 16)
+
+    def gap(timeline: str, first: int, last: int) -> WalGap:
+        def name(number: int) -> str:
+            return f"{timeline}{number // per_log:08X}{number % per_log:08X}"
+
+        return WalGap(name(first), name(last))
+
+    archived, oldest = holdings.archived_newest, holdings.streaming_oldest
+    if archived is not None and oldest is not None and segno(oldest) > segno(archived) + 1:
+        return gap(oldest[:8], segno(archived) + 1, segno(oldest) - 1)
+    held = holdings.streaming_newest or archived
+    if held is None or slot_start_lsn is None or "/" not in slot_start_lsn:
+        return None
+    high, low = slot_start_lsn.split("/", 1)
+    needed = ((int(high, 16) << 32) | int(low, 16)) // segment_size
+    if needed <= segno(held) + 1:
+        return None
+    return gap(held[:8], segno(held) + 1, needed - 1)

@@ -1,0 +1,455 @@
+"""The off-site copy jobs: ``barman-cloud-*`` for one server every OFFSITE_INTERVAL.
+
+Two jobs per server, so that a backup upload taking hours never holds up the WAL:
+
+* backups: list the store, copy the DONE backups it lacks, oldest first (``barman-cloud-backup``
+  run the way Barman runs it as a post-backup hook, on the finished local backup), then apply
+  the store's retention (``barman-cloud-backup-delete --retention-policy``) after one arrived;
+* WAL: copy the files of Barman's archive after the newest one copied, in order
+  (``barman-cloud-wal-archive``).
+
+The first failure ends a job's round; its next round waits with exponential backoff. What is
+owed stays owed: the newest WAL file copied is kept in ``BARMAN_HOME/.offsite/<server>.json``,
+so a restart or an outage resumes where the copy stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from barman_supervisor.barman.commands import Backup, Barman, backup_info_path
+from barman_supervisor.config.settings import Offsite, ServerSettings, Settings
+from barman_supervisor.errors import ConfigError, RunnerClosed
+from barman_supervisor.log import bind, get_logger
+from barman_supervisor.offsite.hold import Ledger, RetentionHold
+from barman_supervisor.offsite.plan import (
+    CopyKind,
+    OffsiteRecord,
+    backups_owed,
+    cloud_env,
+    cloud_options,
+    cloud_program,
+    connectivity_refusal,
+    contiguous_prefix,
+    first_error_line,
+    is_wal_name,
+    parse_backup_info,
+    parse_store_backups,
+    refusals_that_matter,
+    uncopyable_reason,
+    upload_options,
+    wal_owed,
+)
+from barman_supervisor.process.runner import Completed, Runner
+from barman_supervisor.retry import restart_delay
+from barman_supervisor.status.state import State
+
+_log = get_logger(__name__)
+LIST_TIMEOUT = 120.0
+WAL_TIMEOUT = 300.0
+# The backoff between failed rounds grows to this (the store may be down for hours).
+MAX_BACKOFF = 600.0
+KINDS: tuple[CopyKind, ...] = ("backup", "wal")
+
+
+class CopyFailed(Exception):
+    """One ``barman-cloud-*`` step failed; the message is the one line to show."""
+
+
+class Cloud:
+    """Runs ``barman-cloud-*`` for a server: the keys go only into the child's environment."""
+
+    def __init__(self, settings: Settings, runner: Runner) -> None:
+        self._settings = settings
+        self._runner = runner
+
+    def run(
+        self,
+        server: ServerSettings,
+        program: str,
+        *flags: str,
+        kind: str,
+        trailing: tuple[str, ...] = (),
+        timeout: float = LIST_TIMEOUT,
+        extra_env: dict[str, str] | None = None,
+    ) -> Completed:
+        """Options and ``flags``, URL, server, ``trailing`` (a WAL path)."""
+        offsite = _offsite(server)
+        argv = [
+            cloud_program(self._settings.barman_bin, program),
+            *cloud_options(offsite),
+            *flags,
+            offsite.url,
+            server.name,
+            *trailing,
+        ]
+        env = {**cloud_env(offsite), **(extra_env or {})}
+        return self._runner.run(argv, kind=kind, timeout=timeout, env=env)
+
+    def require(self, done: Completed, what: str) -> None:
+        if done.timed_out:
+            raise CopyFailed(f"{what}: timed out after {done.duration:.0f} s")
+        if not done.ok:
+            raise CopyFailed(
+                f"{what}: {first_error_line(done.stderr, f'exit code {done.returncode}')}"
+            )
+
+    def connectivity_check(self) -> None:
+        """At start, before anything is written: a wrong key, an unknown bucket or an endpoint
+        that does not answer is one line and exit 2 (ConfigError)."""
+        for server in self._settings.servers:
+            if server.offsite is None:
+                continue
+            done = self.run(server, "barman-cloud-backup", "-t", kind="offsite-check")
+            if not done.ok:
+                detail = first_error_line(done.stderr, f"exit code {done.returncode}")
+                raise ConfigError(
+                    connectivity_refusal(f"OFFSITE_URL ({server.name})", server.offsite.url, detail)
+                )
+            _log.info("offsite_reachable", server=server.name, url=server.offsite.url)
+
+
+class Records:
+    """Each server's off-site record, written by both jobs through the named methods below (one
+    per fact, as the State's writers), published whole to the State after each change."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._lock = threading.Lock()
+        self._records: dict[str, OffsiteRecord] = {}
+
+    def get(self, server: str) -> OffsiteRecord | None:
+        with self._lock:
+            record = self._records.get(server)
+            return None if record is None else replace(record)
+
+    def store_listed(
+        self, server: ServerSettings, in_store: set[str], owed: list[str], refused: dict[str, str]
+    ) -> None:
+        """A listing of the store: what it has, what it lacks, what cannot be copied."""
+        with self._change(server) as record:
+            record.store_backups = sorted(in_store)
+            record.backups_owed = list(owed)
+            record.refused_backups = dict(refused)
+            record.oldest_owed_backup = record.oldest_owed_backup_end = None
+
+    def backup_copying(self, server: ServerSettings, backup: Backup) -> None:
+        with self._change(server) as record:
+            record.oldest_owed_backup = backup.backup_id
+            record.oldest_owed_backup_end = backup.end_time
+
+    def backup_copied(
+        self, server: ServerSettings, backup: Backup, in_store: set[str], owed: list[str]
+    ) -> None:
+        with self._change(server) as record:
+            record.bytes_copied += backup.size_bytes or 0
+            record.store_backups = sorted(in_store)
+            record.backups_owed = list(owed)
+            record.newest_copied_backup = backup.backup_id
+            record.newest_copied_backup_end = backup.end_time
+            record.oldest_owed_backup = record.oldest_owed_backup_end = None
+
+    def wal_backlog(
+        self, server: ServerSettings, owed: int, oldest: str | None, oldest_at: float | None
+    ) -> None:
+        """How many WAL files the store lacks, and the oldest of them (None when none)."""
+        with self._change(server) as record:
+            record.wal_owed = owed
+            record.oldest_owed_wal = oldest
+            record.oldest_owed_wal_at = oldest_at
+
+    def wal_copied(self, server: ServerSettings, newest: str, files: int, size: int) -> None:
+        with self._change(server) as record:
+            record.wal_copied = newest
+            record.wal_copied_at = time.time()
+            record.wal_files_copied += files
+            record.bytes_copied += size
+
+    def round_failed(self, server: ServerSettings, kind: CopyKind, reason: str) -> None:
+        with self._change(server) as record:
+            _set_error(record, kind, reason)
+            record.failures += 1
+            record.last_error_at = time.time()
+
+    def round_succeeded(self, server: ServerSettings, kind: CopyKind) -> None:
+        with self._change(server) as record:
+            _set_error(record, kind, None)
+            record.last_ok_at = time.time()
+
+    def retention_applied(self, server: ServerSettings) -> None:
+        with self._change(server) as record:
+            record.retention_at = time.time()
+
+    def retention_held(self, server: ServerSettings, backup_id: str | None) -> None:
+        with self._change(server) as record:
+            record.retention_hold = backup_id
+
+    @contextlib.contextmanager
+    def _change(self, server: ServerSettings) -> Iterator[OffsiteRecord]:
+        with self._lock:
+            record = self._records.setdefault(server.name, OffsiteRecord(_offsite(server).url))
+            yield record
+            snapshot = record.as_dict()
+        self._state.record_offsite(server.name, snapshot)
+
+
+class OffsiteCopier:
+    def __init__(self, settings: Settings, runner: Runner, barman: Barman, state: State) -> None:
+        self._settings = settings
+        self._state = state
+        self._cloud = Cloud(settings, runner)
+        self._records = Records(state)
+        self._ledger = Ledger(settings.barman_home)
+        self._hold = RetentionHold(settings, barman, state, self._ledger)
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+        self._locks = {
+            (kind, server.name): threading.Lock() for kind in KINDS for server in settings.servers
+        }
+
+    def connectivity_check(self) -> None:
+        self._cloud.connectivity_check()
+
+    def run_backups(self, server: ServerSettings) -> None:
+        """The backups job (scheduled); never raises, records its outcome."""
+        self._guarded("backup", server, self._backups_round)
+
+    def run_wal(self, server: ServerSettings) -> None:
+        """The WAL job (scheduled). While it backs off after a failure it still measures the
+        backlog for the probes and holds Barman's retention."""
+        self._guarded("wal", server, self._copy_wal)
+
+    def _guarded(
+        self, kind: CopyKind, server: ServerSettings, body: Callable[[ServerSettings], None]
+    ) -> None:
+        lock = self._locks[(kind, server.name)]
+        if server.offsite is None or not lock.acquire(blocking=False):
+            return
+        try:
+            with bind(server=server.name, job=f"offsite-{kind}"), contextlib.suppress(RunnerClosed):
+                if kind == "wal":
+                    self._measure_wal(server)
+                attempts, not_before = self._failures.get((kind, server.name), (0, 0.0))
+                if time.monotonic() >= not_before:
+                    self._attempt(kind, server, body, attempts)
+                if kind == "wal":
+                    held = self._hold.apply(server, self._records.get(server.name))
+                    self._records.retention_held(server, held)
+        finally:
+            lock.release()
+
+    def _attempt(
+        self,
+        kind: CopyKind,
+        server: ServerSettings,
+        body: Callable[[ServerSettings], None],
+        attempts: int,
+    ) -> None:
+        try:
+            body(server)
+        except CopyFailed as exc:
+            delay = restart_delay(attempts + 1, ceiling=MAX_BACKOFF)
+            self._failures[(kind, server.name)] = (attempts + 1, time.monotonic() + delay)
+            self._records.round_failed(server, kind, str(exc))
+            _log.error(
+                "offsite_copy_failed", reason=str(exc), attempt=attempts + 1, retry_in_s=delay
+            )
+            return
+        before = self._records.get(server.name)
+        if before is not None and (before.backup_error if kind == "backup" else before.wal_error):
+            _log.info("offsite_copy_recovered", copy=kind)
+        self._failures.pop((kind, server.name), None)
+        self._records.round_succeeded(server, kind)
+
+    # Backups ----------------------------------------------------------------------------------
+    def _backups_round(self, server: ServerSettings) -> None:
+        record = self._records.get(server.name)
+        if self._copy_backups(server) or record is None or record.retention_at is None:
+            self._apply_retention(server, _offsite(server))
+
+    def _copy_backups(self, server: ServerSettings) -> bool:
+        listed = self._cloud.run(
+            server, "barman-cloud-backup-list", "--format", "json", kind="offsite-list"
+        )
+        self._cloud.require(listed, "listing the store")
+        in_store = {b.backup_id for b in parse_store_backups(listed.stdout)}
+        backups = self._state.server(server.name).backups
+        refused = _refusals(self._settings.barman_home, server.name, backups)
+        owed = backups_owed([b for b in backups if b.backup_id not in refused], in_store)
+        pending = [b.backup_id for b in owed]
+        # Refusals are reported on their own (health: offsite); they hold up neither WAL nor
+        # newer backups.
+        self._records.store_listed(
+            server, in_store, pending, refusals_that_matter(backups, in_store, refused)
+        )
+        for backup in owed:
+            self._records.backup_copying(server, backup)
+            self._copy_backup(server, backup.backup_id)
+            in_store.add(backup.backup_id)
+            pending.remove(backup.backup_id)
+            self._records.backup_copied(server, backup, in_store, pending)
+        return bool(owed)
+
+    def _copy_backup(self, server: ServerSettings, backup_id: str) -> None:
+        base = self._settings.barman_home / server.name
+        info_path = backup_info_path(self._settings.barman_home, server.name, backup_id)
+        if info_path is None:
+            raise CopyFailed(f"backup {backup_id}: no backup.info under {base}")
+        _log.info("offsite_backup_copy_started", backup_id=backup_id)
+        # The environment Barman gives a post-backup retry hook for a DONE backup.
+        hook_env = {
+            "BARMAN_HOOK": "backup_retry_script",
+            "BARMAN_PHASE": "post",
+            "BARMAN_SERVER": server.name,
+            "BARMAN_BACKUP_DIR": str(base / "base" / backup_id),
+            "BARMAN_BACKUP_ID": backup_id,
+            "BARMAN_BACKUP_INFO_PATH": str(info_path),
+            "BARMAN_STATUS": "DONE",
+        }
+        done = self._cloud.run(
+            server,
+            "barman-cloud-backup",
+            *upload_options(_offsite(server)),
+            kind="offsite-backup",
+            timeout=self._settings.offsite_backup_timeout,
+            extra_env=hook_env,
+        )
+        self._cloud.require(done, f"copying backup {backup_id}")
+        _log.info("offsite_backup_copied", backup_id=backup_id, duration_s=round(done.duration, 3))
+
+    # WAL ---------------------------------------------------------------------------------------
+    def _owed_wal(self, server: ServerSettings) -> tuple[dict[str, Path], list[str]]:
+        files = {
+            path.name: path
+            for path in _wal_files(self._settings.barman_home / server.name / "wals")
+        }
+        ledger = self._ledger.read(server.name)
+        # A mark made for another store (OFFSITE_URL changed) says nothing about this one.
+        same_store = ledger.get("url") == _offsite(server).url
+        watermark = ledger.get("wal_copied") if same_store else None
+        return files, wal_owed(files, str(watermark) if watermark else None)
+
+    def _measure_wal(self, server: ServerSettings) -> None:
+        """How many WAL files the store lacks and since when the oldest waits (file time:
+        when Barman archived it)."""
+        files, owed = self._owed_wal(server)
+        oldest, oldest_name = None, None
+        for name in owed:
+            try:
+                oldest, oldest_name = files[name].stat().st_mtime, name
+                break
+            except FileNotFoundError:
+                continue
+        self._records.wal_backlog(server, len(owed), oldest_name, oldest)
+
+    def _copy_wal(self, server: ServerSettings) -> None:
+        """OFFSITE_WAL_JOBS files at a time; the watermark moves over each batch's files up to
+        its first failure, which ends the round."""
+        files, owed = self._owed_wal(server)
+        jobs = self._settings.offsite_wal_jobs
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="offsite-wal") as pool:
+            for start in range(0, len(owed), jobs):
+                batch = [name for name in owed[start : start + jobs] if files[name].exists()]
+                if not batch:  # removed by Barman's retention meanwhile
+                    continue
+                self._records.wal_backlog(
+                    server, len(owed) - start, batch[0], _stat(files[batch[0]], "st_mtime") or None
+                )
+                results = dict(
+                    zip(
+                        batch,
+                        pool.map(lambda n: self._archive(server, files[n]), batch),
+                        strict=True,
+                    )
+                )
+                done = contiguous_prefix(
+                    batch, {n for n, failure in results.items() if failure is None}
+                )
+                if done:
+                    self._ledger.write(server.name, wal_copied=done[-1], url=_offsite(server).url)
+                    size = sum(_stat(files[n], "st_size") for n in done)
+                    self._records.wal_copied(server, done[-1], len(done), size)
+                failures = [failure for failure in results.values() if failure is not None]
+                if failures:
+                    raise CopyFailed(failures[0])
+        self._records.wal_backlog(server, 0, None, None)
+
+    def _archive(self, server: ServerSettings, path: Path) -> str | None:
+        """One WAL file to the store; None, or why it failed."""
+        done = self._cloud.run(
+            server,
+            "barman-cloud-wal-archive",
+            *upload_options(_offsite(server)),
+            trailing=(str(path),),
+            kind="offsite-wal",
+            timeout=WAL_TIMEOUT,
+        )
+        try:
+            self._cloud.require(done, f"copying WAL {path.name}")
+        except CopyFailed as exc:
+            return str(exc)
+        return None
+
+    # Retention -------------------------------------------------------------------------------
+    def _apply_retention(self, server: ServerSettings, offsite: Offsite) -> None:
+        if not offsite.retention_policy:
+            return
+        done = self._cloud.run(
+            server,
+            "barman-cloud-backup-delete",
+            "--retention-policy",
+            offsite.retention_policy,
+            kind="offsite-retention",
+            timeout=LIST_TIMEOUT,
+        )
+        self._cloud.require(done, "applying the store's retention policy")
+        self._records.retention_applied(server)
+
+
+def _set_error(record: OffsiteRecord, kind: CopyKind, reason: str | None) -> None:
+    if kind == "backup":
+        record.backup_error = reason
+    else:
+        record.wal_error = reason
+
+
+def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str, str]:
+    """DONE backups barman-cloud-backup cannot copy (incremental, compressed), and why."""
+    refused = {}
+    for backup in backups:
+        path = backup_info_path(barman_home, server, backup.backup_id)
+        if backup.status != "DONE" or path is None:
+            continue
+        reason = uncopyable_reason(parse_backup_info(path.read_text()))
+        if reason is not None:
+            refused[backup.backup_id] = reason
+    return refused
+
+
+def _stat(path: Path, field: str) -> int:
+    """A file's size or time; 0 once Barman's retention removed it."""
+    try:
+        return int(getattr(path.stat(), field))
+    except FileNotFoundError:
+        return 0
+
+
+def _offsite(server: ServerSettings) -> Offsite:
+    assert server.offsite is not None
+    return server.offsite
+
+
+def _wal_files(wals: Path) -> list[Path]:
+    """Files of Barman's WAL archive: ``wals/<timeline+log>/<segment>`` and history files."""
+    if not wals.is_dir():
+        return []
+    return [
+        path
+        for path in (*wals.glob("*"), *wals.glob("*/*"))
+        if path.is_file() and is_wal_name(path.name)
+    ]

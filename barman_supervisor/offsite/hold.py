@@ -1,0 +1,125 @@
+"""What the off-site copy must remember across restarts, and the hold on local retention.
+
+``Ledger`` keeps, per server, the newest WAL file copied (and the store it went to: a new
+OFFSITE_URL starts over) and the backup the daemon holds with ``barman keep``, in
+``BARMAN_HOME/.offsite/<server>.json`` (a name no Barman server can have).
+
+``RetentionHold`` makes sure Barman's own retention (run by ``barman cron``) deletes nothing the
+store still lacks while the copy fails: it marks the oldest backup still needed with
+``barman keep --target full`` (Barman then keeps it and every WAL file after its start) and
+releases the mark once the store caught up. A keep someone else set is never released.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from barman_supervisor.barman.commands import Barman, backup_info_path
+from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.log import get_logger
+from barman_supervisor.offsite.plan import (
+    LocalBackup,
+    OffsiteRecord,
+    backup_to_protect,
+    parse_backup_info,
+)
+from barman_supervisor.status.state import State
+
+_log = get_logger(__name__)
+KEEP_TIMEOUT = 60.0
+
+
+class Ledger:
+    def __init__(self, barman_home: Path) -> None:
+        self._dir = barman_home / ".offsite"
+
+    def read(self, server: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self._dir / f"{server}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write(self, server: str, **changes: Any) -> None:
+        data = {**self.read(server), **changes}
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        path = self._dir / f"{server}.json"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(data))
+        temporary.replace(path)
+
+
+class RetentionHold:
+    def __init__(self, settings: Settings, barman: Barman, state: State, ledger: Ledger) -> None:
+        self._settings = settings
+        self._barman = barman
+        self._state = state
+        self._ledger = ledger
+
+    def apply(self, server: ServerSettings, record: OffsiteRecord | None) -> str | None:
+        """Hold the backup the store still needs while the copy fails; release when it works.
+        The backup held now, if any."""
+        held = self._ledger.read(server.name).get("kept")
+        wanted = None
+        if record is not None and record.last_error:
+            wanted = backup_to_protect(
+                self._local(server), record.backups_owed, record.oldest_owed_wal
+            )
+        if wanted == held:
+            return str(held) if held else None
+        if (
+            held
+            and self._barman.run(
+                "keep",
+                "--release",
+                server.name,
+                held,
+                kind="keep",
+                server=server.name,
+                timeout=KEEP_TIMEOUT,
+            ).ok
+        ):
+            _log.info("offsite_hold_released", backup_id=held)
+            held = None
+        if wanted and self._hold(server.name, wanted):
+            held = wanted
+        self._ledger.write(server.name, kept=held)
+        return str(held) if held else None
+
+    def _hold(self, server: str, backup_id: str) -> bool:
+        """Keep it, unless someone else already did (then it is protected, and not ours)."""
+        status = self._barman.run(
+            "keep", "--status", server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
+        )
+        if status.ok and "nokeep" not in status.completed.stdout:
+            return False
+        kept = self._barman.run(
+            "keep",
+            "--target",
+            "full",
+            server,
+            backup_id,
+            kind="keep",
+            server=server,
+            timeout=KEEP_TIMEOUT,
+        )
+        _log.log(
+            logging.INFO if kept.ok else logging.ERROR,
+            "offsite_hold" if kept.ok else "offsite_hold_failed",
+            backup_id=backup_id,
+            reason="the off-site store lacks it or WAL after it; Barman's retention keeps it",
+        )
+        return kept.ok
+
+    def _local(self, server: ServerSettings) -> list[LocalBackup]:
+        backups = []
+        for backup in self._state.server(server.name).backups:
+            path = backup_info_path(self._settings.barman_home, server.name, backup.backup_id)
+            if backup.status != "DONE" or backup.end_time is None or path is None:
+                continue
+            begin = parse_backup_info(path.read_text()).get("begin_wal", "")
+            backups.append(LocalBackup(backup.backup_id, begin, backup.end_time))
+        return backups

@@ -1,0 +1,316 @@
+"""What the daemon asks PostgreSQL directly: is it there, can Barman work with it, is the slot busy.
+
+Connections use the same ``.pgpass`` as Barman (``passfile=``), so the daemon never holds a
+conninfo string with a password in it.
+
+The probe (every HEALTH_INTERVAL, for every server) and the restore points of start-up share one
+kept connection per server: a new connection per probe (a fork on the server, a SCRAM exchange
+here) was half of an idle daemon's CPU. What runs once (facts, the replication connection, a new
+slot) opens its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from barman_supervisor.config.settings import ServerSettings
+
+_SETTINGS = (
+    "wal_level",
+    "max_wal_senders",
+    "max_replication_slots",
+    "archive_mode",
+    "archive_command",
+    "server_version_num",
+)
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What start-up learned about a server; plain data for the decisions below."""
+
+    version_num: int
+    wal_level: str
+    max_wal_senders: int
+    max_replication_slots: int
+    archive_mode: str
+    archive_command: str
+    archive_library: str
+    in_recovery: bool
+    user: str = ""
+    missing_privileges: tuple[str, ...] = ()
+    wal_segment_size: int = 16 * 1048576
+    # Function grants are per database: the refusal names the one that was checked.
+    database: str = ""
+    # Incremental backups need it "on" (PostgreSQL >= 17); empty on older servers.
+    summarize_wal: str = ""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """IDENTIFY_SYSTEM over a replication connection: what Barman's streaming will see."""
+
+    system_id: str
+    timeline: int
+
+
+@dataclass(frozen=True)
+class SlotState:
+    exists: bool
+    active: bool
+    active_pid: int | None = None
+    wal_status: str | None = None
+    lag_bytes: int | None = None
+    # NULL until a receiver first used a slot created without reserving WAL (pg_receivewal's)
+    restart_lsn: str | None = None
+    current_lsn: str | None = None
+
+
+Row = tuple[Any, ...]
+
+
+class Postgres:
+    """Connections to one server: one kept for the frequent one-row queries, short-lived ones
+    for the rest."""
+
+    def __init__(self, server: ServerSettings, passfile: Path, connect_timeout: int) -> None:
+        self.server = server
+        self._passfile = passfile
+        self._timeout = connect_timeout
+        self._kept: psycopg.Connection[Row] | None = None
+        self._kept_lock = threading.Lock()
+
+    def _connect(self, replication: bool = False) -> psycopg.Connection[Row]:
+        base = self.server.streaming_conninfo if replication else self.server.conninfo
+        extra: dict[str, str] = {
+            "passfile": str(self._passfile),
+            "connect_timeout": str(self._timeout),
+            "application_name": "barman_supervisor",
+        }
+        if replication:
+            extra |= {"replication": "true", "dbname": "replication"}
+        return psycopg.connect(make_conninfo(base, **extra), autocommit=True)
+
+    def _row(self, query: str, params: tuple[object, ...]) -> Row | None:
+        """One row over the kept connection. A connection PostgreSQL closed meanwhile (a
+        restart, ``idle_session_timeout``) tells nothing about the server now, so a failure on it is
+        followed by one attempt on a fresh connection; that attempt's error is the answer."""
+        with self._kept_lock:
+            if self._kept is not None:
+                try:
+                    return self._kept.execute(query, params).fetchone()
+                except psycopg.OperationalError:
+                    self._drop_kept()
+            self._kept = self._connect()
+            try:
+                return self._kept.execute(query, params).fetchone()
+            except psycopg.Error:
+                self._drop_kept()
+                raise
+
+    def _drop_kept(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
+
+    def close(self) -> None:
+        """At shutdown, so PostgreSQL sees the session end rather than the socket drop."""
+        with self._kept_lock:
+            self._drop_kept()
+
+    def facts(self) -> ServerFacts:
+        """Settings that decide whether Barman can work."""
+        with self._connect() as conn:
+            values = {
+                name: str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+                for name in _SETTINGS
+            }
+            library = conn.execute(
+                "SELECT coalesce(current_setting('archive_library', true), '')"
+            ).fetchone()
+            in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            user = conn.execute("SELECT current_user").fetchone()
+            segment = conn.execute(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'"
+            ).fetchone()
+            database = conn.execute("SELECT current_database()").fetchone()
+            summarize = conn.execute(
+                "SELECT coalesce(current_setting('summarize_wal', true), '')"
+            ).fetchone()
+            missing = tuple(
+                f"{kind} {name}"
+                for kind, name in required_privileges(int(values["server_version_num"]))
+                if not _granted(conn, kind, name)
+            )
+        assert library is not None and in_recovery is not None and user is not None
+        assert segment is not None and database is not None and summarize is not None
+        return ServerFacts(
+            version_num=int(values["server_version_num"]),
+            wal_level=values["wal_level"],
+            max_wal_senders=int(values["max_wal_senders"]),
+            max_replication_slots=int(values["max_replication_slots"]),
+            archive_mode=values["archive_mode"],
+            archive_command=values["archive_command"],
+            archive_library=str(library[0]),
+            in_recovery=bool(in_recovery[0]),
+            user=str(user[0]),
+            missing_privileges=missing,
+            wal_segment_size=int(str(segment[0])),
+            database=str(database[0]),
+            summarize_wal=str(summarize[0]),
+        )
+
+    def identify(self) -> Identity:
+        """Proves the streaming user may open a replication connection (pg_hba, REPLICATION)."""
+        with self._connect(replication=True) as repl:
+            system = repl.execute("IDENTIFY_SYSTEM").fetchone()
+        assert system is not None
+        return Identity(system_id=_text(system[0]), timeline=int(_text(system[1])))
+
+    def identity(self) -> Identity:
+        """The identity for the check that runs every minute, over the kept connection: a
+        replication connection each time is a walsender fork and a SCRAM exchange per server per
+        minute. On a primary the current WAL file's name carries the timeline it writes on now
+        (a checkpoint's timeline lags a promotion); a standby has no current WAL position, so it
+        is asked over a replication connection as at start-up. A conninfo that reaches another
+        cluster than the streaming one shows here as a changed system identifier, which it is
+        for Barman."""
+        row = self._row(
+            "SELECT system_identifier::text, CASE WHEN pg_is_in_recovery() THEN NULL"
+            " ELSE pg_walfile_name(pg_current_wal_lsn()) END FROM pg_control_system()",
+            (),
+        )
+        assert row is not None
+        system_id, wal_file = row
+        if wal_file is None:
+            return self.identify()
+        return Identity(system_id=str(system_id), timeline=int(str(wal_file)[:8], 16))
+
+    def create_slot(self, name: str) -> bool:
+        """The physical slot Barman streams from, made over the streaming user's replication
+        connection; False when it exists already. It reserves WAL from now on, where the slot
+        ``pg_receivewal --create-slot`` makes reserves none until first used; and it costs no
+        Barman process (fifty servers starting pay fifty of them otherwise)."""
+        if self.slot(name).exists:
+            return False
+        statement = sql.SQL("CREATE_REPLICATION_SLOT {} PHYSICAL RESERVE_WAL").format(
+            sql.Identifier(name)
+        )
+        with self._connect(replication=True) as repl:
+            try:
+                repl.execute(statement)
+            except psycopg.errors.DuplicateObject:
+                return False  # made meanwhile, e.g. by ``barman cron`` (create_slot = auto)
+        return True
+
+    def slot(self, name: str) -> SlotState:
+        row = self._row(
+            "SELECT active, active_pid, wal_status,"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, restart_lsn::text,"
+            " pg_current_wal_lsn()::text"
+            " FROM pg_replication_slots WHERE slot_name = %s",
+            (name,),
+        )
+        if row is None:
+            return SlotState(exists=False, active=False)
+        active, pid, wal_status, lag, restart_lsn, current_lsn = row
+        return SlotState(
+            exists=True,
+            active=bool(active),
+            active_pid=int(str(pid)) if pid is not None else None,
+            wal_status=str(wal_status) if wal_status is not None else None,
+            lag_bytes=int(str(lag)) if lag is not None else None,
+            restart_lsn=str(restart_lsn) if restart_lsn is not None else None,
+            current_lsn=str(current_lsn) if current_lsn is not None else None,
+        )
+
+    def commit_marker(self) -> None:
+        """Commits a transaction that has an XID, which writes a commit record with the current
+        time: a point-in-time recovery to any earlier time then has a record to stop at."""
+        with self._connect() as conn:
+            conn.execute("SELECT txid_current()")
+
+    def create_restore_point(self, label: str) -> None:
+        """Writes a WAL record, which lets a pending WAL switch complete on an idle primary."""
+        self._row("SELECT pg_create_restore_point(%s)::text", (label,))
+
+
+def required_privileges(version_num: int) -> list[tuple[str, str]]:
+    """What the backup role needs when it is not a superuser, by PostgreSQL version.
+
+    PostgreSQL 15 renamed the backup functions and moved CHECKPOINT behind pg_checkpoint.
+    """
+    if version_num >= 150000:
+        functions = ["pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"]
+        roles = ["pg_checkpoint"]
+    else:
+        functions = ["pg_start_backup(text, boolean, boolean)", "pg_stop_backup(boolean, boolean)"]
+        roles = []
+    functions += ["pg_switch_wal()", "pg_create_restore_point(text)"]
+    roles.append("pg_read_all_settings")
+    return [("EXECUTE on", name) for name in functions] + [("membership in", r) for r in roles]
+
+
+def _granted(conn: psycopg.Connection[Row], kind: str, name: str) -> bool:
+    query = (
+        "SELECT has_function_privilege(%s, 'EXECUTE')"
+        if kind == "EXECUTE on"
+        else "SELECT pg_has_role(%s, 'MEMBER')"
+    )
+    row = conn.execute(query, (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def preflight_problems(facts: ServerFacts) -> list[str]:
+    """Reasons Barman cannot protect this server as configured; empty when it can."""
+    problems: list[str] = []
+    if facts.wal_level not in ("replica", "logical"):
+        problems.append(
+            f"wal_level is {facts.wal_level}; set wal_level = replica in postgresql.conf "
+            "and restart"
+        )
+    if facts.max_wal_senders < 2:
+        problems.append(
+            f"max_wal_senders is {facts.max_wal_senders}; Barman needs 2 (streaming and backup), "
+            "set max_wal_senders >= 2 and restart"
+        )
+    if facts.max_replication_slots < 1:
+        problems.append("max_replication_slots is 0; set max_replication_slots >= 1 and restart")
+    if (
+        facts.archive_mode in ("on", "always")
+        and not facts.archive_command.strip()
+        and not facts.archive_library.strip()
+    ):
+        problems.append(
+            f"archive_mode is {facts.archive_mode} with an empty archive_command, which makes "
+            "every backup hang in pg_backup_stop; set archive_mode = off (Barman streams WAL) "
+            "or a real archive_command"
+        )
+    if facts.version_num < 100000:
+        problems.append(
+            f"PostgreSQL {facts.version_num // 10000} is not supported by Barman 3; upgrade to 10+"
+        )
+    if facts.missing_privileges:
+        problems.append(
+            f"role {facts.user} lacks {', '.join(facts.missing_privileges)} in database "
+            f"{facts.database or '(unknown)'}; grant them while connected to that database "
+            "(function grants are per database; docker/postgres/initdb.d/10-barman-roles.sh does "
+            "it) or use a superuser"
+        )
+    if facts.in_recovery:
+        problems.append(
+            "the server is a standby; point the daemon at the primary (backups from a standby "
+            "are not configured)"
+        )
+    return problems

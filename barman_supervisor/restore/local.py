@@ -1,0 +1,356 @@
+"""``barman-supervisor restore SERVER DEST``: a careful front over ``barman recover`` for people.
+
+In an incident someone types one command under stress. This one refuses what would destroy
+something (a destination that is not empty, a server that is not configured), says what it is
+going to do before doing it, runs the restore through the same Barman configuration as the
+daemon, and ends with the exact commands that start the restored copy.
+
+The restore is self-contained: no ``--get-wal``, so Barman copies the WAL the copy needs into it
+(``pg_wal``, or ``barman_wal`` for a point-in-time target) and the restored server needs neither
+Barman nor SSH. With a target, PostgreSQL stops there and (by default) pauses, so the data can be
+checked before the copy leaves recovery; a wrong target is then fixed by restoring again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import psycopg
+
+from barman_supervisor import log as logging_setup
+from barman_supervisor.barman.chains import combine_missing
+from barman_supervisor.barman.commands import BackupFacts, Barman, Outcome
+from barman_supervisor.config.settings import Settings
+from barman_supervisor.log import MASKER
+from barman_supervisor.postgres.connection import Postgres
+from barman_supervisor.postgres.programs import debian_bin_dir, find_bin_dir, major_of
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
+from barman_supervisor.restore import pitr
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+TARGET_ACTIONS = ("pause", "promote", "shutdown")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("server", help="the Barman server to restore")
+    parser.add_argument("destination", type=Path, help="an empty or missing directory")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target-time",
+        help="restore up to this time, e.g. '2026-11-23 14:05:00+00' (no offset: this "
+        "machine's time zone)",
+    )
+    target.add_argument("--target-lsn", help="restore up to this WAL position, e.g. 0/5000028")
+    target.add_argument(
+        "--target-name", help="restore up to this restore point (pg_create_restore_point)"
+    )
+    parser.add_argument(
+        "--backup-id",
+        help="the base backup to start from (default: the newest DONE backup that ended before "
+        "--target-time, else the newest)",
+    )
+    parser.add_argument(
+        "--target-action",
+        choices=TARGET_ACTIONS,
+        default="pause",
+        help="what PostgreSQL does at the target (default pause: check, then resume)",
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    server: str
+    backup_id: str
+    destination: Path
+    target: tuple[str, str] | None
+    target_action: str
+
+    def recover_args(self) -> list[str]:
+        args = ["recover"]
+        if self.target is not None:
+            args += [f"--target-{self.target[0]}", self.target[1]]
+            args += ["--target-action", self.target_action]
+        return [*args, self.server, self.backup_id, str(self.destination)]
+
+
+def destination_problem(destination: Path) -> str | None:
+    """A restore never writes into something that holds data."""
+    if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
+        return f"{destination} exists and is not a directory; choose an empty or new directory"
+    if destination.is_dir() and any(destination.iterdir()):
+        return (
+            f"{destination} is not empty; restore into an empty or new directory (nothing was "
+            "changed)"
+        )
+    if not destination.is_absolute():
+        return f"{destination}: use an absolute path"
+    return None
+
+
+def parse_target_time(text: str) -> datetime | None:
+    """ISO-like times as Barman reads them; a time without offset is in local time."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def choose_backup(rows: list[dict[str, Any]], target_time: datetime | None) -> str | None:
+    """The DONE backup that ended last before the target time (or at all, without one).
+
+    Ordered by Barman's end time, not by ID or list position: IDs follow the ``TZ`` of the
+    Barman process that took the backup.
+    """
+    limit = target_time.timestamp() if target_time is not None else float("inf")
+    ended: list[tuple[float, int, str]] = []
+    for position, row in enumerate(rows):  # list-backups is newest first: wins a tie
+        stamp = str(row.get("end_time_timestamp"))
+        done = row.get("status") == "DONE" and stamp not in ("", "None")
+        if done and float(stamp) < limit:
+            ended.append((float(stamp), -position, str(row["backup_id"])))
+    return max(ended)[2] if ended else None
+
+
+def next_steps(
+    destination: Path, bin_dir: str, target: tuple[str, str] | None, action: str, as_root: bool
+) -> list[str]:
+    """The commands that start the restored copy, in order, ready to paste."""
+    dest = shlex.quote(str(destination))
+    run_as = "runuser -u postgres -- " if as_root else ""
+    steps = []
+    if as_root:
+        steps.append(
+            f"Give it to the PostgreSQL user: chown -R postgres:postgres {dest} && chmod 700 {dest}"
+        )
+    steps.append(
+        f"Check {dest}/postgresql.conf and {dest}/postgresql.auto.conf: they are the original "
+        "server's. Set a free port (and listen_addresses) if the original runs on this machine, "
+        "and make sure archive_command does not write into the live archive."
+    )
+    steps.append(
+        f"Start it: {run_as}{bin_dir}/pg_ctl -D {dest} -o '-p 5433' -l {dest}/restore.log start"
+    )
+    if target is None:
+        steps.append(
+            "It replays every WAL segment Barman had and opens for writes; check the data "
+            "with: psql -p 5433"
+        )
+    elif action == "pause":
+        steps.append(
+            f"It replays up to {target[0]} {target[1]} and pauses, read-only. Check the data "
+            "(psql -p 5433), then end recovery with: SELECT pg_wal_replay_resume(); — or, if the "
+            "target is wrong, stop it and restore again with another target."
+        )
+    elif action == "promote":
+        steps.append(
+            f"It replays up to {target[0]} {target[1]} and opens for writes on a new timeline."
+        )
+    else:
+        steps.append(
+            f"It replays up to {target[0]} {target[1]} and shuts down; remove the recovery "
+            "settings from postgresql.auto.conf and recovery.signal before starting it for use."
+        )
+    return steps
+
+
+def requested_target(args: argparse.Namespace) -> tuple[str, str] | None:
+    for name in ("time", "lsn", "name"):
+        value = getattr(args, f"target_{name}", None)
+        if value:
+            return name, str(value)
+    return None
+
+
+def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Plan, refuse or run, then print the next steps. Exit 0, 1 (restore failed), 2 (refused)."""
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    if args.server not in {server.name for server in settings.servers}:
+        names = ", ".join(server.name for server in settings.servers)
+        say(f"refused: no server {args.server!r} is configured (servers: {names})")
+        return EXIT_BAD_INPUT
+    destination = Path(args.destination)
+    problem = destination_problem(destination)
+    if problem is not None:
+        say(f"refused: {problem}")
+        return EXIT_BAD_INPUT
+    target = requested_target(args)
+    target_time = parse_target_time(target[1]) if target and target[0] == "time" else None
+    if target is not None and target[0] == "time" and target_time is None:
+        say(
+            f"refused: --target-time {target[1]!r} is not a time; use e.g. '2026-11-23 14:05:00+00'"
+        )
+        return EXIT_BAD_INPUT
+
+    # Barman's messages go to stderr as readable lines; stdout is the plan and the next steps.
+    logging_setup.configure("WARNING", "console", stream=sys.stderr)
+    MASKER.register(secret.reveal() for secret in settings.secrets)
+    runner = Runner(Pid1(), settings.child_env)
+    barman = Barman(settings, runner)
+    backup_id = args.backup_id
+    if backup_id is None:
+        listed = barman.run(
+            "list-backups", args.server, kind="list", server=args.server, timeout=60
+        )
+        rows = listed.data.get(args.server, []) if isinstance(listed.data, dict) else []
+        backup_id = choose_backup(rows, target_time) if listed.ok else None
+        if backup_id is None:
+            after = f" that ended before {target_time.isoformat()}" if target_time else ""
+            say(f"refused: server {args.server} has no DONE backup{after}")
+            return EXIT_BAD_INPUT
+    _, facts = barman.show_backup(args.server, backup_id)
+    if facts is None:
+        say(f"refused: server {args.server} has no backup {backup_id!r} (barman list-backups)")
+        return EXIT_BAD_INPUT
+    plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
+    _print_plan(say, plan, facts, settings, target_time)
+    if target is not None and target_time is not None:
+        refusal = _target_problem(settings, barman, runner, args.server, target_time, facts, say)
+        if refusal is not None:
+            say(f"refused: --target-time {target[1]!r}: {refusal} (nothing was changed)")
+            return EXIT_BAD_INPUT
+    tools = None
+    if facts.incremental:
+        # Barman finds pg_combinebackup on PATH only; Debian keeps it in the major's bin dir.
+        major = major_of(facts.version_num)
+        tools = find_bin_dir(major, settings.pg_bin_dir, program="pg_combinebackup")
+        if tools is None:
+            say(f"refused: backup {facts.backup_id} is incremental and {combine_missing(major)}")
+            return EXIT_BAD_INPUT
+    return _recover(say, barman, plan, facts, tools)
+
+
+def _recover(
+    say: Any, barman: Barman, plan: Plan, facts: BackupFacts, tools: Path | None = None
+) -> int:
+    """Run ``barman recover`` and print the steps that start the copy."""
+    started = time.monotonic()
+    outcome = barman.run(*plan.recover_args(), kind="restore", server=plan.server, tools_dir=tools)
+    if not outcome.ok:
+        say(f"\nrestore FAILED: {MASKER.mask(outcome.reason())}")
+        say(
+            f"Nothing to start; {plan.destination} may hold a partial copy — delete it before "
+            "retrying."
+        )
+        return EXIT_FAILED
+    say(f"\nRestored into {plan.destination} in {time.monotonic() - started:.1f} s.")
+    _print_warnings(say, outcome)
+    bin_dir = str(debian_bin_dir(major_of(facts.version_num)))
+    say("Next steps:")
+    steps = next_steps(
+        plan.destination, bin_dir, plan.target, plan.target_action, os.geteuid() == 0
+    )
+    for number, step in enumerate(steps, 1):
+        say(f"  {number}. {step}")
+    return EXIT_OK
+
+
+def _target_problem(
+    settings: Settings,
+    barman: Barman,
+    runner: Runner,
+    server: str,
+    target_time: datetime,
+    facts: BackupFacts,
+    say: Any,
+) -> str | None:
+    """Make the WAL up to now reach the archive when the server answers, then check that the
+    archive holds a commit after the target (see ``pitr``)."""
+    target, now = target_time.timestamp(), time.time()
+    if target >= now:
+        return pitr.target_problem(target, None, now)
+    postgres = Postgres(settings.server(server), settings.pgpass_file, settings.pg_connect_timeout)
+    archived = False
+    try:
+        postgres.commit_marker()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        say(f"PostgreSQL does not answer ({first}); checking the archive as it is.")
+    else:
+        say("Archiving the WAL up to now first (barman switch-wal), so the target is in it.")
+        outcome = barman.switch_wal(server, settings.wal_archive_timeout)
+        archived = outcome.ok
+        if not archived:
+            say(f"barman switch-wal failed: {MASKER.mask(outcome.reason())}")
+    newest = _newest_commit(settings, runner, server, facts.version_num)
+    if archived and newest is None:
+        return None  # a commit after the target is archived; pg_waldump could not show it
+    return pitr.target_problem(target, newest, time.time())
+
+
+def _newest_commit(
+    settings: Settings, runner: Runner, server: str, version_num: int
+) -> float | None:
+    """The time of the last commit in the newest archived WAL segments (``pg_waldump``)."""
+    bin_dir = find_bin_dir(major_of(version_num), settings.pg_bin_dir, program="pg_waldump")
+    wals = settings.barman_home / server / "wals"
+    # Barman 3.20 names it <server>-xlog.db; older versions xlog.db.
+    xlog_db = ""
+    for name in (f"{server}-xlog.db", "xlog.db"):
+        with contextlib.suppress(OSError):
+            xlog_db = (wals / name).read_text(encoding="utf-8", errors="replace")
+            break
+    if bin_dir is None or not xlog_db:
+        return None
+    for segment in pitr.newest_segments(xlog_db):
+        path = wals / segment[:16] / segment
+        if not path.is_file():
+            continue
+        completed = runner.run(
+            [str(bin_dir / "pg_waldump"), str(path)],
+            kind="waldump",
+            timeout=120,
+            echo_stdout=False,
+            env={"TZ": "UTC"},
+        )
+        found = pitr.last_commit_time(completed.stdout)
+        if found is not None:
+            return found
+    return None
+
+
+def _print_plan(
+    say: Any, plan: Plan, facts: BackupFacts, settings: Settings, target_time: datetime | None
+) -> None:
+    ended = (
+        datetime.fromtimestamp(facts.end_time).astimezone().isoformat(timespec="seconds")
+        if facts.end_time
+        else "unknown"
+    )
+    if plan.target is None:
+        what = "everything Barman has (the newest WAL it received)"
+    elif target_time is not None:
+        what = f"time {target_time.isoformat()}, then {plan.target_action}"
+    else:
+        what = f"{plan.target[0]} {plan.target[1]}, then {plan.target_action}"
+    command = [settings.barman_bin, "-c", str(settings.barman_config_file), *plan.recover_args()]
+    say("Restore plan")
+    say(f"  server       {plan.server}")
+    say(
+        f"  backup       {plan.backup_id} (ended {ended}, PostgreSQL {major_of(facts.version_num)})"
+    )
+    say(f"  up to        {what}")
+    say(f"  destination  {plan.destination} (empty)")
+    say(f"  size         about {facts.size_bytes / 1048576:.0f} MiB plus WAL")
+    say(f"  command      {shlex.join(command)}")
+
+
+def _print_warnings(say: Any, outcome: Outcome) -> None:
+    data = outcome.data if isinstance(outcome.data, dict) else {}
+    for warning in data.get("warnings") or []:
+        if isinstance(warning, list) and len(warning) == 4:
+            path, line, name, value = warning
+            say(f"Barman flags {name} = {value} ({path}, line {line}): review it before starting.")

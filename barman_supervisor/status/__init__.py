@@ -1,0 +1,11 @@
+"""What the daemon knows, and how it is shown.
+
+Lives here: ``state`` (typed, named writers of the per-server state, and the plain records it
+holds), ``health`` (readiness and liveness from the state, with their limits), ``metrics``
+(Prometheus), ``alerts`` (webhooks on a change of health) and ``http`` (``/healthz``,
+``/readyz``, ``/status``, ``/metrics``).
+
+Status reads plain records; it never imports the features that produce them.
+
+May import: ``errors``, ``log``, ``retry``, ``config``, ``process``, ``postgres``, ``barman``.
+"""

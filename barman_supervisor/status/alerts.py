@@ -1,0 +1,199 @@
+"""Failure and recovery alerts to a webhook, and dead-man's-switch pings around backups.
+
+One alert per state change, never one per check interval: ``AlertTracker`` turns the stream of
+readiness verdicts into transitions (pure, tested without a network). Delivery runs on its own
+thread with bounded timeouts and a few retries; a receiver that is down costs a log line, never a
+backup.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import socket
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from barman_supervisor import retry
+from barman_supervisor.config.settings import Secret
+from barman_supervisor.log import get_logger
+from barman_supervisor.status.health import Problem
+
+_log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Transition:
+    server: str
+    state: str  # "failing" or "recovered"
+    problems: tuple[Problem, ...]
+    since: float
+
+
+class AlertTracker:
+    """Whether each server is failing, and since when; emits only the changes.
+
+    A server starts failing once one of its problems has lasted that condition's delay
+    (streaming gets a grace, since a PostgreSQL restart interrupts it for seconds) and recovers
+    when no problem is left. An outage that trips several conditions at once is one alert, not
+    one per condition, and one recovery.
+    """
+
+    def __init__(self, delays: Mapping[str, float]) -> None:
+        self._delays = dict(delays)
+        self._first_seen: dict[tuple[str, str], float] = {}
+        self._failing: dict[str, tuple[tuple[Problem, ...], float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, server: str, problems: list[Problem], now: float) -> Transition | None:
+        conditions = {problem.condition for problem in problems}
+        with self._lock:
+            for key in [k for k in self._first_seen if k[0] == server and k[1] not in conditions]:
+                del self._first_seen[key]
+            matured = [
+                problem
+                for problem in problems
+                if now - self._first_seen.setdefault((server, problem.condition), now)
+                >= self._delays.get(problem.condition, 0.0)
+            ]
+            if server not in self._failing and matured:
+                since = min(self._first_seen[(server, p.condition)] for p in matured)
+                self._failing[server] = (tuple(problems), since)
+                return Transition(server, "failing", tuple(problems), since)
+            if server in self._failing and not problems:
+                previous, _since = self._failing.pop(server)
+                return Transition(server, "recovered", previous, now)
+        return None
+
+
+def alert_payload(transition: Transition, now: float, host: str) -> dict[str, Any]:
+    """The webhook body: what changed, for which server, why, and since when."""
+    return {
+        "source": "barman-supervisor",
+        "host": host,
+        "server": transition.server,
+        "state": transition.state,
+        "summary": f"{transition.server}: "
+        + ("; ".join(p.reason for p in transition.problems) or transition.state),
+        "problems": [asdict(problem) for problem in transition.problems],
+        "since": _iso(transition.since),
+        "at": _iso(now),
+    }
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    url: Secret
+    body: bytes | None
+    what: str
+
+
+class Notifier:
+    """Sends webhook posts and pings from one background thread, in order, bounded in time."""
+
+    def __init__(self, timeout: float, attempts: int = 3) -> None:
+        self._timeout = timeout
+        self._attempts = attempts
+        self._queue: queue.Queue[_Delivery | None] = queue.Queue(maxsize=1000)
+        self._thread = threading.Thread(target=self._deliver_all, name="notifier", daemon=True)
+        self.delivered = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def post(self, url: Secret, payload: Mapping[str, Any], what: str) -> None:
+        self._enqueue(_Delivery(url, json.dumps(payload).encode(), what))
+
+    def ping(self, url: Secret, suffix: str, what: str) -> None:
+        """healthchecks.io style: ``URL/start``, ``URL`` (success), ``URL/fail``."""
+        base = url.reveal().rstrip("/")
+        self._enqueue(_Delivery(Secret(f"{base}{suffix}"), None, what))
+
+    def _enqueue(self, delivery: _Delivery) -> None:
+        try:
+            self._queue.put_nowait(delivery)
+        except queue.Full:
+            _log.error("alert_dropped", what=delivery.what, reason="delivery queue full")
+
+    def close(self, timeout: float) -> None:
+        """Deliver what is queued (bounded by ``timeout``), then stop the thread."""
+        if not self._thread.is_alive():
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _deliver_all(self) -> None:
+        while (delivery := self._queue.get()) is not None:
+            try:
+                self._deliver(delivery)
+            except Exception as exc:  # the thread outlives any delivery error
+                self.failed += 1
+                _log.error(
+                    "alert_delivery_failed",
+                    what=delivery.what,
+                    error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                )
+
+    def _deliver(self, delivery: _Delivery) -> None:
+        url, headers = split_credentials(delivery.url.reveal())
+        request = urllib.request.Request(  # noqa: S310 - the URL is validated as http(s) in settings
+            url,
+            data=delivery.body,
+            method="POST" if delivery.body is not None else "GET",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "barman-supervisor",
+                **headers,
+            },
+        )
+
+        def send() -> None:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                response.read(1024)
+
+        # Retries do not stop on shutdown: queued alerts are still worth their bounded time.
+        policy = retry.few_times(
+            threading.Event(),
+            attempts=self._attempts,
+            retry_on=(urllib.error.URLError, OSError, TimeoutError),
+        )
+        try:
+            policy(send)
+            self.delivered += 1
+            _log.info("alert_delivered", what=delivery.what)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            self.failed += 1
+            _log.error("alert_delivery_failed", what=delivery.what, error=str(exc)[:200])
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``https://user:password@host/path`` as the URL without userinfo and a Basic
+    ``Authorization`` header: urllib would otherwise read ``password@host`` as a port and fail
+    with an error message that prints the password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return parts._replace(netloc=netloc).geturl(), {"Authorization": f"Basic {token}"}
+
+
+def hostname() -> str:
+    return socket.gethostname()

@@ -1,0 +1,246 @@
+"""Is the daemon alive, and is each PostgreSQL server protected? Pure functions over state.
+
+Liveness never looks at PostgreSQL or backups: restarting the daemon cannot fix those and would
+only interrupt a backup. Readiness ("this server is protected") looks at everything a person
+would check before trusting the backups: PostgreSQL reached, WAL streaming, Barman's own check,
+a recent DONE backup, WAL not piling up on the primary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from barman_supervisor.status.state import ServerState
+
+
+@dataclass(frozen=True)
+class Limits:
+    postgres_max_silence: float
+    backup_max_age: float
+    wal_max_lag_bytes: int
+    wal_max_age: float | None
+    disk_min_free_bytes: int = 0
+    liveness_max_stall: float = 30.0
+    # Off-site copy (OFFSITE_URL): None while the server has none.
+    offsite_backup_max_delay: float | None = None
+    offsite_wal_max_lag: float | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    condition: str
+    reason: str
+
+
+def _age(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def liveness_problems(
+    heartbeat_at: float, scheduler_running: bool, now: float, limits: Limits
+) -> list[str]:
+    problems = []
+    if now - heartbeat_at > limits.liveness_max_stall:
+        problems.append(f"main loop stalled for {_age(now - heartbeat_at)}")
+    if not scheduler_running:
+        problems.append("scheduler is not running")
+    return problems
+
+
+def server_problems(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    """Every reason this server is not protected right now; empty when it is."""
+    if state.phase == "failed":
+        reasons = "; ".join(state.problems or ["see the logs"])
+        return [Problem("startup_failed", f"start-up failed: {reasons}")]
+    problems = _postgres(state, now, limits)
+    if state.phase != "running":
+        return [Problem("startup", f"starting ({state.phase})"), *problems]
+    return [
+        *problems,
+        *_streaming(state),
+        *_check(state),
+        *_backup(state, now, limits),
+        *_wal(state, now, limits),
+        *_failover(state),
+        *_wal_gap(state),
+        *_disk(state, limits),
+        *_drill(state, now),
+        *_offsite(state, now, limits),
+    ]
+
+
+def _postgres(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    if state.postgres_error:
+        return [Problem("postgres", f"PostgreSQL unreachable: {state.postgres_error}")]
+    if state.postgres_reached_at is None:
+        return [Problem("postgres", "PostgreSQL not reached yet")]
+    silence = now - state.postgres_reached_at
+    if silence > limits.postgres_max_silence:
+        return [Problem("postgres", f"PostgreSQL not reached for {_age(silence)}")]
+    return []
+
+
+def _streaming(state: ServerState) -> list[Problem]:
+    problems = []
+    if state.receive_wal_running is False:
+        problems.append(Problem("streaming", "barman receive-wal is not running"))
+    if state.slot is not None and not state.slot.exists:
+        problems.append(Problem("streaming", "the replication slot does not exist"))
+    elif state.slot is not None and not state.slot.active:
+        problems.append(
+            Problem("streaming", "the replication slot is not active: WAL is not streaming")
+        )
+    return problems
+
+
+def _wal_gap(state: ServerState) -> list[Problem]:
+    """Red until a backup that ended after the gap was seen gives a restorable point again."""
+    if state.wal_gap is None or state.wal_gap_at is None:
+        return []
+    after = [
+        backup
+        for backup in state.backups
+        if backup.status == "DONE" and (backup.end_time or 0.0) >= state.wal_gap_at
+    ]
+    if after:
+        return []
+    return [Problem("wal_gap", f"{state.wal_gap.describe()}; a fresh backup is owed")]
+
+
+def _check(state: ServerState) -> list[Problem]:
+    if not state.checks:
+        return [Problem("check", "no barman check result yet")]
+    failed = [check.name for check in state.checks if not check.ok]
+    if failed:
+        return [Problem("check", f"barman check failed: {', '.join(failed)}")]
+    return []
+
+
+def _backup(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    problems = []
+    done = [backup for backup in state.backups if backup.status == "DONE" and backup.end_time]
+    if not done:
+        problems.append(Problem("backup", "no DONE backup"))
+    else:
+        newest = max(backup.end_time or 0.0 for backup in done)
+        age = now - newest
+        if age > limits.backup_max_age:
+            problems.append(
+                Problem(
+                    "backup",
+                    f"newest DONE backup is {_age(age)} old (max {_age(limits.backup_max_age)})",
+                )
+            )
+    last = state.runs.get("backup")
+    if last is not None and not last.ok:
+        problems.append(Problem("backup_job", f"last backup failed: {last.reason}"))
+    return problems
+
+
+def _failover(state: ServerState) -> list[Problem]:
+    return [Problem("failover", state.identity_problem)] if state.identity_problem else []
+
+
+def _disk(state: ServerState, limits: Limits) -> list[Problem]:
+    free = state.disk_free_bytes
+    if free is None or free >= limits.disk_min_free_bytes:
+        return []
+    return [
+        Problem(
+            "disk",
+            f"the Barman volume has {free // 1048576} MiB free (DISK_MIN_FREE is "
+            f"{limits.disk_min_free_bytes // 1048576} MiB): free space or grow it",
+        )
+    ]
+
+
+def drill_reason(
+    last_drill: Mapping[str, Any] | None, now: float, max_age: float | None = None
+) -> str | None:
+    """Why the restore drill makes the server unready, or None: a backup that does not restore
+    is no protection.
+
+    Red when the last drill failed (one cut short by a shutdown says nothing about the backup
+    and is ignored) and, with ``max_age``, when the last success is older than that. No drill
+    yet is not a problem: drills are off unless DRILL_SCHEDULE is set.
+    """
+    if not last_drill:
+        return None
+    if not last_drill.get("ok"):
+        if last_drill.get("interrupted"):
+            return None
+        backup = last_drill.get("backup_id")
+        where = f" (backup {backup})" if backup else ""
+        return f"last restore drill failed{where}: {last_drill.get('reason')}"
+    if max_age is not None:
+        age = now - float(last_drill.get("started_at") or 0.0)
+        if age > max_age:
+            return f"last successful restore drill is {_age(age)} old"
+    return None
+
+
+def _drill(state: ServerState, now: float) -> list[Problem]:
+    reason = drill_reason(state.last_drill, now)
+    return [Problem("drill", reason)] if reason else []
+
+
+def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    problems = []
+    lag = state.slot.lag_bytes if state.slot is not None else None
+    if lag is not None and lag > limits.wal_max_lag_bytes:
+        problems.append(
+            Problem("wal", f"{lag // 1048576} MiB of WAL on the primary not yet received by Barman")
+        )
+    if limits.wal_max_age is not None and state.wal_received_at is not None:
+        age = now - state.wal_received_at
+        if age > limits.wal_max_age:
+            problems.append(Problem("wal", f"no WAL received for {_age(age)}"))
+    return problems
+
+
+def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
+    """The off-site copy is behind: its last attempt failed (the reason says why), a backup is
+    of a kind it cannot copy, the newest backup waits longer than OFFSITE_BACKUP_MAX_DELAY, or
+    WAL longer than OFFSITE_WAL_MAX_LAG."""
+    record = state.offsite
+    if not record or limits.offsite_backup_max_delay is None:
+        return []
+    problems = []
+    if record.get("last_error"):
+        problems.append(Problem("offsite", f"last off-site copy failed: {record['last_error']}"))
+    problems += [
+        Problem("offsite", f"backup {backup_id} cannot be copied off-site: {reason}")
+        for backup_id, reason in sorted((record.get("refused_backups") or {}).items())
+    ]
+    owed_since = record.get("oldest_owed_backup_end")
+    if owed_since is not None and now - owed_since > limits.offsite_backup_max_delay:
+        problems.append(
+            Problem(
+                "offsite",
+                f"backup {record.get('oldest_owed_backup')} not copied off-site "
+                f"{_age(now - owed_since)} after it ended (max "
+                f"{_age(limits.offsite_backup_max_delay)})",
+            )
+        )
+    lag = wal_lag_seconds(record, now)
+    if limits.offsite_wal_max_lag is not None and lag > limits.offsite_wal_max_lag:
+        problems.append(
+            Problem(
+                "offsite",
+                f"{record.get('wal_owed', 0)} WAL file(s) not copied off-site, the oldest "
+                f"waiting {_age(lag)} (max {_age(limits.offsite_wal_max_lag)})",
+            )
+        )
+    return problems
+
+
+def wal_lag_seconds(offsite: Mapping[str, Any], now: float) -> float:
+    """How long the oldest WAL file owed to the store has waited; 0 when none is owed."""
+    since = offsite.get("oldest_owed_wal_at")
+    return max(0.0, now - float(since)) if since is not None else 0.0

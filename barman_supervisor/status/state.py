@@ -1,0 +1,244 @@
+"""What the jobs learned, kept for the probes: health answers from here, never by running Barman.
+
+Jobs write through the named methods below, one per fact, so that each field has writers one can
+find and mypy catches a misspelt one; readers get a deep copy, so a probe never sees a
+half-updated server and never waits for a job.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.postgres.connection import Identity, ServerFacts, SlotState
+from barman_supervisor.postgres.wal import WalGap
+
+if TYPE_CHECKING:
+    from barman_supervisor.barman.verify import Verification
+
+
+@dataclass
+class DrillResult:
+    ok: bool
+    reason: str
+    server: str
+    started_at: float
+    duration_s: float = 0.0
+    backup_id: str | None = None
+    pg_version: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    # recover + start + query: what a person waits for in an incident
+    restore_s: float | None = None
+    rows: int | None = None
+    databases: int | None = None
+    newest_commit_at: float | None = None
+    restored_as_of: float | None = None
+    restored_age_s: float | None = None
+    interrupted: bool = False
+    # DRILL_SOURCE: restored from Barman's catalogue ("local") or the off-site store.
+    source: str = "local"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job: str
+    started_at: float
+    duration_s: float
+    ok: bool
+    reason: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """The last backup attempt as ``/status`` shows it (``last_attempt``)."""
+
+    ok: bool
+    trigger: str
+    backup_id: str | None
+    status: str | None
+    size_bytes: int | None
+    duration_s: float
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        summary = asdict(self)
+        if not self.reason:
+            del summary["reason"]
+        return summary
+
+
+@dataclass
+class ServerState:
+    phase: str = "starting"
+    postgres_reached_at: float | None = None
+    postgres_error: str | None = None
+    facts: ServerFacts | None = None
+    identity: Identity | None = None
+    slot: SlotState | None = None
+    receive_wal_running: bool | None = None
+    wal_received_at: float | None = None
+    wal_archived_at: float | None = None
+    disk_free_bytes: int | None = None
+    identity_problem: str | None = None
+    wal_gap: WalGap | None = None
+    wal_gap_at: float | None = None
+    checks: list[Check] = field(default_factory=list)
+    checks_at: float | None = None
+    backups: list[Backup] = field(default_factory=list)
+    last_backup: dict[str, Any] = field(default_factory=dict)
+    last_verify: dict[str, Any] = field(default_factory=dict)
+    last_drill: dict[str, Any] = field(default_factory=dict)
+    # The off-site copy's record (offsite_copy.OffsiteCopier); empty without OFFSITE_URL.
+    offsite: dict[str, Any] = field(default_factory=dict)
+    programs: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, JobRun] = field(default_factory=dict)
+    run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+
+class State:
+    def __init__(self, servers: list[str], clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._servers = {name: ServerState() for name in servers}
+        self._runs: dict[str, JobRun] = {}
+        self._run_counts: Counter[tuple[str, bool]] = Counter()
+        self.started_at = clock()
+        self.heartbeat_at = clock()
+
+    # Writers: one per fact -------------------------------------------------------------------
+    def set_phase(self, server: str, phase: str) -> None:
+        with self._lock:
+            self._servers[server].phase = phase
+
+    def record_programs(self, server: str, programs: Mapping[str, Any]) -> None:
+        """Which PostgreSQL client and server programs serve this server (``/status``)."""
+        with self._lock:
+            self._servers[server].programs = dict(programs)
+
+    def set_problems(self, server: str, problems: list[str]) -> None:
+        """Why the start-up refused the server (preflight, grants, client tools)."""
+        with self._lock:
+            self._servers[server].problems = list(problems)
+
+    def postgres_reached(self, server: str, facts: ServerFacts) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.facts, target.postgres_reached_at, target.postgres_error = (
+                facts,
+                self._clock(),
+                None,
+            )
+
+    def postgres_seen(self, server: str, slot: SlotState) -> None:
+        """PostgreSQL answered the slot query: it is reachable, and this is the slot now."""
+        with self._lock:
+            target = self._servers[server]
+            target.slot, target.postgres_reached_at, target.postgres_error = (
+                slot,
+                self._clock(),
+                None,
+            )
+
+    def postgres_unreachable(self, server: str, error: str) -> None:
+        with self._lock:
+            self._servers[server].postgres_error = error
+
+    def set_identity(self, server: str, identity: Identity) -> None:
+        """What start-up (or an allowed streaming reset) recorded as the server's identity."""
+        with self._lock:
+            target = self._servers[server]
+            target.identity, target.identity_problem = identity, None
+
+    def set_identity_problem(self, server: str, problem: str | None) -> None:
+        with self._lock:
+            self._servers[server].identity_problem = problem
+
+    def record_wal_gap(self, server: str, gap: WalGap) -> None:
+        """WAL that did not reach the archive when the slot was recreated."""
+        with self._lock:
+            target = self._servers[server]
+            target.wal_gap, target.wal_gap_at = gap, self._clock()
+
+    def wal_gap_closed(self, server: str) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.wal_gap, target.wal_gap_at = None, None
+
+    def record_probe(
+        self,
+        server: str,
+        *,
+        receive_wal_running: bool,
+        wal_received_at: float | None,
+        wal_archived_at: float | None,
+        disk_free_bytes: int,
+    ) -> None:
+        """The monitor's cheap facts: streaming process, WAL file times, free disk."""
+        with self._lock:
+            target = self._servers[server]
+            target.receive_wal_running = receive_wal_running
+            target.wal_received_at, target.wal_archived_at = wal_received_at, wal_archived_at
+            target.disk_free_bytes = disk_free_bytes
+
+    def record_checks(self, server: str, checks: list[Check]) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.checks, target.checks_at = list(checks), self._clock()
+
+    def record_backups(self, server: str, backups: list[Backup]) -> None:
+        with self._lock:
+            target = self._servers[server]
+            target.backups = list(backups)
+
+    def record_backup(self, server: str, summary: BackupSummary) -> None:
+        with self._lock:
+            self._servers[server].last_backup = summary.as_dict()
+
+    def record_verification(self, server: str, verification: Verification) -> None:
+        with self._lock:
+            self._servers[server].last_verify = verification.as_dict()
+
+    def record_offsite(self, server: str, record: Mapping[str, Any]) -> None:
+        """The off-site copy's record (``offsite_copy.Records``), published whole."""
+        with self._lock:
+            self._servers[server].offsite = dict(record)
+
+    def record_drill(self, server: str, result: DrillResult) -> None:
+        with self._lock:
+            self._servers[server].last_drill = result.as_dict()
+
+    def record_run(self, server: str | None, run: JobRun) -> None:
+        with self._lock:
+            if server is None:
+                self._runs[run.job] = run
+                self._run_counts[(run.job, run.ok)] += 1
+            else:
+                self._servers[server].runs[run.job] = run
+                self._servers[server].run_counts[(run.job, run.ok)] += 1
+
+    def beat(self) -> None:
+        self.heartbeat_at = self._clock()
+
+    # Readers: copies ---------------------------------------------------------------------------
+    def server(self, name: str) -> ServerState:
+        with self._lock:
+            return copy.deepcopy(self._servers[name])
+
+    def servers(self) -> dict[str, ServerState]:
+        with self._lock:
+            return copy.deepcopy(self._servers)
+
+    def global_runs(self) -> tuple[dict[str, JobRun], Counter[tuple[str, bool]]]:
+        with self._lock:
+            return dict(self._runs), Counter(self._run_counts)
