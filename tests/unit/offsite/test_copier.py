@@ -12,8 +12,8 @@ from barman_supervisor.config.settings import ServerSettings, load_settings
 from barman_supervisor.offsite.copier import Records
 from barman_supervisor.status.health import server_problems
 from barman_supervisor.status.state import State
-from tests.unit.test_health import NOW, protected
-from tests.unit.test_offsite import OFFSITE_LIMITS as LIMITS
+from tests.unit.offsite.test_plan import OFFSITE_LIMITS as LIMITS
+from tests.unit.status.test_health import NOW, protected
 
 URL = "s3://backups/barman"
 

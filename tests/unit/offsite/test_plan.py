@@ -37,7 +37,7 @@ from barman_supervisor.offsite.plan import (
 from barman_supervisor.restore import store as offsite_restore
 from barman_supervisor.restore.store import recovery_settings
 from barman_supervisor.status.health import server_problems, wal_lag_seconds
-from tests.unit.test_health import LIMITS, NOW, protected
+from tests.unit.status.test_health import LIMITS, NOW, protected
 
 OFFSITE_LIMITS = replace(LIMITS, offsite_backup_max_delay=3600, offsite_wal_max_lag=600)
 

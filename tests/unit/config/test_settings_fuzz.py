@@ -17,7 +17,7 @@ from barman_supervisor.barman import config_files as barman_config
 from barman_supervisor.config.settings import Settings, load_settings
 from barman_supervisor.errors import ConfigError
 
-SETTINGS_SOURCE = Path(__file__).parents[2] / "barman_supervisor" / "config" / "settings.py"
+SETTINGS_SOURCE = Path(__file__).parents[3] / "barman_supervisor" / "config" / "settings.py"
 SECRET_VARIABLES = (
     "PG_PASSWORD",
     "PG_STREAMING_PASSWORD",
