@@ -16,6 +16,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from barman_supervisor.errors import SupervisorError
+
 _MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -32,8 +34,8 @@ _DAY_NUMBERS = {name: number for number, name in enumerate(_DAY_NAMES[:7])}
 _DOW_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
 
 
-class CrontabError(ValueError):
-    """The expression is not a valid 5-field crontab."""
+class CrontabError(SupervisorError, ValueError):
+    """The expression is not a valid 5-field crontab (a ValueError too: it is bad input)."""
 
 
 def _day_number(token: str) -> int:

@@ -34,6 +34,11 @@ class DrillFailed(SupervisorError):
     """A restore drill step failed; the message is the reason the drill result carries."""
 
 
+class CopyFailed(SupervisorError):
+    """One ``barman-cloud-*`` step of the off-site copy failed; the message is the one line to
+    show."""
+
+
 def first_line(error: BaseException) -> str:
     """An exception's first line (psycopg's messages run to several), or its type's name."""
     lines = str(error).strip().splitlines()

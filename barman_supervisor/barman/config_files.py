@@ -15,7 +15,6 @@ only (``command_config``); ``barman.conf`` with ``barman.d/`` stays the whole co
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from barman_supervisor.config.settings import (
     foreign_config_files,
 )
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.files import write_atomically
 
 _HEADER = f"{RENDERED_MARKER} from the environment; edits are overwritten at every start.\n"
 
@@ -134,7 +134,7 @@ def staging_path(settings: Settings) -> Path:
     return settings.barman_home / "staging"
 
 
-def _write_atomically(path: Path, text: str, mode: int) -> None:
+def _write_if_changed(path: Path, text: str, mode: int) -> None:
     """Replace the file in one step; an unchanged file is left alone, so that a restart on a
     full disk does not fail on rewriting what is already there."""
     try:
@@ -143,15 +143,7 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(handle, mode)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, mode)
 
 
 def write_configuration(settings: Settings) -> list[Path]:
@@ -166,18 +158,18 @@ def write_configuration(settings: Settings) -> list[Path]:
             "remove it or set BARMAN_CONFIG_MODE=mounted"
         )
     written = [settings.barman_config_file]
-    _write_atomically(settings.barman_config_file, render_global(settings), 0o644)
+    _write_if_changed(settings.barman_config_file, render_global(settings), 0o644)
     wanted = {settings.barman_config_dir / f"{server.name}.conf" for server in settings.servers}
     for server in settings.servers:
         path = settings.barman_config_dir / f"{server.name}.conf"
-        _write_atomically(path, render_server(server), 0o644)
+        _write_if_changed(path, render_server(server), 0o644)
         written.append(path)
     for stale in settings.barman_config_dir.glob("*.conf"):
         if stale not in wanted:
             stale.unlink()
     own = dict(_command_configs(settings))
     for path, text in own.items():
-        _write_atomically(path, text, 0o644)
+        _write_if_changed(path, text, 0o644)
     for stale in _command_config_dir(settings).glob("*.conf"):
         if stale not in own:
             stale.unlink()
@@ -219,7 +211,7 @@ def write_pgpass(settings: Settings) -> bool:
     lines = pgpass_lines(settings)
     if not lines:
         return False
-    _write_atomically(settings.pgpass_file, "\n".join(lines) + "\n", 0o600)
+    _write_if_changed(settings.pgpass_file, "\n".join(lines) + "\n", 0o600)
     return True
 
 

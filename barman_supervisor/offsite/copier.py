@@ -25,7 +25,7 @@ from pathlib import Path
 
 from barman_supervisor.barman.commands import Backup, Barman, backup_info_path
 from barman_supervisor.config.settings import Offsite, ServerSettings, Settings
-from barman_supervisor.errors import ConfigError, RunnerClosed
+from barman_supervisor.errors import ConfigError, CopyFailed, RunnerClosed
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite.hold import Ledger, RetentionHold
 from barman_supervisor.offsite.plan import (
@@ -56,10 +56,6 @@ WAL_TIMEOUT = 300.0
 # The backoff between failed rounds grows to this (the store may be down for hours).
 MAX_BACKOFF = 600.0
 KINDS: tuple[CopyKind, ...] = ("backup", "wal")
-
-
-class CopyFailed(Exception):
-    """One ``barman-cloud-*`` step failed; the message is the one line to show."""
 
 
 class Cloud:

@@ -19,6 +19,7 @@ from typing import Any
 
 from barman_supervisor.barman.commands import Barman, backup_info_path
 from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.files import write_atomically
 from barman_supervisor.log import get_logger
 from barman_supervisor.offsite.plan import (
     LocalBackup,
@@ -46,10 +47,7 @@ class Ledger:
     def write(self, server: str, **changes: Any) -> None:
         data = {**self.read(server), **changes}
         self._dir.mkdir(mode=0o700, exist_ok=True)
-        path = self._dir / f"{server}.json"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(data))
-        temporary.replace(path)
+        write_atomically(self._dir / f"{server}.json", json.dumps(data))
 
 
 class RetentionHold:

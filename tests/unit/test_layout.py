@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).parents[2] / "barman_supervisor"
 
 # Bottom first. A unit may import its own subpackage and any unit of a lower layer.
 LAYERS: list[set[str]] = [
-    {"errors", "log", "crontab", "retry"},
+    {"errors", "files", "log", "crontab", "retry"},
     {"config"},
     {"process"},
     {"postgres"},
