@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from barman_supervisor.barman.commands import Backup, Check, WalHoldings, newest_backup
 from barman_supervisor.postgres.connection import Identity, SlotState
-from barman_supervisor.postgres.wal import WalGap
+from barman_supervisor.postgres.wal import (
+    WalGap,
+    parse_lsn,
+    segment_from_number,
+    segment_number,
+    timeline_of,
+)
 from barman_supervisor.process.proctable import ProcInfo
 
 INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
@@ -121,9 +127,6 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
     ]
 
 
-_SEGMENTS_PER_LOG_BASE = 0x100000000
-
-
 def slot_start(slot: SlotState) -> str | None:
     """Where WAL is kept for Barman from: the slot's restart position; for a slot no receiver
     has used yet (created without reserving WAL), the server's current position."""
@@ -139,25 +142,28 @@ def wal_gap(holdings: WalHoldings, slot_start_lsn: str | None, segment_size: int
     or the next; one further on was created afresh, e.g. by ``create_slot = auto`` after a DBA
     dropped it, and nothing kept the WAL in between for Barman).
     """
-    per_log = _SEGMENTS_PER_LOG_BASE // segment_size
-
-    def segno(name: str) -> int:
-        return int(name[8:16], 16) * per_log + int(name[16:24], 16)
-
-    def gap(timeline: str, first: int, last: int) -> WalGap:
-        def name(number: int) -> str:
-            return f"{timeline}{number // per_log:08X}{number % per_log:08X}"
-
-        return WalGap(name(first), name(last))
-
     archived, oldest = holdings.archived_newest, holdings.streaming_oldest
-    if archived is not None and oldest is not None and segno(oldest) > segno(archived) + 1:
-        return gap(oldest[:8], segno(archived) + 1, segno(oldest) - 1)
+    if archived is not None and oldest is not None:
+        after_archived = segment_number(archived, segment_size) + 1
+        if segment_number(oldest, segment_size) > after_archived:
+            return _gap(
+                oldest, after_archived, segment_number(oldest, segment_size) - 1, segment_size
+            )
     held = holdings.streaming_newest or archived
-    if held is None or slot_start_lsn is None or "/" not in slot_start_lsn:
+    start = parse_lsn(slot_start_lsn) if slot_start_lsn is not None else None
+    if held is None or start is None:
         return None
-    high, low = slot_start_lsn.split("/", 1)
-    needed = ((int(high, 16) << 32) | int(low, 16)) // segment_size
-    if needed <= segno(held) + 1:
+    needed = start // segment_size
+    after_held = segment_number(held, segment_size) + 1
+    if needed <= after_held:
         return None
-    return gap(held[:8], segno(held) + 1, needed - 1)
+    return _gap(held, after_held, needed - 1, segment_size)
+
+
+def _gap(on: str, first: int, last: int, segment_size: int) -> WalGap:
+    """Segments ``first`` to ``last`` (numbers) on the timeline of segment ``on``."""
+    timeline = timeline_of(on)
+    return WalGap(
+        segment_from_number(timeline, first, segment_size),
+        segment_from_number(timeline, last, segment_size),
+    )

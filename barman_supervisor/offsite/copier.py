@@ -38,7 +38,6 @@ from barman_supervisor.offsite.plan import (
     connectivity_refusal,
     contiguous_prefix,
     first_error_line,
-    is_wal_name,
     parse_backup_info,
     parse_store_backups,
     refusals_that_matter,
@@ -46,6 +45,7 @@ from barman_supervisor.offsite.plan import (
     upload_options,
     wal_owed,
 )
+from barman_supervisor.postgres.wal import is_wal_name
 from barman_supervisor.process.runner import Completed, Runner
 from barman_supervisor.retry import restart_delay
 from barman_supervisor.status.state import State

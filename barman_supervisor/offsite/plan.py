@@ -14,7 +14,6 @@ and exposes the backlog to ``/readyz``, ``/status`` and ``/metrics``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -23,11 +22,8 @@ from typing import Any, Literal
 
 from barman_supervisor.barman.commands import Backup
 from barman_supervisor.config.settings import Offsite
-from barman_supervisor.postgres.wal import parse_lsn, reaches
+from barman_supervisor.postgres.wal import is_wal_name, parse_lsn, reaches
 
-# Segments, timeline history files and backup labels; never .partial (not yet complete) nor
-# compressed names (refused at start).
-WAL_NAME = re.compile(r"^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.[0-9A-F]{8}\.backup)?)$")
 CLOUD_PROVIDER = "aws-s3"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 # The kinds of backup the copy cannot take, by their backup.info keys.
@@ -257,10 +253,6 @@ def refusals_that_matter(
     return {i: reason for i, reason in refused.items() if ends.get(i, 0.0) > newest_copied}
 
 
-def is_wal_name(name: str) -> bool:
-    return bool(WAL_NAME.match(name))
-
-
 def wal_owed(names: Iterable[str], watermark: str | None) -> list[str]:
     """WAL files of the local archive after the newest one copied, in archive order.
 
@@ -309,20 +301,3 @@ def connectivity_refusal(variable: str, url: str, detail: str) -> str:
         f"{variable}: the off-site store {url} is not usable ({detail}); check the bucket name, "
         "OFFSITE_ENDPOINT_URL and the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY keys"
     )
-
-
-def next_wal_name(name: str, segment_size: int) -> str:
-    """The segment PostgreSQL writes after ``name`` on the same timeline."""
-    per_log = 0x100000000 // segment_size
-    timeline, log, segment = int(name[:8], 16), int(name[8:16], 16), int(name[16:24], 16) + 1
-    if segment >= per_log:
-        log, segment = log + 1, 0
-    return f"{timeline:08X}{log:08X}{segment:08X}"
-
-
-def wal_names_from(first: str, segment_size: int, count: int) -> list[str]:
-    """``count`` consecutive segment names from ``first`` on."""
-    names = [first]
-    while len(names) < count:
-        names.append(next_wal_name(names[-1], segment_size))
-    return names

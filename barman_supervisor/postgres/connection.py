@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from barman_supervisor.config.settings import ServerSettings
+from barman_supervisor.postgres.wal import timeline_of
 
 _SETTINGS = (
     "wal_level",
@@ -191,7 +192,7 @@ class Postgres:
         system_id, wal_file = row
         if wal_file is None:
             return self.identify()
-        return Identity(system_id=str(system_id), timeline=int(str(wal_file)[:8], 16))
+        return Identity(system_id=str(system_id), timeline=timeline_of(str(wal_file)))
 
     def create_slot(self, name: str) -> bool:
         """The physical slot Barman streams from, made over the streaming user's replication

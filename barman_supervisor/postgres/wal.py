@@ -1,5 +1,10 @@
-"""Timelines for a restore from WAL alone: which base backup can reach a timeline, and which
-WAL files, on which timelines, recovery reads on its way there.
+"""WAL names, positions, segments and timelines: the one place that computes them.
+
+A WAL segment is named by three 8-digit hex numbers: its timeline, its "log" (4 GiB of WAL) and
+its segment within that log, so the name depends on the segment size (16 MiB by default,
+``wal_segment_size``). A position (LSN) is written ``high/low`` in hex. Barman's archive keeps a
+segment under ``wals/<timeline+log>/`` (``archive_directory``), beside backup labels
+(``<segment>.<offset>.backup``) and timeline history files (``<timeline>.history``).
 
 PostgreSQL starts a new timeline when a server is promoted (a failover, or the end of a
 point-in-time recovery). The new timeline's history file (``00000002.history``) lists every
@@ -10,7 +15,7 @@ already existed at that segment: the segment holding a switch point is read from
 (which starts with a copy of the parent's WAL up to the switch), so the parent's last,
 incomplete segment is never needed.
 
-Pure functions over names and positions, for ``offsite_restore`` and the off-site drill.
+Pure functions over names and positions (Barman's own ``barman/xlog.py`` is the model).
 """
 
 from __future__ import annotations
@@ -18,11 +23,52 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Every file name a WAL archive holds: a segment, maybe still being written (``.partial``) or
+# with a compression suffix; a backup label; a timeline history file.
+_WAL_FILE = re.compile(
+    r"^(?:(?P<segment>[0-9A-F]{24})(?P<label>\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)"
+    r"(?P<suffix>(?:\.partial)?(?:\.\w+)?)$"
+)
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+_HEX = 16
+_UPPER_HEX = frozenset("0123456789ABCDEF")
 _HALF = 32
 # WAL segments per "log" (the middle eight hex digits of a segment name) are 4 GiB / size.
 _LOG_SPAN = 1 << _HALF
+_TIMELINE_DIGITS = 8
+# A segment name's timeline and log: the name of its directory in Barman's archive.
+_DIRECTORY_DIGITS = 16
 FIRST_TIMELINE = 1
+
+
+def is_wal_name(name: str) -> bool:
+    """A complete WAL file as PostgreSQL archives it: a segment, a timeline history file or a
+    backup label; never ``.partial`` (not yet complete) nor a compressed name."""
+    match = _WAL_FILE.match(name)
+    return match is not None and not match["suffix"]
+
+
+def is_segment_name(name: str) -> bool:
+    """A plain segment name (no label, history, ``.partial`` or suffix)."""
+    match = _WAL_FILE.match(name)
+    return match is not None and match["segment"] == name
+
+
+def segment_of_file(name: str) -> str | None:
+    """The segment a file of a WAL directory holds (``.partial`` and compression suffixes
+    dropped); None for a backup label, a history file or anything else."""
+    match = _WAL_FILE.match(name)
+    return match["segment"] if match is not None and not match["label"] else None
+
+
+def archive_directory(segment: str) -> str:
+    """The directory of Barman's archive that holds a segment: its timeline and log."""
+    return segment[:_DIRECTORY_DIGITS]
+
+
+def is_archive_directory(name: str) -> bool:
+    """A directory of Barman's archive (``wals/<timeline+log>``), by its name."""
+    return len(name) == _DIRECTORY_DIGITS and set(name) <= _UPPER_HEX
 
 
 def history_name(timeline: int) -> str:
@@ -31,7 +77,7 @@ def history_name(timeline: int) -> str:
 
 def timeline_of(wal_name: str) -> int:
     """The timeline in a WAL segment or history file name."""
-    return int(wal_name[:8], 16)
+    return int(wal_name[:_TIMELINE_DIGITS], _HEX)
 
 
 def parse_lsn(text: str) -> int | None:
@@ -39,20 +85,39 @@ def parse_lsn(text: str) -> int | None:
     match = _LSN.match(text.strip())
     if match is None:
         return None
-    return (int(match.group(1), 16) << _HALF) | int(match.group(2), 16)
+    return (int(match.group(1), _HEX) << _HALF) | int(match.group(2), _HEX)
 
 
 def segment_name(timeline: int, lsn: int, segment_size: int) -> str:
     """The name of the segment of ``timeline`` that holds byte ``lsn``."""
-    number = lsn // segment_size
-    per_log = _LOG_SPAN // segment_size
-    return f"{timeline:08X}{number // per_log:08X}{number % per_log:08X}"
+    return segment_from_number(timeline, lsn // segment_size, segment_size)
 
 
 def segment_number(wal_name: str, segment_size: int) -> int:
     """A segment's position in the WAL, whatever its timeline (comparable across timelines)."""
     per_log = _LOG_SPAN // segment_size
-    return int(wal_name[8:16], 16) * per_log + int(wal_name[16:24], 16)
+    return int(wal_name[8:16], _HEX) * per_log + int(wal_name[16:24], _HEX)
+
+
+def segment_from_number(timeline: int, number: int, segment_size: int) -> str:
+    """The name of segment ``number`` (``segment_number``) on ``timeline``."""
+    per_log = _LOG_SPAN // segment_size
+    return f"{timeline:08X}{number // per_log:08X}{number % per_log:08X}"
+
+
+def next_segment_name(name: str, segment_size: int) -> str:
+    """The segment PostgreSQL writes after ``name`` on the same timeline."""
+    return segment_from_number(
+        timeline_of(name), segment_number(name, segment_size) + 1, segment_size
+    )
+
+
+def segment_names_from(first: str, segment_size: int, count: int) -> list[str]:
+    """``count`` consecutive segment names from ``first`` on."""
+    names = [first]
+    while len(names) < count:
+        names.append(next_segment_name(names[-1], segment_size))
+    return names
 
 
 def parse_history(text: str) -> dict[int, int]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+from barman_supervisor.postgres.wal import is_segment_name
+
 # pg_waldump (with TZ=UTC): "desc: COMMIT 2026-11-23 14:05:00.123456 UTC; ..."
 _COMMIT = re.compile(
     r"desc: (?:COMMIT|ABORT) (?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC"
@@ -27,7 +28,7 @@ def newest_segments(xlog_db: str, count: int = 8) -> list[str]:
     Each line is ``name<TAB>size<TAB>time<TAB>compression``; history files are skipped.
     """
     names = [line.split("\t", 1)[0] for line in xlog_db.splitlines()]
-    segments = sorted({name for name in names if _SEGMENT.match(name)})
+    segments = sorted({name for name in names if is_segment_name(name)})
     return segments[::-1][:count]
 
 

@@ -40,16 +40,16 @@ from barman_supervisor.offsite.plan import (
     cloud_program,
     contiguous_prefix,
     first_error_line,
-    next_wal_name,
     parse_store_backups,
-    wal_names_from,
 )
 from barman_supervisor.postgres.wal import (
     FIRST_TIMELINE,
     Stretch,
     history_name,
+    next_segment_name,
     parse_history,
     reaches,
+    segment_names_from,
     segment_number,
     wal_plan,
 )
@@ -251,7 +251,7 @@ class StoreRestore:
         name = stretch.first
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="wal-fetch") as pool:
             while True:
-                batch = wal_names_from(name, segment_size, jobs)
+                batch = segment_names_from(name, segment_size, jobs)
                 if stretch.last is not None:
                     batch = [n for n in batch if n <= stretch.last]
                 results = dict(
@@ -273,7 +273,7 @@ class StoreRestore:
                     return fetched
                 if stretch.last is not None and batch[-1] == stretch.last:
                     return fetched
-                name = next_wal_name(batch[-1], segment_size)
+                name = next_segment_name(batch[-1], segment_size)
 
     def _fetch(self, name: str, wal_dir: Path) -> str | None:
         """One WAL file from the store: None, WAL_MISSING, or why it failed."""

@@ -25,13 +25,11 @@ from barman_supervisor.offsite.plan import (
     cloud_program,
     contiguous_prefix,
     first_error_line,
-    next_wal_name,
     parse_backup_info,
     parse_store_backups,
     refusals_that_matter,
     uncopyable_reason,
     upload_options,
-    wal_names_from,
     wal_owed,
 )
 from barman_supervisor.restore import store as offsite_restore
@@ -344,15 +342,6 @@ def test_an_owed_backup_older_than_the_owed_wal_wins() -> None:
 # Restore from the store -----------------------------------------------------------------------
 
 
-def test_next_wal_name_rolls_over_the_log_number() -> None:
-    size = 16 * 1024 * 1024
-    assert next_wal_name("000000010000000000000009", size) == "00000001000000000000000A"
-    assert next_wal_name("0000000100000000000000FF", size) == "000000010000000100000000"
-    assert next_wal_name("00000002000000030000003F", 64 * 1024 * 1024) == (
-        "000000020000000400000000"
-    )
-
-
 def test_the_newest_store_backup_before_the_target_is_chosen() -> None:
     wal = {"timeline": 1, "begin_wal": "000000010000000000000002", "end_xlog": "0/3000100"}
     rows = [
@@ -431,13 +420,3 @@ def test_a_parallel_batch_counts_only_up_to_its_first_failure() -> None:
     assert contiguous_prefix(batch, {"A", "B", "C", "D"}) == batch
     assert contiguous_prefix(batch, {"A", "B", "D"}) == ["A", "B"]
     assert contiguous_prefix(batch, {"B", "C"}) == []
-
-
-def test_consecutive_wal_names_for_a_parallel_fetch() -> None:
-    size = 16 * 1024 * 1024
-    assert wal_names_from("0000000100000000000000FE", size, 3) == [
-        "0000000100000000000000FE",
-        "0000000100000000000000FF",
-        "000000010000000100000000",
-    ]
-    assert wal_names_from("0000000100000000000000FE", size, 1) == ["0000000100000000000000FE"]

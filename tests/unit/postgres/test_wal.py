@@ -6,14 +6,22 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from barman_supervisor.offsite.plan import choose_store_backup, parse_store_backups
 from barman_supervisor.postgres.wal import (
     Stretch,
+    is_archive_directory,
+    is_segment_name,
+    is_wal_name,
+    next_segment_name,
     parse_history,
     parse_lsn,
     reaches,
     segment_name,
+    segment_names_from,
     segment_number,
+    segment_of_file,
     wal_plan,
 )
 from barman_supervisor.restore.store import plan_restore
@@ -132,3 +140,53 @@ def test_a_plan_that_cannot_lead_to_the_timeline_says_why() -> None:
     assert "no history file for timeline 3" in str(plan_restore(BACKUPS, histories, None, None, 3))
     nothing = plan_restore(BACKUPS[1:2], histories, None, None, None)
     assert isinstance(nothing, str) and "leads to timeline 2" in nothing
+
+
+def test_next_wal_name_rolls_over_the_log_number() -> None:
+    size = 16 * 1024 * 1024
+    assert next_segment_name("000000010000000000000009", size) == "00000001000000000000000A"
+    assert next_segment_name("0000000100000000000000FF", size) == "000000010000000100000000"
+    assert next_segment_name("00000002000000030000003F", 64 * 1024 * 1024) == (
+        "000000020000000400000000"
+    )
+
+
+def test_consecutive_wal_names_for_a_parallel_fetch() -> None:
+    size = 16 * 1024 * 1024
+    assert segment_names_from("0000000100000000000000FE", size, 3) == [
+        "0000000100000000000000FE",
+        "0000000100000000000000FF",
+        "000000010000000100000000",
+    ]
+    assert segment_names_from("0000000100000000000000FE", size, 1) == ["0000000100000000000000FE"]
+
+
+@pytest.mark.parametrize(
+    ("name", "wal", "segment", "in_directory"),
+    [
+        ("000000010000000000000002", True, True, "000000010000000000000002"),
+        ("000000010000000000000002.partial", False, False, "000000010000000000000002"),
+        ("000000010000000000000002.gz", False, False, "000000010000000000000002"),
+        ("000000010000000000000002.00000028.backup", True, False, None),
+        ("00000002.history", True, False, None),
+        ("00000002.history.partial", False, False, None),
+        ("000000010000000000000002.00000028.backup.gz", False, False, None),
+        ("000000010000000000000002.00000028", False, False, "000000010000000000000002"),
+        ("00000001000000000000000a", False, False, None),
+        ("0000000100000000000000", False, False, None),
+        ("xlog.db", False, False, None),
+    ],
+)
+def test_one_reading_of_wal_file_names(
+    name: str, wal: bool, segment: bool, in_directory: str | None
+) -> None:
+    assert is_wal_name(name) is wal
+    assert is_segment_name(name) is segment
+    assert segment_of_file(name) == in_directory
+
+
+def test_archive_directories_are_a_timeline_and_a_log() -> None:
+    assert is_archive_directory("0000000100000002")
+    assert not is_archive_directory("000000010000000200000003")
+    assert not is_archive_directory("000000010000000g")
+    assert not is_archive_directory("barman-xlog.db1")
