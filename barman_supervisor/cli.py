@@ -1,28 +1,49 @@
-"""``barman-supervisor``: the command line. Bad input ends here as one line and exit code 2."""
+"""``barman-supervisor``: the command line, and the one place that turns bad input into words.
+
+Every subcommand speaks one way. What it was asked for (a plan, a report, "ready") goes to
+stdout. Bad input - a ``ConfigError`` raised anywhere below, or arguments argparse rejects -
+ends here as one line ``barman-supervisor: error: <what and the fix>`` on stderr and exit code 2,
+before anything is written. Log lines follow ``LOG_FORMAT``: the daemon's go to stdout (the
+container's log stream); every other command's go to stderr, its stdout being the result.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
 
 from barman_supervisor import __version__
 from barman_supervisor import log as logging_setup
 from barman_supervisor.config.settings import Settings, load_settings, probe_address
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.log import MASKER
 from barman_supervisor.restore import local as restore
 from barman_supervisor.restore import store as offsite_restore
 
+PROG = "barman-supervisor"
 EXIT_BAD_INPUT = 2
+# A command a person runs logs what needs their attention (Barman's warnings), not every step:
+# LOG_LEVEL applies when it asks for less than this.
+COMMAND_LOG_LEVEL = "WARNING"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a bad argument is refused like any other bad input: one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SystemExit(_fail(f"{message}; see {self.prog} --help"))
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="barman-supervisor",
+    parser = _Parser(
+        prog=PROG,
         description="Run Barman unattended: WAL streaming, scheduled backups, retention, health.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -50,22 +71,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
-    print(f"barman-supervisor: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
-def _run(settings: Settings) -> int:
+def _configure_logging(settings: Settings, command: str) -> None:
+    """``LOG_FORMAT`` for every command; the daemon at ``LOG_LEVEL`` on stdout, any other
+    command on stderr at ``COMMAND_LOG_LEVEL`` or above. Secrets are masked from the first line."""
+    if command == "run":
+        logging_setup.configure(settings.log_level, settings.log_format)
+    else:
+        levels = logging.getLevelNamesMapping()
+        quietest = max(settings.log_level, COMMAND_LOG_LEVEL, key=levels.__getitem__)
+        logging_setup.configure(quietest, settings.log_format, stream=sys.stderr)
+    MASKER.register(secret.reveal() for secret in settings.secrets)
+
+
+def _run(_args: argparse.Namespace, settings: Settings) -> int:
     from barman_supervisor.daemon.core import Daemon  # noqa: PLC0415 - keeps check-config light
 
-    logging_setup.configure(settings.log_level, settings.log_format)
     try:
         return Daemon(settings).run()
     except ConfigError as exc:
         logging_setup.get_logger().error("bad_input", reason=str(exc))
-        return _fail(str(exc))
+        raise
 
 
-def _check_config(settings: Settings) -> int:
+def _check_config(_args: argparse.Namespace, settings: Settings) -> int:
     print(f"config mode: {settings.config_mode} ({settings.barman_config_file})")
     for server in settings.servers:
         print(
@@ -82,12 +114,9 @@ def _check_config(settings: Settings) -> int:
     return 0
 
 
-def _healthcheck(live: bool, timeout: float) -> int:
+def _healthcheck(address: tuple[str, int], live: bool, timeout: float) -> int:
     """For Docker's HEALTHCHECK, with no curl in the image: 0 healthy, 1 not, 2 bad input."""
-    try:
-        host, port = probe_address(os.environ)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    host, port = address
     path = "/healthz" if live else "/readyz"
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
     try:
@@ -115,18 +144,24 @@ def _healthcheck(live: bool, timeout: float) -> int:
     return 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# The subcommands that need the settings; each raises ConfigError on bad input.
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": _run,
+    "check-config": _check_config,
+    "restore": restore.main,
+    "restore-offsite": offsite_restore.main,
+}
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    """Exit code 0 done, 1 failed (or unhealthy), 2 bad input."""
     args = _parser().parse_args(argv)
-    if args.command == "healthcheck":
-        return _healthcheck(args.live, args.timeout)
     try:
-        settings = load_settings(os.environ)
+        if args.command == "healthcheck":
+            # Only the HTTP settings: a probe never fails on a setting it does not need.
+            return _healthcheck(probe_address(environ), args.live, args.timeout)
+        settings = load_settings(environ)
+        _configure_logging(settings, args.command)
+        return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
         return _fail(str(exc))
-    if args.command == "check-config":
-        return _check_config(settings)
-    if args.command == "restore":
-        return restore.main(args, settings)
-    if args.command == "restore-offsite":
-        return offsite_restore.main(args, settings)
-    return _run(settings)

@@ -26,10 +26,10 @@ from typing import Any, TextIO
 
 import psycopg
 
-from barman_supervisor import log as logging_setup
 from barman_supervisor.barman.chains import combine_missing
 from barman_supervisor.barman.commands import BackupFacts, Barman, Outcome
 from barman_supervisor.config.settings import Settings
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import Postgres
 from barman_supervisor.postgres.programs import debian_bin_dir, find_bin_dir, major_of
@@ -37,7 +37,7 @@ from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.restore import pitr
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 TARGET_ACTIONS = ("pause", "promote", "shutdown")
 
 
@@ -172,32 +172,36 @@ def requested_target(args: argparse.Namespace) -> tuple[str, str] | None:
     return None
 
 
-def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Plan, refuse or run, then print the next steps. Exit 0, 1 (restore failed), 2 (refused)."""
+def checked_target(args: argparse.Namespace) -> tuple[tuple[str, str] | None, datetime | None]:
+    """The target asked for and, for ``--target-time``, the moment; ConfigError if that is not
+    a time."""
+    target = requested_target(args)
+    if target is None or target[0] != "time":
+        return target, None
+    target_time = parse_target_time(target[1])
+    if target_time is None:
+        raise ConfigError(
+            f"--target-time {target[1]!r} is not a time; use e.g. '2026-11-23 14:05:00+00'"
+        )
+    return target, target_time
+
+
+def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    """Plan, refuse or run, then print the next steps. Exit 0, or 1 (restore failed); bad input
+    (nothing changed) raises ConfigError."""
 
     def say(text: str = "") -> None:
-        print(text, file=out, flush=True)
+        print(text, file=out or sys.stdout, flush=True)
 
     if args.server not in {server.name for server in settings.servers}:
         names = ", ".join(server.name for server in settings.servers)
-        say(f"refused: no server {args.server!r} is configured (servers: {names})")
-        return EXIT_BAD_INPUT
+        raise ConfigError(f"no server {args.server!r} is configured (servers: {names})")
     destination = Path(args.destination)
     problem = destination_problem(destination)
     if problem is not None:
-        say(f"refused: {problem}")
-        return EXIT_BAD_INPUT
-    target = requested_target(args)
-    target_time = parse_target_time(target[1]) if target and target[0] == "time" else None
-    if target is not None and target[0] == "time" and target_time is None:
-        say(
-            f"refused: --target-time {target[1]!r} is not a time; use e.g. '2026-11-23 14:05:00+00'"
-        )
-        return EXIT_BAD_INPUT
+        raise ConfigError(problem)
+    target, target_time = checked_target(args)
 
-    # Barman's messages go to stderr as readable lines; stdout is the plan and the next steps.
-    logging_setup.configure("WARNING", "console", stream=sys.stderr)
-    MASKER.register(secret.reveal() for secret in settings.secrets)
     runner = Runner(Pid1(), settings.child_env)
     barman = Barman(settings, runner)
     backup_id = args.backup_id
@@ -209,27 +213,25 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout)
         backup_id = choose_backup(rows, target_time) if listed.ok else None
         if backup_id is None:
             after = f" that ended before {target_time.isoformat()}" if target_time else ""
-            say(f"refused: server {args.server} has no DONE backup{after}")
-            return EXIT_BAD_INPUT
+            raise ConfigError(f"server {args.server} has no DONE backup{after}")
     _, facts = barman.show_backup(args.server, backup_id)
     if facts is None:
-        say(f"refused: server {args.server} has no backup {backup_id!r} (barman list-backups)")
-        return EXIT_BAD_INPUT
+        raise ConfigError(f"server {args.server} has no backup {backup_id!r} (barman list-backups)")
     plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
     _print_plan(say, plan, facts, settings, target_time)
     if target is not None and target_time is not None:
         refusal = _target_problem(settings, barman, runner, args.server, target_time, facts, say)
         if refusal is not None:
-            say(f"refused: --target-time {target[1]!r}: {refusal} (nothing was changed)")
-            return EXIT_BAD_INPUT
+            raise ConfigError(f"--target-time {target[1]!r}: {refusal} (nothing was changed)")
     tools = None
     if facts.incremental:
         # Barman finds pg_combinebackup on PATH only; Debian keeps it in the major's bin dir.
         major = major_of(facts.version_num)
         tools = find_bin_dir(major, settings.pg_bin_dir, program="pg_combinebackup")
         if tools is None:
-            say(f"refused: backup {facts.backup_id} is incremental and {combine_missing(major)}")
-            return EXIT_BAD_INPUT
+            raise ConfigError(
+                f"backup {facts.backup_id} is incremental and {combine_missing(major)}"
+            )
     return _recover(say, barman, plan, facts, tools)
 
 

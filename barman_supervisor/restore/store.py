@@ -30,8 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from barman_supervisor import log as logging_setup
 from barman_supervisor.config.settings import Offsite, Settings
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
     StoreBackup,
     choose_store_backup,
@@ -56,13 +56,11 @@ from barman_supervisor.postgres.wal import (
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Completed, Runner
 from barman_supervisor.restore.local import (
-    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    checked_target,
     destination_problem,
     next_steps,
-    parse_target_time,
-    requested_target,
 )
 from barman_supervisor.restore.local import (
     add_arguments as add_restore_arguments,
@@ -314,41 +312,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def main(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Plan, refuse or run, then print the next steps. Exit 0, 1 (restore failed), 2 (refused)."""
+def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    """Plan, refuse or run, then print the next steps. Exit 0, or 1 (restore failed); bad input
+    (nothing changed) raises ConfigError."""
     server = next((s for s in settings.servers if s.name == args.server), None)
     if server is None or server.offsite is None:
         names = ", ".join(s.name for s in settings.servers if s.offsite is not None) or "none"
-        print(
-            f"refused: no server {args.server!r} with OFFSITE_URL is configured (servers with "
-            f"an off-site store: {names})",
-            file=out,
+        raise ConfigError(
+            f"no server {args.server!r} with OFFSITE_URL is configured (servers with an "
+            f"off-site store: {names})"
         )
-        return EXIT_BAD_INPUT
     destination = Path(args.destination)
     problem = destination_problem(destination)
-    target = requested_target(args)
-    target_time = parse_target_time(target[1]) if target and target[0] == "time" else None
-    if problem is None and target is not None and target[0] == "time" and target_time is None:
-        problem = f"--target-time {target[1]!r} is not a time; use e.g. '2026-11-23 14:05:00+00'"
-    if problem is None and args.target_tli is not None and args.target_tli < FIRST_TIMELINE:
-        problem = f"--target-tli {args.target_tli} is not a timeline; use 1 or more"
     if problem is not None:
-        print(f"refused: {problem}", file=out)
-        return EXIT_BAD_INPUT
+        raise ConfigError(problem)
+    target, target_time = checked_target(args)
+    if args.target_tli is not None and args.target_tli < FIRST_TIMELINE:
+        raise ConfigError(f"--target-tli {args.target_tli} is not a timeline; use 1 or more")
 
-    logging_setup.configure("WARNING", "console", stream=sys.stderr)
     run = StoreRestore(settings, server.name, server.offsite, Runner(Pid1(), settings.child_env))
     listed = run.backups()
     histories = run.histories() if not isinstance(listed, str) else listed
     if isinstance(listed, str) or isinstance(histories, str):
         reason = listed if isinstance(listed, str) else histories
-        say(out, f"refused: cannot read the off-site store {server.offsite.url}: {reason}")
-        return EXIT_BAD_INPUT
+        raise ConfigError(f"cannot read the off-site store {server.offsite.url}: {reason}")
     plan = plan_restore(listed, histories, target_time, args.backup_id, args.target_tli)
     if isinstance(plan, str):
-        say(out, f"refused: {plan} ({server.offsite.url}, server {server.name})")
-        return EXIT_BAD_INPUT
+        raise ConfigError(f"{plan} ({server.offsite.url}, server {server.name})")
+    out = out or sys.stdout
     return _restore(run, out, server.name, server.offsite, plan, destination, target, args)
 
 

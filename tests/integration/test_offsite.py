@@ -230,7 +230,8 @@ def test_restore_from_the_bucket_alone_to_a_target_time(offsite: Offsite) -> Non
             env=env,
             check=False,
         )
-        assert again.returncode == 2 and "not empty" in again.stdout
+        assert again.returncode == 2 and "not empty" in again.stderr
+        assert again.stderr.startswith(f"barman-supervisor: error: {destination} is not empty")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -6,10 +6,8 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from barman_supervisor.log import MASKER, RepeatFilter, SecretMasker, configure, maskable_literal
 
@@ -165,18 +163,6 @@ def test_expired_reports_held_back_kinds_once_and_forgets_all(
 
 
 # configure() ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, hook = root.handlers[:], root.level, threading.excepthook
-    yield
-    threading.excepthook = hook
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    MASKER.register([])
 
 
 @pytest.mark.usefixtures("restore_logging")

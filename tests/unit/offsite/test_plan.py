@@ -3,9 +3,8 @@ the readiness verdict and where the keys may go."""
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +31,9 @@ from barman_supervisor.offsite.plan import (
     upload_options,
     wal_owed,
 )
-from barman_supervisor.restore import store as offsite_restore
 from barman_supervisor.restore.store import recovery_settings
 from barman_supervisor.status.health import server_problems, wal_lag_seconds
+from tests.unit.conftest import Ran
 from tests.unit.status.test_health import LIMITS, NOW, protected
 
 OFFSITE_LIMITS = replace(LIMITS, offsite_backup_max_delay=3600, offsite_wal_max_lag=600)
@@ -369,34 +368,40 @@ def test_recovery_settings_quote_and_stop_at_the_target() -> None:
     assert [line for line in plain if "target" in line] == ["recovery_target_timeline = '1'"]
 
 
-def restore_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    offsite_restore.add_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
 def test_restore_offsite_refuses_a_server_without_a_store(
-    environ: dict[str, str], tmp_path: Path
+    run_cli: Callable[..., Ran], tmp_path: Path
 ) -> None:
-    out = io.StringIO()
-    code = offsite_restore.main(
-        restore_args("pg", str(tmp_path / "new")), load_settings(environ), out
+    refused = run_cli("restore-offsite", "pg", str(tmp_path / "new"))
+    assert refused.code == 2 and refused.out == ""
+    assert len(refused.error_lines) == 1
+    assert refused.error_lines[0].startswith(
+        "barman-supervisor: error: no server 'pg' with OFFSITE_URL"
     )
-    assert code == 2 and "no server 'pg' with OFFSITE_URL" in out.getvalue()
+    assert not (tmp_path / "new").exists()
 
 
 def test_restore_offsite_refuses_a_non_empty_destination_before_touching_the_store(
-    environ: dict[str, str], tmp_path: Path
+    run_cli: Callable[..., Ran], tmp_path: Path
 ) -> None:
     (tmp_path / "PG_VERSION").write_text("15\n")
-    settings = load_settings({**environ, "OFFSITE_URL": "s3://bucket/x"})
-    out = io.StringIO()
-    code = offsite_restore.main(restore_args("pg", str(tmp_path)), settings, out)
-    assert code == 2 and "not empty" in out.getvalue()
-    bad_time = io.StringIO()
-    args = restore_args("pg", str(tmp_path / "new"), "--target-time", "yesterday")
-    assert offsite_restore.main(args, settings, bad_time) == 2
-    assert "is not a time" in bad_time.getvalue()
+    refused = run_cli("restore-offsite", "pg", str(tmp_path), OFFSITE_URL="s3://bucket/x")
+    assert refused.code == 2 and refused.out == ""
+    assert len(refused.error_lines) == 1 and "not empty" in refused.error_lines[0]
+    assert refused.error_lines[0].startswith("barman-supervisor: error: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["PG_VERSION"]
+    bad_time = run_cli(
+        "restore-offsite",
+        "pg",
+        str(tmp_path / "new"),
+        "--target-time",
+        "yesterday",
+        OFFSITE_URL="s3://bucket/x",
+    )
+    assert bad_time.code == 2
+    assert bad_time.error_lines == [
+        "barman-supervisor: error: --target-time 'yesterday' is not a time; use e.g. "
+        "'2026-11-23 14:05:00+00'"
+    ]
 
 
 def test_an_uncopyable_backup_matters_only_until_a_newer_one_is_in_the_store() -> None:

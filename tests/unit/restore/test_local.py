@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from barman_supervisor.config.settings import load_settings
+from barman_supervisor.cli import EXIT_BAD_INPUT
 from barman_supervisor.restore import local as restore
+from tests.unit.conftest import Ran
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -73,20 +74,33 @@ def test_next_steps_start_the_copy_as_postgres_when_root() -> None:
     assert not any("chown" in s or "runuser" in s for s in plain)
 
 
-def test_refusals_change_nothing(environ: dict[str, str], tmp_path: Path) -> None:
-    settings = load_settings(environ)
+def test_refusals_change_nothing(run_cli: Callable[..., Ran], tmp_path: Path) -> None:
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep").write_text("data")
-    out = io.StringIO()
-    assert restore.main(parse("pg", str(full)), settings, out) == restore.EXIT_BAD_INPUT
-    assert "not empty" in out.getvalue() and (full / "keep").read_text() == "data"
-    out = io.StringIO()
-    assert restore.main(parse("other", str(tmp_path / "x")), settings, out) == 2
-    assert "no server 'other'" in out.getvalue() and not (tmp_path / "x").exists()
-    out = io.StringIO()
-    code = restore.main(parse("pg", str(tmp_path / "y"), "--target-time", "soon"), settings, out)
-    assert code == 2 and "is not a time" in out.getvalue()
+    refused = run_cli("restore", "pg", str(full))
+    assert refused.code == EXIT_BAD_INPUT and refused.out == ""
+    assert refused.error_lines == [
+        f"barman-supervisor: error: {full} is not empty; restore into an empty or new "
+        "directory (nothing was changed)"
+    ]
+    assert (full / "keep").read_text() == "data"
+    refused = run_cli("restore", "other", str(tmp_path / "x"))
+    assert refused.code == 2 and len(refused.error_lines) == 1
+    assert refused.error_lines[0].startswith("barman-supervisor: error: no server 'other'")
+    assert not (tmp_path / "x").exists()
+    refused = run_cli("restore", "pg", str(tmp_path / "y"), "--target-time", "soon")
+    assert refused.code == 2 and "is not a time" in refused.err
+    assert len(refused.error_lines) == 1 and not (tmp_path / "y").exists()
+
+
+def test_bad_arguments_are_one_line_too(run_cli: Callable[..., Ran], tmp_path: Path) -> None:
+    refused = run_cli("restore", "pg", str(tmp_path), "--target-action", "explode")
+    assert refused.code == EXIT_BAD_INPUT and refused.out == ""
+    assert refused.error_lines == [
+        "barman-supervisor: error: argument --target-action: invalid choice: 'explode' "
+        "(choose from 'pause', 'promote', 'shutdown'); see barman-supervisor restore --help"
+    ]
 
 
 def test_choose_backup_by_end_time_not_by_id_or_position() -> None:
