@@ -73,19 +73,7 @@ def verify_backup(
 
     def result(ok: bool, reason: str = "", skipped: bool = False) -> Verification:
         duration = round(time.monotonic() - started, 3)
-        if skipped:
-            level, event = logging.WARNING, "backup_verification_skipped"
-        else:
-            level = logging.INFO if ok else logging.ERROR
-            event = "backup_verified" if ok else "backup_verification_failed"
-        _log.log(
-            level,
-            event,
-            server=server,
-            backup_id=backup_id,
-            duration_s=duration,
-            **({"reason": reason} if reason else {}),
-        )
+        _log_verification(server, backup_id, duration, ok, reason, skipped)
         return Verification(ok, reason, duration, backup_id, started_wall, skipped)
 
     version: int | None
@@ -96,17 +84,9 @@ def verify_backup(
         compression = barman.backup_compression(server, backup_id)
     if version is None:
         return result(False, f"no readable backup.info for backup {backup_id} of {server}")
-    major = major_of(version)
-    # Only pg_verifybackup 18 or newer reads a compressed (tar) backup: prefer one if installed.
-    preferred = find_tool_dir(max(major, TAR_VERIFY_MIN_MAJOR), pg_bin_dir) if compression else None
-    tools = preferred or find_tool_dir(major, pg_bin_dir)
-    if tools is None:
-        where = pg_bin_dir or debian_bin_dir(major)
-        return result(
-            False,
-            f"no pg_verifybackup for PostgreSQL {major} in {where}; install postgresql-client-"
-            f"{major} (or newer) or set PG_BIN_DIR",
-        )
+    tools = verifier_dir(major_of(version), bool(compression), pg_bin_dir)
+    if isinstance(tools, str):
+        return result(False, tools)
     outcome = barman.run(
         "verify-backup",
         server,
@@ -125,3 +105,39 @@ def verify_backup(
     if not completed.ok or any(level == "error" for level, _ in messages):
         return result(False, verification_reason(messages, completed.stderr, completed.returncode))
     return result(True)
+
+
+def verifier_dir(major: int, compressed: bool, pg_bin_dir: Path | None) -> Path | str:
+    """The directory of a ``pg_verifybackup`` that can read this backup, or why there is none.
+
+    Only pg_verifybackup 18 or newer reads a compressed (tar) backup: one is preferred when
+    installed; without it Barman says the backup cannot be checked (``unverifiable``).
+    """
+    preferred = find_tool_dir(max(major, TAR_VERIFY_MIN_MAJOR), pg_bin_dir) if compressed else None
+    tools = preferred or find_tool_dir(major, pg_bin_dir)
+    if tools is not None:
+        return tools
+    where = pg_bin_dir or debian_bin_dir(major)
+    return (
+        f"no pg_verifybackup for PostgreSQL {major} in {where}; install postgresql-client-"
+        f"{major} (or newer) or set PG_BIN_DIR"
+    )
+
+
+def _log_verification(
+    server: str, backup_id: str, duration: float, ok: bool, reason: str, skipped: bool
+) -> None:
+    """One event per verification: verified, failed, or skipped (a warning: not checked)."""
+    if skipped:
+        level, event = logging.WARNING, "backup_verification_skipped"
+    else:
+        level = logging.INFO if ok else logging.ERROR
+        event = "backup_verified" if ok else "backup_verification_failed"
+    _log.log(
+        level,
+        event,
+        server=server,
+        backup_id=backup_id,
+        duration_s=duration,
+        **({"reason": reason} if reason else {}),
+    )
