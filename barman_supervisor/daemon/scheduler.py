@@ -57,43 +57,8 @@ def server_jobs(
     now: datetime,
     offsite: OffsiteCopier | None = None,
 ) -> list[JobSpec]:
-    """A server's recurring jobs once its start-up is through: backups, checks, (when
-    DRILL_SCHEDULE is set) restore drills and (when OFFSITE_URL is set) off-site copies."""
-    drills = (
-        [
-            JobSpec(
-                f"drill:{server.name}",
-                parse_crontab(server.drill_schedule, settings.timezone),
-                jobs.drill,
-                (server,),
-            )
-        ]
-        if server.drill_schedule
-        else []
-    )
-    incrementals = (
-        [
-            JobSpec(
-                f"incremental-backup:{server.name}",
-                parse_crontab(server.backup_policy.incremental_schedule, settings.timezone),
-                jobs.incremental_backup,
-                (server,),
-            )
-        ]
-        if server.backup_policy.incremental
-        else []
-    )
-    every = IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone)
-    copies = (
-        [
-            JobSpec(
-                f"offsite-{kind}:{server.name}", every, func, (server,), first_run=now, quiet=True
-            )
-            for kind, func in (("backup", offsite.run_backups), ("wal", offsite.run_wal))
-        ]
-        if offsite is not None and server.offsite is not None
-        else []
-    )
+    """A server's recurring jobs once its start-up is through: backups and checks always, and
+    the ones its settings ask for (``_jobs_asked_for``)."""
     return [
         JobSpec(
             f"backup:{server.name}",
@@ -108,10 +73,48 @@ def server_jobs(
             (server,),
             first_run=now + timedelta(seconds=settings.check_interval),
         ),
-        *incrementals,
-        *drills,
-        *copies,
+        *_jobs_asked_for(server, settings, jobs, now, offsite),
     ]
+
+
+def _jobs_asked_for(
+    server: ServerSettings,
+    settings: Settings,
+    jobs: Jobs,
+    now: datetime,
+    offsite: OffsiteCopier | None,
+) -> list[JobSpec]:
+    """The jobs a server has only when a setting asks for them: incremental backups
+    (BACKUP_INCREMENTAL_SCHEDULE), restore drills (DRILL_SCHEDULE) and off-site copies
+    (OFFSITE_URL), in that order."""
+    asked: list[JobSpec] = []
+    if server.backup_policy.incremental:
+        asked.append(
+            JobSpec(
+                f"incremental-backup:{server.name}",
+                parse_crontab(server.backup_policy.incremental_schedule, settings.timezone),
+                jobs.incremental_backup,
+                (server,),
+            )
+        )
+    if server.drill_schedule:
+        asked.append(
+            JobSpec(
+                f"drill:{server.name}",
+                parse_crontab(server.drill_schedule, settings.timezone),
+                jobs.drill,
+                (server,),
+            )
+        )
+    if offsite is not None and server.offsite is not None:
+        every = IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone)
+        asked += [
+            JobSpec(
+                f"offsite-{kind}:{server.name}", every, func, (server,), first_run=now, quiet=True
+            )
+            for kind, func in (("backup", offsite.run_backups), ("wal", offsite.run_wal))
+        ]
+    return asked
 
 
 def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
