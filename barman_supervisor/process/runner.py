@@ -26,6 +26,9 @@ from barman_supervisor.process.pid1 import Pid1
 
 _log = get_logger(__name__)
 _TERM_GRACE = 10.0
+# Seconds to wait for a command's output once it ended: a process it left behind may hold its
+# pipes open, and the command's result must not wait for that process.
+_READERS_GRACE = 5.0
 
 
 def path_with(directory: Path, path: str | None) -> str:
@@ -162,6 +165,29 @@ class Runner:
         with self._lock:
             self._running[process.pid] = _Running(process, kind, started)
         _log.debug("command_started", command=command, pid=process.pid)
+        output = self._read_output(process, command, echo_stdout, on_line)
+        returncode, timed_out = self._wait(process, timeout, command)
+        stdout, stderr = output()
+        duration = time.monotonic() - started
+        result = Completed(tuple(argv), returncode, stdout, stderr, duration, timed_out)
+        _log.log(
+            logging.INFO if result.ok else logging.WARNING,
+            "command_finished",
+            command=command,
+            exit_code=returncode,
+            duration_s=round(duration, 3),
+        )
+        return result
+
+    def _read_output(
+        self,
+        process: Child,
+        command: str,
+        echo_stdout: bool,
+        on_line: Callable[[str, str], None] | None,
+    ) -> Callable[[], tuple[str, str]]:
+        """One reader thread per stream, logging each line as it comes (stdout only when
+        ``echo_stdout``); the call returned waits for them and gives (stdout, stderr)."""
         collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
         readers = [
             threading.Thread(
@@ -180,26 +206,13 @@ class Runner:
         ]
         for reader in readers:
             reader.start()
-        returncode, timed_out = self._wait(process, timeout, command)
-        for reader in readers:
-            reader.join(5)
-        duration = time.monotonic() - started
-        result = Completed(
-            tuple(argv),
-            returncode,
-            "".join(collected["stdout"]),
-            "".join(collected["stderr"]),
-            duration,
-            timed_out,
-        )
-        _log.log(
-            logging.INFO if result.ok else logging.WARNING,
-            "command_finished",
-            command=command,
-            exit_code=returncode,
-            duration_s=round(duration, 3),
-        )
-        return result
+
+        def finished() -> tuple[str, str]:
+            for reader in readers:
+                reader.join(_READERS_GRACE)
+            return "".join(collected["stdout"]), "".join(collected["stderr"])
+
+        return finished
 
     def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Child:
         """In a session of its own (a signal to the daemon's group never reaches it), with the
