@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import psycopg
 
@@ -50,6 +51,38 @@ NUDGE_INTERVAL = 0.25
 NUDGE_JOIN_TIMEOUT = 5.0
 
 
+class ClientPrograms:
+    """The ``pg_basebackup`` on PATH, asked once for every server: PATH does not change while
+    they start (fifty servers asked fifty times, through Debian's Perl wrapper)."""
+
+    def __init__(self, runner: Runner, links: Path) -> None:
+        self._runner = runner
+        self._links = links
+        self._clients: Clients | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Clients:
+        with self._lock:
+            if self._clients is None:
+                self._clients = self._skip_wrapper(probe_clients(self._runner, self._runner.path))
+            return self._clients
+
+    def _skip_wrapper(self, clients: Clients) -> Clients:
+        """Barman's children run the programs Debian's wrapper picks without the wrapper: links
+        to them go first on their PATH. The same programs, without a Perl start per call."""
+        direct = unwrapped_clients(clients)
+        if direct is None:
+            return clients
+        try:
+            link_clients(direct, self._links)
+        except OSError as exc:
+            _log.warning("client_links_not_made", dir=str(self._links), error=str(exc))
+            return clients
+        self._runner.put_first_on_path(self._links)
+        _log.info("client_programs", dir=str(direct), major=clients.major, links=str(self._links))
+        return Clients(str(direct), clients.major)
+
+
 class Startup:
     def __init__(
         self,
@@ -68,7 +101,6 @@ class Startup:
     ) -> None:
         self._settings = settings
         self._barman = barman
-        self._runner = runner
         self._state = state
         self._postgres = postgres
         self._recorder = recorder
@@ -81,8 +113,7 @@ class Startup:
         # Fifty servers starting at once ran fifty Barman commands at once on two cores: every
         # one came up late. Taking turns (first come, first served) brings them up in order.
         self._turns = FairSemaphore(settings.startup_concurrency)
-        self._clients: Clients | None = None
-        self._clients_lock = threading.Lock()
+        self._clients = ClientPrograms(runner, settings.barman_home / CLIENT_LINKS)
 
     def bootstrap(self, server: ServerSettings) -> None:
         """Every step in order; a refusal ends the daemon (``on_fatal``), anything else hands
@@ -196,7 +227,7 @@ class Startup:
         path = self._settings.child_env.get("PATH")
         # A server newer than the client programs here can never be backed up by them.
         unservable, programs = survey(
-            facts.version_num, self._client_programs(), self._settings.pg_bin_dir
+            facts.version_num, self._clients.get(), self._settings.pg_bin_dir
         )
         combine_dir = find_bin_dir(
             major_of(facts.version_num), self._settings.pg_bin_dir, program="pg_combinebackup"
@@ -215,30 +246,6 @@ class Startup:
         self._state.set_problems(server.name, problems)
         if problems:
             raise StartupFailed("; ".join(problems))
-
-    def _client_programs(self) -> Clients:
-        """The ``pg_basebackup`` on PATH, asked once for every server: PATH does not change
-        while they start (fifty servers asked fifty times, through Debian's Perl wrapper)."""
-        with self._clients_lock:
-            if self._clients is None:
-                self._clients = self._skip_wrapper(probe_clients(self._runner, self._runner.path))
-            return self._clients
-
-    def _skip_wrapper(self, clients: Clients) -> Clients:
-        """Barman's children run the programs Debian's wrapper picks without the wrapper: links
-        to them go first on their PATH. The same programs, without a Perl start per call."""
-        direct = unwrapped_clients(clients)
-        if direct is None:
-            return clients
-        links = self._settings.barman_home / CLIENT_LINKS
-        try:
-            link_clients(direct, links)
-        except OSError as exc:
-            _log.warning("client_links_not_made", dir=str(links), error=str(exc))
-            return clients
-        self._runner.put_first_on_path(links)
-        _log.info("client_programs", dir=str(direct), major=clients.major, links=str(links))
-        return Clients(str(direct), clients.major)
 
     def _identify(self, server: ServerSettings) -> None:
         """A replication connection that fails now fails for every backup: say so at once."""
