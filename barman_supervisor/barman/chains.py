@@ -17,12 +17,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from barman_supervisor.barman.commands import Backup, newest_backup
+from barman_supervisor.barman.records import Backup, BackupStatus, newest_done
 from barman_supervisor.config.settings import BackupPolicy
 from barman_supervisor.postgres.connection import ServerFacts
 from barman_supervisor.postgres.programs import major_of
 
-DONE = "DONE"
 INCREMENTAL_MIN_VERSION = 170000
 
 
@@ -76,20 +75,20 @@ def chain_of(backup: Backup, backups: Iterable[Backup]) -> Chain:
 def newest_chain(backups: Iterable[Backup]) -> Chain | None:
     """The chain of the newest DONE backup (the one a restore of "latest" uses); None if none."""
     backups = list(backups)
-    newest = newest_backup(b for b in backups if b.status == DONE)
+    newest = newest_done(backups)
     return None if newest is None else chain_of(newest, backups)
 
 
 def next_backup(backups: Iterable[Backup], chain_max: int) -> NextBackup:
     """The parent for the next incremental, or a full and why (see the module docstring)."""
     backups = list(backups)
-    parent = newest_backup(b for b in backups if b.status == DONE)
+    parent = newest_done(backups)
     if parent is None:
         return NextBackup(None, "no DONE backup to build on")
     chain = chain_of(parent, backups)
     if chain.broken is not None:
         return NextBackup(None, f"the chain of {parent.backup_id} is broken: {chain.broken}")
-    failed = [m.backup_id for m in chain.members if m.status != DONE]
+    failed = [m.backup_id for m in chain.members if m.status != BackupStatus.DONE]
     if failed:
         reason = f"backup {failed[0]} of the chain of {parent.backup_id} is not DONE"
         return NextBackup(None, reason)

@@ -1,4 +1,5 @@
-"""Barman driven through its command line (``barman -f json …``), never through its internals.
+"""Barman driven through its command line (``barman -f json …``), never through its internals;
+what the daemon reads from Barman's files instead is in ``home``.
 
 Barman's JSON output puts its console messages under ``_INFO``, ``_WARNING`` and ``_ERROR``;
 each becomes its own log event, and the data part is returned as plain values.
@@ -8,12 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ from barman_supervisor.barman.config_files import (
     has_command_configs,
     reads_this_configuration,
 )
+from barman_supervisor.barman.home import BarmanHome
+from barman_supervisor.barman.records import Backup, BackupFacts
 from barman_supervisor.config.settings import Settings
 from barman_supervisor.log import get_logger
 from barman_supervisor.process.proctable import ProcessTable, ProcInfo
@@ -34,9 +34,6 @@ COMMAND_NOT_RUN = 127
 ARCHIVE_WAL_TIMEOUT = 1800
 CRON_TIMEOUT = 300.0
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-SEGMENT_NAME_LENGTH = 24
-_SEGMENT = re.compile(r"^[0-9A-F]{24}(\.partial)?(\.\w+)?$")
-_SEGMENT_DIR = re.compile(r"^[0-9A-F]{16}$")
 _MESSAGE_LEVELS = {
     "_INFO": "info",
     "_WARNING": "warning",
@@ -84,108 +81,10 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class WalHoldings:
-    """WAL segment names at the head of Barman's archive for one server."""
-
-    archived_newest: str | None
-    streaming_oldest: str | None
-    streaming_newest: str | None
-
-
-@dataclass(frozen=True)
 class Check:
     name: str
     ok: bool
     hint: str
-
-
-@dataclass(frozen=True)
-class Backup:
-    """One backup as ``list-backups`` shows it, with its start time from ``backup.info``."""
-
-    backup_id: str
-    status: str
-    end_time: float | None
-    size_bytes: int | None
-    wal_size_bytes: int | None = None
-    begin_time: float | None = None
-    # From backup.info (issue 13): the parent of an incremental backup, None for a full; whether
-    # PostgreSQL summarized WAL when it was taken (None: not said, e.g. PostgreSQL < 17).
-    parent_id: str | None = None
-    summarize_wal: bool | None = None
-    # When Barman last wrote its backup.info (the file's time), for a backup with neither a
-    # begin nor an end time: one that failed at its start ("failure starting backup") has
-    # no other time, yet keeps `barman check` red until it is deleted.
-    recorded_at: float | None = None
-
-    @property
-    def incremental(self) -> bool:
-        return self.parent_id is not None
-
-    @property
-    def known_time(self) -> float | None:
-        """Its start, else its end, else when Barman recorded it; None: age unknown."""
-        for moment in (self.begin_time, self.end_time, self.recorded_at):
-            if moment is not None:
-                return moment
-        return None
-
-    def order_key(self) -> tuple[float, str]:
-        """Newer sorts later, by Barman's timestamps and never by the ID: IDs are the local time
-        of the Barman process (``TZ``), so a changed time zone would reorder them. A backup with
-        no known time (no ``backup.info``) counts as the oldest."""
-        moment = self.known_time
-        return (moment if moment is not None else -math.inf, self.backup_id)
-
-
-def newest_backup(backups: Iterable[Backup]) -> Backup | None:
-    return max(backups, key=Backup.order_key, default=None)
-
-
-def backup_info_field(backup_info: str, key: str) -> str | None:
-    """One ``key=value`` line of a ``backup.info``; None when absent or ``None``."""
-    for line in backup_info.splitlines():
-        name, _, value = line.partition("=")
-        if name == key:
-            value = value.strip()
-            return None if value in ("", "None") else value
-    return None
-
-
-def parse_chain_fields(backup_info: str) -> dict[str, Any]:
-    """``parent_id`` and ``summarize_wal`` of a ``Backup`` from its ``backup.info``."""
-    summarize = backup_info_field(backup_info, "summarize_wal")
-    return {
-        "parent_id": backup_info_field(backup_info, "parent_backup_id"),
-        "summarize_wal": None if summarize is None else summarize == "on",
-    }
-
-
-def parse_begin_time(backup_info: str) -> float | None:
-    """``begin_time=2026-11-23 03:00:01.123456+00:00`` of a ``backup.info`` as a timestamp."""
-    for line in backup_info.splitlines():
-        key, _, value = line.partition("=")
-        if key == "begin_time" and value not in ("", "None"):
-            try:
-                moment = datetime.fromisoformat(value.strip())
-            except ValueError:
-                return None
-            return moment.timestamp() if moment.tzinfo is not None else None
-    return None
-
-
-@dataclass(frozen=True)
-class BackupFacts:
-    """What ``barman show-backup`` says about one backup, as far as restoring needs it."""
-
-    backup_id: str
-    status: str
-    version_num: int
-    size_bytes: int
-    end_time: float | None
-    incremental: bool = False
-    # Barman's backup_compression when the backup was taken (tar files); None: plain files.
-    compression: str | None = None
 
 
 def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
@@ -204,43 +103,6 @@ def parse_show_backup(data: Any, server: str) -> BackupFacts | None:
         incremental=doc.get("backup_type") == "incremental",
         compression=base.get("compression") or None,
     )
-
-
-def backup_info_paths(barman_home: Path, server: str, backup_id: str) -> tuple[Path, Path]:
-    """Where Barman keeps a backup's ``backup.info``: ``meta/`` (3.13.2+), else the backup's
-    own directory."""
-    base = barman_home / server
-    return (
-        base / "meta" / f"{backup_id}-backup.info",
-        base / "base" / backup_id / "backup.info",
-    )
-
-
-def backup_info_path(barman_home: Path, server: str, backup_id: str) -> Path | None:
-    """The ``backup.info`` of this backup that exists, if any."""
-    return next(
-        (path for path in backup_info_paths(barman_home, server, backup_id) if path.is_file()),
-        None,
-    )
-
-
-def backup_info_text(barman_home: Path, server: str, backup_id: str) -> str:
-    """list-backups prints no start time and no parent, and no time at all for a FAILED or
-    STARTED backup: ``backup.info`` has them (empty when unreadable)."""
-    path = backup_info_path(barman_home, server, backup_id)
-    try:
-        return path.read_text(encoding="utf-8", errors="replace") if path is not None else ""
-    except OSError:
-        return ""
-
-
-def backup_info_time(barman_home: Path, server: str, backup_id: str) -> float | None:
-    """When Barman last wrote this backup's ``backup.info``; None without one."""
-    path = backup_info_path(barman_home, server, backup_id)
-    try:
-        return path.stat().st_mtime if path is not None else None
-    except OSError:  # deleted since
-        return None
 
 
 def parse_json_output(stdout: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -308,8 +170,10 @@ class Barman:
         table: ProcessTable | None = None,
     ) -> None:
         """``explain`` finds the cause of a failure in Barman's log since a moment; ``table``
-        is the process table shared by everything that asks which Barman processes run."""
+        is the process table shared by everything that asks which Barman processes run.
+        ``home``: Barman's files, read where a command would cost too much."""
         self._settings = settings
+        self.home = BarmanHome(settings.barman_home)
         self._runner = runner
         self._explain = explain
         self._table = table or ProcessTable()
@@ -383,37 +247,22 @@ class Barman:
         return outcome, parse_checks(outcome.data, server)
 
     def list_backups(self, server: str) -> tuple[Outcome, list[Backup]]:
+        """Backups newest first, each with what its ``backup.info`` adds (``records``)."""
         outcome = self.run("list-backups", server, kind="list", server=server, timeout=60)
         backups = []
         for backup in parse_backups(outcome.data, server):
-            info = self._backup_info(server, backup.backup_id)
-            begin_time = parse_begin_time(info)
-            untimed = begin_time is None and backup.end_time is None
-            home = self._settings.barman_home
-            recorded_at = backup_info_time(home, server, backup.backup_id) if untimed else None
+            info = self.home.backup_info(server, backup.backup_id)
+            untimed = info.begin_time is None and backup.end_time is None
+            recorded_at = self.home.backup_info_time(server, backup.backup_id) if untimed else None
             backups.append(
                 replace(
                     backup,
-                    begin_time=begin_time,
+                    begin_time=info.begin_time,
                     recorded_at=recorded_at,
-                    **parse_chain_fields(info),
+                    **info.chain_fields(),
                 )
             )
         return outcome, backups
-
-    def _backup_info(self, server: str, backup_id: str) -> str:
-        return backup_info_text(self._settings.barman_home, server, backup_id)
-
-    def backup_version(self, server: str, backup_id: str) -> int | None:
-        """The ``version_num`` of the PostgreSQL a backup was taken from, read from its
-        ``backup.info``: what ``show-backup`` would say, without a Barman process."""
-        value = backup_info_field(self._backup_info(server, backup_id), "version")
-        return int(value) if value is not None and value.isdigit() else None
-
-    def backup_compression(self, server: str, backup_id: str) -> str | None:
-        """Barman's ``backup_compression`` of a backup (its files are compressed tar files),
-        read from its ``backup.info``; None for plain files."""
-        return backup_info_field(self._backup_info(server, backup_id), "compression")
 
     def show_backup(self, server: str, backup_id: str) -> tuple[Outcome, BackupFacts | None]:
         outcome = self.run("show-backup", server, backup_id, kind="show", server=server, timeout=60)
@@ -473,26 +322,6 @@ class Barman:
         """``receive-wal --reset``: drops the .partial position; only after a timeline change."""
         return self.run("receive-wal", "--reset", server, kind="reset", server=server, timeout=60)
 
-    def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
-        """Record an interrupted backup as FAILED in its backup.info.
-
-        Barman has no command for it: a backup whose process was killed stays STARTED for
-        ever, and Barman then treats it as running. Only ``status`` and ``error`` change.
-        """
-        path = backup_info_path(self._settings.barman_home, server, backup_id)
-        if path is None:
-            return False
-        fields = {"status": "FAILED", "error": reason.replace("\n", " ")}
-        rewritten = [
-            f"{key}={fields.pop(key)}" if (key := line.split("=", 1)[0]) in fields else line
-            for line in path.read_text().splitlines()
-        ]
-        rewritten += [f"{key}={value}" for key, value in fields.items()]
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text("\n".join(rewritten) + "\n")
-        temporary.replace(path)
-        return True
-
     def processes(self, command: str, server: str) -> list[ProcInfo]:
         """Barman processes of this configuration running ``command`` for ``server``: started
         with the server's own file (by the daemon) or the whole configuration (by cron)."""
@@ -504,79 +333,3 @@ class Barman:
             and reads_this_configuration(self._settings, proc.cmdline)
             and proc.cmdline[-1] == server
         ]
-
-    def wal_holdings(self, server: str) -> WalHoldings:
-        """Which WAL segments Barman holds at the head of its archive: the newest archived and
-        the range in the streaming directory. Two or three directory reads; no command."""
-        base = self._settings.barman_home / server
-        streamed = _segments(base / "streaming")
-        try:
-            newest_dir = max(
-                (d for d in (base / "wals").iterdir() if _SEGMENT_DIR.match(d.name)), default=None
-            )
-        except OSError:
-            newest_dir = None
-        archived = _segments(newest_dir) if newest_dir is not None else []
-        return WalHoldings(
-            archived_newest=max(archived, default=None),
-            streaming_oldest=min(streamed, default=None),
-            streaming_newest=max(streamed, default=None),
-        )
-
-    def waiting_wal(self, server: str) -> tuple[list[str], list[str]]:
-        """File names in the server's ``streaming/`` and ``incoming/`` directories: what
-        ``archive-wal`` would move. Two directory reads; no command."""
-        base = self._settings.barman_home / server
-        return _names(base / "streaming"), _names(base / "incoming")
-
-    def has_segment(self, server: str, segment: str) -> bool:
-        """Whether Barman archived this WAL segment (compressed or not)."""
-        directory = self._settings.barman_home / server / "wals" / segment[:16]
-        return any(directory.glob(f"{segment}*"))
-
-    def archive_empty(self, server: str) -> bool:
-        """No WAL segment archived yet (``xlog.db`` missing or empty): Barman refuses a first
-        backup until one is ("WAL archive" check)."""
-        try:
-            return (
-                self._settings.barman_home / server / "wals" / f"{server}-xlog.db"
-            ).stat().st_size == 0
-        except FileNotFoundError:
-            return True
-
-    def wal_times(self, server: str) -> tuple[float | None, float | None]:
-        """When Barman last received WAL (streaming directory) and last archived a segment.
-
-        Read from file times, so a probe costs two directory reads and no Barman command.
-        """
-        base = self._settings.barman_home / server
-        received = _newest_mtime((base / "streaming").glob("*"))
-        archived = _newest_mtime([base / "wals" / f"{server}-xlog.db"])
-        return received, archived
-
-
-def _segments(directory: Path) -> list[str]:
-    """WAL segment names in a directory (``.partial`` and compression suffixes dropped)."""
-    try:
-        names = [entry.name for entry in directory.iterdir()]
-    except OSError:
-        return []
-    return [name[:SEGMENT_NAME_LENGTH] for name in names if _SEGMENT.match(name)]
-
-
-def _names(directory: Path) -> list[str]:
-    try:
-        return [entry.name for entry in directory.iterdir()]
-    except OSError:
-        return []
-
-
-def _newest_mtime(paths: Iterable[Path]) -> float | None:
-    newest: float | None = None
-    for path in paths:
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            continue
-        newest = mtime if newest is None else max(newest, mtime)
-    return newest

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman.commands import BackupFacts, Barman
+from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.compression import TAR_VERIFY_MIN_MAJOR, unverifiable
+from barman_supervisor.barman.records import BackupFacts
 from barman_supervisor.log import get_logger
 from barman_supervisor.postgres.programs import debian_bin_dir, find_tool_dir, major_of
 
@@ -80,8 +81,8 @@ def verify_backup(
     if facts is not None:
         version, compression = facts.version_num, facts.compression
     else:
-        version = barman.backup_version(server, backup_id)
-        compression = barman.backup_compression(server, backup_id)
+        info = barman.home.backup_info(server, backup_id)
+        version, compression = info.version, info.compression
     if version is None:
         return result(False, f"no readable backup.info for backup {backup_id} of {server}")
     tools = verifier_dir(major_of(version), bool(compression), pg_bin_dir)

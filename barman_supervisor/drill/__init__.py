@@ -34,11 +34,11 @@ Everything returned is plain data (``DrillResult.as_dict()``) for the state, ``/
 May import: everything below it, ``restore`` included; ``status`` for its records.
 """
 
+from barman_supervisor.barman.records import newest_done
 from barman_supervisor.drill.drill import run_drill
 from barman_supervisor.drill.plan import (
     DEFAULT_QUERY,
     DrillConfig,
-    newest_done,
     restored_age,
     server_options,
     space_problem,

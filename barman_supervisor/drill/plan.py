@@ -6,7 +6,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from barman_supervisor.barman.commands import Backup, newest_backup
 from barman_supervisor.config.settings import ServerSettings, Settings
 
 # Reads every user table (count(*) has to visit each heap page or its visibility map), so a
@@ -43,12 +42,6 @@ class DrillConfig:
             space_factor=settings.drill_space_factor,
             space_margin_bytes=settings.drill_space_margin_bytes,
         )
-
-
-def newest_done(backups: list[Backup]) -> Backup | None:
-    """The newest DONE backup, by Barman's timestamps (IDs follow the ``TZ`` of the Barman
-    process, so they may sort otherwise)."""
-    return newest_backup(backup for backup in backups if backup.status == "DONE")
 
 
 def space_problem(free_bytes: int, needed_bytes: int, factor: float, margin: int) -> str | None:

@@ -49,7 +49,7 @@ class Archiving:
         first segment itself, and two archivers would compete for Barman's lock."""
         if self._state.server(server.name).phase != "running":
             return
-        if not wal_waiting(*self._barman.waiting_wal(server.name)):
+        if not wal_waiting(*self._barman.home.waiting_wal(server.name)):
             return
         with self._recorder.job("archive_wal", server.name) as run:
             run.take(self._barman.archive_wal(server.name))

@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 
 from barman_supervisor.barman.chains import next_backup
-from barman_supervisor.barman.commands import Backup, Barman, Outcome, newest_backup
+from barman_supervisor.barman.commands import Barman, Outcome
+from barman_supervisor.barman.records import (
+    RUNNING_STATUSES,
+    Backup,
+    BackupStatus,
+    newest_backup,
+)
 from barman_supervisor.barman.verify import verify_backup
 from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.errors import RunnerClosed
@@ -25,7 +31,6 @@ from barman_supervisor.status.state import BackupSummary, JobRun, State
 
 _log = get_logger(__name__)
 CONCURRENCY_POLL_INTERVAL = 1.0
-RUNNING_STATUSES = ("STARTED", "WAITING_FOR_WALS")
 
 
 def needs_backup_at_start(backups: list[Backup]) -> bool:
@@ -35,7 +40,7 @@ def needs_backup_at_start(backups: list[Backup]) -> bool:
     if any(backup.status in RUNNING_STATUSES for backup in backups):
         return False
     newest = newest_backup(backups)
-    return newest is None or newest.status != "DONE"
+    return newest is None or newest.status != BackupStatus.DONE
 
 
 class Backups:
@@ -226,7 +231,7 @@ class Backups:
         return backups
 
     def _fingerprint(self, server: ServerSettings) -> tuple[int, ...]:
-        return _backup_files_fingerprint(self._settings.barman_home / server.name)
+        return _backup_files_fingerprint(self._barman.home.server_dir(server.name))
 
     def close_interrupted(self, server: ServerSettings) -> list[Backup] | None:
         """A backup left STARTED by a run that was killed is FAILED; the daemon stopped every
@@ -235,7 +240,7 @@ class Backups:
         backups = self.current(server)
         stale = stale_started(backups or [])
         for backup_id in stale:
-            marked = self._barman.mark_failed(
+            marked = self._barman.home.mark_failed(
                 server.name, backup_id, "interrupted: the process running it was killed"
             )
             _log.warning("interrupted_backup_marked_failed", backup_id=backup_id, marked=marked)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from barman_supervisor.barman.commands import Backup, Check, WalHoldings, newest_backup
+from barman_supervisor.barman.commands import Check
+from barman_supervisor.barman.home import WalHoldings
+from barman_supervisor.barman.records import Backup, BackupStatus, newest_done
 from barman_supervisor.postgres.connection import Identity, SlotState
 from barman_supervisor.postgres.wal import (
     WalGap,
@@ -99,7 +101,7 @@ def client_tool_problems(checks: Iterable[Check], version_num: int | None) -> li
 
 def stale_started(backups: Iterable[Backup]) -> list[str]:
     """Backups left STARTED by a run that died; only call this when no backup can be running."""
-    return [backup.backup_id for backup in backups if backup.status == "STARTED"]
+    return [backup.backup_id for backup in backups if backup.status == BackupStatus.STARTED]
 
 
 def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
@@ -113,17 +115,17 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
     if policy != "delete":
         return []
     backups = list(backups)
-    newest_done = newest_backup(backup for backup in backups if backup.status == "DONE")
-    if newest_done is None:
+    newest = newest_done(backups)
+    if newest is None:
         return []
     parents = {b.parent_id for b in backups if b.parent_id is not None}
     return [
         backup.backup_id
         for backup in sorted(backups, key=Backup.order_key)
-        if backup.status == "FAILED"
+        if backup.status == BackupStatus.FAILED
         and backup.backup_id not in parents
         and backup.known_time is not None  # a backup of unknown age is never deleted
-        and backup.order_key() < newest_done.order_key()
+        and backup.order_key() < newest.order_key()
     ]
 
 

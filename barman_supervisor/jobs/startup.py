@@ -17,8 +17,9 @@ import psycopg
 
 from barman_supervisor import retry
 from barman_supervisor.barman.chains import incremental_problems
-from barman_supervisor.barman.commands import Backup, Barman
+from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.compression import compression_problems
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
@@ -161,7 +162,7 @@ class Startup:
         only when Barman's files changed. The check and the first backup then run side by side:
         neither needs the other, and the backup is done sooner by a check's time (the next
         scheduled check sees it)."""
-        if self._barman.archive_empty(server.name):
+        if self._barman.home.archive_empty(server.name):
             self._phase(server, "first_wal")
             self._archive_first_wal(server, run)
         else:
@@ -269,10 +270,10 @@ class Startup:
         """A completed segment already streamed (a switch made for another server on the same
         PostgreSQL) is archived as it is; else force a WAL switch and wait until Barman
         archived the segment, nudging an idle primary with restore points meanwhile."""
-        streamed, _incoming = self._barman.waiting_wal(server.name)
+        streamed, _incoming = self._barman.home.waiting_wal(server.name)
         if any(not name.endswith(".partial") for name in streamed):
             run.take(self._barman.archive_wal(server.name))
-            if not self._barman.archive_empty(server.name):
+            if not self._barman.home.archive_empty(server.name):
                 _log.info("first_wal_archived", switched=False)
                 return
         done = threading.Event()

@@ -140,7 +140,7 @@ class Streaming:
         (None when PostgreSQL does not answer) and whether receive-wal runs."""
         slot = self.refresh_slot(server)
         running = bool(self._barman.processes("receive-wal", server.name))
-        received, archived = self._barman.wal_times(server.name)
+        received, archived = self._barman.home.wal_times(server.name)
         self._state.record_probe(
             server.name,
             receive_wal_running=running,
@@ -186,7 +186,7 @@ class Streaming:
         if state.facts is None or not slot.exists:
             return
         if state.wal_gap is not None and all(
-            self._barman.has_segment(server.name, segment)
+            self._barman.home.has_segment(server.name, segment)
             for segment in (state.wal_gap.first_missing, state.wal_gap.last_missing)
         ):
             # The server still had the WAL: streaming resumed from where it stopped and filled
@@ -194,9 +194,8 @@ class Streaming:
             _log.info("wal_gap_closed", first=state.wal_gap.first_missing)
             self._state.wal_gap_closed(server.name)
             return
-        gap = wal_gap(
-            self._barman.wal_holdings(server.name), slot_start(slot), state.facts.wal_segment_size
-        )
+        holdings = self._barman.home.wal_holdings(server.name)
+        gap = wal_gap(holdings, slot_start(slot), state.facts.wal_segment_size)
         if gap is None or gap == state.wal_gap:
             return
         allowed = self._settings.allow_streaming_reset
@@ -217,7 +216,7 @@ class Streaming:
 
     def _heal(self, server: ServerSettings) -> None:
         """Stop an orphaned pg_receivewal holding the slot, then restart streaming with backoff."""
-        streaming_dir = str(self._settings.barman_home / server.name / "streaming")
+        streaming_dir = str(self._barman.home.streaming_dir(server.name))
         for orphan in orphaned_receivers(processes(), streaming_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(orphan.pid, signal.SIGTERM)

@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from barman_supervisor.barman.commands import Backup, Barman, backup_info_path
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.barman.home import BarmanHome
+from barman_supervisor.barman.records import Backup, BackupStatus
 from barman_supervisor.config.settings import Offsite, ServerSettings, Settings
 from barman_supervisor.errors import ConfigError, CopyFailed, RunnerClosed
 from barman_supervisor.log import bind, get_logger
@@ -38,7 +40,6 @@ from barman_supervisor.offsite.plan import (
     connectivity_refusal,
     contiguous_prefix,
     first_error_line,
-    parse_backup_info,
     parse_store_backups,
     refusals_that_matter,
     uncopyable_reason,
@@ -199,6 +200,7 @@ class OffsiteCopier:
     def __init__(self, settings: Settings, runner: Runner, barman: Barman, state: State) -> None:
         self._settings = settings
         self._state = state
+        self._home = barman.home
         self._cloud = Cloud(settings, runner)
         self._records = Records(state)
         self._ledger = Ledger(settings.barman_home)
@@ -275,7 +277,7 @@ class OffsiteCopier:
         self._cloud.require(listed, "listing the store")
         in_store = {b.backup_id for b in parse_store_backups(listed.stdout)}
         backups = self._state.server(server.name).backups
-        refused = _refusals(self._settings.barman_home, server.name, backups)
+        refused = _refusals(self._home, server.name, backups)
         owed = backups_owed([b for b in backups if b.backup_id not in refused], in_store)
         pending = [b.backup_id for b in owed]
         # Refusals are reported on their own (health: offsite); they hold up neither WAL nor
@@ -292,9 +294,9 @@ class OffsiteCopier:
         return bool(owed)
 
     def _copy_backup(self, server: ServerSettings, backup_id: str) -> None:
-        base = self._settings.barman_home / server.name
-        info_path = backup_info_path(self._settings.barman_home, server.name, backup_id)
+        info_path = self._home.backup_info_path(server.name, backup_id)
         if info_path is None:
+            base = self._home.server_dir(server.name)
             raise CopyFailed(f"backup {backup_id}: no backup.info under {base}")
         _log.info("offsite_backup_copy_started", backup_id=backup_id)
         # The environment Barman gives a post-backup retry hook for a DONE backup.
@@ -302,10 +304,10 @@ class OffsiteCopier:
             "BARMAN_HOOK": "backup_retry_script",
             "BARMAN_PHASE": "post",
             "BARMAN_SERVER": server.name,
-            "BARMAN_BACKUP_DIR": str(base / "base" / backup_id),
+            "BARMAN_BACKUP_DIR": str(self._home.backup_dir(server.name, backup_id)),
             "BARMAN_BACKUP_ID": backup_id,
             "BARMAN_BACKUP_INFO_PATH": str(info_path),
-            "BARMAN_STATUS": "DONE",
+            "BARMAN_STATUS": BackupStatus.DONE.value,
         }
         done = self._cloud.run(
             server,
@@ -320,10 +322,7 @@ class OffsiteCopier:
 
     # WAL ---------------------------------------------------------------------------------------
     def _owed_wal(self, server: ServerSettings) -> tuple[dict[str, Path], list[str]]:
-        files = {
-            path.name: path
-            for path in _wal_files(self._settings.barman_home / server.name / "wals")
-        }
+        files = {path.name: path for path in _wal_files(self._home.wals_dir(server.name))}
         ledger = self._ledger.read(server.name)
         # A mark made for another store (OFFSITE_URL changed) says nothing about this one.
         same_store = ledger.get("url") == _offsite(server).url
@@ -414,14 +413,13 @@ def _set_error(record: OffsiteRecord, kind: CopyKind, reason: str | None) -> Non
         record.wal_error = reason
 
 
-def _refusals(barman_home: Path, server: str, backups: list[Backup]) -> dict[str, str]:
+def _refusals(home: BarmanHome, server: str, backups: list[Backup]) -> dict[str, str]:
     """DONE backups barman-cloud-backup cannot copy (incremental, compressed), and why."""
     refused = {}
     for backup in backups:
-        path = backup_info_path(barman_home, server, backup.backup_id)
-        if backup.status != "DONE" or path is None:
+        if backup.status != BackupStatus.DONE:
             continue
-        reason = uncopyable_reason(parse_backup_info(path.read_text()))
+        reason = uncopyable_reason(home.backup_info(server, backup.backup_id))
         if reason is not None:
             refused[backup.backup_id] = reason
     return refused

@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman.commands import Barman, backup_info_path
+from barman_supervisor.barman.commands import Barman
+from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.config.settings import ServerSettings, Settings
 from barman_supervisor.files import write_atomically
 from barman_supervisor.log import get_logger
@@ -25,7 +26,6 @@ from barman_supervisor.offsite.plan import (
     LocalBackup,
     OffsiteRecord,
     backup_to_protect,
-    parse_backup_info,
 )
 from barman_supervisor.status.state import State
 
@@ -115,9 +115,10 @@ class RetentionHold:
     def _local(self, server: ServerSettings) -> list[LocalBackup]:
         backups = []
         for backup in self._state.server(server.name).backups:
-            path = backup_info_path(self._settings.barman_home, server.name, backup.backup_id)
-            if backup.status != "DONE" or backup.end_time is None or path is None:
+            if backup.status != BackupStatus.DONE or backup.end_time is None:
                 continue
-            begin = parse_backup_info(path.read_text()).get("begin_wal", "")
-            backups.append(LocalBackup(backup.backup_id, begin, backup.end_time))
+            info = self._barman.home.backup_info(server.name, backup.backup_id)
+            if info.fields:  # no backup.info: deleted since the listing
+                begin = info.begin_wal or ""
+                backups.append(LocalBackup(backup.backup_id, begin, backup.end_time))
         return backups

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from barman_supervisor.barman.commands import Backup
+from barman_supervisor.barman.records import Backup, BackupInfo, BackupStatus
 from barman_supervisor.config.settings import Offsite
 from barman_supervisor.postgres.wal import is_wal_name, parse_lsn, reaches
 
@@ -33,7 +33,6 @@ _UNCOPYABLE = {
     "compression": "Barman compressed it (backup_compression); barman-cloud-backup copies only "
     "plain backups",
 }
-_NONE = ("", "None", "null")
 
 
 # The two copy jobs; each has its own last error.
@@ -184,7 +183,7 @@ def choose_store_backup(
     usable = [
         b
         for b in backups
-        if b.status == "DONE"
+        if b.status == BackupStatus.DONE
         and b.end_time is not None
         and (target_time is None or b.end_time < target_time.timestamp())
         and b.begin_wal is not None
@@ -203,7 +202,7 @@ def backups_owed(local: Iterable[Backup], in_store: set[str]) -> list[Backup]:
     only be deleted again. With nothing copied yet, only the newest DONE backup is owed.
     """
     done = sorted(
-        (b for b in local if b.status == "DONE" and b.end_time is not None),
+        (b for b in local if b.status == BackupStatus.DONE and b.end_time is not None),
         key=lambda b: b.end_time or 0.0,
     )
     copied = [b for b in done if b.backup_id in in_store]
@@ -275,16 +274,12 @@ def contiguous_prefix(batch: Sequence[str], succeeded: Collection[str]) -> list[
     return prefix
 
 
-def uncopyable_reason(backup_info: Mapping[str, str]) -> str | None:
+def uncopyable_reason(backup_info: BackupInfo) -> str | None:
     """Why barman-cloud-backup cannot copy this backup (from its backup.info), or None."""
     for key, reason in _UNCOPYABLE.items():
-        if backup_info.get(key, "") not in _NONE:
+        if backup_info.get(key) is not None:
             return reason
     return None
-
-
-def parse_backup_info(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def first_error_line(stderr: str, fallback: str) -> str:

@@ -14,7 +14,6 @@ checked before the copy leaves recovery; a wrong target is then fixed by restori
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import sys
@@ -27,7 +26,9 @@ from typing import Any, TextIO
 import psycopg
 
 from barman_supervisor.barman.chains import combine_missing
-from barman_supervisor.barman.commands import BackupFacts, Barman, Outcome
+from barman_supervisor.barman.commands import Barman, Outcome
+from barman_supervisor.barman.home import BarmanHome
+from barman_supervisor.barman.records import BackupFacts, BackupStatus
 from barman_supervisor.config.settings import Settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
@@ -116,7 +117,7 @@ def choose_backup(rows: list[dict[str, Any]], target_time: datetime | None) -> s
     ended: list[tuple[float, int, str]] = []
     for position, row in enumerate(rows):  # list-backups is newest first: wins a tie
         stamp = str(row.get("end_time_timestamp"))
-        done = row.get("status") == "DONE" and stamp not in ("", "None")
+        done = row.get("status") == BackupStatus.DONE and stamp not in ("", "None")
         if done and float(stamp) < limit:
             ended.append((float(stamp), -position, str(row["backup_id"])))
     return max(ended)[2] if ended else None
@@ -298,17 +299,12 @@ def _newest_commit(
 ) -> float | None:
     """The time of the last commit in the newest archived WAL segments (``pg_waldump``)."""
     bin_dir = find_bin_dir(major_of(version_num), settings.pg_bin_dir, program="pg_waldump")
-    wals = settings.barman_home / server / "wals"
-    # Barman 3.20 names it <server>-xlog.db; older versions xlog.db.
-    xlog_db = ""
-    for name in (f"{server}-xlog.db", "xlog.db"):
-        with contextlib.suppress(OSError):
-            xlog_db = (wals / name).read_text(encoding="utf-8", errors="replace")
-            break
+    home = BarmanHome(settings.barman_home)
+    xlog_db = home.xlog_db(server)
     if bin_dir is None or not xlog_db:
         return None
     for segment in pitr.newest_segments(xlog_db):
-        path = wals / segment[:16] / segment
+        path = home.archived_segment(server, segment)
         if not path.is_file():
             continue
         completed = runner.run(

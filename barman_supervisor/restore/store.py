@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.config.settings import Offsite, Settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
@@ -128,7 +129,7 @@ def plan_restore(
     ancestors = parse_history(histories.get(timeline, ""))
     if backup_id:
         chosen = next((b for b in backups if b.backup_id == backup_id), None)
-        if chosen is None or chosen.status != "DONE" or chosen.begin_wal is None:
+        if chosen is None or chosen.status != BackupStatus.DONE or chosen.begin_wal is None:
             return f"the store has no DONE backup {backup_id!r}"
         if not reaches(chosen.timeline or FIRST_TIMELINE, chosen.end_lsn or 0, timeline, ancestors):
             return (

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.status.state import ServerState
 
 
@@ -106,7 +107,7 @@ def _wal_gap(state: ServerState) -> list[Problem]:
     after = [
         backup
         for backup in state.backups
-        if backup.status == "DONE" and (backup.end_time or 0.0) >= state.wal_gap_at
+        if backup.status == BackupStatus.DONE and (backup.end_time or 0.0) >= state.wal_gap_at
     ]
     if after:
         return []
@@ -124,7 +125,7 @@ def _check(state: ServerState) -> list[Problem]:
 
 def _backup(state: ServerState, now: float, limits: Limits) -> list[Problem]:
     problems = []
-    done = [backup for backup in state.backups if backup.status == "DONE" and backup.end_time]
+    done = [b for b in state.backups if b.status == BackupStatus.DONE and b.end_time]
     if not done:
         problems.append(Problem("backup", "no DONE backup"))
     else:

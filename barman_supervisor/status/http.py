@@ -27,7 +27,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from barman_supervisor import __version__
 from barman_supervisor.barman.chains import chain_of
-from barman_supervisor.barman.commands import Backup
+from barman_supervisor.barman.records import Backup, BackupStatus
 from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.status.health import (
     Limits,
@@ -154,7 +154,7 @@ def _streaming_status(server: ServerState, now: float) -> dict[str, Any]:
 
 
 def _backups_status(server: ServerState, now: float, limits: Limits) -> dict[str, Any]:
-    done = [b for b in server.backups if b.status == "DONE" and b.end_time is not None]
+    done = [b for b in server.backups if b.status == BackupStatus.DONE and b.end_time is not None]
     newest = max(done, key=lambda b: b.end_time or 0.0) if done else None
     return {
         "count": len(server.backups),

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from barman_supervisor.barman.chains import newest_chain
+from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.status.health import Limits, server_problems, wal_lag_seconds
 from barman_supervisor.status.state import JobRun, ServerState, State
 
@@ -119,7 +120,9 @@ class _BackupFamilies(_Families):
         )
 
     def add(self, name: str, server: ServerState) -> None:
-        done = [b for b in server.backups if b.status == "DONE" and b.end_time is not None]
+        done = [
+            b for b in server.backups if b.status == BackupStatus.DONE and b.end_time is not None
+        ]
         if done:
             newest = max(done, key=lambda b: b.end_time or 0.0)
             self.last_backup.add_metric([name], newest.end_time or 0.0)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.barman.commands import Check
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.postgres.connection import Identity, ServerFacts, SlotState
 from barman_supervisor.postgres.wal import WalGap
 

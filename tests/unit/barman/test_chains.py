@@ -10,7 +10,8 @@ from barman_supervisor.barman.chains import (
     incremental_problems,
     next_backup,
 )
-from barman_supervisor.barman.commands import Backup, parse_chain_fields, parse_show_backup
+from barman_supervisor.barman.commands import parse_show_backup
+from barman_supervisor.barman.records import Backup, parse_backup_info
 from barman_supervisor.config.settings import BackupPolicy
 from barman_supervisor.jobs.healing import failed_to_delete
 from barman_supervisor.postgres.connection import ServerFacts
@@ -106,10 +107,10 @@ def test_a_parent_loop_is_a_broken_chain() -> None:
 
 def test_chain_fields_come_from_backup_info() -> None:
     info = "backup_id=I1\nparent_backup_id=F\nsummarize_wal=on\nstatus=DONE\n"
-    assert parse_chain_fields(info) == {"parent_id": "F", "summarize_wal": True}
+    assert parse_backup_info(info).chain_fields() == {"parent_id": "F", "summarize_wal": True}
     full = "parent_backup_id=None\nsummarize_wal=off\n"
-    assert parse_chain_fields(full) == {"parent_id": None, "summarize_wal": False}
-    assert parse_chain_fields("") == {"parent_id": None, "summarize_wal": None}
+    assert parse_backup_info(full).chain_fields() == {"parent_id": None, "summarize_wal": False}
+    assert parse_backup_info("").chain_fields() == {"parent_id": None, "summarize_wal": None}
 
 
 def test_failed_clean_up_never_deletes_a_parent() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,15 @@ import pytest
 
 from barman_supervisor.barman.commands import (
     COMMAND_NOT_RUN,
-    Backup,
     Barman,
     Check,
     Outcome,
-    newest_backup,
     parse_backups,
-    parse_begin_time,
     parse_checks,
     parse_json_output,
 )
 from barman_supervisor.barman.config_files import command_config
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.config.settings import Settings, load_settings
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.proctable import ProcessTable, ProcInfo
@@ -197,25 +194,6 @@ def test_ok_and_errors() -> None:
     assert outcome(returncode=0, timed_out=True).ok is False
     assert outcome(returncode=2).ok is False
     assert outcome(stdout=ERRORS_JSON).errors == ["first problem", "last problem"]
-
-
-def test_backup_info_begin_time_is_read_with_its_offset() -> None:
-    info = "backup_id=20261124T040000\nbegin_time=2026-11-24 04:00:00.5+14:00\nstatus=FAILED\n"
-
-    assert parse_begin_time(info) == datetime(2026, 11, 23, 14, 0, 0, 500000, UTC).timestamp()
-    assert parse_begin_time("begin_time=None\n") is None
-    assert parse_begin_time("begin_time=2026-11-24 04:00:00\n") is None  # no offset: unknown
-    assert parse_begin_time("status=DONE\n") is None
-
-
-def test_newest_backup_orders_by_timestamps_not_ids() -> None:
-    east = Backup("20261124T170000", "DONE", 1100.0, 1, begin_time=1000.0)
-    later = Backup("20261124T040000", "DONE", 5100.0, 1, begin_time=5000.0)
-    unknown = Backup("20991231T000000", "FAILED", None, None)
-
-    assert newest_backup([east, later, unknown]) == later
-    assert sorted([later, unknown, east], key=Backup.order_key) == [unknown, east, later]
-    assert newest_backup([]) is None
 
 
 def settings_in(tmp_path: Path) -> Settings:

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from barman_supervisor.barman.commands import Barman, Outcome
+from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.config.settings import Secret, ServerSettings, Settings, load_settings
 from barman_supervisor.postgres.connection import Identity, Postgres, ServerFacts, SlotState
 from barman_supervisor.process.proctable import ProcInfo
@@ -56,6 +57,22 @@ class Answer:
     stderr: str = ""
 
 
+class FakeHome(BarmanHome):
+    """Barman's files under the test's home, but the one write is recorded, not done, and no
+    WAL has a file time (no receiving or archiving is seen)."""
+
+    def __init__(self, root: Path, marked_failed: list[str]) -> None:
+        super().__init__(root)
+        self.marked_failed = marked_failed
+
+    def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
+        self.marked_failed.append(backup_id)
+        return True
+
+    def wal_times(self, server: str) -> tuple[float | None, float | None]:
+        return None, None
+
+
 @dataclass
 class FakeBarman(Barman):
     """Each subcommand answers from ``answers`` (the last answer repeats); ``hold`` makes a
@@ -71,6 +88,7 @@ class FakeBarman(Barman):
 
     def __post_init__(self) -> None:
         self._settings = self.settings
+        self.home = FakeHome(self.settings.barman_home, self.marked_failed)
 
     def answer(self, command: str, *answers: Answer) -> None:
         self.answers[command] = list(answers)
@@ -99,16 +117,9 @@ class FakeBarman(Barman):
         completed = Completed(args, answer.returncode, "", answer.stderr, 0.25)
         return Outcome(completed, answer.data, ())
 
-    def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
-        self.marked_failed.append(backup_id)
-        return True
-
     def processes(self, command: str, server: str) -> list[ProcInfo]:
         running = self.receive_wal_running and command == "receive-wal"
         return [ProcInfo(4243, 1, "S", ("barman", command, server))] if running else []
-
-    def wal_times(self, server: str) -> tuple[float | None, float | None]:
-        return None, None
 
     def start_receive_wal(self, server: str) -> bool:
         return False  # no fork server: ``barman cron`` starts streaming

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman.commands import Backup
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.errors import Interrupted
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from tests.unit.jobs.conftest import World, make_world

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from barman_supervisor.barman.commands import Backup, Check, WalHoldings
+from barman_supervisor.barman.commands import Check
+from barman_supervisor.barman.home import WalHoldings
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.jobs.healing import (
     client_tool_problems,
     failed_to_delete,

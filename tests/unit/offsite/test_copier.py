@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from barman_supervisor.barman.commands import Backup
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.config.settings import ServerSettings, load_settings
 from barman_supervisor.offsite.copier import Records
 from barman_supervisor.status.health import server_problems

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman.commands import Backup
+from barman_supervisor.barman.records import Backup, parse_backup_info
 from barman_supervisor.config.settings import Offsite, Secret, load_settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
@@ -24,7 +24,6 @@ from barman_supervisor.offsite.plan import (
     cloud_program,
     contiguous_prefix,
     first_error_line,
-    parse_backup_info,
     parse_store_backups,
     refusals_that_matter,
     uncopyable_reason,

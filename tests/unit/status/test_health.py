@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.barman.commands import Check
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.postgres.connection import SlotState
 from barman_supervisor.postgres.wal import WalGap
 from barman_supervisor.status.health import Limits, liveness_problems, server_problems

@@ -14,7 +14,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.barman.commands import Check
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.barman.verify import Verification
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import SlotState

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from barman_supervisor.barman.commands import Backup, Check
+from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.logtail import LogTail
+from barman_supervisor.barman.records import Backup
 from barman_supervisor.config.settings import load_settings
 from barman_supervisor.log import MASKER, configure, get_logger
 from barman_supervisor.postgres.connection import SlotState
