@@ -22,10 +22,9 @@ from typing import Any, Literal
 
 from barman_supervisor.barman.records import Backup, BackupInfo, BackupStatus
 from barman_supervisor.config.settings import Offsite
-from barman_supervisor.postgres.wal import is_wal_name, parse_lsn, reaches
+from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, is_wal_name, parse_lsn, reaches
 
 CLOUD_PROVIDER = "aws-s3"
-DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 # The kinds of backup the copy cannot take, by their backup.info keys.
 _UNCOPYABLE = {
     "parent_backup_id": "it is a block-level incremental backup, which barman-cloud-restore "

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from barman_supervisor.config.settings import ServerSettings
-from barman_supervisor.postgres.wal import timeline_of
+from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, timeline_of
 
 _SETTINGS = (
     "wal_level",
@@ -47,7 +47,7 @@ class ServerFacts:
     in_recovery: bool
     user: str = ""
     missing_privileges: tuple[str, ...] = ()
-    wal_segment_size: int = 16 * 1048576
+    wal_segment_size: int = DEFAULT_SEGMENT_SIZE
     # Function grants are per database: the refusal names the one that was checked.
     database: str = ""
     # Incremental backups need it "on" (PostgreSQL >= 17); empty on older servers.

@@ -39,6 +39,8 @@ _TIMELINE_DIGITS = 8
 # A segment name's timeline and log: the name of its directory in Barman's archive.
 _DIRECTORY_DIGITS = 16
 FIRST_TIMELINE = 1
+# PostgreSQL's segment size unless initdb was told otherwise (``wal_segment_size``).
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 
 
 def is_wal_name(name: str) -> bool:
