@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from barman_supervisor import __version__
 from barman_supervisor import log as logging_setup
-from barman_supervisor.config.settings import Settings, load_settings, probe_address
+from barman_supervisor.config import Settings, load_settings, probe_address
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
 from barman_supervisor.restore import local as restore

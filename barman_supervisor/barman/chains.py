@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barman_supervisor.barman.records import Backup, BackupStatus, newest_done
-from barman_supervisor.config.settings import BackupPolicy
+from barman_supervisor.config import BackupPolicy
 from barman_supervisor.postgres.connection import ServerFacts
 from barman_supervisor.postgres.programs import major_of
 

@@ -22,7 +22,7 @@ from barman_supervisor.barman.config_files import (
 )
 from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import Backup, BackupFacts
-from barman_supervisor.config.settings import Settings
+from barman_supervisor.config import Settings
 from barman_supervisor.log import get_logger
 from barman_supervisor.process.proctable import ProcessTable, ProcInfo
 from barman_supervisor.process.runner import Completed, Runner, path_with

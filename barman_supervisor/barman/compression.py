@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from barman_supervisor.config.settings import BackupPolicy
+from barman_supervisor.config import BackupPolicy
 from barman_supervisor.postgres.programs import major_of
 
 # pg_basebackup learned lz4, zstd and compression on the server in PostgreSQL 15.

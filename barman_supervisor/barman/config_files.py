@@ -20,7 +20,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-from barman_supervisor.config.settings import (
+from barman_supervisor.config import (
     RENDERED_MARKER,
     ServerSettings,
     Settings,

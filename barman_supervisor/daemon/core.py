@@ -20,7 +20,7 @@ from barman_supervisor import __version__
 from barman_supervisor.barman import config_files as barman_config
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.logtail import LogTail
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.crontab import longest_gap, parse_crontab
 from barman_supervisor.daemon.lock import InstanceLock
 from barman_supervisor.daemon.scheduler import JobSpec, Scheduler

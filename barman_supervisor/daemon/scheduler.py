@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.crontab import parse_crontab
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import get_logger

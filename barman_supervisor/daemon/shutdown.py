@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.config_files import reads_this_configuration
-from barman_supervisor.config.settings import Settings
+from barman_supervisor.config import Settings
 from barman_supervisor.log import get_logger
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.proctable import ProcInfo

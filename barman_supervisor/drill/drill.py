@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from barman_supervisor.barman.chains import combine_missing
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.records import Backup, BackupFacts
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.drill.cluster import Scratch, TempServer, free_port
 from barman_supervisor.drill.plan import (
     DrillConfig,

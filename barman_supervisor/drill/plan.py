@@ -6,7 +6,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 
 # Reads every user table (count(*) has to visit each heap page or its visibility map), so a
 # restored but unreadable table fails the drill. One number per database: the rows counted.

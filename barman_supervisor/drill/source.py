@@ -16,7 +16,7 @@ from typing import Protocol
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.records import Backup, BackupFacts, newest_done
 from barman_supervisor.barman.verify import verify_backup
-from barman_supervisor.config.settings import DRILL_OFFSITE, ServerSettings, Settings
+from barman_supervisor.config import DRILL_OFFSITE, ServerSettings, Settings
 from barman_supervisor.errors import DrillFailed
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.restore.store import StorePlan, StoreRestore, plan_restore

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import ServerSettings
+from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.status.state import State
 

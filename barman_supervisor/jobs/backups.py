@@ -21,7 +21,7 @@ from barman_supervisor.barman.records import (
     newest_backup,
 )
 from barman_supervisor.barman.verify import verify_backup
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import RunnerClosed
 from barman_supervisor.jobs.healing import failed_to_delete, stale_started
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks

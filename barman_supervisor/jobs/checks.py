@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import ServerSettings
+from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.log import get_logger

@@ -6,7 +6,7 @@ import threading
 import time
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.drill import DrillConfig, run_drill
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.process.runner import Runner

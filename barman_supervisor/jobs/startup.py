@@ -20,7 +20,7 @@ from barman_supervisor.barman.chains import incremental_problems
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.compression import compression_problems
 from barman_supervisor.barman.records import Backup
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from barman_supervisor.jobs.checks import Checks

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 import psycopg
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import first_line
 from barman_supervisor.jobs.healing import (
     identity_change,

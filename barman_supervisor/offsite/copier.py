@@ -26,7 +26,7 @@ from pathlib import Path
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import Backup, BackupStatus
-from barman_supervisor.config.settings import Offsite, ServerSettings, Settings
+from barman_supervisor.config import Offsite, ServerSettings, Settings
 from barman_supervisor.errors import ConfigError, CopyFailed, RunnerClosed
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite.hold import Ledger, RetentionHold

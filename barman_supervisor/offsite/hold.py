@@ -19,7 +19,7 @@ from typing import Any
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.records import BackupStatus
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.files import write_atomically
 from barman_supervisor.log import get_logger
 from barman_supervisor.offsite.plan import (

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from barman_supervisor.barman.records import Backup, BackupInfo, BackupStatus
-from barman_supervisor.config.settings import Offsite
+from barman_supervisor.config import Offsite
 from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, is_wal_name, parse_lsn, reaches
 
 CLOUD_PROVIDER = "aws-s3"

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from barman_supervisor.config.settings import ServerSettings
+from barman_supervisor.config import ServerSettings
 from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, timeline_of
 
 _SETTINGS = (

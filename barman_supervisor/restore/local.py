@@ -29,7 +29,7 @@ from barman_supervisor.barman.chains import combine_missing
 from barman_supervisor.barman.commands import Barman, Outcome
 from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import BackupFacts, BackupStatus
-from barman_supervisor.config.settings import Settings
+from barman_supervisor.config import Settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import Postgres

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 from barman_supervisor.barman.records import BackupStatus
-from barman_supervisor.config.settings import Offsite, Settings
+from barman_supervisor.config import Offsite, Settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
     StoreBackup,

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from barman_supervisor import retry
-from barman_supervisor.config.settings import Secret
+from barman_supervisor.config import Secret
 from barman_supervisor.log import get_logger
 from barman_supervisor.status.health import Problem
 

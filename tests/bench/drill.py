@@ -27,7 +27,7 @@ from typing import Any
 
 from barman_supervisor import log as logging_setup
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import load_settings
+from barman_supervisor.config import load_settings
 from barman_supervisor.drill import DrillConfig, run_drill
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner

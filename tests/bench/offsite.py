@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.config.settings import OFFSITE_COMPRESSIONS
+from barman_supervisor.config import OFFSITE_COMPRESSIONS
 from tests.bench.backups import load
 from tests.bench.common import BenchDaemon, ratio, start_daemon, stop_daemon, summary
 from tests.integration.harness import SUPERVISOR, VENV_BIN, Cluster, cluster

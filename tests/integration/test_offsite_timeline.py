@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import load_settings
+from barman_supervisor.config import load_settings
 from barman_supervisor.drill import DrillConfig, DrillResult, run_drill
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner

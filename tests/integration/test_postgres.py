@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from barman_supervisor.barman.config_files import write_pgpass
-from barman_supervisor.config.settings import load_settings
+from barman_supervisor.config import load_settings
 from barman_supervisor.postgres.connection import Postgres
 from tests.integration.harness import Cluster, Daemon, cluster, wait_until
 

@@ -27,7 +27,7 @@ import pytest
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.verify import verify_backup
-from barman_supervisor.config.settings import Settings, load_settings
+from barman_supervisor.config import Settings, load_settings
 from barman_supervisor.drill import DrillConfig, DrillResult, run_drill
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner

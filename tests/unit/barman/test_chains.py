@@ -12,7 +12,7 @@ from barman_supervisor.barman.chains import (
 )
 from barman_supervisor.barman.commands import parse_show_backup
 from barman_supervisor.barman.records import Backup, parse_backup_info
-from barman_supervisor.config.settings import BackupPolicy
+from barman_supervisor.config import BackupPolicy
 from barman_supervisor.jobs.healing import failed_to_delete
 from barman_supervisor.postgres.connection import ServerFacts
 

@@ -21,7 +21,7 @@ from barman_supervisor.barman.commands import (
 )
 from barman_supervisor.barman.config_files import command_config
 from barman_supervisor.barman.records import Backup
-from barman_supervisor.config.settings import Settings, load_settings
+from barman_supervisor.config import Settings, load_settings
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.proctable import ProcessTable, ProcInfo
 from barman_supervisor.process.runner import Completed, Runner

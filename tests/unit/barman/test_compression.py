@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from barman_supervisor.barman.compression import compression_problems, unverifiable
-from barman_supervisor.config.settings import BackupPolicy
+from barman_supervisor.config import BackupPolicy
 
 PG14, PG15, PG18 = 140011, 150014, 180001
 

@@ -18,7 +18,7 @@ from barman_supervisor.barman.config_files import (
     write_pgpass,
     write_problem,
 )
-from barman_supervisor.config.settings import RENDERED_MARKER, Settings, load_settings
+from barman_supervisor.config import RENDERED_MARKER, Settings, load_settings
 from barman_supervisor.errors import ConfigError
 from tests.unit.conftest import PASSWORD
 

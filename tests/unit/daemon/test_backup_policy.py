@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.barman.config_files import render_global, render_server
-from barman_supervisor.config.settings import BackupPolicy, load_settings
+from barman_supervisor.config import BackupPolicy, load_settings
 from barman_supervisor.daemon.core import server_limits
 from barman_supervisor.errors import ConfigError
 

@@ -10,7 +10,7 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 from barman_supervisor.barman.commands import Barman
-from barman_supervisor.config.settings import Settings, load_settings
+from barman_supervisor.config import Settings, load_settings
 from barman_supervisor.daemon.scheduler import JOB_DEFAULTS, global_jobs, server_jobs
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.offsite.copier import OffsiteCopier

@@ -12,7 +12,7 @@ import pytest
 
 from barman_supervisor.barman.commands import parse_backups, parse_show_backup
 from barman_supervisor.barman.verify import verification_reason
-from barman_supervisor.config.settings import load_settings
+from barman_supervisor.config import load_settings
 from barman_supervisor.drill import (
     DEFAULT_QUERY,
     newest_done,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from barman_supervisor.config.settings import ServerSettings, Settings
+from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.status.state import State
 from tests.unit.jobs.fakes import FakeBarman, FakePostgres, RecordingNotifier, settings_for

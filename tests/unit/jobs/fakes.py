@@ -16,7 +16,7 @@ import psycopg
 
 from barman_supervisor.barman.commands import Barman, Outcome
 from barman_supervisor.barman.home import BarmanHome
-from barman_supervisor.config.settings import Secret, ServerSettings, Settings, load_settings
+from barman_supervisor.config import Secret, ServerSettings, Settings, load_settings
 from barman_supervisor.postgres.connection import Identity, Postgres, ServerFacts, SlotState
 from barman_supervisor.process.proctable import ProcInfo
 from barman_supervisor.process.runner import Completed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from barman_supervisor.config.settings import ServerSettings
+from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.archiving import Archiving, wal_waiting
 from tests.unit.jobs.conftest import World
 from tests.unit.jobs.fakes import Answer

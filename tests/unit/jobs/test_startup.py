@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from barman_supervisor.config.settings import ServerSettings
+from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.startup import Startup

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from barman_supervisor.barman.records import Backup
-from barman_supervisor.config.settings import ServerSettings, load_settings
+from barman_supervisor.config import ServerSettings, load_settings
 from barman_supervisor.offsite.copier import Records
 from barman_supervisor.status.health import server_problems
 from barman_supervisor.status.state import State

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.barman.records import Backup, parse_backup_info
-from barman_supervisor.config.settings import Offsite, Secret, load_settings
+from barman_supervisor.config import Offsite, Secret, load_settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
     LocalBackup,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from barman_supervisor.config.settings import Secret
+from barman_supervisor.config import Secret
 from barman_supervisor.status.alerts import AlertTracker, Notifier, alert_payload, split_credentials
 from barman_supervisor.status.health import Problem
 from tests.webhook import Request, webhook_receiver

@@ -29,7 +29,7 @@ from prometheus_client import generate_latest
 from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.logtail import LogTail
 from barman_supervisor.barman.records import Backup
-from barman_supervisor.config.settings import load_settings
+from barman_supervisor.config import load_settings
 from barman_supervisor.log import MASKER, configure, get_logger
 from barman_supervisor.postgres.connection import SlotState
 from barman_supervisor.process.pid1 import Pid1

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from barman_supervisor.config.settings import (
+from barman_supervisor.config import (
     RENDERED_MARKER,
     Secret,
     Settings,
