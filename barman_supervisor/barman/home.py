@@ -81,6 +81,21 @@ class BarmanHome:
         except OSError:  # deleted since
             return None
 
+    def backups_fingerprint(self, server: str) -> tuple[int, ...]:
+        """Modification times (ns) of Barman's backup directories and their ``backup.info``
+        files: any backup started, finished, failed or deleted changes one of them."""
+        stamps = []
+        for directory in (self.root / server / "base", self.root / server / "meta"):
+            try:
+                stamps.append(directory.stat().st_mtime_ns)
+                stamps.extend(
+                    info.stat().st_mtime_ns
+                    for info in [*directory.glob("*/backup.info"), *directory.glob("*-backup.info")]
+                )
+            except OSError:
+                stamps.append(0)
+        return tuple(stamps)
+
     def mark_failed(self, server: str, backup_id: str, reason: str) -> bool:
         """Record an interrupted backup as FAILED in its backup.info.
 

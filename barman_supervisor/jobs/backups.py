@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 from barman_supervisor.barman.chains import next_backup
 from barman_supervisor.barman.commands import Barman, Outcome
@@ -231,7 +230,7 @@ class Backups:
         return backups
 
     def _fingerprint(self, server: ServerSettings) -> tuple[int, ...]:
-        return _backup_files_fingerprint(self._barman.home.server_dir(server.name))
+        return self._barman.home.backups_fingerprint(server.name)
 
     def close_interrupted(self, server: ServerSettings) -> list[Backup] | None:
         """A backup left STARTED by a run that was killed is FAILED; the daemon stopped every
@@ -269,19 +268,3 @@ class Backups:
             )
         if doomed:  # a list-backups only when something was deleted
             self.refresh(server)
-
-
-def _backup_files_fingerprint(server_home: Path) -> tuple[int, ...]:
-    """Modification times (ns) of Barman's backup directories and their ``backup.info``
-    files: any backup started, finished, failed or deleted changes one of them."""
-    stamps = []
-    for directory in (server_home / "base", server_home / "meta"):
-        try:
-            stamps.append(directory.stat().st_mtime_ns)
-            stamps.extend(
-                info.stat().st_mtime_ns
-                for info in [*directory.glob("*/backup.info"), *directory.glob("*-backup.info")]
-            )
-        except OSError:
-            stamps.append(0)
-    return tuple(stamps)

@@ -110,3 +110,15 @@ def test_wal_times_are_the_newest_file_times(tmp_path: Path) -> None:
     os.utime(tmp_path / "pg/wals/pg-xlog.db", (200, 200))
 
     assert home.wal_times("pg") == (300, 200)
+
+
+def test_the_backups_fingerprint_changes_with_any_backup_info(tmp_path: Path) -> None:
+    home = home_with(tmp_path, "pg/base/B1/backup.info=status=STARTED\n")
+    before = home.backups_fingerprint("pg")
+    assert home.backups_fingerprint("pg") == before
+
+    info = tmp_path / "pg/base/B1/backup.info"
+    os.utime(info, ns=(info.stat().st_mtime_ns + 10**9,) * 2)
+
+    assert home.backups_fingerprint("pg") != before
+    assert BarmanHome(tmp_path / "none").backups_fingerprint("pg") == (0, 0)
