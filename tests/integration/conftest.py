@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tests.integration.harness import BARMAN, PG_BIN
+from tests.support.paths import BARMAN, PG_BIN
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,17 +3,14 @@ written. At least 30 distinct cases, each through the real command."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import SUPERVISOR
+from tests.support.refusal import assert_refused, run_supervisor
 
 pytestmark = pytest.mark.integration
-SECRET = "Sup3r-secret-pw"
 
 ENV_CASES = [
     ("PG_PORT", "abc"),
@@ -70,44 +67,18 @@ ENV_CASES = [
 ]
 
 
-def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {
-        "PATH": os.environ["PATH"],
-        "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
-        "BARMAN_CONFIG_DIR": str(tmp_path / "barman.d"),
-        "BARMAN_HOME": str(tmp_path / "home"),
-        "PG_PASSWORD": SECRET,
-    }
-    return subprocess.run(
-        [SUPERVISOR, "run"],
-        env={k: v for k, v in {**base, **env}.items() if v is not None},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _assert_refused(result: subprocess.CompletedProcess[str], names: str) -> None:
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and names in lines[0], result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert SECRET not in result.stderr + result.stdout
-
-
 @pytest.mark.parametrize(("variable", "value"), ENV_CASES)
 def test_bad_variable(tmp_path: Path, variable: str, value: str) -> None:
     env = {variable: value}
     if variable == "PG_PASSWORD_FILE":
         env["PG_PASSWORD"] = ""
-    result = _run(tmp_path, **env)
-    _assert_refused(result, variable)
+    result = run_supervisor(tmp_path, **env)
+    assert_refused(result, variable)
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "bad input must write nothing"
 
 
 def test_missing_password(tmp_path: Path) -> None:
-    _assert_refused(_run(tmp_path, PG_PASSWORD=""), "PG_PASSWORD")
+    assert_refused(run_supervisor(tmp_path, PG_PASSWORD=""), "PG_PASSWORD")
 
 
 @pytest.mark.parametrize(
@@ -144,7 +115,7 @@ def test_bad_mounted_file(tmp_path: Path, files: dict[str, str], named: str) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     before = {name: (tmp_path / name).read_text() for name in files}
-    _assert_refused(_run(tmp_path), named)
+    assert_refused(run_supervisor(tmp_path), named)
     assert {name: (tmp_path / name).read_text() for name in files} == before
 
 
@@ -152,15 +123,17 @@ def test_a_busy_port_is_found_before_anything_is_written(tmp_path: Path) -> None
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        result = _run(tmp_path, HTTP_BIND="127.0.0.1", HTTP_PORT=str(busy.getsockname()[1]))
-    _assert_refused(result, "HTTP_PORT")
+        result = run_supervisor(
+            tmp_path, HTTP_BIND="127.0.0.1", HTTP_PORT=str(busy.getsockname()[1])
+        )
+    assert_refused(result, "HTTP_PORT")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_an_unwritable_config_dir_is_found_before_anything_is_written(tmp_path: Path) -> None:
     (tmp_path / "not-a-dir").write_text("")
-    result = _run(tmp_path, BARMAN_CONFIG_DIR=str(tmp_path / "not-a-dir" / "barman.d"))
-    _assert_refused(result, "barman.d")
+    result = run_supervisor(tmp_path, BARMAN_CONFIG_DIR=str(tmp_path / "not-a-dir" / "barman.d"))
+    assert_refused(result, "barman.d")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-dir"]
 
 
@@ -176,5 +149,5 @@ def test_undecodable_files_are_named(
 ) -> None:
     (tmp_path / name).write_bytes(content)
     env = {variable: str(tmp_path / name), "PG_PASSWORD": ""} if variable else {}
-    _assert_refused(_run(tmp_path, **env), variable or name)
+    assert_refused(run_supervisor(tmp_path, **env), variable or name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]

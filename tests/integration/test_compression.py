@@ -7,16 +7,16 @@ archived compressed is read back by the restore. And the refusal of what cannot 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Daemon, cluster, wait_until
-from tests.integration.test_bad_input import _assert_refused, _run
-from tests.integration.test_restore import Protected, _restore, count_at_target, protected_cluster
+from tests.support.daemon import Daemon
+from tests.support.postgres import cluster
+from tests.support.protected import Protected, protected_cluster
+from tests.support.refusal import assert_refused, run_supervisor
+from tests.support.restored import count_at_target, restore_dir
 
 pytestmark = pytest.mark.integration
 ROWS, LATER_ROWS, AFTER_TARGET = 3000, 120, 9
@@ -47,14 +47,6 @@ def compressed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Prote
         yield ready
 
 
-def _archived_segment(p: Protected) -> Path:
-    """Close the current WAL segment and wait until Barman archived it (compressed or not)."""
-    segment = p.pg.sql("SELECT pg_walfile_name(pg_switch_wal())")
-    archived = p.daemon.home / "pg" / "wals" / segment[:16] / segment
-    wait_until(archived.exists, timeout=60, what=f"WAL {segment} archived")
-    return archived
-
-
 def test_compressed_backup_is_done_and_restores_exactly_the_committed_rows(
     compressed: Protected,
 ) -> None:
@@ -73,7 +65,7 @@ def test_compressed_backup_is_done_and_restores_exactly_the_committed_rows(
     assert not p.daemon.find("backup_verification_failed")
 
     p.pg.sql(f"INSERT INTO important SELECT g FROM generate_series(1, {LATER_ROWS}) g")
-    segment = _archived_segment(p)
+    segment = p.switch_and_archive()
     if policy.wal_compression:
         assert segment.read_bytes()[:4].startswith(MAGIC[policy.wal_compression])
     else:
@@ -85,15 +77,11 @@ def test_compressed_backup_is_done_and_restores_exactly_the_committed_rows(
 
     target = p.pg.sql("SELECT clock_timestamp()")
     p.pg.sql(f"INSERT INTO important SELECT g FROM generate_series(1, {AFTER_TARGET}) g")
-    _archived_segment(p)
-    base = Path(tempfile.mkdtemp(prefix="bs-restore-"))
-    base.chmod(0o755)
-    try:
-        code, printed = _restore(p, base / "data", target)
+    p.switch_and_archive()
+    with restore_dir() as base:
+        code, printed = p.restore(base / "data", target)
         assert code == 0, printed
-        assert count_at_target(base, base / "data", "important") == ROWS + LATER_ROWS
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+        assert count_at_target(base / "data", "important") == ROWS + LATER_ROWS
     # Barman unpacked the backup in the rendered staging path and cleaned up after itself.
     assert not list((p.daemon.home / "staging").iterdir())
 
@@ -113,11 +101,8 @@ def test_compression_whose_program_is_missing_is_refused_at_start(tmp_path: Path
         pg.init()
         daemon = Daemon(
             tmp_path, pg, BACKUP_COMPRESSION="zstd", PATH=_path_without(tmp_path, "zstd")
-        ).start()
-        try:
-            assert daemon.wait(120) == 1
-        finally:
-            daemon.kill()
+        )
+        assert daemon.run() == 1
         (failed,) = daemon.find("startup_failed", server="pg")
         assert failed["reason"].startswith(
             "BACKUP_COMPRESSION=zstd: Barman reads compressed backups with tar and zstd, and "
@@ -142,5 +127,5 @@ def test_compression_whose_program_is_missing_is_refused_at_start(tmp_path: Path
 def test_bad_compression_settings_are_refused_before_anything_is_written(
     tmp_path: Path, env: dict[str, str], named: str
 ) -> None:
-    _assert_refused(_run(tmp_path, **env), named)
+    assert_refused(run_supervisor(tmp_path, **env), named)
     assert list(tmp_path.iterdir()) == [], "bad input must write nothing"

@@ -6,27 +6,17 @@ by retrying, and runs with a one-minute backup schedule and a 2-second ``barman 
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import (
-    BARMAN_PASSWORD,
-    PG_BIN,
-    STREAMING_PASSWORD,
-    Cluster,
-    Daemon,
-    cluster,
-    process_table,
-    processes_using,
-    wait_until,
-)
+from tests.support.daemon import Await, Daemon, running_daemon
+from tests.support.paths import PG_BIN
+from tests.support.poll import wait_until
+from tests.support.postgres import BARMAN_PASSWORD, STREAMING_PASSWORD, Cluster, cluster
+from tests.support.processes import process_table, processes_using
+from tests.support.restored import restore_dir, started_copy
 
 pytestmark = pytest.mark.integration
 ROWS = 4321
@@ -43,20 +33,16 @@ def pg() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def daemon(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    workdir = tmp_path_factory.mktemp("daemon")
-    supervisor = Daemon(
-        workdir,
+    with running_daemon(
+        tmp_path_factory.mktemp("daemon"),
         pg,
+        until=Await("retrying", 60, {"server": "pg"}),
         BARMAN_CRON_INTERVAL="2",
         BACKUP_SCHEDULE="* * * * *",
         BACKUP_IMMEDIATE_CHECKPOINT="true",
-    ).start()
-    try:
-        supervisor.wait_for("retrying", timeout=60, server="pg")
+    ) as supervisor:
         pg.start()
         yield supervisor
-    finally:
-        supervisor.stop()
 
 
 def test_reaches_postgres_started_after_it_by_retrying(daemon: Daemon) -> None:
@@ -117,14 +103,12 @@ def test_first_backup_is_done_and_restores_the_rows(daemon: Daemon) -> None:
     backups = daemon.backups()
     assert backups and backups[-1]["status"] == "DONE"
     first = backups[-1]["backup_id"]
-    target = Path(tempfile.mkdtemp(prefix="bs-recover-"))
-    try:
+    with restore_dir("bs-recover-") as target:
         restored = target / "data"
         result = daemon.barman_command("recover", "pg", first, str(restored))
         assert result.returncode == 0, result.stderr
-        assert count_rows_in_restored_cluster(target, restored) == ROWS
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
+        with started_copy(restored) as copy:
+            assert int(copy.sql("SELECT count(*) FROM important")) == ROWS
 
 
 def test_every_minute_schedule_makes_a_second_backup(daemon: Daemon) -> None:
@@ -175,20 +159,3 @@ def test_sigterm_stops_cleanly_and_leaves_nothing(daemon: Daemon, pg: Cluster) -
     assert not processes_using(str(daemon.workdir))
     assert pg.sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'barman'") == "f"
     assert daemon.find("daemon_stopped")
-
-
-def count_rows_in_restored_cluster(base: Path, datadir: Path) -> int:
-    """Start the restored copy on its own port as the postgres user and count the rows."""
-    port = Cluster(base).port
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-        subprocess.run(["chown", "-R", "postgres:postgres", str(datadir)], check=True, timeout=60)
-    restored = Cluster(base, port=port)
-    restored.datadir = datadir
-    with (datadir / "postgresql.auto.conf").open("a") as conf:
-        conf.write(f"port = {port}\nunix_socket_directories = '{base}'\nlisten_addresses = ''\n")
-    restored.start()
-    try:
-        return int(restored.sql("SELECT count(*) FROM important"))
-    finally:
-        restored.stop()

@@ -10,19 +10,24 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import (
-    Cluster,
-    Daemon,
-    cluster,
-    processes_using,
-    wait_until,
-)
+from tests.support.daemon import READY, Await, Daemon, running_daemon
+from tests.support.poll import wait_until
+from tests.support.postgres import Cluster, cluster
+from tests.support.processes import processes_using
+from tests.support.restored import started_copy
 
 pytestmark = pytest.mark.integration
+# Seconds PostgreSQL stays down in the restart scenario: an outage, not a blink.
+OUTAGE_S = 3
+# Seconds PostgreSQL stays down while the writer writes on.
+WRITE_OUTAGE_S = 2
+# Seconds the writer waits before it tries again while PostgreSQL refuses it.
+RETRY_PAUSE_S = 0.2
 
 
 def _slot(pg: Cluster) -> tuple[bool, int | None]:
@@ -47,19 +52,15 @@ def protected(tmp_path: Path) -> Iterator[tuple[Cluster, Daemon]]:
     """A running, protected server whose cron runs only hourly: healing must not wait for it."""
     with cluster() as pg:
         pg.init()
-        daemon = Daemon(
+        with running_daemon(
             tmp_path,
             pg,
             BARMAN_CRON_INTERVAL="3600",
             HEALTH_INTERVAL="1",
             BARMAN_CHECK_INTERVAL="5",
-        ).start()
-        try:
-            daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
+        ) as daemon:
             wait_until(lambda: _slot(pg)[0], timeout=60, what="streaming")
             yield pg, daemon
-        finally:
-            daemon.stop()
 
 
 def test_postgres_restart_streaming_resumes_within_seconds(
@@ -68,7 +69,7 @@ def test_postgres_restart_streaming_resumes_within_seconds(
     pg, daemon = protected
     pg.stop()
     wait_until(lambda: not _streaming_pids(daemon)[0], timeout=30, what="receive-wal to exit")
-    time.sleep(3)
+    time.sleep(OUTAGE_S)  # the outage lasts this long: part of the fault, not a wait
     pg.start()
     back = time.monotonic()
     wait_until(lambda: _slot(pg)[0], timeout=45, what="streaming after PostgreSQL returned")
@@ -109,16 +110,15 @@ def test_postgres_down_during_a_backup_then_the_next_backup_is_done(tmp_path: Pa
     with cluster() as pg:
         pg.init()
         pg.sql("CREATE TABLE bulk AS SELECT g, md5(g::text) h FROM generate_series(1, 200000) g")
-        daemon = Daemon(
+        with running_daemon(
             tmp_path,
             pg,
+            until=Await("backup_starting", 120, {"server": "pg"}),
             BACKUP_BANDWIDTH_LIMIT="500",
             BACKUP_SCHEDULE="* * * * *",
             HEALTH_INTERVAL="1",
             BARMAN_CHECK_INTERVAL="5",
-        ).start()
-        try:
-            daemon.wait_for("backup_starting", timeout=120, server="pg")
+        ) as daemon:
             wait_until(
                 lambda: any("pg_basebackup" in p[3] for p in processes_using(str(tmp_path))),
                 timeout=30,
@@ -137,8 +137,6 @@ def test_postgres_down_during_a_backup_then_the_next_backup_is_done(tmp_path: Pa
                 what="the superseded FAILED backup to be deleted",
             )
             assert daemon.find("failed_backup_deleted", server="pg")
-        finally:
-            daemon.stop()
 
 
 def test_daemon_killed_mid_backup_then_restarted_ends_it_failed_and_backs_up(
@@ -159,18 +157,14 @@ def test_daemon_killed_mid_backup_then_restarted_ends_it_failed_and_backs_up(
             first.kill()
         assert processes_using(str(tmp_path)), "SIGKILL of the daemon left nothing to clean up"
         restarted = time.monotonic()
-        second = Daemon(tmp_path, pg)
-        second.stdout = tmp_path / "second.out"
-        second.start()
-        try:
-            second.wait_for("previous_run_leftovers", timeout=60)
+        with running_daemon(
+            tmp_path, pg, until=Await("previous_run_leftovers", 60), output="second"
+        ) as second:
             second.wait_for("backup_finished", timeout=180, server="pg", ok=True)
             _report("daemon SIGKILL mid-backup -> next backup DONE", time.monotonic() - restarted)
             statuses = [b["status"] for b in second.backups()]
             assert "DONE" in statuses and "STARTED" not in statuses
             assert statuses.count("FAILED") <= 1
-        finally:
-            second.stop()
         assert not processes_using(str(tmp_path))
 
 
@@ -201,11 +195,8 @@ def test_the_event_names_the_real_cause(tmp_path: Path, fault: str, cause: str) 
             pg.reload()
         else:
             pg.sql("REVOKE EXECUTE ON FUNCTION pg_backup_start(text, boolean) FROM barman")
-        daemon = Daemon(tmp_path, pg, **env).start()
-        try:
-            assert daemon.wait(120) == 1
-        finally:
-            daemon.kill()
+        daemon = Daemon(tmp_path, pg, **env)
+        assert daemon.run() == 1
         (failed,) = daemon.find("startup_failed", server="pg")
         assert cause in failed["reason"]
 
@@ -217,16 +208,14 @@ def test_full_barman_volume_alerts_and_recovers(tmp_path: Path) -> None:
     try:
         with cluster() as pg:
             pg.init()
-            daemon = Daemon(
+            with running_daemon(
                 tmp_path,
                 pg,
                 BARMAN_HOME=str(volume / "barman"),
                 DISK_MIN_FREE="48M",
                 HEALTH_INTERVAL="1",
                 ALERT_STREAMING_AFTER="0",
-            ).start()
-            try:
-                daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
+            ) as daemon:
                 free = os.statvfs(volume).f_bavail * os.statvfs(volume).f_frsize
                 ballast = volume / "ballast"
                 ballast.write_bytes(b"\0" * max(0, free - 16 * 1048576))
@@ -237,10 +226,47 @@ def test_full_barman_volume_alerts_and_recovers(tmp_path: Path) -> None:
                 daemon.wait_for("alert", timeout=60, server="pg", state="recovered")
                 _report("disk freed -> ready", time.monotonic() - freed)
                 assert daemon.process is not None and daemon.process.poll() is None
-            finally:
-                daemon.stop()
     finally:
         subprocess.run(["umount", "-l", str(volume)], check=False)
+
+
+class _Writer:
+    """A client inserting into ``ledger`` one row at a time until stopped; it retries while
+    PostgreSQL refuses it and remembers every id it saw committed."""
+
+    def __init__(self, pg: Cluster) -> None:
+        self.pg = pg
+        self.committed: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _write(self) -> None:
+        next_id = 1
+        while not self._stop.is_set():
+            try:
+                # A retried insert whose first try committed unseen is a no-op, not an error.
+                self.pg.sql(f"INSERT INTO ledger (id) VALUES ({next_id}) ON CONFLICT DO NOTHING")
+                self.committed.append(next_id)
+                next_id += 1
+            except subprocess.CalledProcessError:
+                time.sleep(RETRY_PAUSE_S)  # paces the retries of a refused client; not a wait
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@contextmanager
+def _writing(pg: Cluster) -> Iterator[_Writer]:
+    writer = _Writer(pg)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
 
 
 def test_no_committed_transaction_is_lost(tmp_path: Path) -> None:
@@ -250,61 +276,32 @@ def test_no_committed_transaction_is_lost(tmp_path: Path) -> None:
         pg.init()
         pg.sql("CREATE TABLE ledger (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
         env = {"HEALTH_INTERVAL": "1", "BARMAN_CRON_INTERVAL": "5"}
-        daemon = Daemon(tmp_path, pg, **env).start()
-        daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
-        committed: list[int] = []
-        stop = threading.Event()
-
-        def write() -> None:
-            next_id = 1
-            while not stop.is_set():
-                try:
-                    # A retried insert whose first try committed unseen is a no-op, not an error.
-                    pg.sql(f"INSERT INTO ledger (id) VALUES ({next_id}) ON CONFLICT DO NOTHING")
-                    committed.append(next_id)
-                    next_id += 1
-                except subprocess.CalledProcessError:
-                    time.sleep(0.2)
-
-        writer = threading.Thread(target=write, daemon=True)
-        writer.start()
-        try:
-            wait_until(lambda: len(committed) > 50, timeout=60, what="writes")
+        with running_daemon(tmp_path, pg, until=READY, **env) as first, _writing(pg) as writer:
+            wait_until(lambda: len(writer.committed) > 50, timeout=60, what="writes")
             pg.stop()
-            time.sleep(2)
+            time.sleep(WRITE_OUTAGE_S)  # the outage lasts this long: part of the fault
             pg.start()
             wait_until(lambda: _slot(pg)[0], timeout=60, what="streaming after restart")
-            daemon.signal(signal.SIGTERM)
-            assert daemon.wait(120) == 0
-            daemon = Daemon(tmp_path, pg, **env)
-            daemon.stdout = tmp_path / "second.out"
-            daemon.start()
-            daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
-            wait_until(lambda: len(committed) > 300, timeout=120, what="more writes")
-        finally:
-            stop.set()
-            writer.join(30)
-        switched = daemon.barman_command(
-            "switch-wal", "--force", "--archive", "--archive-timeout", "60", "pg"
-        )
-        assert switched.returncode == 0, switched.stderr
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(120) == 0
+            first.signal(signal.SIGTERM)
+            assert first.wait(120) == 0
+            with running_daemon(tmp_path, pg, until=READY, output="second", **env) as daemon:
+                wait_until(lambda: len(writer.committed) > 300, timeout=120, what="more writes")
+                writer.stop()
+                switched = daemon.barman_command(
+                    "switch-wal", "--force", "--archive", "--archive-timeout", "60", "pg"
+                )
+                assert switched.returncode == 0, switched.stderr
+                daemon.signal(signal.SIGTERM)
+                assert daemon.wait(120) == 0
         pg.stop()
-        restored = Cluster(pg.base, port=pg.port)
-        restored.datadir = pg.base / "restored"
-        result = daemon.barman_command("recover", "pg", "latest", str(restored.datadir))
+        restored = pg.base / "restored"
+        result = daemon.barman_command("recover", "pg", "latest", str(restored))
         assert result.returncode == 0, result.stderr
-        if os.geteuid() == 0:
-            subprocess.run(["chown", "-R", "postgres:postgres", str(restored.datadir)], check=True)
-        restored.start()
-        try:
-            ids = {int(x) for x in restored.sql("SELECT id FROM ledger").split()}
-        finally:
-            restored.stop()
-        missing = sorted(set(committed) - ids)
+        with started_copy(restored) as copy:
+            ids = {int(x) for x in copy.sql("SELECT id FROM ledger").split()}
+        missing = sorted(set(writer.committed) - ids)
         assert not missing, f"{len(missing)} committed transactions lost, first {missing[:5]}"
-        print(f"\nno data lost: {len(committed)} committed transactions all restored")
+        print(f"\nno data lost: {len(writer.committed)} committed transactions all restored")
 
 
 def test_a_dropped_slot_is_told_as_a_wal_gap_and_a_fresh_backup_is_taken(tmp_path: Path) -> None:
@@ -313,15 +310,13 @@ def test_a_dropped_slot_is_told_as_a_wal_gap_and_a_fresh_backup_is_taken(tmp_pat
     (ALLOW_STREAMING_RESET) and takes a backup, so that a restorable point exists again."""
     with cluster() as pg:
         pg.init()
-        daemon = Daemon(
+        with running_daemon(
             tmp_path,
             pg,
             HEALTH_INTERVAL="5",
             BARMAN_CRON_INTERVAL="3600",
             ALLOW_STREAMING_RESET="true",
-        ).start()
-        try:
-            daemon.wait_for("startup_step", timeout=180, server="pg", step="running")
+        ) as daemon:
             wait_until(lambda: _slot(pg)[0], timeout=60, what="streaming")
 
             def dropped() -> bool:
@@ -345,5 +340,3 @@ def test_a_dropped_slot_is_told_as_a_wal_gap_and_a_fresh_backup_is_taken(tmp_pat
             gap = daemon.wait_for("wal_gap_detected", timeout=120, server="pg")
             assert gap["first_missing"] <= gap["last_missing"]
             daemon.wait_for("backup_finished", timeout=240, server="pg", trigger="wal_gap", ok=True)
-        finally:
-            daemon.stop()

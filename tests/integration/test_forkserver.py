@@ -9,7 +9,7 @@ from pathlib import Path
 from barman_supervisor.process.forkserver import ForkServer
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Completed, Runner
-from tests.integration.harness import BARMAN
+from tests.support.paths import BARMAN
 
 
 def commands(tmp_path: Path) -> list[list[str]]:

@@ -12,8 +12,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,46 +19,18 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import (
-    BARMAN_PASSWORD,
-    STREAMING_PASSWORD,
-    Cluster,
-    Daemon,
-    cluster,
-    free_port,
-    processes_using,
-    wait_until,
-)
-from tests.webhook import WebhookReceiver as Webhook
-from tests.webhook import webhook_receiver
+from tests.support.daemon import Daemon, Probe, running_daemon
+from tests.support.poll import wait_until
+from tests.support.postgres import BARMAN_PASSWORD, STREAMING_PASSWORD, Cluster, cluster
+from tests.support.processes import processes_using
+from tests.support.webhook import WebhookReceiver as Webhook
+from tests.support.webhook import webhook_receiver
 
 pytestmark = pytest.mark.integration
 # Seconds without a new alert after which a test takes the alert stream as settled.
 ALERT_QUIET_S = 3.0
-
-
-class Probe:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-        except OSError:
-            return 0, ""
-
-    def json(self, path: str) -> tuple[int, Any]:
-        code, text = self.get(path)
-        return code, (json.loads(text) if text else None)
-
-    def problems(self) -> list[str]:
-        code, document = self.json("/readyz")
-        if code == 0 or document is None:
-            return ["no answer"]
-        return [p["condition"] for p in document["servers"]["pg"]]
+# /healthz asked once a second this many times while PostgreSQL is down.
+HEALTHZ_SAMPLES = 5
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +51,16 @@ def pg() -> Iterator[Cluster]:
 def daemon(
     pg: Cluster, webhook: Webhook, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Daemon, Probe]]:
-    port = free_port()
-    supervisor = Daemon(
+    with running_daemon(
         tmp_path_factory.mktemp("health"),
         pg,
-        HTTP_BIND="127.0.0.1",
-        HTTP_PORT=str(port),
+        until=None,
         HEALTH_INTERVAL="1",
         BARMAN_CRON_INTERVAL="10",
         ALERT_WEBHOOK_URL=webhook.url,
         ALERT_STREAMING_AFTER="0",
-    ).start()
-    try:
-        yield supervisor, Probe(port)
-    finally:
-        supervisor.stop()
+    ) as supervisor:
+        yield supervisor, supervisor.probe
 
 
 def test_all_endpoints_green_after_start(daemon: tuple[Daemon, Probe]) -> None:
@@ -197,14 +162,14 @@ def test_postgres_outage_is_one_alert_and_one_recovery(
             what="/readyz to name PostgreSQL or streaming",
         )
         assert problems
-        for _ in range(5):
+        for _ in range(HEALTHZ_SAMPLES):
             assert probe.get("/healthz")[0] == 200, "liveness must not depend on PostgreSQL"
-            time.sleep(1)
+            time.sleep(1)  # spreads the samples over the outage; not a wait
     finally:
         pg.start()
     wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=120, what="green after restart")
     wait_until(lambda: len(webhook.received) >= before + 2, timeout=30, what="two alerts")
-    time.sleep(ALERT_QUIET_S)  # anything more would be a second alert for the same outage
+    settled_alerts(webhook, probe)  # anything more would be a second alert for the same outage
     assert _outage_alerts(webhook, before) == ["failing", "recovered"], webhook.received[before:]
     failing = webhook.received[before]
     assert failing["server"] == "pg"
@@ -223,33 +188,25 @@ def test_no_response_and_no_alert_contains_a_password(
 
 
 def test_backup_older_than_max_age_is_named(pg: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    supervisor = Daemon(
+    with running_daemon(
         tmp_path,
         pg,
-        HTTP_BIND="127.0.0.1",
-        HTTP_PORT=str(port),
         HEALTH_INTERVAL="1",
         BARMAN_SLOT_NAME="aged",
         BACKUP_MAX_AGE="5",
-    ).start()
-    probe = Probe(port)
-    try:
-        supervisor.wait_for("startup_step", timeout=180, server="pg", step="running")
-        _code, document = wait_until(
-            lambda: (
-                (r := probe.json("/readyz"))[0] == 503
-                and any(p["condition"] == "backup" for p in r[1]["servers"]["pg"])
-                and r
-            ),
-            timeout=60,
-            what="backup age problem",
-        )
+    ) as supervisor:
+        probe = supervisor.probe
+
+        def backup_named() -> tuple[int, Any] | None:
+            answer = probe.json("/readyz")
+            named = answer[0] == 503 and any(
+                p["condition"] == "backup" for p in answer[1]["servers"]["pg"]
+            )
+            return answer if named else None
+
+        _code, document = wait_until(backup_named, timeout=60, what="backup age problem")
         (problem,) = [p for p in document["servers"]["pg"] if p["condition"] == "backup"]
         assert "old (max 5 s)" in problem["reason"]
-    finally:
-        supervisor.signal(signal.SIGTERM)
-        supervisor.wait(120)
 
 
 def test_status_shows_what_changed_beside_the_daemon_within_seconds(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Daemon, cluster
+from tests.support.daemon import Daemon
+from tests.support.postgres import cluster
 
 pytestmark = pytest.mark.integration
 
@@ -15,11 +16,8 @@ pytestmark = pytest.mark.integration
 def test_incremental_policy_on_postgresql_15_is_refused(tmp_path: Path) -> None:
     with cluster() as pg:
         pg.init()
-        daemon = Daemon(tmp_path, pg, BACKUP_INCREMENTAL_SCHEDULE="0 3 * * 1-6").start()
-        try:
-            assert daemon.wait(120) == 1
-        finally:
-            daemon.kill()
+        daemon = Daemon(tmp_path, pg, BACKUP_INCREMENTAL_SCHEDULE="0 3 * * 1-6")
+        assert daemon.run() == 1
         (failed,) = daemon.find("startup_failed", server="pg")
         assert failed["reason"].startswith("BACKUP_INCREMENTAL_SCHEDULE asks for incremental")
         assert "need PostgreSQL 17 or newer and the server is 15" in failed["reason"]

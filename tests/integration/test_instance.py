@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.process.proctable import ProcInfo, processes
-from tests.integration.harness import SUPERVISOR, Cluster, Daemon, cluster, free_port, wait_until
+from tests.support.daemon import Await, Daemon, running_daemon
+from tests.support.paths import SUPERVISOR
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
+from tests.support.postgres import Cluster, cluster
 
 pytestmark = pytest.mark.integration
 DEADMAN_TOKEN = "dm-7f3a9c2e1b"
@@ -53,9 +57,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         for role in ("barman", "streaming_barman"):
             pg.sql(f"ALTER ROLE {role} PASSWORD 'barman'")
         workdir = tmp_path_factory.mktemp("instance")
-        daemon = Daemon(
+        with running_daemon(
             workdir,
             pg,
+            until=Await("backup_finished", 240, {"server": "pg"}),
             PG_PASSWORD="barman",
             PG_PASSWORD_FILE="",
             PG_STREAMING_PASSWORD_FILE="",
@@ -63,14 +68,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             ALERT_WEBHOOK_URL=f"http://ops:barman@127.0.0.1:{free_port()}/hook",
             BACKUP_IMMEDIATE_CHECKPOINT="true",
             BARMAN_CRON_INTERVAL="5",
-        ).start()
-        try:
-            daemon.wait_for("backup_finished", timeout=240, server="pg")
+        ) as daemon:
             running = Running(pg, daemon, workdir)
             wait_until(running.receivers, timeout=60, what="pg_receivewal running")
             yield running
-        finally:
-            daemon.stop()
 
 
 def test_password_barman_mangles_no_event_and_no_answer(running: Running) -> None:
@@ -119,12 +120,9 @@ def test_a_second_daemon_on_the_same_home_is_refused_and_touches_nothing(
     running: Running,
 ) -> None:
     before = running.receivers()
-    second = Daemon(running.workdir, running.pg, **_same_settings(running.daemon))
-    second.stdout = running.workdir / "second.out"
-    second.stderr = running.workdir / "second.err"
-    second.start()
+    second = Daemon(running.workdir, running.pg, output="second", **_same_settings(running.daemon))
 
-    assert second.wait(60) == 2
+    assert second.run(60) == 2
     lines = second.stderr.read_text().strip().splitlines()
     assert len(lines) == 1 and f"PID {running.daemon.pid}" in lines[0], lines
     assert not second.find("previous_run_leftovers")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import BARMAN_PASSWORD, STREAMING_PASSWORD, Daemon, cluster
+from tests.support.daemon import running_daemon
+from tests.support.postgres import BARMAN_PASSWORD, STREAMING_PASSWORD, cluster
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +37,16 @@ def test_mounted_files_with_two_servers_are_read_not_rewritten(tmp_path: Path) -
         for path, text in files.items():
             path.write_text(text)
         home.mkdir()
-        daemon = Daemon(
+        with running_daemon(
             tmp_path,
             pg,
+            until=None,
             BARMAN_HOME=str(home),
             PG_PASSWORD_FILE="",
             PG_STREAMING_PASSWORD_FILE="",
             PG_PASSWORD=BARMAN_PASSWORD,
             BACKUP_SCHEDULE__REPORTS="30 4 * * 0",
-        ).start()
-        try:
+        ) as daemon:
             for name in ("main", "reports"):
                 daemon.wait_for("startup_step", timeout=240, server=name, step="running")
             schedules = {e["job_id"]: e["trigger"] for e in daemon.find("job_scheduled")}
@@ -58,5 +59,3 @@ def test_mounted_files_with_two_servers_are_read_not_rewritten(tmp_path: Path) -
             assert {path: path.read_text() for path in files} == files, "mounted files changed"
             printed = daemon.stdout.read_text() + daemon.stderr.read_text()
             assert STREAMING_PASSWORD not in printed and BARMAN_PASSWORD not in printed
-        finally:
-            daemon.stop()

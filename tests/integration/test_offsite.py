@@ -14,103 +14,34 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import (
-    SUPERVISOR,
-    Cluster,
-    Daemon,
-    cluster,
-    process_table,
-    wait_until,
-)
-from tests.integration.s3 import S3, s3_server
-from tests.integration.test_health import Probe
-from tests.integration.test_restore import count_at_target
+from tests.support.offsite import PREFIX, Offsite, offsite_daemon
+from tests.support.paths import SUPERVISOR
+from tests.support.poll import wait_until
+from tests.support.processes import process_table
+from tests.support.restored import count_at_target, restore_dir
 
 pytestmark = pytest.mark.integration
-PREFIX = "barman"
-# The suffixes barman-cloud-wal-archive gives a WAL file it compressed (OFFSITE_COMPRESSION).
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".lz4", ".zst")
-
-
-@dataclass
-class Offsite:
-    pg: Cluster
-    daemon: Daemon
-    s3: S3
-    probe: Probe
-    workdir: Path
-
-    def store_backups(self) -> set[str]:
-        return {key.split("/")[3] for key in self.s3.keys(f"{PREFIX}/pg/base/")}
-
-    def store_wal_keys(self) -> list[str]:
-        return self.s3.keys(f"{PREFIX}/pg/wals/")
-
-    def store_wal(self) -> set[str]:
-        """WAL file names in the store, compressed or not."""
-        return {uncompressed_name(key.rsplit("/", 1)[1]) for key in self.store_wal_keys()}
-
-    def local_wal(self) -> set[str]:
-        wals = self.daemon.home / "pg" / "wals"
-        return {p.name for p in wals.glob("*/*")} | {p.name for p in wals.glob("*.history")}
-
-    def switch_and_archive(self) -> str:
-        segment = self.pg.sql("SELECT pg_walfile_name(pg_switch_wal())")
-        archived = self.daemon.home / "pg" / "wals" / segment[:16] / segment
-        wait_until(archived.exists, timeout=60, what=f"WAL {segment} archived")
-        return segment
-
-    def offsite_status(self) -> dict[str, object]:
-        code, status = self.probe.json("/status")
-        assert code in (200, 503), code
-        return dict(status["servers"]["pg"]["offsite"] or {})
-
-
-def uncompressed_name(name: str) -> str:
-    for suffix in COMPRESSED_SUFFIXES:
-        if name.endswith(suffix):
-            return name.removesuffix(suffix)
-    return name
-
-
-def offsite_env(s3: S3, workdir: Path) -> dict[str, str]:
-    secret_file = workdir / "aws_secret"
-    secret_file.write_text(s3.secret + "\n")
-    return {
-        "OFFSITE_URL": f"s3://{s3.bucket}/{PREFIX}",
-        "OFFSITE_ENDPOINT_URL": s3.endpoint,
-        "OFFSITE_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": s3.key_id,
-        "AWS_SECRET_ACCESS_KEY_FILE": str(secret_file),
-    }
+# Seconds between the target and the next commit: the target lies clearly between two commits.
+COMMIT_SPACING_S = 1.0
 
 
 @pytest.fixture(scope="module")
 def offsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
-    workdir = tmp_path_factory.mktemp("offsite")
-    with s3_server(workdir) as s3, cluster() as pg:
-        pg.init()
-        daemon = Daemon(
-            workdir,
-            pg,
-            BARMAN_CRON_INTERVAL="2",
-            BACKUP_IMMEDIATE_CHECKPOINT="true",
-            HEALTH_INTERVAL="1",
-            BARMAN_CHECK_INTERVAL="5",
-            OFFSITE_INTERVAL="5",
-            OFFSITE_WAL_MAX_LAG="10",
-            OFFSITE_RETENTION_POLICY="REDUNDANCY 1",
-            **offsite_env(s3, workdir),
-        ).start()
-        try:
-            yield Offsite(pg, daemon, s3, Probe(int(daemon.env["HTTP_PORT"])), workdir)
-        finally:
-            daemon.stop()
+    with offsite_daemon(
+        tmp_path_factory.mktemp("offsite"),
+        BARMAN_CRON_INTERVAL="2",
+        BACKUP_IMMEDIATE_CHECKPOINT="true",
+        HEALTH_INTERVAL="1",
+        BARMAN_CHECK_INTERVAL="5",
+        OFFSITE_INTERVAL="5",
+        OFFSITE_WAL_MAX_LAG="10",
+        OFFSITE_RETENTION_POLICY="REDUNDANCY 1",
+    ) as offsite:
+        yield offsite
 
 
 def test_backups_and_wal_reach_the_bucket(offsite: Offsite) -> None:
@@ -195,7 +126,7 @@ def test_restore_from_the_bucket_alone_to_a_target_time(offsite: Offsite) -> Non
     pg.sql("CREATE TABLE pitr (id int)")
     pg.sql("INSERT INTO pitr SELECT g FROM generate_series(1, 100) g")
     target = pg.sql("SELECT clock_timestamp()")
-    time.sleep(1.0)
+    time.sleep(COMMIT_SPACING_S)  # spacing the commits, not waiting for anything
     pg.sql("INSERT INTO pitr SELECT g FROM generate_series(1, 50) g")
     segment = offsite.switch_and_archive()
     wait_until(lambda: segment in offsite.store_wal(), timeout=90, what=f"{segment} copied")
@@ -203,37 +134,18 @@ def test_restore_from_the_bucket_alone_to_a_target_time(offsite: Offsite) -> Non
     # The Barman host is lost: daemon gone, its volume deleted.
     offsite.daemon.stop()
     shutil.rmtree(offsite.daemon.home)
-    base = Path(tempfile.mkdtemp(prefix="bs-offsite-restore-"))
-    base.chmod(0o755)
-    destination = base / "data"
-    env = {**offsite.daemon.env, "BARMAN_HOME": str(offsite.workdir / "fresh-barman")}
-    try:
-        done = subprocess.run(
-            [SUPERVISOR, "restore-offsite", "pg", str(destination), "--target-time", target],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env,
-            check=False,
-        )
+    with restore_dir("bs-offsite-restore-") as base:
+        destination = base / "data"
+        done = offsite.restore_offsite(destination, "--target-time", target)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Restore plan (from the off-site store)" in done.stdout
         assert f"pg_ctl -D {destination}" in done.stdout
         assert offsite.s3.secret not in done.stdout + done.stderr
-        assert count_at_target(base, destination, "pitr") == 100
+        assert count_at_target(destination, "pitr") == 100
         # The same command again is refused: the destination holds the copy now.
-        again = subprocess.run(
-            [SUPERVISOR, "restore-offsite", "pg", str(destination)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
+        again = offsite.restore_offsite(destination, timeout=120)
         assert again.returncode == 2 and "not empty" in again.stderr
         assert again.stderr.startswith(f"barman-supervisor: error: {destination} is not empty")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -32,33 +31,25 @@ from barman_supervisor.config import load_settings
 from barman_supervisor.drill import DrillConfig, DrillResult, run_drill
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
-from tests.integration.harness import SUPERVISOR, Cluster, Daemon, cluster, wait_until
-from tests.integration.s3 import s3_server
-from tests.integration.test_health import Probe
-from tests.integration.test_offsite import PREFIX, Offsite, offsite_env
+from tests.support.offsite import PREFIX, Offsite, offsite_daemon
+from tests.support.poll import wait_until
+from tests.support.postgres import Cluster
+from tests.support.restored import restore_dir, started_copy
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def offsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
-    workdir = tmp_path_factory.mktemp("offsite-timeline")
-    with s3_server(workdir) as s3, cluster() as pg:
-        pg.init()
-        daemon = Daemon(
-            workdir,
-            pg,
-            BARMAN_CRON_INTERVAL="2",
-            BACKUP_IMMEDIATE_CHECKPOINT="true",
-            HEALTH_INTERVAL="1",
-            OFFSITE_INTERVAL="5",
-            OFFSITE_COMPRESSION="lz4",
-            **offsite_env(s3, workdir),
-        ).start()
-        try:
-            yield Offsite(pg, daemon, s3, Probe(int(daemon.env["HTTP_PORT"])), workdir)
-        finally:
-            daemon.stop()
+    with offsite_daemon(
+        tmp_path_factory.mktemp("offsite-timeline"),
+        BARMAN_CRON_INTERVAL="2",
+        BACKUP_IMMEDIATE_CHECKPOINT="true",
+        HEALTH_INTERVAL="1",
+        OFFSITE_INTERVAL="5",
+        OFFSITE_COMPRESSION="lz4",
+    ) as offsite:
+        yield offsite
 
 
 def current_timeline(pg: Cluster) -> str:
@@ -66,32 +57,15 @@ def current_timeline(pg: Cluster) -> str:
 
 
 def restore_offsite(offsite: Offsite, destination: Path, *extra: str) -> str:
-    env = {**offsite.daemon.env, "BARMAN_HOME": str(offsite.workdir / "fresh-barman")}
-    done = subprocess.run(
-        [SUPERVISOR, "restore-offsite", "pg", str(destination), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        check=False,
-    )
+    done = offsite.restore_offsite(destination, *extra)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
-def start_and_count(base: Path, datadir: Path, table: str) -> tuple[int, str]:
-    """Start the restored copy on its own socket; once it has replayed everything and opened
-    for writes, the rows of ``table`` and the timeline it opened on."""
-    restored = Cluster(base)
-    restored.datadir = datadir
-    subprocess.run(["chown", "-R", "postgres:postgres", str(base)], check=True, timeout=60)
-    with (datadir / "postgresql.auto.conf").open("a") as conf:
-        conf.write(
-            f"port = {restored.port}\nunix_socket_directories = '{base}'\n"
-            "listen_addresses = ''\narchive_mode = off\n"
-        )
-    restored.start()
-    try:
+def start_and_count(datadir: Path, table: str) -> tuple[int, str]:
+    """Start the restored copy; once it has replayed everything and opened for writes, the
+    rows of ``table`` and the timeline it opened on."""
+    with started_copy(datadir) as restored:
         wait_until(
             lambda: restored.sql("SELECT pg_is_in_recovery()") == "f",
             timeout=120,
@@ -99,8 +73,6 @@ def start_and_count(base: Path, datadir: Path, table: str) -> tuple[int, str]:
         )
         count = int(restored.sql(f"SELECT count(*) FROM {table}"))
         return count, current_timeline(restored)
-    finally:
-        restored.stop("immediate")
 
 
 def drill_from_the_store(offsite: Offsite) -> DrillResult:
@@ -173,18 +145,14 @@ def test_a_restore_from_the_store_follows_a_promotion(offsite: Offsite) -> None:
     offsite.daemon.stop()
     shutil.rmtree(offsite.daemon.home)
     for extra, rows, timeline in ((), 150, "00000002"), (("--target-tli", "1"), 100, "00000001"):
-        base = Path(tempfile.mkdtemp(prefix="bs-offsite-tl-"))
-        base.chmod(0o755)
-        try:
+        with restore_dir("bs-offsite-tl-") as base:
             out = restore_offsite(offsite, base / "data", *extra)
             assert f"backup       {copied['backup_id']} (timeline 1" in out
             assert f"timeline     {int(timeline, 16)} (recovery_target_timeline)" in out
             if timeline == "00000002":
                 assert "timeline 1 from 000000010000" in out and "then timeline 2 from" in out
                 assert (base / "data" / "barman_wal" / "00000002.history").is_file()
-            count, opened_on = start_and_count(base, base / "data", "tl")
+            count, opened_on = start_and_count(base / "data", "tl")
             assert count == rows, out
             # Recovery ends by opening a new timeline after the one it followed.
             assert int(opened_on, 16) == int(timeline, 16) + 1
-        finally:
-            shutil.rmtree(base, ignore_errors=True)

@@ -13,7 +13,9 @@ import pytest
 from barman_supervisor.barman.config_files import write_pgpass
 from barman_supervisor.config import load_settings
 from barman_supervisor.postgres.connection import Postgres
-from tests.integration.harness import Cluster, Daemon, cluster, wait_until
+from tests.support.daemon import Daemon
+from tests.support.poll import wait_until
+from tests.support.postgres import Cluster, cluster
 
 SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'barman_supervisor'"
 

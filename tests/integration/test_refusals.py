@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Daemon, cluster
+from tests.support.daemon import Daemon
+from tests.support.postgres import cluster
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,8 @@ def test_postgres_that_cannot_work_is_refused_with_the_fix(
 ) -> None:
     with cluster(**postgres_settings) as pg:
         pg.init()
-        daemon = Daemon(tmp_path, pg).start()
-        try:
-            assert daemon.wait(120) == 1
-        finally:
-            daemon.kill()
+        daemon = Daemon(tmp_path, pg)
+        assert daemon.run() == 1
         (failed,) = daemon.find("startup_failed", server="pg")
         assert words in failed["reason"]
         assert "Traceback" not in daemon.stdout.read_text() + daemon.stderr.read_text()

@@ -3,106 +3,33 @@ restore drill (success, damaged backup, full disk, stop mid-drill) and the ``res
 with a target time.
 
 One daemon (the real ``barman-supervisor run``) protects one cluster and takes the first backup;
-the drill and the restore then drive Barman with the configuration that daemon rendered, through
-the same ``Runner`` the daemon uses.
+the drill then drives Barman with the configuration that daemon rendered, through the same
+``Runner`` the daemon uses, and the restore is the real ``barman-supervisor restore`` command.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import dataclasses
-import io
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.verify import verify_backup
-from barman_supervisor.config import Settings, load_settings
-from barman_supervisor.drill import DrillConfig, DrillResult, run_drill
-from barman_supervisor.process.pid1 import Pid1
-from barman_supervisor.process.runner import Runner
-from barman_supervisor.restore import local as restore
-from tests.integration.harness import (
-    Cluster,
-    Daemon,
-    cluster,
-    free_port,
-    process_table,
-    processes_using,
-    wait_until,
-)
+from barman_supervisor.cli import EXIT_BAD_INPUT
+from barman_supervisor.drill import DrillResult
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
+from tests.support.processes import process_table, processes_using
+from tests.support.protected import ROWS, Protected, protected_cluster
+from tests.support.restored import count_at_target, restore_dir
 
 pytestmark = pytest.mark.integration
-ROWS = 5000
 LATER_ROWS = 250
-
-
-@dataclass
-class Protected:
-    pg: Cluster
-    daemon: Daemon
-    settings: Settings
-    runner: Runner
-    barman: Barman
-    scratch: Path
-
-    def drill(self, stop: threading.Event | None = None, **config: object) -> DrillResult:
-        return run_drill(
-            self.settings,
-            self.settings.servers[0],
-            self.barman,
-            self.runner,
-            dataclasses.replace(
-                DrillConfig.from_settings(self.settings, self.settings.servers[0]),
-                scratch_root=self.scratch,
-                **config,  # type: ignore[arg-type]
-            ),
-            stop or threading.Event(),
-        )
-
-    def backup_id(self) -> str:
-        done = [b for b in self.daemon.backups() if b["status"] == "DONE"]
-        assert done, "no DONE backup"
-        return str(done[0]["backup_id"])
-
-    def switch_and_archive(self) -> None:
-        """Close the current WAL segment and wait until Barman archived it."""
-        segment = self.pg.sql("SELECT pg_walfile_name(pg_switch_wal())")
-        archived = self.daemon.home / "pg" / "wals" / segment[:16] / segment
-        wait_until(archived.exists, timeout=60, what=f"WAL {segment} archived")
-
-
-@contextlib.contextmanager
-def protected_cluster(workdir: Path, rows: int = ROWS, **env: str) -> Iterator[Protected]:
-    """A cluster with ``rows`` committed rows, a daemon (``env`` on top of a quick cron and an
-    immediate checkpoint) whose first backup is DONE, and a scratch directory for drills."""
-    with cluster() as pg:
-        pg.init()
-        pg.sql(f"CREATE TABLE important AS SELECT g AS id FROM generate_series(1, {rows}) g")
-        daemon = Daemon(
-            workdir, pg, BARMAN_CRON_INTERVAL="2", BACKUP_IMMEDIATE_CHECKPOINT="true", **env
-        ).start()
-        scratch = Path(tempfile.mkdtemp(prefix="bs-drill-"))
-        scratch.chmod(0o755)  # the drill's PostgreSQL runs as postgres and must reach it
-        try:
-            finished = daemon.wait_for("backup_finished", timeout=180, server="pg")
-            assert finished["ok"], finished
-            settings = load_settings(daemon.env)
-            runner = Runner(Pid1(), settings.child_env)
-            yield Protected(pg, daemon, settings, runner, Barman(settings, runner), scratch)
-        finally:
-            daemon.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
+# Seconds between the target and the next commit: the target lies clearly between two commits.
+COMMIT_SPACING_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -207,62 +134,22 @@ def test_restore_to_a_target_time_brings_back_exactly_the_rows_before_it(
     pg.sql("CREATE TABLE pitr (id int)")
     pg.sql("INSERT INTO pitr SELECT g FROM generate_series(1, 100) g")
     target = pg.sql("SELECT clock_timestamp()")
-    time.sleep(1.0)
+    time.sleep(COMMIT_SPACING_S)  # spacing the commits, not waiting for anything
     pg.sql("INSERT INTO pitr SELECT g FROM generate_series(1, 50) g")
     protected.switch_and_archive()
 
-    base = Path(tempfile.mkdtemp(prefix="bs-restore-"))
-    base.chmod(0o755)
-    destination = base / "data"
-    try:
-        parser = argparse.ArgumentParser()
-        restore.add_arguments(parser)
-        args = parser.parse_args(["pg", str(destination), "--target-time", target])
-        out = io.StringIO()
-        code = restore.main(args, protected.settings, out)
-        printed = out.getvalue()
+    with restore_dir() as base:
+        destination = base / "data"
+        code, printed = protected.restore(destination, target)
         assert code == 0, printed
         assert "Restore plan" in printed and protected.backup_id() in printed
         assert f"pg_ctl -D {destination}" in printed and "pg_wal_replay_resume()" in printed
-        assert count_at_target(base, destination, "pitr") == 100
+        assert count_at_target(destination, "pitr") == 100
         # the same restore again is refused: the destination holds the copy now
-        again = io.StringIO()
-        assert restore.main(args, protected.settings, again) == restore.EXIT_BAD_INPUT
-        assert "not empty" in again.getvalue()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def count_at_target(base: Path, datadir: Path, table: str) -> int:
-    """Start the restored copy as postgres on its own socket; count once it paused at the
-    target (the default target action)."""
-    restored = Cluster(base)
-    restored.datadir = datadir
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", "postgres:postgres", str(base)], check=True, timeout=60)
-    with (datadir / "postgresql.auto.conf").open("a") as conf:
-        conf.write(
-            f"port = {restored.port}\nunix_socket_directories = '{base}'\n"
-            "listen_addresses = ''\narchive_mode = off\n"
-        )
-    restored.start()
-    try:
-        wait_until(
-            lambda: restored.sql("SELECT pg_get_wal_replay_pause_state()") == "paused",
-            timeout=60,
-            what="recovery paused at the target",
-        )
-        return int(restored.sql(f"SELECT count(*) FROM {table}"))
-    finally:
-        restored.stop("immediate")
-
-
-def _restore(protected: Protected, destination: Path, target: str) -> tuple[int, str]:
-    parser = argparse.ArgumentParser()
-    restore.add_arguments(parser)
-    args = parser.parse_args(["pg", str(destination), "--target-time", target])
-    out = io.StringIO()
-    return restore.main(args, protected.settings, out), out.getvalue()
+        code, printed = protected.restore(destination, target)
+        assert code == EXIT_BAD_INPUT
+        assert "not empty" in printed
+        assert f"barman-supervisor: error: {destination} is not empty" in printed
 
 
 def test_a_target_after_the_last_archived_wal_is_archived_first(protected: Protected) -> None:
@@ -274,24 +161,20 @@ def test_a_target_after_the_last_archived_wal_is_archived_first(protected: Prote
     pg.sql("INSERT INTO late SELECT g FROM generate_series(1, 30) g")
     target = pg.sql("SELECT clock_timestamp()")
 
-    base = Path(tempfile.mkdtemp(prefix="bs-restore-"))
-    base.chmod(0o755)
-    destination = base / "data"
-    try:
-        code, printed = _restore(protected, destination, target)
+    with restore_dir() as base:
+        code, printed = protected.restore(base / "data", target)
         assert code == 0, printed
         assert "Archiving the WAL up to now" in printed
-        assert count_at_target(base, destination, "late") == 30
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+        assert count_at_target(base / "data", "late") == 30
 
 
 def test_a_target_in_the_future_is_refused_before_anything_is_written(
     protected: Protected, tmp_path: Path
 ) -> None:
-    code, printed = _restore(protected, tmp_path / "data", "2999-01-01 00:00:00+00")
+    code, printed = protected.restore(tmp_path / "data", "2999-01-01 00:00:00+00")
 
-    assert code == restore.EXIT_BAD_INPUT and "future" in printed, printed
+    assert code == EXIT_BAD_INPUT and "future" in printed, printed
+    assert "barman-supervisor: error: --target-time '2999-01-01 00:00:00+00': " in printed
     assert not (tmp_path / "data").exists()
 
 
@@ -306,11 +189,12 @@ def test_with_the_server_down_a_late_target_is_refused_naming_the_newest(
     target = pg.sql("SELECT clock_timestamp()")
     pg.stop()
     try:
-        code, printed = _restore(protected, tmp_path / "data", target)
+        code, printed = protected.restore(tmp_path / "data", target)
     finally:
         pg.start()
 
-    assert code == restore.EXIT_BAD_INPUT, printed
+    assert code == EXIT_BAD_INPUT, printed
+    assert f"barman-supervisor: error: --target-time {target!r}: " in printed
     assert "newest commit in the archive is at" in printed  # read with pg_waldump
     assert "PostgreSQL does not answer" in printed
     assert not (tmp_path / "data").exists()

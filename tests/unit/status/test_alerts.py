@@ -10,7 +10,7 @@ import pytest
 from barman_supervisor.config import Secret
 from barman_supervisor.status.alerts import AlertTracker, Notifier, alert_payload, split_credentials
 from barman_supervisor.status.health import Problem
-from tests.webhook import Request, webhook_receiver
+from tests.support.webhook import Request, webhook_receiver
 
 DOWN = [Problem("postgres", "PostgreSQL unreachable"), Problem("streaming", "slot not active")]
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import boto3
 
-from tests.integration.harness import VENV_BIN, free_port, wait_until
+from tests.support.paths import VENV_BIN
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
 
 # Unauthenticated calls moto allows before it checks every request: user, policy, key.
 _SETUP_CALLS = 3
