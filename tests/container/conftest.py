@@ -12,16 +12,18 @@ import importlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -33,19 +35,6 @@ DEFAULT_MAJOR = 18
 SECRET_NAMES = ("postgres_password", "barman_db_password", "barman_streaming_password")
 BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
 COMPOSE_TIMEOUT = 300
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
-    """Call ``probe`` until it returns something other than None/False, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last is not None and last is not False:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def run(
@@ -71,12 +60,6 @@ def run(
             f"stdout: {result.stdout[-4000:]}\nstderr: {result.stderr[-4000:]}"
         )
     return result
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_secrets(directory: Path) -> None:
@@ -200,11 +183,11 @@ class Stack:
         """Close the current WAL segment and wait until Barman archived it; its name."""
         segment = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
         self.psql("SELECT pg_switch_wal()")
-        wait_for(
-            f"WAL segment {segment} archived by Barman",
+        wait_until(
             lambda: segment in self.exec_status("barman", "ls", "-R", "/var/lib/barman/pg/wals")[1],
             timeout,
-            2,
+            what=f"WAL segment {segment} archived by Barman",
+            interval=2,
         )
         return segment
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import Stack, wait_for
+from tests.container.conftest import Stack
 from tests.container.test_majors import PITR_PORT, PITR_SOCKET, RESTORE_DIR, _count_at_target
+from tests.support.poll import wait_until
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
@@ -84,21 +85,26 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     incremental_stack: Stack,
 ) -> None:
     stack = incremental_stack
-    done = wait_for("the first (full) backup", lambda: _more_done_than(stack, 0), 300, 2)
+    done = wait_until(
+        lambda: _more_done_than(stack, 0), 300, what="the first (full) backup", interval=2
+    )
     assert done[0]["backup_type"] == "full", done
     stack.psql("CREATE TABLE pitr (step int, id int)")
     for step in range(1, INCREMENTALS + 1):
         stack.psql(f"INSERT INTO pitr SELECT {step}, g FROM generate_series(1, {ROWS_PER_STEP}) g")
-        done = wait_for(
-            f"incremental {step}", functools.partial(_more_done_than, stack, len(done)), 180, 2
+        done = wait_until(
+            functools.partial(_more_done_than, stack, len(done)),
+            180,
+            what=f"incremental {step}",
+            interval=2,
         )
     ids = [b["backup_id"] for b in done]
     assert [b["backup_type"] for b in done] == ["full"] + ["incremental"] * INCREMENTALS, done
-    newest = wait_for(
-        "/status showing the newest incremental",
+    newest = wait_until(
         functools.partial(_newest_in_status, stack, ids[-1]),
         60,
-        1,
+        what="/status showing the newest incremental",
+        interval=1,
     )
     assert newest["id"] == ids[-1] and newest["type"] == "incremental", newest
     assert newest["parent"] == ids[-2], newest
@@ -123,7 +129,9 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     stack.exec("barman", "mkdir", "-p", PITR_SOCKET)
     stack.exec("barman", pg_ctl, "-D", data, "-l", f"{RESTORE_DIR}/log", "-o", options, "start")
     try:
-        count = wait_for("recovery paused at the target", lambda: _count_at_target(stack), 120, 1)
+        count = wait_until(
+            lambda: _count_at_target(stack), 120, what="recovery paused at the target", interval=1
+        )
         log = stack.exec_status("barman", "cat", f"{RESTORE_DIR}/log")[1]
         assert count == committed, log[-3000:]
     finally:
@@ -131,11 +139,11 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
         stack.exec("barman", "rm", "-rf", RESTORE_DIR, PITR_SOCKET)
 
     # The restore drill (every minute) restores an incremental and queries it.
-    drill = wait_for(
-        "a passing drill of an incremental backup",
+    drill = wait_until(
         functools.partial(_drill_of, stack, set(ids[1:])),
         240,
-        2,
+        what="a passing drill of an incremental backup",
+        interval=2,
     )
     assert drill["rows"] is not None and drill["databases"] >= 1, drill
 
@@ -144,11 +152,11 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     # counts as a broken chain: the one after it is the full).
     for backup_id in reversed(ids):
         stack.exec("barman", "barman", "delete", "pg", backup_id, timeout=300)
-    full = wait_for(
-        "a full from the incremental schedule",
+    full = wait_until(
         functools.partial(_new_full, stack, set(ids)),
         240,
-        2,
+        what="a full from the incremental schedule",
+        interval=2,
     )
     assert full["backup_id"] not in ids, full
 

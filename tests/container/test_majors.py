@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import Stack, wait_for
+from tests.container.conftest import Stack
+from tests.support.poll import TimedOut, wait_until
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
@@ -83,7 +84,9 @@ def _verified_backup(stack: Stack) -> dict[str, Any] | None:
 
 
 def test_backup_is_done_and_verified_with_the_newest_clients(major_stack: Stack) -> None:
-    backups = wait_for("a DONE, verified backup", lambda: _verified_backup(major_stack), 300, 2)
+    backups = wait_until(
+        lambda: _verified_backup(major_stack), 300, what="a DONE, verified backup", interval=2
+    )
     server = _server(major_stack)
     assert server["postgres"]["version"] // 10000 == major_stack.major
     assert backups["newest"]["id"] == backups["last_attempt"]["backup_id"], backups
@@ -131,7 +134,7 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
     major_stack: Stack,
 ) -> None:
     stack = major_stack
-    wait_for("a DONE, verified backup", lambda: _verified_backup(stack), 300, 2)
+    wait_until(lambda: _verified_backup(stack), 300, what="a DONE, verified backup", interval=2)
     stack.psql(f"CREATE TABLE pitr AS SELECT g AS id FROM generate_series(1, {ROWS_BEFORE}) g")
     # Read after the first commit, before the second: the target lies between them.
     target = stack.psql("SELECT clock_timestamp()")
@@ -148,10 +151,12 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
     stack.exec("barman", "mkdir", "-p", PITR_SOCKET)
     stack.exec("barman", pg_ctl, "-D", data, "-l", f"{RESTORE_DIR}/log", "-o", options, "start")
     try:
-        count = wait_for("recovery paused at the target", lambda: _count_at_target(stack), 120, 1)
+        count = wait_until(
+            lambda: _count_at_target(stack), 120, what="recovery paused at the target", interval=1
+        )
         log = stack.exec_status("barman", "cat", f"{RESTORE_DIR}/log")[1]
         assert count == ROWS_BEFORE, log[-3000:]
-    except pytest.fail.Exception:
+    except TimedOut:
         log = stack.exec_status("barman", "cat", f"{RESTORE_DIR}/log")[1]
         pytest.fail(f"the restored copy did not pause at {target}; its log:\n{log[-3000:]}")
     finally:
@@ -161,7 +166,9 @@ def test_point_in_time_restore_starts_and_holds_the_rows_before_the_target(
 
 @pytest.mark.parametrize("major_stack", DRILL_MAJORS, indirect=True, ids=lambda m: f"pg{m}")
 def test_restore_drill_starts_a_server_of_the_backups_own_major(major_stack: Stack) -> None:
-    drill = wait_for("a passing restore drill", lambda: _drill(major_stack, True), 180, 2)
+    drill = wait_until(
+        lambda: _drill(major_stack, True), 180, what="a passing restore drill", interval=2
+    )
     assert drill["pg_version"] // 10000 == major_stack.major
     assert drill["rows"] is not None and drill["databases"] >= 1, drill
 
@@ -170,7 +177,9 @@ def test_restore_drill_starts_a_server_of_the_backups_own_major(major_stack: Sta
 def test_drill_of_a_major_without_server_programs_is_refused_in_one_line(
     major_stack: Stack,
 ) -> None:
-    drill = wait_for("the refused restore drill", lambda: _drill(major_stack, False), 180, 2)
+    drill = wait_until(
+        lambda: _drill(major_stack, False), 180, what="the refused restore drill", interval=2
+    )
     reason = drill["reason"]
     assert reason.startswith(f"no PostgreSQL {major_stack.major} server programs"), reason
     assert "server programs here: 17, 18" in reason and "DRILL_SCHEDULE" in reason, reason

@@ -30,17 +30,19 @@ from tests.container.conftest import (
     REPO_ROOT,
     Stack,
     run,
-    wait_for,
     write_env,
     write_secrets,
 )
-from tests.integration.s3 import s3_server
+from tests.support.poll import wait_until
+from tests.support.s3 import s3_server
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 SHUTDOWN_GRACE = 5
 STOP_GRACE = 60
 CRON_INTERVAL = 2
+# Seconds a backup has run when the stop comes: well under way, not just begun.
+BACKUP_UNDER_WAY_S = 2
 # Long-lived processes of a healthy barman container besides PID 1; anything else is a one-off
 # (cron, archive-wal, check, list-backups, ...) that must be gone again soon.
 LONG_LIVED = ("receive-wal", "pg_receivewal", "pg_basebackup", " backup ", " fork-server ")
@@ -190,7 +192,9 @@ def _processes_text(stack: Stack) -> str:
 
 
 def test_barman_turns_healthy_with_a_done_backup(stack: Stack) -> None:
-    wait_for("barman container healthy", lambda: stack.health() == "healthy", 300, 2)
+    wait_until(
+        lambda: stack.health() == "healthy", 300, what="barman container healthy", interval=2
+    )
     done = [b for b in stack.backups() if b["status"] == "DONE"]
     assert done, stack.backups()
     status = stack.status()
@@ -226,7 +230,9 @@ def _cron_runs(stack: Stack) -> int:
 
 def test_no_zombie_and_no_orphan_after_cron_cycles(stack: Stack) -> None:
     start = _cron_runs(stack)
-    wait_for("5 more barman cron runs", lambda: _cron_runs(stack) >= start + 5, 60, 1)
+    wait_until(
+        lambda: _cron_runs(stack) >= start + 5, 60, what="5 more barman cron runs", interval=1
+    )
     one_offs: set[str] = set()
     for _ in range(5):
         init_pid = str(stack.container("barman").attrs["State"]["Pid"])
@@ -254,13 +260,13 @@ def test_no_zombie_and_no_orphan_after_cron_cycles(stack: Stack) -> None:
             for p in processes
             if p["PID"] != init_pid and not any(word in f" {p['ARGS']} " for word in LONG_LIVED)
         }
-        time.sleep(CRON_INTERVAL)
+        time.sleep(CRON_INTERVAL)  # one sample per cron cycle: pacing, not a wait
     # Every one-off seen (cron, archive-wal, check, ...) has been reaped since.
-    wait_for(
-        "one-off Barman processes to end",
+    wait_until(
         lambda: not one_offs & {p["PID"] for p in stack.processes()},
         60,
-        2,
+        what="one-off Barman processes to end",
+        interval=2,
     )
     assert any("pg_receivewal" in p["ARGS"] for p in stack.processes()), _processes_text(stack)
 
@@ -301,8 +307,13 @@ def _stop_during_a_backup(stack: Stack) -> set[str]:
         "CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 6) AS pad "
         "FROM generate_series(1, 250000) AS g"
     )
-    wait_for("a scheduled backup of the new data", lambda: _backup_running(stack, loaded), 180, 1)
-    time.sleep(2)
+    wait_until(
+        lambda: _backup_running(stack, loaded),
+        180,
+        what="a scheduled backup of the new data",
+        interval=1,
+    )
+    time.sleep(BACKUP_UNDER_WAY_S)  # the stop comes well into the backup: not a wait
     assert _backup_running(stack), "the backup ended before the stop: more data needed"
     before = {b["backup_id"] for b in stack.backups() if b["status"] == "DONE"}
     container = stack.container("barman")
@@ -328,13 +339,13 @@ def _restart_and_resume(stack: Stack, before: set[str]) -> None:
     container = stack.container("barman")
     container.start()
     # Streaming resumes: Barman's pg_receivewal holds the slot again.
-    wait_for(
-        "the replication slot to be active again",
+    wait_until(
         lambda: (
             stack.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'barman'") == "t"
         ),
         120,
-        1,
+        what="the replication slot to be active again",
+        interval=1,
     )
     # New WAL reaches Barman: a switched segment is archived by the next cron runs.
     stack.switch_and_archive_wal()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,10 @@ from barman_supervisor.daemon.lock import (
     lock_holder,
 )
 from barman_supervisor.errors import ConfigError
+from tests.support.poll import wait_until
+
+# Seconds the kernel may take to free the lock of a killed holder.
+LOCK_FREED_S = 10
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 15272 fe:00:2152843 0 EOF
@@ -64,6 +67,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT); "
+            # Holds the lock until killed: the sleep is the holder's life, not a wait.
             "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)",
             str(lock_file),
         ],
@@ -78,14 +82,14 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
     holder.kill()
     holder.wait()
 
-    deadline = time.monotonic() + 10
-    while True:
+    def acquired() -> bool:
         try:
             lock.acquire(lock_file, "configuration lock")
-            break
         except AlreadyRunning:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+            return False
+        return True
+
+    wait_until(acquired, LOCK_FREED_S, what="the killed holder's lock to be free")
     lock.release()
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,18 +11,11 @@ import pytest
 from barman_supervisor.barman.records import Backup
 from barman_supervisor.errors import Interrupted
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
+from tests.support.poll import wait_until
 from tests.unit.jobs.conftest import World, make_world
 from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
 
 WAIT = 10.0
-
-
-def wait(condition: Callable[[], bool]) -> None:
-    """Until another thread got somewhere; bounded."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def backups(*statuses: str) -> list[Backup]:
@@ -111,7 +102,7 @@ def test_a_second_backup_of_the_same_server_is_skipped(world: World) -> None:
     )
     first.start()
     try:
-        wait(lambda: world.barman.commands() == ["backup"])
+        wait_until(lambda: world.barman.commands() == ["backup"], WAIT, what="the first backup")
         assert backups.take(world.server, immediate=False, trigger="schedule") is None
     finally:
         release.set()
@@ -133,7 +124,7 @@ def test_waiting_for_a_concurrency_slot_ends_with_the_daemon(
     )
     first.start()
     try:
-        wait(lambda: world.barman.commands() == ["backup"])
+        wait_until(lambda: world.barman.commands() == ["backup"], WAIT, what="the first backup")
         world.stop.set()
         with pytest.raises(Interrupted):
             backups.take(reports, immediate=True, trigger="first")

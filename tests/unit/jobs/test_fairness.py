@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
 from barman_supervisor.jobs.fairness import FairSemaphore
+from tests.support.poll import wait_until
 
 WAIT = 5.0
-
-
-def until(condition: Callable[[], bool]) -> bool:
-    """Poll with a deadline."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def taker(gate: FairSemaphore, order: list[int], number: int) -> threading.Thread:
@@ -39,10 +28,10 @@ def test_waiters_are_served_first_come_first_served() -> None:
     order: list[int] = []
     for number in range(5):
         taker(gate, order, number)
-        assert until(lambda n=number: gate.waiting() == n + 1)  # type: ignore[misc]
+        wait_until(lambda n=number: gate.waiting() == n + 1, WAIT, what=f"{number + 1} waiting")  # type: ignore[misc]
     for served in range(5):
         gate.release()
-        assert until(lambda s=served: len(order) == s + 1)  # type: ignore[misc]
+        wait_until(lambda s=served: len(order) == s + 1, WAIT, what=f"{served + 1} served")  # type: ignore[misc]
     assert order == [0, 1, 2, 3, 4]
 
 
@@ -52,10 +41,10 @@ def test_no_more_than_its_value_hold_it_at_once() -> None:
     gate.acquire()
     order: list[int] = []
     taker(gate, order, 1)
-    assert until(lambda: gate.waiting() == 1)
+    wait_until(lambda: gate.waiting() == 1, WAIT, what="one waiting")
     assert order == []
     gate.release()
-    assert until(lambda: order == [1])
+    wait_until(lambda: order == [1], WAIT, what="taker 1 served")
 
 
 def test_a_released_slot_is_free_again_when_nobody_waits() -> None:
@@ -73,9 +62,9 @@ def test_try_acquire_takes_a_free_slot_and_never_overtakes() -> None:
     assert not gate.try_acquire()
     order: list[int] = []
     taker(gate, order, 1)
-    assert until(lambda: gate.waiting() == 1)
+    wait_until(lambda: gate.waiting() == 1, WAIT, what="one waiting")
     gate.release()  # handed to the waiter, not left for a later try_acquire
-    assert until(lambda: order == [1])
+    wait_until(lambda: order == [1], WAIT, what="taker 1 served")
     assert not gate.try_acquire()
 
 

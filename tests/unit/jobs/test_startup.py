@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from barman_supervisor.config import ServerSettings
@@ -15,20 +13,11 @@ from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
+from tests.support.poll import wait_until
 from tests.unit.jobs.conftest import World, make_world
 from tests.unit.jobs.fakes import Answer, backup_list, write_archived_wal, write_backup_info
 
 JOIN_TIMEOUT = 10.0
-
-
-def wait_until(condition: Callable[[], bool]) -> bool:
-    """Poll with a deadline."""
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 ALL_OK = Answer(data={"pg": {"postgresql": {"status": "OK"}}})
@@ -179,10 +168,18 @@ def test_a_start_up_beyond_startup_concurrency_waits_its_turn_queued(
     handler = startup(world, outcomes)
     first = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
     first.start()
-    assert wait_until(lambda: world.barman.commands() == ["cron", "switch-wal"])
+    wait_until(
+        lambda: world.barman.commands() == ["cron", "switch-wal"],
+        JOIN_TIMEOUT,
+        what="the first bootstrap at its switch-wal",
+    )
     second = threading.Thread(target=handler.bootstrap, args=(world.server,), daemon=True)
     second.start()
-    assert wait_until(lambda: world.state.server("pg").phase == "queued")
+    wait_until(
+        lambda: world.state.server("pg").phase == "queued",
+        JOIN_TIMEOUT,
+        what="the second bootstrap queued",
+    )
     # the second streams at once (its cron), then runs nothing more until its turn
     assert world.barman.commands() == ["cron", "switch-wal", "cron"]
     held.set()

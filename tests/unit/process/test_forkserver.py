@@ -9,7 +9,6 @@ import signal
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from barman_supervisor.process.forkserver import ForkServer, interpreter_of
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
+from tests.support.poll import wait_until
 
 CLI = textwrap.dedent(
     """
@@ -30,7 +30,7 @@ CLI = textwrap.dedent(
             print("to stderr", file=sys.stderr)
         elif command == "exit":
             sys.exit(int(rest[0]))
-        elif command == "sleep":
+        elif command == "sleep":  # a long command to signal or time out, not a wait
             time.sleep(float(rest[0]))
         elif command == "raise":
             raise RuntimeError("boom")
@@ -119,9 +119,7 @@ def test_a_forked_command_is_signalled_and_timed_out_like_any_other(
         target=lambda: result.append(runner.run([str(program), "sleep", "30"], kind="s").returncode)
     )
     sleeper.start()
-    deadline = time.monotonic() + DEADLINE
-    while runner.running_kinds() != ["s"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: runner.running_kinds() == ["s"], DEADLINE, what="the forked sleep")
     assert runner.signal(["s"], signal.SIGTERM) == 1
     sleeper.join(DEADLINE)
     timed_out = runner.run([str(program), "sleep", "30"], kind="t", timeout=0.2)
@@ -135,9 +133,7 @@ def test_when_the_server_dies_commands_start_as_their_own_processes_again(
 ) -> None:
     runner, forkserver = served
     os.kill(forkserver.pid, signal.SIGKILL)
-    deadline = time.monotonic() + DEADLINE
-    while forkserver.alive and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not forkserver.alive, DEADLINE, what="the fork server's death")
 
     completed = runner.run([str(program), "echo", "after"], kind="t")
 

@@ -19,6 +19,7 @@ from barman_supervisor.process.proctable import (
     parse_stat,
     processes,
 )
+from tests.support.poll import wait_until
 
 ZOMBIE_WAIT = 10.0
 
@@ -137,10 +138,11 @@ def test_every_default_fatal_signal_is_handled_or_documented() -> None:
 def test_an_exited_child_is_found_without_a_scan_and_reaped() -> None:
     """The reaper reads only this process's children: a zombie child is among them."""
     child = subprocess.Popen(["true"])
-    deadline = time.monotonic() + ZOMBIE_WAIT
-    while [p.state for p in processes([child.pid])] != ["Z"]:
-        assert time.monotonic() < deadline, "the child never exited"
-        time.sleep(0.01)
+    wait_until(
+        lambda: [p.state for p in processes([child.pid])] == ["Z"],
+        ZOMBIE_WAIT,
+        what="the child to exit",
+    )
     assert child.pid in (child_pids(os.getpid()) or set())
 
     reaped = Pid1().reap_orphans()
