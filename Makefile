@@ -40,13 +40,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: install
-	$(BIN)/ruff check barman_supervisor tests
-	$(BIN)/ruff format --check barman_supervisor tests
+	$(BIN)/ruff check barman_supervisor tests bench
+	$(BIN)/ruff format --check barman_supervisor tests bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format barman_supervisor tests
-	$(BIN)/ruff check --fix barman_supervisor tests
+	$(BIN)/ruff format barman_supervisor tests bench
+	$(BIN)/ruff check --fix barman_supervisor tests bench
 
 # docs/configuration.md, rendered from the table of variables (barman_supervisor/config/variables.py);
 # a unit test fails while the committed page differs.
@@ -94,15 +94,16 @@ local: install
 	BARMAN_HOME=$${BARMAN_HOME:-$(CURDIR)/.local/home} \
 	$(BIN)/barman-supervisor run
 
-# Not part of `make test`: measured ratios go to bench/results/ (latest.json, latest.md).
+# Not part of `make test`: the code in bench/, its measured ratios in bench/results/
+# (latest.json, latest.md).
 bench: install
-	PG_BIN=$(PG_BIN) $(BIN)/python -m tests.bench.run
+	PG_BIN=$(PG_BIN) $(BIN)/python -m bench.run
 
 # Incremental and compressed backups (issue 13) need PostgreSQL >= 17: measured inside the product
 # image (bench/results/chains.json, chains.md). Heavy: run it alone on the machine.
 bench-chains: install
 	IMAGE=$${IMAGE:-barman-supervisor:test} tests/container/build.sh
-	IMAGE=$${IMAGE:-barman-supervisor:test} $(BIN)/python -m tests.bench.chains
+	IMAGE=$${IMAGE:-barman-supervisor:test} $(BIN)/python -m bench.chains
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -7,8 +7,13 @@
 - ``daemon``: ``barman-supervisor run`` as a child (``Daemon``), ``running_daemon(...)`` that starts
   it, waits for an event and always stops it, and ``Probe`` for its HTTP endpoints.
 - ``restored``: a directory to restore into, and the restored copy started on its own socket.
-- ``s3``: a real S3 API server (moto_server) behind a relay a test can cut.
+- ``protected``: a cluster a daemon protects with its first backup DONE, its drill and restore.
+- ``s3``: a real S3 API server (moto_server) behind a relay a test can cut; ``offsite``: a
+  daemon copying to it, and what the store holds.
+- ``refusal``: bad input given to ``barman-supervisor run``, and what its refusal must look like.
 - ``webhook``: a receiver for alerts and dead-man's pings.
+
+The benchmarks (``bench/``, ``make bench``) run their clusters and daemons with these too.
 
 Nothing here imports more than the module needs: unit tests import ``poll`` and ``webhook``
 without PostgreSQL, Barman or boto3 being loaded.

@@ -1,7 +1,7 @@
 """Markdown from ``bench/results/latest.json``: the full tables (``latest.md``) and the short
 "Performance" section for the README (``performance.md``, also printed).
 
-``python -m tests.bench.report [latest.json]`` regenerates both without re-running anything, so
+``python -m bench.report [latest.json]`` regenerates both without re-running anything, so
 the wording can change without paying for another 15-minute run.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_LABELS = {
     "daemon_60": "daemon, default intervals",
     "daemon_5": "daemon, BARMAN_CRON_INTERVAL=5",

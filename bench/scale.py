@@ -22,7 +22,7 @@ Measured per N:
   a minute later; how late each backup started and when the last was DONE
   (BACKUP_CONCURRENCY at its default).
 
-Standalone for one N: ``python -m tests.bench.scale --servers 10 [--idle 120]``.
+Standalone for one N: ``python -m bench.scale --servers 10 [--idle 120]``.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.bench.backups import load
-from tests.bench.common import BenchDaemon, event_time, start_daemon, stop_daemon, summary
-from tests.bench.procs import (
+from bench.backups import load
+from bench.common import BenchDaemon, event_time, start_daemon, stop_daemon, summary
+from bench.procs import (
     MB,
     TreeSampler,
     barman_subcommand,
@@ -55,7 +55,7 @@ from tests.bench.procs import (
     read_proc,
     tree_memory,
 )
-from tests.integration.harness import Cluster, cluster
+from tests.support.postgres import Cluster, cluster
 
 PGBENCH_SCALE = 2  # about 30 MB: "a small database"
 DEFAULT_IDLE_S = 120.0

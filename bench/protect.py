@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench.baseline import SERVER, Baseline, Command
-from tests.bench.common import BenchDaemon, Event, event_time, slot_active, start_daemon
-from tests.integration.harness import Cluster
+from bench.baseline import SERVER, Baseline, Command
+from bench.common import BenchDaemon, Event, event_time, slot_active, start_daemon
+from tests.support.postgres import Cluster
 
 MILESTONES = ("slot_created", "streaming_running", "first_wal_archived", "check_ok", "backup_done")
 Milestones = dict[str, float | None]

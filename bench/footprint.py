@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 
-from tests.bench.common import BenchDaemon, event_time
-from tests.bench.procs import TreeSampler, footprint
+from bench.common import BenchDaemon, event_time
+from bench.procs import TreeSampler, footprint
 
 Split = dict[str, float | None]
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from barman_supervisor.config import OFFSITE_COMPRESSIONS
-from tests.bench.backups import load
-from tests.bench.common import BenchDaemon, ratio, start_daemon, stop_daemon, summary
-from tests.integration.harness import SUPERVISOR, VENV_BIN, Cluster, cluster
-from tests.integration.s3 import S3, s3_server
+from bench.backups import load
+from bench.common import BenchDaemon, ratio, start_daemon, stop_daemon, summary
+from tests.support.paths import SUPERVISOR, VENV_BIN
+from tests.support.postgres import Cluster, cluster
+from tests.support.s3 import S3, s3_server
 
 PREFIX = "bench"
 SLOT = "bench_offsite"

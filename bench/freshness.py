@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench.common import Summary, connect, summary
-from tests.integration.harness import Cluster
+from bench.common import Summary, connect, summary
+from tests.support.postgres import Cluster
 
 SEGMENT = 16 * 1024 * 1024
 WINDOW = 256 * 1024  # bytes read after the commit's start offset

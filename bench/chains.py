@@ -1,4 +1,4 @@
-"""``python -m tests.bench.chains``: incremental and compressed backups measured (issue 13).
+"""``python -m bench.chains``: incremental and compressed backups measured (issue 13).
 
 Incremental backups need PostgreSQL >= 17 and this host has 15, so the measurement runs inside
 the product image (PostgreSQL 18 server and client programs, Barman 3.20.1, zstd/lz4/gzip):
@@ -15,7 +15,7 @@ CLI. Measured:
 
 The host side runs ``docker run`` (host network, the image's entrypoint replaced by this file)
 and writes ``bench/results/chains.json`` and ``chains.md``. Run it under the machine's heavy-run
-lock: ``flock /work/heavy.lock .venv/bin/python -m tests.bench.chains``.
+lock: ``flock /work/heavy.lock .venv/bin/python -m bench.chains``.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def main() -> int:
         return 1
     result = json.loads(lines[-1].removeprefix("RESULT "))
     result["wall_s"] = round(time.monotonic() - started, 1)
-    results = here.parents[2] / "bench" / "results"
+    results = here.parent / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "chains.json").write_text(json.dumps(result, indent=2) + "\n")
     table = _table(result)

@@ -1,4 +1,4 @@
-"""``python -m tests.bench.run``: the benchmark suite against real PostgreSQL 15 and Barman.
+"""``python -m bench.run``: the benchmark suite against real PostgreSQL 15 and Barman.
 
 Writes ``bench/results/latest.json``, ``latest.md`` and ``performance.md``. Everything runs on
 127.0.0.1 in throwaway directories; every wait is bounded; a scenario that fails records its
@@ -12,6 +12,7 @@ cluster of their own (with 120 WAL senders and slots) so 50 servers do not back 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from barman_supervisor import __version__
-from tests.bench import (
+from bench import (
     backups,
     drill,
     footprint,
@@ -38,10 +39,12 @@ from tests.bench import (
     report,
     scale,
 )
-from tests.bench.baseline import Baseline
-from tests.bench.common import BenchDaemon, slot_active, start_daemon, stop_daemon, wait_for
-from tests.bench.freshness import Target
-from tests.integration.harness import BARMAN, PG_BIN, REPO, Cluster, cluster
+from bench.baseline import Baseline
+from bench.common import BenchDaemon, slot_active, start_daemon, stop_daemon
+from bench.freshness import Target
+from tests.support.paths import BARMAN, PG_BIN, REPO
+from tests.support.poll import wait_until
+from tests.support.postgres import Cluster, cluster
 
 RESULTS = REPO / "bench" / "results"
 
@@ -152,8 +155,12 @@ class Bench:
         d5.wait("job_finished", 180, job="bootstrap")
         # PostgreSQL restarted for the baseline; the 60-s daemon resumes on its next cron.
         for slot in ("bench_d60", "bench_d5", baseline.slot):
-            if not wait_for(lambda s=slot: slot_active(pg, s), timeout=75, interval=1):
-                raise RuntimeError(f"slot {slot} is not streaming")
+            wait_until(
+                functools.partial(slot_active, pg, slot),
+                75,
+                what=f"slot {slot} streaming",
+                interval=1,
+            )
         targets = [
             Target("daemon_60", d60.home / "pg"),
             Target("daemon_5", d5.home / "pg"),

@@ -31,8 +31,11 @@ from barman_supervisor.config import load_settings
 from barman_supervisor.drill import DrillConfig, run_drill
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
-from tests.bench.common import ratio, summary
-from tests.integration.harness import PG_BIN, Daemon, cluster, free_port
+from bench.common import ratio, summary
+from tests.support.daemon import Daemon
+from tests.support.paths import PG_BIN
+from tests.support.ports import free_port
+from tests.support.postgres import cluster
 
 
 def measure_drill(scale: int = 10, rounds: int = 3) -> dict[str, Any]:

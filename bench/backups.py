@@ -17,9 +17,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.bench.baseline import SERVER, Baseline
-from tests.bench.common import ratio, start_daemon, stop_daemon, summary
-from tests.integration.harness import PG_BIN, Cluster
+from bench.baseline import SERVER, Baseline
+from bench.common import ratio, start_daemon, stop_daemon, summary
+from tests.support.paths import PG_BIN
+from tests.support.postgres import Cluster
 
 METHODS = ("daemon", "barman", "pg_basebackup")
 

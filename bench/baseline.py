@@ -16,13 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import drop_slots, kill_leftovers
-from tests.integration.harness import (
-    BARMAN,
-    BARMAN_PASSWORD,
-    STREAMING_PASSWORD,
-    Cluster,
-)
+from bench.common import drop_slots, kill_leftovers
+from tests.support.paths import BARMAN
+from tests.support.postgres import BARMAN_PASSWORD, STREAMING_PASSWORD, Cluster
 
 SERVER = "pg"
 

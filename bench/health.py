@@ -5,7 +5,7 @@ while it runs and when idle. Then, for each of ``READYZ_CLIENTS`` (16 and 64: mo
 backlog of 5 the server once had, and more than its handler threads), a backup is started by
 hand and only ``/readyz`` is hammered while it runs (p50/p99 in latest.json and the report).
 
-Standalone (no other scenario): ``python -m tests.bench.health``.
+Standalone (no other scenario): ``python -m bench.health``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench.common import BenchDaemon, start_daemon, stop_daemon, summary, wait_for
-from tests.integration.harness import Cluster, cluster
+from bench.common import BenchDaemon, start_daemon, stop_daemon, summary
+from tests.support.poll import TimedOut, wait_until
+from tests.support.postgres import Cluster, cluster
 
 PATHS = ("/healthz", "/readyz")
 READYZ_CLIENTS = (16, 64)
@@ -86,7 +87,9 @@ def run(root: Path, pg: Cluster, workers: int = 8) -> dict[str, object]:
     bench = start_daemon(root, "health", pg, [slot], BARMAN_SLOT_NAME=slot)
     try:
         bench.wait("daemon_starting", 30)
-        if not wait_for(lambda: answers(bench.http_port), timeout=10, interval=0.25):
+        try:
+            wait_until(lambda: answers(bench.http_port), 10, what="/healthz", interval=0.25)
+        except TimedOut:
             return {"available": False, "reason": "/healthz does not answer (no HTTP server yet)"}
         return {"available": True, **_measure(bench, workers)}
     finally:

@@ -22,9 +22,16 @@ from typing import Any
 
 import psycopg
 
-from tests.integration.harness import Cluster, Daemon, free_port, processes_using
+from tests.support.daemon import Daemon
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
+from tests.support.postgres import Cluster
+from tests.support.processes import processes_using
 
 Event = dict[str, Any]
+# Seconds between two reads of a daemon's new events at most: often enough for the timings,
+# which come from the events' own timestamps, and rare enough to cost no measured CPU.
+POLL_S = 0.2
 Summary = dict[str, float | int | None]
 
 
@@ -130,16 +137,14 @@ class BenchDaemon:
 
     def wait(self, event: str, timeout: float, **fields: Any) -> Event:
         """The first matching event; fails fast when the daemon died, bounded by ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def seen() -> Event | None:
             found = self.events.first(event, **fields)
-            if found is not None:
-                return found
-            if not self.alive():
+            if found is None and not self.alive():
                 raise RuntimeError(f"daemon exited before {event}: {self.daemon.tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {event} {fields} within {timeout:g}s")
-            time.sleep(0.2)
+            return found
+
+        return wait_until(seen, timeout, what=f"event {event} {fields}", interval=POLL_S)
 
 
 def start_daemon(root: Path, name: str, pg: Cluster, slots: list[str], **env: str) -> BenchDaemon:
@@ -200,13 +205,3 @@ def connect(pg: Cluster) -> psycopg.Connection[tuple[Any, ...]]:
 
 def slot_active(pg: Cluster, slot: str) -> bool:
     return pg.sql(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'") == "t"
-
-
-def wait_for(condition: Any, timeout: float, interval: float = 0.2) -> bool:
-    """Poll ``condition()`` until true or ``timeout``; returns whether it came true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
