@@ -64,10 +64,10 @@ integration: install
 # Container tests, as root: start a Docker engine if none answers, build the images from Debian
 # packages (no registry needed), run the stack with host networking.
 container: install
-	$(SUDO) $(BIN)/pytest -q -rfEs tests/container
+	$(SUDO) $(BIN)/pytest -q -rfEs --durations=25 tests/container
 
 test: lint
-	PG_BIN=$(PG_BIN) $(BIN)/pytest -q -rfEs tests/unit tests/integration
+	PG_BIN=$(PG_BIN) $(BIN)/pytest -q -rfEs --durations=25 tests/unit tests/integration
 	$(MAKE) container
 
 # Random passwords, created once: 0644 files (both containers read them as uid 999) in a 0700
