@@ -81,7 +81,8 @@ class Env:
         default = _duration(entry.default)
         var, value = self.raw(name, server)
         if value is None or value.strip() == "":
-            return default
+            # A whole default stays a whole number, as a log line or /status has always shown it.
+            return int(default) if default.is_integer() else default
         try:
             number = _duration(value)
         except ValueError:
