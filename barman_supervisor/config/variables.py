@@ -407,7 +407,7 @@ _TABLE: tuple[Variable, ...] = (
     *_in(
         PROCESS,
         Variable("LOG_LEVEL", "choice", "INFO",
-            "the least important log events written",
+            "log events below this level are not written",
             choices=LOG_LEVELS, fold="upper",
         ),
         Variable("LOG_FORMAT", "choice", "auto",
