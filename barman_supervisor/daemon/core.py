@@ -28,7 +28,6 @@ from barman_supervisor.daemon.shutdown import BarmanStopper
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
-from barman_supervisor.offsite.copier import OffsiteCopier
 from barman_supervisor.process.forkserver import ForkServer
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
@@ -97,8 +96,7 @@ class Daemon:
             on_backup_owed=self._backup_owed,
             notifier=self.notifier,
         )
-        self.offsite = OffsiteCopier(settings, self.runner, self.barman, self.state)
-        self.scheduler = Scheduler(settings, self.jobs, self.offsite)
+        self.scheduler = Scheduler(settings, self.jobs)
         self.stopper = BarmanStopper(
             settings, self.supervisor, self.runner, self.barman, self.jobs.wait_for_drills
         )
@@ -190,7 +188,7 @@ class Daemon:
         problem = barman_config.write_problem(self.settings)
         if problem is not None:
             raise ConfigError(problem)
-        self.offsite.connectivity_check()
+        self.jobs.offsite_connectivity_check()
         self.instance_lock.hold_config(self.settings.barman_config_file)
         self.instance_lock.hold_home(self.settings.barman_home)
         self.http = self._bind()

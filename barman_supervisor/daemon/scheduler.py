@@ -29,7 +29,6 @@ from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.crontab import parse_crontab
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import get_logger
-from barman_supervisor.offsite.copier import OffsiteCopier
 
 _log = get_logger(__name__)
 # Failover, point-in-time restore or a dropped slot is looked for this often (it used to ride on
@@ -55,7 +54,6 @@ def server_jobs(
     settings: Settings,
     jobs: Jobs,
     now: datetime,
-    offsite: OffsiteCopier | None = None,
 ) -> list[JobSpec]:
     """A server's recurring jobs once its start-up is through: backups and checks always, and
     the ones its settings ask for (``_jobs_asked_for``)."""
@@ -73,7 +71,7 @@ def server_jobs(
             (server,),
             first_run=now + timedelta(seconds=settings.check_interval),
         ),
-        *_jobs_asked_for(server, settings, jobs, now, offsite),
+        *_jobs_asked_for(server, settings, jobs, now),
     ]
 
 
@@ -82,7 +80,6 @@ def _jobs_asked_for(
     settings: Settings,
     jobs: Jobs,
     now: datetime,
-    offsite: OffsiteCopier | None,
 ) -> list[JobSpec]:
     """The jobs a server has only when a setting asks for them: incremental backups
     (BACKUP_INCREMENTAL_SCHEDULE), restore drills (DRILL_SCHEDULE) and off-site copies
@@ -106,13 +103,13 @@ def _jobs_asked_for(
                 (server,),
             )
         )
-    if offsite is not None and server.offsite is not None:
+    if server.offsite is not None:
         every = IntervalTrigger(seconds=settings.offsite_interval, timezone=settings.timezone)
         asked += [
             JobSpec(
                 f"offsite-{kind}:{server.name}", every, func, (server,), first_run=now, quiet=True
             )
-            for kind, func in (("backup", offsite.run_backups), ("wal", offsite.run_wal))
+            for kind, func in (("backup", jobs.offsite_backups), ("wal", jobs.offsite_wal))
         ]
     return asked
 
@@ -155,12 +152,9 @@ def global_jobs(settings: Settings, jobs: Jobs, now: datetime) -> list[JobSpec]:
 
 
 class Scheduler:
-    def __init__(
-        self, settings: Settings, jobs: Jobs, offsite: OffsiteCopier | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, jobs: Jobs) -> None:
         self._settings = settings
         self._jobs = jobs
-        self._offsite = offsite
         # The two off-site jobs of a server may both run for long (a backup upload): their own.
         offsite_jobs = 2 * sum(1 for server in settings.servers if server.offsite is not None)
         workers = 5 * len(settings.servers) + offsite_jobs + 3
@@ -201,7 +195,7 @@ class Scheduler:
         _log.info("job_scheduled", job_id=job_id, trigger="once")
 
     def add_server_jobs(self, server: ServerSettings) -> None:
-        for spec in server_jobs(server, self._settings, self._jobs, self.now(), self._offsite):
+        for spec in server_jobs(server, self._settings, self._jobs, self.now()):
             self.add(spec)
 
     def add(self, spec: JobSpec) -> None:

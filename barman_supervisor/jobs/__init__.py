@@ -11,7 +11,9 @@ collaborators it uses:
   interrupted and superseded FAILED backups;
 - ``checks``: ``barman check`` and the backup list it depends on;
 - ``archiving``: ``barman archive-wal`` for one server when WAL waits to be archived;
-- ``drills``: scheduled restore drills.
+- ``drills``: scheduled restore drills;
+- off-site copies: the ``offsite`` subpackage's copier, reached only through ``Jobs`` so the
+  scheduler and the daemon have one front to call.
 
 May import: every subpackage below it (``drill`` included), never ``daemon``.
 """
@@ -30,6 +32,7 @@ from barman_supervisor.jobs.drills import Drills
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
+from barman_supervisor.offsite.copier import OffsiteCopier
 from barman_supervisor.postgres.connection import Postgres
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status.alerts import Notifier
@@ -66,6 +69,7 @@ class Jobs:
         self._checks = Checks(barman, state, recorder, self._backups)
         self._archiving = Archiving(barman, state, recorder, on_archived=self._streaming.probe)
         self._drills = Drills(settings, barman, runner, state, recorder, stop)
+        self._offsite = OffsiteCopier(settings, runner, barman, state)
         self._startup = Startup(
             settings,
             barman,
@@ -112,6 +116,17 @@ class Jobs:
 
     def drill(self, server: ServerSettings) -> None:
         self._drills.drill(server)
+
+    def offsite_backups(self, server: ServerSettings) -> None:
+        self._offsite.run_backups(server)
+
+    def offsite_wal(self, server: ServerSettings) -> None:
+        self._offsite.run_wal(server)
+
+    # What the daemon calls before its first write ------------------------------------------------
+    def offsite_connectivity_check(self) -> None:
+        """Every configured store answers with these credentials (a refusal names the fix)."""
+        self._offsite.connectivity_check()
 
     # What the shutdown calls ---------------------------------------------------------------------
     def wait_for_drills(self, timeout: float) -> bool:

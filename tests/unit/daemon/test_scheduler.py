@@ -13,7 +13,6 @@ from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import Settings, load_settings
 from barman_supervisor.daemon.scheduler import JOB_DEFAULTS, global_jobs, server_jobs
 from barman_supervisor.jobs import Jobs
-from barman_supervisor.offsite.copier import OffsiteCopier
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status.state import State
@@ -110,15 +109,18 @@ def test_offsite_copies_only_for_servers_with_a_store(environ: dict[str, str]) -
         on_ready=lambda _server: None,
         on_backup_owed=lambda _server: None,
     )
-    copier = OffsiteCopier(settings, runner, barman, state)
     reports = settings.server("reports")
-    specs = {spec.job_id: spec for spec in server_jobs(reports, settings, jobs, NOW, copier)}
+    specs = {spec.job_id: spec for spec in server_jobs(reports, settings, jobs, NOW)}
     backups, wal = specs["offsite-backup:reports"], specs["offsite-wal:reports"]
-    assert (backups.func, backups.args, backups.first_run) == (copier.run_backups, (reports,), NOW)
-    assert (wal.func, wal.args, wal.first_run) == (copier.run_wal, (reports,), NOW)
+    assert (backups.func, backups.args, backups.first_run) == (
+        jobs.offsite_backups,
+        (reports,),
+        NOW,
+    )
+    assert (wal.func, wal.args, wal.first_run) == (jobs.offsite_wal, (reports,), NOW)
     assert isinstance(wal.trigger, IntervalTrigger)
     assert wal.trigger.interval == timedelta(seconds=45)
-    pg_jobs = server_jobs(settings.server("pg"), settings, jobs, NOW, copier)
+    pg_jobs = server_jobs(settings.server("pg"), settings, jobs, NOW)
     assert not [spec for spec in pg_jobs if spec.job_id.startswith("offsite")]
 
 
