@@ -8,6 +8,7 @@ deadline, and every container and volume a test creates is removed at the end, p
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
@@ -33,6 +34,7 @@ BARMAN_IMAGE = os.environ.get("BARMAN_TEST_IMAGE", "barman-supervisor:test")
 # The compose file's default PostgreSQL major, and the stand-in image of each major (base_image.sh).
 DEFAULT_MAJOR = 18
 SECRET_NAMES = ("postgres_password", "barman_db_password", "barman_streaming_password")
+BUILD_LOCK = Path("/tmp/barman-supervisor-build.lock")
 BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
 COMPOSE_TIMEOUT = 300
 
@@ -87,7 +89,12 @@ def built_images() -> float:
     if os.geteuid() != 0:
         pytest.fail("the container tests install and start a Docker engine: run them as root")
     start = time.monotonic()
-    run([str(HERE / "build.sh")], BUILD_TIMEOUT, env={**os.environ, "IMAGE": BARMAN_IMAGE})
+    # make test runs the suites on several workers (pytest-xdist); each container test file may
+    # land on its own, and each asks for the images. One builds while the others wait on the lock,
+    # then find every layer cached: one engine start, one build.
+    with BUILD_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run([str(HERE / "build.sh")], BUILD_TIMEOUT, env={**os.environ, "IMAGE": BARMAN_IMAGE})
     return time.monotonic() - start
 
 
