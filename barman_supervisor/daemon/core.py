@@ -7,13 +7,10 @@ that keeps backups and streaming consistent.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-import time
 from datetime import datetime
 
-from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from barman_supervisor import __version__
@@ -21,7 +18,6 @@ from barman_supervisor.barman import config_files as barman_config
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.logtail import LogTail
 from barman_supervisor.config import ServerSettings, Settings
-from barman_supervisor.crontab import longest_gap, parse_crontab
 from barman_supervisor.daemon.lock import InstanceLock
 from barman_supervisor.daemon.scheduler import JobSpec, Scheduler
 from barman_supervisor.daemon.shutdown import BarmanStopper
@@ -32,34 +28,15 @@ from barman_supervisor.process.forkserver import ForkServer
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status import metrics
-from barman_supervisor.status.alerts import AlertTracker, Notifier, alert_payload, hostname
-from barman_supervisor.status.health import Limits, server_problems
+from barman_supervisor.status.alerts import Alerts, Notifier
+from barman_supervisor.status.health import limits_lookup
 from barman_supervisor.status.http import HttpServer, Probes, bind_problem
 from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
 SIGNAL_HINT = "settings are read at start only; restart the daemon to apply new ones"
-# A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
-STARTUP_ALERT_AFTER = 600.0
 # The main loop beats this often; /healthz calls it stalled after LIVENESS_MAX_STALL.
 HEARTBEAT_INTERVAL = 1.0
-
-
-def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> Limits:
-    """Readiness limits; a backup may be 1.5 gaps of its schedules (full and incremental
-    together) old unless BACKUP_MAX_AGE says."""
-    schedules = (server.backup_schedule, server.backup_policy.incremental_schedule)
-    triggers = [parse_crontab(schedule, settings.timezone) for schedule in schedules if schedule]
-    gap = longest_gap(OrTrigger(triggers), now)
-    return Limits(
-        postgres_max_silence=3 * settings.health_interval + settings.pg_connect_timeout,
-        backup_max_age=server.backup_max_age or 1.5 * gap.total_seconds(),
-        wal_max_lag_bytes=settings.wal_max_lag_bytes,
-        wal_max_age=settings.wal_max_age,
-        disk_min_free_bytes=settings.disk_min_free_bytes,
-        offsite_backup_max_delay=server.offsite.backup_max_delay if server.offsite else None,
-        offsite_wal_max_lag=server.offsite.wal_max_lag if server.offsite else None,
-    )
 
 
 class Daemon:
@@ -67,19 +44,9 @@ class Daemon:
         self.settings = settings
         self.supervisor = supervisor or Pid1()
         self.state = State([server.name for server in settings.servers])
-        now = datetime.now(settings.timezone)
-        self.limits = {
-            server.name: server_limits(settings, server, now) for server in settings.servers
-        }
-        self._default_limits = server_limits(settings, settings.servers[0], now)
+        self.limits_for = limits_lookup(settings, datetime.now(settings.timezone))
         self.notifier = Notifier(settings.alert_timeout)
-        self.tracker = AlertTracker(
-            {
-                "startup": STARTUP_ALERT_AFTER,
-                "postgres": settings.alert_streaming_after,
-                "streaming": settings.alert_streaming_after,
-            }
-        )
+        self.alerts = Alerts(settings, self.state, self.limits_for, self.notifier)
         repeats = RepeatFilter()
         self._tail_stop = threading.Event()
         self._tail = LogTail(settings.barman_log_file, self._tail_stop, repeats)
@@ -105,14 +72,11 @@ class Daemon:
         self.fatal_reason: str | None = None
         self._started = False
 
-    def limits_for(self, server: str) -> Limits:
-        return self.limits.get(server, self._default_limits)
-
     def _fatal(self, server: str, reason: str) -> None:
         self.fatal_reason = f"{server}: {reason}"
         self.state.set_problems(server, [reason])
         _log.critical("startup_failed", server=server, reason=reason)
-        self.evaluate_alerts()
+        self.alerts.evaluate()
         self.supervisor.request_stop()
 
     def _server_ready(self, server: ServerSettings) -> None:
@@ -120,28 +84,6 @@ class Daemon:
 
     def _backup_owed(self, server: ServerSettings) -> None:
         self.scheduler.run_now(f"owed_backup:{server.name}", self.jobs.owed_backup, server)
-
-    def evaluate_alerts(self) -> None:
-        """One alert when a server stops being protected and one when it is again."""
-        now = time.time()
-        for name, server in self.state.servers().items():
-            problems = server_problems(server, now, self.limits_for(name))
-            change = self.tracker.observe(name, problems, now)
-            if change is None:
-                continue
-            _log.log(
-                logging.WARNING if change.state == "failing" else logging.INFO,
-                "alert",
-                server=change.server,
-                state=change.state,
-                problems=[f"{p.condition}: {p.reason}" for p in change.problems],
-            )
-            if self.settings.alert_webhook_url is not None:
-                self.notifier.post(
-                    self.settings.alert_webhook_url,
-                    alert_payload(change, now, hostname()),
-                    what=f"alert {change.state} {change.server}",
-                )
 
     def run(self) -> int:
         """Exit code: 0 after a requested stop, 1 when a server can never be protected."""
@@ -168,7 +110,7 @@ class Daemon:
                     JobSpec(
                         "alerts",
                         IntervalTrigger(seconds=self.settings.health_interval),
-                        self.evaluate_alerts,
+                        self.alerts.evaluate,
                         quiet=True,
                     )
                 ]

@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import queue
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from barman_supervisor import retry
-from barman_supervisor.config import Secret
+from barman_supervisor.config import Secret, Settings
 from barman_supervisor.log import get_logger
-from barman_supervisor.status.health import Problem
+from barman_supervisor.status.health import Limits, Problem, server_problems
+from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
+# A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
+STARTUP_ALERT_AFTER = 600.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,51 @@ class AlertTracker:
                 previous, _since = self._failing.pop(server)
                 return Transition(server, "recovered", previous, now)
         return None
+
+
+class Alerts:
+    """The state's health turned into alerts: one log event (and webhook) when a server stops
+    being protected and one when it is again, evaluated every ``HEALTH_INTERVAL``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: State,
+        limits_for: Callable[[str], Limits],
+        notifier: Notifier,
+    ) -> None:
+        self._webhook = settings.alert_webhook_url
+        self._state = state
+        self._limits_for = limits_for
+        self._notifier = notifier
+        self._tracker = AlertTracker(
+            {
+                "startup": STARTUP_ALERT_AFTER,
+                "postgres": settings.alert_streaming_after,
+                "streaming": settings.alert_streaming_after,
+            }
+        )
+
+    def evaluate(self) -> None:
+        now = time.time()
+        for name, server in self._state.servers().items():
+            problems = server_problems(server, now, self._limits_for(name))
+            change = self._tracker.observe(name, problems, now)
+            if change is None:
+                continue
+            _log.log(
+                logging.WARNING if change.state == "failing" else logging.INFO,
+                "alert",
+                server=change.server,
+                state=change.state,
+                problems=[f"{p.condition}: {p.reason}" for p in change.problems],
+            )
+            if self._webhook is not None:
+                self._notifier.post(
+                    self._webhook,
+                    alert_payload(change, now, hostname()),
+                    what=f"alert {change.state} {change.server}",
+                )
 
 
 def alert_payload(transition: Transition, now: float, host: str) -> dict[str, Any]:

@@ -8,11 +8,16 @@ a recent DONE backup, WAL not piling up on the primary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from apscheduler.triggers.combining import OrTrigger
+
 from barman_supervisor.barman.records import BackupStatus
+from barman_supervisor.config import ServerSettings, Settings
+from barman_supervisor.crontab import longest_gap, parse_crontab
 from barman_supervisor.status.state import ServerState
 
 
@@ -245,3 +250,28 @@ def wal_lag_seconds(offsite: Mapping[str, Any], now: float) -> float:
     """How long the oldest WAL file owed to the store has waited; 0 when none is owed."""
     since = offsite.get("oldest_owed_wal_at")
     return max(0.0, now - float(since)) if since is not None else 0.0
+
+
+def server_limits(settings: Settings, server: ServerSettings, now: datetime) -> Limits:
+    """Readiness limits; a backup may be 1.5 gaps of its schedules (full and incremental
+    together) old unless BACKUP_MAX_AGE says."""
+    schedules = (server.backup_schedule, server.backup_policy.incremental_schedule)
+    triggers = [parse_crontab(schedule, settings.timezone) for schedule in schedules if schedule]
+    gap = longest_gap(OrTrigger(triggers), now)
+    return Limits(
+        postgres_max_silence=3 * settings.health_interval + settings.pg_connect_timeout,
+        backup_max_age=server.backup_max_age or 1.5 * gap.total_seconds(),
+        wal_max_lag_bytes=settings.wal_max_lag_bytes,
+        wal_max_age=settings.wal_max_age,
+        disk_min_free_bytes=settings.disk_min_free_bytes,
+        offsite_backup_max_delay=server.offsite.backup_max_delay if server.offsite else None,
+        offsite_wal_max_lag=server.offsite.wal_max_lag if server.offsite else None,
+    )
+
+
+def limits_lookup(settings: Settings, now: datetime) -> Callable[[str], Limits]:
+    """Each server's limits, computed once at start; a name no server has (an HTTP caller's)
+    gets the first server's."""
+    limits = {server.name: server_limits(settings, server, now) for server in settings.servers}
+    first = limits[settings.servers[0].name]
+    return lambda name: limits.get(name, first)

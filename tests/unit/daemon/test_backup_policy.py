@@ -11,8 +11,8 @@ import pytest
 
 from barman_supervisor.barman.config_files import render_global, render_server
 from barman_supervisor.config import BackupPolicy, load_settings
-from barman_supervisor.daemon.core import server_limits
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.status.health import server_limits
 
 
 def policy(environ: dict[str, str], **changes: str) -> BackupPolicy:
