@@ -24,6 +24,7 @@ from barman_supervisor import log as logging_setup
 from barman_supervisor.config import Settings, load_settings, probe_address
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
+from barman_supervisor.restore import common as restore_common
 from barman_supervisor.restore import local as restore
 from barman_supervisor.restore import store as offsite_restore
 
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     restore_parser = commands.add_parser(
         "restore", help="restore a backup into an empty directory (barman recover, with care)"
     )
-    restore.add_arguments(restore_parser)
+    restore_common.add_arguments(restore_parser)
     offsite_parser = commands.add_parser(
         "restore-offsite",
         help="restore a backup from the off-site S3 store alone (OFFSITE_URL) into an empty "

@@ -56,14 +56,14 @@ from barman_supervisor.postgres.wal import (
 )
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Completed, Runner
-from barman_supervisor.restore.local import (
+from barman_supervisor.restore.common import (
     EXIT_FAILED,
     EXIT_OK,
     checked_target,
     destination_problem,
     next_steps,
 )
-from barman_supervisor.restore.local import (
+from barman_supervisor.restore.common import (
     add_arguments as add_restore_arguments,
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,29 +9,6 @@ from pathlib import Path
 from barman_supervisor.cli import EXIT_BAD_INPUT
 from barman_supervisor.restore import local as restore
 from tests.unit.conftest import Ran
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    restore.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def test_destination_must_be_empty_new_and_absolute(tmp_path: Path) -> None:
-    assert restore.destination_problem(tmp_path / "new") is None
-    assert restore.destination_problem(tmp_path) is None
-    (tmp_path / "PG_VERSION").write_text("15\n")
-    assert "not empty" in (restore.destination_problem(tmp_path) or "")
-    assert "not a directory" in (restore.destination_problem(tmp_path / "PG_VERSION") or "")
-    assert "absolute" in (restore.destination_problem(Path("relative/dir")) or "")
-
-
-def test_target_time_parsing() -> None:
-    with_offset = restore.parse_target_time("2026-11-23 14:05:00+00:00")
-    assert with_offset == datetime(2026, 11, 23, 14, 5, tzinfo=UTC)
-    naive = restore.parse_target_time("2026-11-23T14:05:00")
-    assert naive is not None and naive.tzinfo is not None
-    assert restore.parse_target_time("yesterday") is None
 
 
 def test_choose_backup_before_the_target() -> None:
@@ -61,17 +37,6 @@ def test_plan_passes_target_and_action_only_with_a_target() -> None:
         "B1",
         "/restore/here",
     ]
-
-
-def test_next_steps_start_the_copy_as_postgres_when_root() -> None:
-    steps = restore.next_steps(
-        Path("/r"), "/usr/lib/postgresql/15/bin", ("lsn", "0/5"), "pause", True
-    )
-    assert steps[0].startswith("Give it to the PostgreSQL user: chown -R postgres:postgres /r")
-    assert any("runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /r" in s for s in steps)
-    assert "pg_wal_replay_resume()" in steps[-1]
-    plain = restore.next_steps(Path("/r"), "/b", None, "pause", False)
-    assert not any("chown" in s or "runuser" in s for s in plain)
 
 
 def test_refusals_change_nothing(run_cli: Callable[..., Ran], tmp_path: Path) -> None:

@@ -1,0 +1,132 @@
+"""What both restore commands share: their target arguments, the destination's check, the
+target's parsing, the steps printed at the end and the exit codes.
+
+``restore`` (``local``) and ``restore-offsite`` (``store``) are two ways to the same result, a
+directory that starts as a PostgreSQL server at the target; a person who learned one knows the
+other's arguments and output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from datetime import datetime
+from pathlib import Path
+
+from barman_supervisor.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+TARGET_ACTIONS = ("pause", "promote", "shutdown")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("server", help="the Barman server to restore")
+    parser.add_argument("destination", type=Path, help="an empty or missing directory")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target-time",
+        help="restore up to this time, e.g. '2026-11-23 14:05:00+00' (no offset: this "
+        "machine's time zone)",
+    )
+    target.add_argument("--target-lsn", help="restore up to this WAL position, e.g. 0/5000028")
+    target.add_argument(
+        "--target-name", help="restore up to this restore point (pg_create_restore_point)"
+    )
+    parser.add_argument(
+        "--backup-id",
+        help="the base backup to start from (default: the newest DONE backup that ended before "
+        "--target-time, else the newest)",
+    )
+    parser.add_argument(
+        "--target-action",
+        choices=TARGET_ACTIONS,
+        default="pause",
+        help="what PostgreSQL does at the target (default pause: check, then resume)",
+    )
+
+
+def destination_problem(destination: Path) -> str | None:
+    """A restore never writes into something that holds data."""
+    if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
+        return f"{destination} exists and is not a directory; choose an empty or new directory"
+    if destination.is_dir() and any(destination.iterdir()):
+        return (
+            f"{destination} is not empty; restore into an empty or new directory (nothing was "
+            "changed)"
+        )
+    if not destination.is_absolute():
+        return f"{destination}: use an absolute path"
+    return None
+
+
+def parse_target_time(text: str) -> datetime | None:
+    """ISO-like times as Barman reads them; a time without offset is in local time."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def next_steps(
+    destination: Path, bin_dir: str, target: tuple[str, str] | None, action: str, as_root: bool
+) -> list[str]:
+    """The commands that start the restored copy, in order, ready to paste."""
+    dest = shlex.quote(str(destination))
+    run_as = "runuser -u postgres -- " if as_root else ""
+    steps = []
+    if as_root:
+        steps.append(
+            f"Give it to the PostgreSQL user: chown -R postgres:postgres {dest} && chmod 700 {dest}"
+        )
+    steps.append(
+        f"Check {dest}/postgresql.conf and {dest}/postgresql.auto.conf: they are the original "
+        "server's. Set a free port (and listen_addresses) if the original runs on this machine, "
+        "and make sure archive_command does not write into the live archive."
+    )
+    steps.append(
+        f"Start it: {run_as}{bin_dir}/pg_ctl -D {dest} -o '-p 5433' -l {dest}/restore.log start"
+    )
+    if target is None:
+        steps.append(
+            "It replays every WAL segment Barman had and opens for writes; check the data "
+            "with: psql -p 5433"
+        )
+    elif action == "pause":
+        steps.append(
+            f"It replays up to {target[0]} {target[1]} and pauses, read-only. Check the data "
+            "(psql -p 5433), then end recovery with: SELECT pg_wal_replay_resume(); — or, if the "
+            "target is wrong, stop it and restore again with another target."
+        )
+    elif action == "promote":
+        steps.append(
+            f"It replays up to {target[0]} {target[1]} and opens for writes on a new timeline."
+        )
+    else:
+        steps.append(
+            f"It replays up to {target[0]} {target[1]} and shuts down; remove the recovery "
+            "settings from postgresql.auto.conf and recovery.signal before starting it for use."
+        )
+    return steps
+
+
+def requested_target(args: argparse.Namespace) -> tuple[str, str] | None:
+    for name in ("time", "lsn", "name"):
+        value = getattr(args, f"target_{name}", None)
+        if value:
+            return name, str(value)
+    return None
+
+
+def checked_target(args: argparse.Namespace) -> tuple[tuple[str, str] | None, datetime | None]:
+    """The target asked for and, for ``--target-time``, the moment; ConfigError if that is not
+    a time."""
+    target = requested_target(args)
+    if target is None or target[0] != "time":
+        return target, None
+    target_time = parse_target_time(target[1])
+    if target_time is None:
+        raise ConfigError(
+            f"--target-time {target[1]!r} is not a time; use e.g. '2026-11-23 14:05:00+00'"
+        )
+    return target, target_time
