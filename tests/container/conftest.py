@@ -212,7 +212,7 @@ class Stack:
     def processes(self) -> list[dict[str, str]]:
         """``docker top`` of the barman container: host pids, parent, state, age, command."""
         top = self.container("barman").top(
-            ps_args="-o pid=PID,ppid=PPID,stat=STAT,etimes=AGE,args=ARGS"
+            ps_args="-ww -o pid=PID,ppid=PPID,stat=STAT,etimes=AGE,args=ARGS"
         )
         titles = [title.upper() for title in top["Titles"]]
         return [dict(zip(titles, row, strict=False)) for row in top["Processes"] or []]
