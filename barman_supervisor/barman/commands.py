@@ -259,6 +259,7 @@ class Barman:
                     backup,
                     begin_time=info.begin_time,
                     recorded_at=recorded_at,
+                    copy_time_s=info.copy_time,
                     **info.chain_fields(),
                 )
             )

@@ -9,6 +9,7 @@ PostgreSQL version and the compression. ``home`` finds the file; this module rea
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class Backup:
     # begin nor an end time: one that failed at its start ("failure starting backup") has
     # no other time, yet keeps `barman check` red until it is deleted.
     recorded_at: float | None = None
+    # Seconds Barman spent copying the files (``copy_stats``' ``copy_time``, what ``show-backup``
+    # calls "Copy time"); None when it recorded none.
+    copy_time_s: float | None = None
 
     @property
     def incremental(self) -> bool:
@@ -148,6 +152,20 @@ class BackupInfo:
         except ValueError:
             return None
         return moment.timestamp() if moment.tzinfo is not None else None
+
+    @property
+    def copy_time(self) -> float | None:
+        """``copy_stats={'copy_time': 3.2, ...}`` (a Python literal, as Barman writes it): the
+        seconds the copy took; None when unset or unreadable."""
+        value = self.get("copy_stats")
+        if value is None:
+            return None
+        try:
+            stats = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return None
+        seconds = stats.get("copy_time") if isinstance(stats, dict) else None
+        return float(seconds) if isinstance(seconds, int | float) else None
 
     def chain_fields(self) -> dict[str, Any]:
         """``parent_id`` and ``summarize_wal`` of a ``Backup``."""

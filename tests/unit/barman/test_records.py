@@ -90,3 +90,13 @@ def test_an_interrupted_backup_is_recorded_failed_and_nothing_else_changes() -> 
         "error=interrupted: killed\n"
     )
     assert parse_backup_info(after).status == BackupStatus.FAILED
+
+
+def test_backup_info_copy_time_is_read_from_copy_stats() -> None:
+    """What ``barman_last_backup_copy_time`` serves, as Barman writes it (a Python literal)."""
+    info = "copy_stats={'copy_time': 3.25, 'total_time': 3.5, 'number_of_workers': 1}\n"
+    assert parse_backup_info(info).copy_time == 3.25
+    assert parse_backup_info("copy_stats={'total_time': 1}\n").copy_time is None
+    assert parse_backup_info("copy_stats=None\n").copy_time is None
+    assert parse_backup_info("copy_stats={not python\n").copy_time is None
+    assert parse_backup_info("status=DONE\n").copy_time is None
