@@ -40,7 +40,8 @@ class Problem:
     reason: str
 
 
-def _age(seconds: float) -> str:
+def age_text(seconds: float) -> str:
+    """A duration as people read it in a reason or on the page: 45 s, 12 min, 3.2 h."""
     if seconds >= 5400:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 120:
@@ -53,7 +54,7 @@ def liveness_problems(
 ) -> list[str]:
     problems = []
     if now - heartbeat_at > limits.liveness_max_stall:
-        problems.append(f"main loop stalled for {_age(now - heartbeat_at)}")
+        problems.append(f"main loop stalled for {age_text(now - heartbeat_at)}")
     if not scheduler_running:
         problems.append("scheduler is not running")
     return problems
@@ -88,7 +89,7 @@ def _postgres(state: ServerState, now: float, limits: Limits) -> list[Problem]:
         return [Problem("postgres", "PostgreSQL not reached yet")]
     silence = now - state.postgres_reached_at
     if silence > limits.postgres_max_silence:
-        return [Problem("postgres", f"PostgreSQL not reached for {_age(silence)}")]
+        return [Problem("postgres", f"PostgreSQL not reached for {age_text(silence)}")]
     return []
 
 
@@ -140,7 +141,8 @@ def _backup(state: ServerState, now: float, limits: Limits) -> list[Problem]:
             problems.append(
                 Problem(
                     "backup",
-                    f"newest DONE backup is {_age(age)} old (max {_age(limits.backup_max_age)})",
+                    f"newest DONE backup is {age_text(age)} old "
+                    f"(max {age_text(limits.backup_max_age)})",
                 )
             )
     last = state.runs.get("backup")
@@ -187,7 +189,7 @@ def drill_reason(
     if max_age is not None:
         age = now - float(last_drill.get("started_at") or 0.0)
         if age > max_age:
-            return f"last successful restore drill is {_age(age)} old"
+            return f"last successful restore drill is {age_text(age)} old"
     return None
 
 
@@ -206,7 +208,7 @@ def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
     if limits.wal_max_age is not None and state.wal_received_at is not None:
         age = now - state.wal_received_at
         if age > limits.wal_max_age:
-            problems.append(Problem("wal", f"no WAL received for {_age(age)}"))
+            problems.append(Problem("wal", f"no WAL received for {age_text(age)}"))
     return problems
 
 
@@ -230,8 +232,8 @@ def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
             Problem(
                 "offsite",
                 f"backup {record.get('oldest_owed_backup')} not copied off-site "
-                f"{_age(now - owed_since)} after it ended (max "
-                f"{_age(limits.offsite_backup_max_delay)})",
+                f"{age_text(now - owed_since)} after it ended (max "
+                f"{age_text(limits.offsite_backup_max_delay)})",
             )
         )
     lag = wal_lag_seconds(record, now)
@@ -240,7 +242,7 @@ def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
             Problem(
                 "offsite",
                 f"{record.get('wal_owed', 0)} WAL file(s) not copied off-site, the oldest "
-                f"waiting {_age(lag)} (max {_age(limits.offsite_wal_max_lag)})",
+                f"waiting {age_text(lag)} (max {age_text(limits.offsite_wal_max_lag)})",
             )
         )
     return problems
