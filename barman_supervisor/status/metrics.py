@@ -2,20 +2,24 @@
 
 A custom collector reads one snapshot per scrape, so a metric can never disagree with
 ``/status`` or ``/readyz`` about the same moment, and jobs never touch metric objects.
-Names share the ``barman_supervisor_`` prefix and carry their unit.
+Names share the ``barman_supervisor_`` prefix and carry their unit; ages are served beside
+timestamps (tools that cannot subtract read those), and each server's readiness limits too, so
+alert rules compare with the daemon's own settings. The names prometheus-barman-exporter serves
+come from ``exporter``. docs/metrics.md lists them all.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from barman_supervisor.barman.chains import newest_chain
-from barman_supervisor.barman.records import BackupStatus
+from barman_supervisor.barman.records import Backup, BackupStatus
+from barman_supervisor.status.exporter import exporter_families
 from barman_supervisor.status.health import Limits, server_problems, wal_lag_seconds
 from barman_supervisor.status.state import JobRun, ServerState, State
 
@@ -26,13 +30,26 @@ def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, doc, labels=labels)
 
 
+def _now() -> float:
+    """``time.time()`` looked up at each scrape, so a test that fixes the time fixes the ages."""
+    return time.time()
+
+
+def _newest_end(backups: Iterable[Backup]) -> float | None:
+    """When the newest of these backups ended (the time readiness ages); None: none did."""
+    return max((b.end_time for b in backups if b.end_time is not None), default=None)
+
+
 class StateCollector(Collector):
-    def __init__(self, state: State, limits: Callable[[str], Limits]) -> None:
+    def __init__(
+        self, state: State, limits: Callable[[str], Limits], clock: Callable[[], float] = _now
+    ) -> None:
         self._state = state
         self._limits = limits
+        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        now = time.time()
+        now = self._clock()
         servers = self._state.servers()
         global_runs, global_counts = self._state.global_runs()
 
@@ -45,17 +62,21 @@ class StateCollector(Collector):
 
         streaming, backups, jobs = _StreamingFamilies(), _BackupFamilies(), _JobFamilies()
         drills, offsite, chains = _DrillFamilies(), _OffsiteFamilies(), _ChainFamilies()
+        limit_families = _LimitFamilies()
         for name, server in servers.items():
-            ready = not server_problems(server, now, self._limits(name))
+            limits = self._limits(name)
+            ready = not server_problems(server, now, limits)
             streaming.add(name, server, now, ready)
-            backups.add(name, server)
+            backups.add(name, server, now)
             jobs.add(name, server.run_counts, server.runs)
-            drills.add(name, server)
+            drills.add(name, server, now)
             offsite.add(name, server, now)
             chains.add(name, server)
+            limit_families.add(name, server, limits)
         jobs.add("", global_counts, global_runs)
-        for group in (streaming, backups, jobs, drills, offsite, chains):
+        for group in (streaming, backups, jobs, drills, offsite, chains, limit_families):
             yield from group.families()
+        yield from exporter_families(servers)
 
 
 class _Families:
@@ -111,6 +132,19 @@ class _BackupFamilies(_Families):
             "last_backup_duration_seconds", "wall time of the last successful backup", ["server"]
         )
         self.size = _gauge("last_backup_size_bytes", "size of the newest DONE backup", ["server"])
+        self.age = _gauge(
+            "last_backup_age_seconds",
+            "since the newest DONE backup ended (what backup_max_age_seconds limits)",
+            ["server"],
+        )
+        self.full_age = _gauge(
+            "last_full_backup_age_seconds", "since the newest DONE full backup ended", ["server"]
+        )
+        self.incremental_age = _gauge(
+            "last_incremental_backup_age_seconds",
+            "since the newest DONE incremental backup ended",
+            ["server"],
+        )
         self.backups = _gauge("backups", "backups in the catalogue by status", ["server", "status"])
         self.checks = _gauge("check_ok", "each barman check: 1 OK, 0 failed", ["server", "check"])
         self.verified = _gauge(
@@ -119,7 +153,7 @@ class _BackupFamilies(_Families):
             ["server"],
         )
 
-    def add(self, name: str, server: ServerState) -> None:
+    def add(self, name: str, server: ServerState, now: float) -> None:
         done = [
             b for b in server.backups if b.status == BackupStatus.DONE and b.end_time is not None
         ]
@@ -128,6 +162,13 @@ class _BackupFamilies(_Families):
             self.last_backup.add_metric([name], newest.end_time or 0.0)
             if newest.size_bytes is not None:
                 self.size.add_metric([name], newest.size_bytes)
+        for family, backups in (
+            (self.age, done),
+            (self.full_age, [b for b in done if not b.incremental]),
+            (self.incremental_age, [b for b in done if b.incremental]),
+        ):
+            if (end := _newest_end(backups)) is not None:
+                family.add_metric([name], now - end)
         for status, count in sorted(Counter(b.status for b in server.backups).items()):
             self.backups.add_metric([name, status], count)
         if server.last_backup.get("ok"):
@@ -196,14 +237,19 @@ class _DrillFamilies(_Families):
             "how old the newest data in the last drill's restored copy was",
             ["server"],
         )
+        self.age = _gauge(
+            "last_drill_age_seconds", "since the last drill started (passed or not)", ["server"]
+        )
 
-    def add(self, name: str, server: ServerState) -> None:
+    def add(self, name: str, server: ServerState, now: float) -> None:
         """A drill cut short by a stop says nothing about the backups."""
         drill = server.last_drill
         if not drill or drill.get("interrupted"):
             return
+        started_at = float(drill.get("started_at") or 0.0)
         self.ok.add_metric([name], int(bool(drill.get("ok"))))
-        self.at.add_metric([name], float(drill.get("started_at") or 0.0))
+        self.at.add_metric([name], started_at)
+        self.age.add_metric([name], now - started_at)
         if drill.get("restore_s") is not None:
             self.restore_time.add_metric([name], float(drill["restore_s"]))
         if drill.get("restored_age_s") is not None:
@@ -217,6 +263,11 @@ class _OffsiteFamilies(_Families):
         self.last_backup = _gauge(
             "offsite_last_backup_timestamp_seconds",
             "end time of the newest backup copied to the off-site store",
+            ["server"],
+        )
+        self.last_backup_age = _gauge(
+            "offsite_last_backup_age_seconds",
+            "since the newest backup copied to the off-site store ended",
             ["server"],
         )
         self.wal_lag = _gauge(
@@ -245,7 +296,9 @@ class _OffsiteFamilies(_Families):
         if not record:
             return
         if record.get("newest_copied_backup_end") is not None:
-            self.last_backup.add_metric([name], float(record["newest_copied_backup_end"]))
+            end = float(record["newest_copied_backup_end"])
+            self.last_backup.add_metric([name], end)
+            self.last_backup_age.add_metric([name], now - end)
         self.wal_lag.add_metric([name], wal_lag_seconds(record, now))
         self.wal_owed.add_metric([name], int(record.get("wal_owed") or 0))
         self.backups_owed.add_metric([name], len(record.get("backups_owed") or []))
@@ -255,8 +308,65 @@ class _OffsiteFamilies(_Families):
         self.failures.add_metric([name], int(record.get("failures") or 0))
 
 
-def registry(state: State, limits: Callable[[str], Limits]) -> CollectorRegistry:
-    """A registry of its own: no process/platform collectors, nothing global to clash with."""
+class _LimitFamilies(_Families):
+    """Each server's readiness limits (``health.Limits``), beside the free disk space nothing
+    else serves: alert rules compare with these and so follow the daemon's settings. A limit
+    that is off (WAL_MAX_AGE=0, no off-site store) has no series."""
+
+    def __init__(self) -> None:
+        self.disk_free = _gauge(
+            "disk_free_bytes", "free space on the Barman volume (last probe)", ["server"]
+        )
+        self.disk_min_free = _gauge(
+            "disk_min_free_bytes", "DISK_MIN_FREE: not ready below this free space", ["server"]
+        )
+        self.backup_max_age = _gauge(
+            "backup_max_age_seconds",
+            "not ready when last_backup_age_seconds exceeds this",
+            ["server"],
+        )
+        self.wal_max_lag = _gauge(
+            "wal_max_lag_bytes",
+            "WAL_MAX_LAG: not ready when wal_lag_bytes exceeds this",
+            ["server"],
+        )
+        self.wal_max_age = _gauge(
+            "wal_max_age_seconds",
+            "WAL_MAX_AGE: not ready when wal_last_received_age_seconds exceeds this",
+            ["server"],
+        )
+        self.offsite_backup_max_delay = _gauge(
+            "offsite_backup_max_delay_seconds",
+            "OFFSITE_BACKUP_MAX_DELAY: not ready when a DONE backup is not off-site this long "
+            "after it ended",
+            ["server"],
+        )
+        self.offsite_wal_max_lag = _gauge(
+            "offsite_wal_max_lag_seconds",
+            "OFFSITE_WAL_MAX_LAG: not ready when offsite_wal_lag_seconds exceeds this",
+            ["server"],
+        )
+
+    def add(self, name: str, server: ServerState, limits: Limits) -> None:
+        if server.disk_free_bytes is not None:
+            self.disk_free.add_metric([name], server.disk_free_bytes)
+        self.disk_min_free.add_metric([name], limits.disk_min_free_bytes)
+        self.backup_max_age.add_metric([name], limits.backup_max_age)
+        self.wal_max_lag.add_metric([name], limits.wal_max_lag_bytes)
+        for family, limit in (
+            (self.wal_max_age, limits.wal_max_age),
+            (self.offsite_backup_max_delay, limits.offsite_backup_max_delay),
+            (self.offsite_wal_max_lag, limits.offsite_wal_max_lag),
+        ):
+            if limit is not None:
+                family.add_metric([name], limit)
+
+
+def registry(
+    state: State, limits: Callable[[str], Limits], clock: Callable[[], float] = _now
+) -> CollectorRegistry:
+    """A registry of its own: no process/platform collectors, nothing global to clash with.
+    ``clock`` is the time ages are measured to (tests pass a fixed one)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StateCollector(state, limits))
+    reg.register(StateCollector(state, limits, clock))
     return reg
