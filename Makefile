@@ -14,6 +14,9 @@ COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 .PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean
 SECRETS_DIR := compose/secrets
 SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password)
+# Secrets that are off until a person writes them (S3 keys, webhook and dead-man's URLs): empty
+# files, so compose has something to mount and the daemon reads "not set".
+OPTIONAL_SECRETS := $(addprefix $(SECRETS_DIR)/,aws_access_key_id aws_secret_access_key alert_webhook_url deadman_url)
 
 # Barman 3.20 needs Python >= 3.12; Debian bookworm's python3 is 3.11, pyenv's builds are used.
 PYTHON ?= $(shell for c in python3.13 python3.12 \
@@ -82,9 +85,14 @@ $(SECRETS_DIR)/%:
 	@umask 022; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > $@.tmp && mv $@.tmp $@
 	@echo "created $@"
 
+$(OPTIONAL_SECRETS):
+	@install -d -m 0700 $(SECRETS_DIR)
+	@umask 022; : > $@
+	@echo "created $@ (empty: not set)"
+
 # The compose stack: PostgreSQL 18 (POSTGRES_MAJOR in compose/.env) and the supervisor, backed up
 # with no further step.
-up: $(SECRETS)
+up: $(SECRETS) $(OPTIONAL_SECRETS)
 	@test -f compose/.env || cp compose/.env.example compose/.env
 	$(COMPOSE) up --build -d
 	@echo "follow the logs: $(COMPOSE) logs -f barman"

@@ -177,10 +177,15 @@ class Env:
             )
         return secret
 
-    def secret(self, name: str, server: str | None = None) -> Secret | None:
+    def secret(
+        self, name: str, server: str | None = None, *, needed_for: str = ""
+    ) -> Secret | None:
         """``NAME`` or the contents of the file named by ``NAME_FILE`` (Docker secrets).
 
         A per-server pair (``NAME__S``, ``NAME_FILE__S``) replaces the global pair as a whole.
+        An empty file reads as unset (compose mounts empty files for what is off), unless
+        ``needed_for`` names the setting that needs it: then it is refused, so a key never
+        written is not mistaken for "use boto3's own credentials".
         """
         _entry(name, server, "secret", "secret_url")
         suffix = f"__{server_suffix(server)}" if server is not None else ""
@@ -195,6 +200,11 @@ class Env:
         if path:
             value = _read_secret_file(file_var, _decodable(file_var, path))
             var = file_var
+            if not value and needed_for:
+                raise ConfigError(
+                    f"{file_var}: {path!r} is empty and {needed_for} is set; write the "
+                    f"secret into it, or unset {needed_for}"
+                )
         if not value:
             return None
         _decodable(var, value)

@@ -44,8 +44,8 @@ def read_offsite(
             f"{policy_var}: {policy!r} is not a retention policy; use e.g. 'REDUNDANCY 3' or "
             "'RECOVERY WINDOW OF 30 DAYS'"
         )
-    access_key = env.secret("AWS_ACCESS_KEY_ID", server)
-    secret_key = env.secret("AWS_SECRET_ACCESS_KEY", server)
+    access_key = env.secret("AWS_ACCESS_KEY_ID", server, needed_for=url_var)
+    secret_key = env.secret("AWS_SECRET_ACCESS_KEY", server, needed_for=url_var)
     if (access_key is None) != (secret_key is None):
         missing = "AWS_SECRET_ACCESS_KEY" if secret_key is None else "AWS_ACCESS_KEY_ID"
         raise ConfigError(

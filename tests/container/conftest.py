@@ -34,6 +34,13 @@ BARMAN_IMAGE = os.environ.get("BARMAN_TEST_IMAGE", "barman-supervisor:test")
 # The compose file's default PostgreSQL major, and the stand-in image of each major (base_image.sh).
 DEFAULT_MAJOR = 18
 SECRET_NAMES = ("postgres_password", "barman_db_password", "barman_streaming_password")
+# Mounted by the product file too; empty (off) until a person writes them, as `make up` makes them.
+OPTIONAL_SECRET_NAMES = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "alert_webhook_url",
+    "deadman_url",
+)
 BUILD_LOCK = Path("/tmp/barman-supervisor-build.lock")
 BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
 COMPOSE_TIMEOUT = 300
@@ -65,11 +72,12 @@ def run(
 
 
 def write_secrets(directory: Path) -> None:
-    """Random test passwords, readable by uid 999 in both containers, in a private directory."""
+    """Random test passwords and empty optional secrets, readable by uid 999 in both containers,
+    in a private directory."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name in SECRET_NAMES:
+    for name in SECRET_NAMES + OPTIONAL_SECRET_NAMES:
         path = directory / name
-        path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        path.write_text(secrets.token_urlsafe(24) if name in SECRET_NAMES else "", "utf-8")
         path.chmod(0o644)
 
 

@@ -220,6 +220,43 @@ def test_offsite_settings_with_file_secrets_and_per_server_override(
     assert not [name for name in settings.child_env if name.startswith("AWS_ACCESS_KEY_ID")]
 
 
+def _empty_key_files(environ: dict[str, str], directory: Path) -> dict[str, str]:
+    """What the compose stack passes before anyone wrote a key: both key files, empty."""
+    env = dict(environ)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        path = directory / name.lower()
+        path.write_text("")
+        env[f"{name}_FILE"] = str(path)
+    return env
+
+
+def test_empty_key_files_are_accepted_while_offsite_is_off(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    settings = load_settings({**_empty_key_files(environ, tmp_path), "OFFSITE_URL": ""})
+    assert settings.servers[0].offsite is None
+
+
+def test_an_empty_key_file_is_refused_in_one_line_when_offsite_is_on(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    """Not read as "no key, use boto3's own chain": a key someone forgot to write would
+    otherwise surface as a vague refusal from the store, or quietly use other credentials."""
+    env = {**_empty_key_files(environ, tmp_path), "OFFSITE_URL": "s3://bucket/prefix"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert str(caught.value) == (
+        f"AWS_ACCESS_KEY_ID_FILE: {str(tmp_path / 'aws_access_key_id')!r} is empty and "
+        "OFFSITE_URL is set; write the secret into it, or unset OFFSITE_URL"
+    )
+    (tmp_path / "aws_access_key_id").write_text("AKIAEXAMPLE\n")
+    with pytest.raises(ConfigError, match=r"^AWS_SECRET_ACCESS_KEY_FILE: .* is empty"):
+        load_settings(env)
+    (tmp_path / "aws_secret_access_key").write_text("s3cr3t\n")
+    target = load_settings(env).servers[0].offsite
+    assert target is not None and target.secret_access_key == Secret("s3cr3t")
+
+
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
