@@ -45,8 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def destination_problem(destination: Path) -> str | None:
-    """A restore never writes into something that holds data."""
+def destination_problem(destination: Path, barman_home: Path) -> str | None:
+    """A restore never writes into something that holds data, nor into Barman's home: a copy
+    there can overwrite the backups and WAL it is made from, and fills the volume they need."""
+    if not destination.is_absolute():
+        return f"{destination}: use an absolute path"
+    home_problem = home_overlap(destination.resolve(), barman_home.resolve())
+    if home_problem is not None:
+        return (
+            f"{destination} {home_problem} BARMAN_HOME ({barman_home}); restore into a directory "
+            "outside it, e.g. a volume mounted at /restore (nothing was changed)"
+        )
     if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
         return f"{destination} exists and is not a directory; choose an empty or new directory"
     if destination.is_dir() and any(destination.iterdir()):
@@ -54,8 +63,18 @@ def destination_problem(destination: Path) -> str | None:
             f"{destination} is not empty; restore into an empty or new directory (nothing was "
             "changed)"
         )
-    if not destination.is_absolute():
-        return f"{destination}: use an absolute path"
+    return None
+
+
+def home_overlap(destination: Path, barman_home: Path) -> str | None:
+    """How a destination meets Barman's home (both resolved): "is", "is inside" or "holds";
+    None when they are apart."""
+    if destination == barman_home:
+        return "is"
+    if barman_home in destination.parents:
+        return "is inside"
+    if destination in barman_home.parents:
+        return "holds"
     return None
 
 

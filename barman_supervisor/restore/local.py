@@ -89,7 +89,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
         names = ", ".join(server.name for server in settings.servers)
         raise ConfigError(f"no server {args.server!r} is configured (servers: {names})")
     destination = Path(args.destination)
-    problem = destination_problem(destination)
+    problem = destination_problem(destination, settings.barman_home)
     if problem is not None:
         raise ConfigError(problem)
     target, target_time = checked_target(args)

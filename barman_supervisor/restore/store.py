@@ -324,7 +324,7 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
             f"off-site store: {names})"
         )
     destination = Path(args.destination)
-    problem = destination_problem(destination)
+    problem = destination_problem(destination, settings.barman_home)
     if problem is not None:
         raise ConfigError(problem)
     target, target_time = checked_target(args)

@@ -28,7 +28,8 @@ DRILL_MAJORS = (18, 17)  # server programs in the image
 OLDER_MAJOR = 15  # backed up, no drill programs
 CLIENT_MAJOR = 18
 CRON_INTERVAL = 2
-RESTORE_DIR = "/var/lib/barman/pitr"
+# Outside BARMAN_HOME (/var/lib/barman): a restore there is refused.
+RESTORE_DIR = "/tmp/pitr"
 PITR_SOCKET = "/tmp/pitr-socket"
 PITR_PORT = "5999"  # socket name only: the restored copy listens on no TCP address
 ROWS_BEFORE, ROWS_AFTER = 100, 50

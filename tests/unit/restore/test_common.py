@@ -10,12 +10,37 @@ from barman_supervisor.restore import common as restore
 
 
 def test_destination_must_be_empty_new_and_absolute(tmp_path: Path) -> None:
-    assert restore.destination_problem(tmp_path / "new") is None
-    assert restore.destination_problem(tmp_path) is None
+    home = Path("/nonexistent/barman-home")
+    assert restore.destination_problem(tmp_path / "new", home) is None
+    assert restore.destination_problem(tmp_path, home) is None
     (tmp_path / "PG_VERSION").write_text("15\n")
-    assert "not empty" in (restore.destination_problem(tmp_path) or "")
-    assert "not a directory" in (restore.destination_problem(tmp_path / "PG_VERSION") or "")
-    assert "absolute" in (restore.destination_problem(Path("relative/dir")) or "")
+    assert "not empty" in (restore.destination_problem(tmp_path, home) or "")
+    assert "not a directory" in (restore.destination_problem(tmp_path / "PG_VERSION", home) or "")
+    assert "absolute" in (restore.destination_problem(Path("relative/dir"), home) or "")
+
+
+def test_a_destination_inside_equal_to_or_holding_barman_home_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "var" / "lib" / "barman"
+    home.mkdir(parents=True)
+    for destination, how in (
+        (home / "restore", "is inside"),
+        (home, "is"),
+        (tmp_path / "var", "holds"),
+        (home / "pg" / ".." / "restore", "is inside"),
+    ):
+        problem = restore.destination_problem(destination, home) or ""
+        assert f"{destination} {how} BARMAN_HOME ({home})" in problem
+        assert "outside" in problem and "\n" not in problem
+    assert restore.destination_problem(tmp_path / "restore", home) is None
+    assert restore.destination_problem(tmp_path / "var" / "lib" / "barman2", home) is None
+
+
+def test_a_symlink_into_barman_home_is_refused_as_what_it_leads_to(tmp_path: Path) -> None:
+    home = tmp_path / "barman"
+    (home / "restore").mkdir(parents=True)
+    link = tmp_path / "looks-outside"
+    link.symlink_to(home / "restore")
+    assert "is inside BARMAN_HOME" in (restore.destination_problem(link, home) or "")
 
 
 def test_target_time_parsing() -> None:
