@@ -151,3 +151,21 @@ def test_undecodable_files_are_named(
     env = {variable: str(tmp_path / name), "PG_PASSWORD": ""} if variable else {}
     assert_refused(run_supervisor(tmp_path, **env), variable or name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("command", ["restore", "restore-offsite"])
+@pytest.mark.parametrize(
+    ("destination", "how"), [("home/restore", "is inside"), ("home", "is"), (".", "holds")]
+)
+def test_a_restore_into_barman_home_is_refused_and_writes_nothing(
+    tmp_path: Path, command: str, destination: str, how: str
+) -> None:
+    """A copy inside Barman's home can overwrite the backups and WAL it is made from."""
+    home = tmp_path / "home"
+    (home / "pg" / "wals").mkdir(parents=True)
+    target = (tmp_path / destination).resolve()
+    before = sorted(tmp_path.rglob("*"))
+    result = run_supervisor(tmp_path, command, "pg", str(target), OFFSITE_URL="s3://bucket/prefix")
+    assert_refused(result, f"{target} {how} BARMAN_HOME ({home})")
+    assert "outside" in result.stderr
+    assert sorted(tmp_path.rglob("*")) == before

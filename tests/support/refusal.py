@@ -14,7 +14,8 @@ SECRET = "Sup3r-secret-pw"
 REFUSAL_TIMEOUT_S = 60
 
 
-def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_supervisor(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``barman-supervisor run``, or the command ``argv`` names, with ``env`` on top."""
     base = {
         "PATH": os.environ["PATH"],
         "BARMAN_CONFIG_FILE": str(tmp_path / "barman.conf"),
@@ -23,7 +24,7 @@ def run_supervisor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
         "PG_PASSWORD": SECRET,
     }
     return subprocess.run(
-        [SUPERVISOR, "run"],
+        [SUPERVISOR, *(argv or ("run",))],
         env={k: v for k, v in {**base, **env}.items() if v is not None},
         capture_output=True,
         text=True,
