@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PG_MAJOR ?= 15
 PG_BIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4
+APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4 chromium chromium-driver
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
 .PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean

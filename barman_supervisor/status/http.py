@@ -1,4 +1,5 @@
-"""The HTTP side: ``/healthz``, ``/readyz``, ``/status`` and ``/metrics``.
+"""The HTTP side: the page for people at ``/``, ``/healthz``, ``/readyz``, ``/status`` and
+``/metrics``.
 
 Every answer is computed from the state the jobs keep; no request runs SQL or Barman, so the
 probes stay fast while a backup or a slow ``barman check`` runs. Answers are built from data that
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,6 +30,7 @@ from barman_supervisor import __version__
 from barman_supervisor.barman.chains import chain_of
 from barman_supervisor.barman.records import Backup, BackupStatus
 from barman_supervisor.log import MASKER, get_logger
+from barman_supervisor.status import page
 from barman_supervisor.status.health import (
     Limits,
     liveness_problems,
@@ -44,6 +46,12 @@ LISTEN_BACKLOG = 128
 # A connection that sends no complete request in this time is closed and frees its thread.
 IDLE_TIMEOUT = 10.0
 HANDLER_THREADS = 32
+JSON = "application/json"
+# The page runs no script and loads nothing from elsewhere; a browser is told so.
+PAGE_HEADERS = {
+    "Content-Security-Policy": page.CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def _iso(moment: float | None) -> str | None:
@@ -227,8 +235,36 @@ class Probes:
             },
         }
 
+    def page(self) -> tuple[int, str]:
+        """The page at ``/``: the ``/status`` document itself, rendered for people."""
+        _, document = self.status()
+        return 200, page.render(document)
+
     def routes(self) -> dict[str, Callable[[], tuple[int, dict[str, Any]]]]:
         return {"/healthz": self.healthz, "/readyz": self.readyz, "/status": self.status}
+
+    def answer(self, path: str) -> Answer:
+        """Every route in one place (and so, later, the one place a login is asked for)."""
+        routes = self.routes()
+        if path == "/":
+            code, html = self.page()
+            return Answer(code, html.encode(), page.CONTENT_TYPE, PAGE_HEADERS)
+        if path == "/metrics":
+            return Answer(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        if path in routes:
+            code, document = routes[path]()
+            return Answer(code, encode(document), JSON)
+        return Answer(404, b'{"error": "not found"}\n', JSON)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer as plain data: what ``Probes.answer`` decides, the handler only sends."""
+
+    code: int
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -242,23 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        routes = self.probes.routes()
-        if path == "/metrics":
-            self._send(200, generate_latest(self.probes.registry), CONTENT_TYPE_LATEST)
-        elif path in routes:
-            code, document = routes[path]()
-            self._send(code, encode(document), "application/json")
-        else:
-            self._send(404, b'{"error": "not found"}\n', "application/json")
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        answer = self.probes.answer(self.path.split("?", 1)[0].rstrip("/") or "/")
+        self.send_response(answer.code)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(answer.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Probes come every few seconds; logging each would bury the events that matter."""

@@ -154,12 +154,35 @@ def test_http_routes(served: tuple[str, State]) -> None:
     assert code == 503 and json.loads(text)["servers"]["pg"][0]["condition"] == "postgres"
 
 
+def test_the_page_at_root_is_html_from_the_status_document(served: tuple[str, State]) -> None:
+    base, state = served
+    state.postgres_unreachable("pg", "connection refused")
+
+    with urllib.request.urlopen(f"{base}/", timeout=5) as response:
+        headers, text = response.headers, response.read().decode()
+
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert headers["Cache-Control"] == "no-store"
+    assert "PostgreSQL unreachable: connection refused" in text
+    assert _get(f"{base}/?refresh=1")[1].startswith("<!doctype html>")
+
+
+def test_every_route_is_answered_in_one_place() -> None:
+    """``Probes.answer`` decides every answer (a login will be asked there, issue 25)."""
+    answers = {path: probes(protected_state()).answer(path) for path in ("/", "/status", "/x")}
+
+    assert answers["/"].content_type.startswith("text/html")
+    assert json.loads(answers["/status"].body)["servers"]["pg"]["ready"] is True
+    assert answers["/x"].code == 404
+
+
 def test_no_response_carries_a_secret(served: tuple[str, State]) -> None:
     base, state = served
     MASKER.register([SECRET])
     state.postgres_unreachable("pg", f"password authentication failed, password={SECRET}")
     try:
-        for path in ("/healthz", "/readyz", "/status", "/metrics"):
+        for path in ("/", "/healthz", "/readyz", "/status", "/metrics"):
             assert SECRET not in _get(f"{base}{path}")[1]
     finally:
         MASKER.register([])
