@@ -29,7 +29,7 @@ from barman_supervisor.jobs.healing import (
 )
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.log import bind, get_logger
-from barman_supervisor.postgres.connection import Postgres, SlotState
+from barman_supervisor.postgres.connection import Postgres, SlotState, server_unavailable
 from barman_supervisor.process.proctable import processes
 from barman_supervisor.retry import restart_delay
 from barman_supervisor.status.state import State
@@ -152,9 +152,11 @@ class Streaming:
 
     def monitor(self, server: ServerSettings) -> None:
         """The probe every HEALTH_INTERVAL, and the streaming watchdog: restart streaming as
-        soon as PostgreSQL answers again; tell of WAL that never reached the archive."""
+        soon as PostgreSQL answers again; tell of WAL that never reached the archive; prove
+        that a new login works."""
         before = self._state.server(server.name)
         slot, running = self.probe(server)
+        self._prove_login(server, reachable=slot is not None)
         after = self._state.server(server.name)
         with bind(server=server.name, job="monitor"):
             if running:
@@ -169,15 +171,33 @@ class Streaming:
                 )
             if (before.postgres_error is None) != (after.postgres_error is None):
                 _log.log(
-                    logging.INFO if slot is not None else logging.WARNING,
+                    logging.INFO if after.postgres_error is None else logging.WARNING,
                     "postgres_reachability_changed",
-                    reachable=slot is not None,
+                    reachable=after.postgres_error is None,
                     **({"error": after.postgres_error} if after.postgres_error else {}),
+                )
+            if before.login_problem != after.login_problem:
+                _log.log(
+                    logging.WARNING if after.login_problem else logging.INFO,
+                    "postgres_login_changed",
+                    ok=after.login_problem is None,
+                    **({"error": after.login_problem} if after.login_problem else {}),
                 )
             if slot is not None and after.phase == "running":
                 if after.identity_problem is not None:
                     self._check_identity(server)  # clear it as soon as it is gone
                 self._check_wal_gap(server, slot, running)
+
+    def _prove_login(self, server: ServerSettings, reachable: bool) -> None:
+        """A new login as Barman's commands make it (the kept connection does not show a changed
+        password or pg_hba.conf), only while the kept connection answers: otherwise PostgreSQL is
+        unreachable, and that is what the probes say. A server that takes no connection at all
+        just now (a restart) counts as unreachable too, with that condition's grace."""
+        problem = self._postgres[server.name].login_problem() if reachable else None
+        if problem is not None and server_unavailable(problem):
+            self._state.postgres_unreachable(server.name, problem)
+            problem = None
+        self._state.record_login(server.name, problem)
 
     def _check_wal_gap(self, server: ServerSettings, slot: SlotState, running: bool) -> None:
         """A slot that starts past the WAL Barman holds was recreated: the WAL in between is

@@ -85,6 +85,9 @@ def server_problems(state: ServerState, now: float, limits: Limits) -> list[Prob
 def _postgres(state: ServerState, now: float, limits: Limits) -> list[Problem]:
     if state.postgres_error:
         return [Problem("postgres", f"PostgreSQL unreachable: {state.postgres_error}")]
+    if state.login_problem:
+        # Its own condition: it alerts at once, without the grace a restart gets.
+        return [Problem("postgres_login", state.login_problem)]
     if state.postgres_reached_at is None:
         return [Problem("postgres", "PostgreSQL not reached yet")]
     silence = now - state.postgres_reached_at

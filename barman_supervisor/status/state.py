@@ -83,6 +83,8 @@ class ServerState:
     phase: str = "starting"
     postgres_reached_at: float | None = None
     postgres_error: str | None = None
+    # Why a new login fails while the kept connection still answers (a changed password).
+    login_problem: str | None = None
     facts: ServerFacts | None = None
     identity: Identity | None = None
     slot: SlotState | None = None
@@ -154,6 +156,11 @@ class State:
     def postgres_unreachable(self, server: str, error: str) -> None:
         with self._lock:
             self._servers[server].postgres_error = error
+
+    def record_login(self, server: str, problem: str | None) -> None:
+        """The probe's proof that a new login works (None), or why it fails."""
+        with self._lock:
+            self._servers[server].login_problem = problem
 
     def set_identity(self, server: str, identity: Identity) -> None:
         """What start-up (or an allowed streaming reset) recorded as the server's identity."""

@@ -176,6 +176,57 @@ def test_postgres_outage_is_one_alert_and_one_recovery(
     assert {p["condition"] for p in failing["problems"]} & {"postgres", "streaming"}
 
 
+@pytest.mark.parametrize(
+    ("role", "password", "login"),
+    [
+        ("barman", BARMAN_PASSWORD, "new login"),
+        ("streaming_barman", STREAMING_PASSWORD, "new replication login"),
+    ],
+)
+def test_a_changed_password_is_named_at_once_and_green_again_once_restored(
+    daemon: tuple[Daemon, Probe],
+    pg: Cluster,
+    webhook: Webhook,
+    role: str,
+    password: str,
+    login: str,
+) -> None:
+    """The kept connection stays logged in when a DBA changes the password: the probe's new
+    login (every HEALTH_INTERVAL, 1 s here) is what names it, in /readyz and in one alert."""
+    _supervisor, probe = daemon
+    before = settled_alerts(webhook, probe)
+    refused = f'{login} refused: password authentication failed for user "{role}"'
+
+    def named() -> str | None:
+        code, document = probe.json("/readyz")
+        reasons = (
+            [p["reason"] for p in document["servers"]["pg"] if p["condition"] == "postgres_login"]
+            if code == 503
+            else []
+        )
+        return reasons[0] if reasons else None
+
+    changed_at = time.monotonic()
+    pg.sql(f"ALTER ROLE {role} PASSWORD 'Changed-by-a-DBA-7'")
+    try:
+        reason = wait_until(named, timeout=30, what=f"/readyz to name the refused {login}")
+        red_s = time.monotonic() - changed_at
+    finally:
+        restored_at = time.monotonic()
+        pg.sql(f"ALTER ROLE {role} PASSWORD '{password}'")
+    wait_until(lambda: probe.get("/readyz")[0] == 200, timeout=60, what="green once restored")
+    green_s = time.monotonic() - restored_at
+    print(f"{role}: red {red_s:.1f} s after ALTER ROLE, green {green_s:.1f} s after the fix")
+    assert reason.startswith(refused), reason
+    wait_until(lambda: len(webhook.received) >= before + 2, timeout=30, what="two alerts")
+    settled_alerts(webhook, probe)
+    assert _outage_alerts(webhook, before) == ["failing", "recovered"], webhook.received[before:]
+    assert any(
+        p["condition"] == "postgres_login" and p["reason"].startswith(refused)
+        for p in webhook.received[before]["problems"]
+    ), webhook.received[before]
+
+
 def test_no_response_and_no_alert_contains_a_password(
     daemon: tuple[Daemon, Probe], webhook: Webhook
 ) -> None:

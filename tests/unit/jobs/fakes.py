@@ -135,6 +135,7 @@ class FakePostgres(Postgres):
         self.slot_state = ACTIVE_SLOT
         self.down = False
         self.replication_refused = False
+        self.login_refused: str | None = None
         self.slots_created: list[str] = []
 
     def _refuse(self) -> None:
@@ -168,6 +169,11 @@ class FakePostgres(Postgres):
 
     def create_restore_point(self, label: str) -> None:
         self._refuse()
+
+    def login_problem(self) -> str | None:
+        """A new login: ``login_refused`` is its failure (as ``login_failure`` words it)."""
+        self._refuse()
+        return self.login_refused
 
 
 class RecordingNotifier(Notifier):

@@ -153,3 +153,48 @@ def test_a_slot_in_barmans_newest_segment_is_no_gap(world: World) -> None:
     handler(world).monitor(world.server)
 
     assert world.state.server("pg").wal_gap is None and world.owed == []
+
+
+def test_a_refused_login_is_recorded_while_the_kept_connection_answers_and_cleared_at_once(
+    world: World,
+) -> None:
+    running(world)
+    world.barman.receive_wal_running = True  # no restart in the way
+    refused = 'new login refused: password authentication failed for user "barman"; ...'
+    world.postgres.login_refused = refused
+    streaming = handler(world)
+
+    streaming.monitor(world.server)
+    server = world.state.server("pg")
+    assert server.login_problem == refused and server.postgres_error is None
+
+    world.postgres.login_refused = None
+    streaming.monitor(world.server)
+    assert world.state.server("pg").login_problem is None
+
+
+def test_no_login_is_tried_while_postgres_is_unreachable(world: World) -> None:
+    running(world)
+    world.postgres.login_refused = "new login refused: whatever"
+    world.postgres.down = True
+
+    handler(world).monitor(world.server)
+
+    server = world.state.server("pg")
+    assert server.login_problem is None and server.postgres_error == "connection refused"
+
+
+def test_a_server_that_takes_no_connection_just_now_is_unreachable_not_a_refused_login(
+    world: World,
+) -> None:
+    """A restart between the kept connection's answer and the new login: the postgres
+    condition (with its grace), not an immediate login alert."""
+    running(world)
+    world.barman.receive_wal_running = True
+    world.postgres.login_refused = "new login refused: the database system is shutting down; x"
+
+    handler(world).monitor(world.server)
+
+    server = world.state.server("pg")
+    assert server.login_problem is None
+    assert server.postgres_error == world.postgres.login_refused

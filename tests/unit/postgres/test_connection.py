@@ -6,7 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from barman_supervisor.postgres.connection import ServerFacts, preflight_problems
+from barman_supervisor.postgres.connection import (
+    ServerFacts,
+    login_failure,
+    preflight_problems,
+    server_unavailable,
+)
 
 GOOD = ServerFacts(
     version_num=170002,
@@ -74,3 +79,61 @@ def test_missing_grants_name_the_database_they_were_checked_in() -> None:
 
     assert "lacks EXECUTE on pg_backup_start(text, boolean) in database bd-p2" in problem
     assert "per database" in problem
+
+
+@pytest.mark.parametrize(
+    ("message", "replication", "reason", "variable", "unavailable"),
+    [
+        (
+            'connection failed: connection to server at "127.0.0.1", port 5432 failed: FATAL:  '
+            'password authentication failed for user "barman"',
+            False,
+            'new login refused: password authentication failed for user "barman";',
+            "PG_PASSWORD,",
+            False,
+        ),
+        (
+            'connection failed: connection to server at "::1", port 5432 failed: FATAL:  no '
+            'pg_hba.conf entry for replication connection from host "::1", user "s", no encryption',
+            True,
+            "new replication login refused: no pg_hba.conf entry for replication connection",
+            "PG_STREAMING_PASSWORD,",
+            False,
+        ),
+        (
+            'connection failed: connection to server at "h", port 5432 failed: FATAL:  role '
+            '"barman" is not permitted to log in',
+            False,
+            'new login refused: role "barman" is not permitted to log in;',
+            "PG_PASSWORD,",
+            False,
+        ),
+        (
+            'connection to server at "h", port 5432 failed: FATAL:  the database system is '
+            "shutting down",
+            False,
+            "new login refused: the database system is shutting down;",
+            "PG_PASSWORD,",
+            True,
+        ),
+        (
+            'connection to server at "h", port 5432 failed: Connection refused\n\tIs the server '
+            "running on that host and accepting TCP/IP connections?",
+            True,
+            "new replication login refused: Connection refused;",
+            "PG_STREAMING_PASSWORD,",
+            True,
+        ),
+        ("", False, "new login refused: no reason given;", "PG_PASSWORD,", False),
+    ],
+)
+def test_a_failed_login_is_named_by_the_servers_reason(
+    message: str, replication: bool, reason: str, variable: str, unavailable: bool
+) -> None:
+    """What /readyz and the alert say: which login, the reason without libpq's prefix, one
+    line; and whether the server takes no connection at all (then it is unreachable, not a
+    refused login)."""
+    problem = login_failure(message, replication)
+    assert problem.startswith(reason) and variable in problem and "\n" not in problem
+    assert "connection to server" not in problem
+    assert server_unavailable(problem) is unavailable

@@ -44,6 +44,11 @@ def test_a_protected_server_has_no_problem() -> None:
     ("change", "condition", "words"),
     [
         ({"postgres_error": "connection refused"}, "postgres", "unreachable"),
+        (
+            {"login_problem": 'new login refused: password authentication failed for user "b"'},
+            "postgres_login",
+            "password authentication failed",
+        ),
         ({"postgres_reached_at": NOW - 600}, "postgres", "not reached for 10 min"),
         ({"receive_wal_running": False}, "streaming", "receive-wal is not running"),
         ({"slot": SlotState(exists=True, active=False)}, "streaming", "not active"),
@@ -126,3 +131,8 @@ def test_a_wal_gap_is_red_until_a_later_backup_is_done() -> None:
 
     later = Backup("20261123T040000", "DONE", NOW - 30, 1)
     assert server_problems(replace(state, backups=[later, *state.backups]), NOW, LIMITS) == []
+
+
+def test_an_unreachable_server_is_not_also_a_refused_login() -> None:
+    state = replace(protected(), postgres_error="connection refused", login_problem="refused")
+    assert conditions(state) == ["postgres"]
