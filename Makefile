@@ -13,7 +13,7 @@ COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
 .PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean
 SECRETS_DIR := compose/secrets
-SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password)
+SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password grafana_admin_password)
 # Secrets that are off until a person writes them (S3 keys, webhook and dead-man's URLs): empty
 # files, so compose has something to mount and the daemon reads "not set".
 OPTIONAL_SECRETS := $(addprefix $(SECRETS_DIR)/,aws_access_key_id aws_secret_access_key alert_webhook_url deadman_url)
@@ -43,13 +43,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: install
-	$(BIN)/ruff check barman_supervisor tests bench
-	$(BIN)/ruff format --check barman_supervisor tests bench
+	$(BIN)/ruff check barman_supervisor tests bench deploy
+	$(BIN)/ruff format --check barman_supervisor tests bench deploy
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format barman_supervisor tests bench
-	$(BIN)/ruff check --fix barman_supervisor tests bench
+	$(BIN)/ruff format barman_supervisor tests bench deploy
+	$(BIN)/ruff check --fix barman_supervisor tests bench deploy
 
 # docs/configuration.md, rendered from the table of variables (barman_supervisor/config/variables.py);
 # a unit test fails while the committed page differs.

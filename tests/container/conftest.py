@@ -33,7 +33,12 @@ HOST_OVERRIDE = HERE / "compose.host.yaml"
 BARMAN_IMAGE = os.environ.get("BARMAN_TEST_IMAGE", "barman-supervisor:test")
 # The compose file's default PostgreSQL major, and the stand-in image of each major (base_image.sh).
 DEFAULT_MAJOR = 18
-SECRET_NAMES = ("postgres_password", "barman_db_password", "barman_streaming_password")
+SECRET_NAMES = (
+    "postgres_password",
+    "barman_db_password",
+    "barman_streaming_password",
+    "grafana_admin_password",
+)
 # Mounted by the product file too; empty (off) until a person writes them, as `make up` makes them.
 OPTIONAL_SECRET_NAMES = (
     "aws_access_key_id",

@@ -12,6 +12,8 @@
   daemon copying to it, and what the store holds.
 - ``refusal``: bad input given to ``barman-supervisor run``, and what its refusal must look like.
 - ``webhook``: a receiver for alerts and dead-man's pings.
+- ``promql``: the metric names a PromQL expression reads (dashboard and rule queries held
+  against what the daemon serves).
 
 The benchmarks (``bench/``, ``make bench``) run their clusters and daemons with these too.
 
