@@ -37,6 +37,9 @@ class Verification:
     # Barman could not check it (a compressed backup and no pg_verifybackup 18): not a bad
     # backup, so ``ok`` stays True and ``reason`` says why and what to install.
     skipped: bool = False
+    # The check could not be made (no pg_verifybackup, no backup.info, out of time): ``ok`` is
+    # False for the backup job, yet it says nothing against the backup itself.
+    inconclusive: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +75,12 @@ def verify_backup(
     """Verify one backup; never raises for a bad backup, returns why instead."""
     started_wall, started = time.time(), time.monotonic()
 
-    def result(ok: bool, reason: str = "", skipped: bool = False) -> Verification:
+    def result(
+        ok: bool, reason: str = "", skipped: bool = False, inconclusive: bool = False
+    ) -> Verification:
         duration = round(time.monotonic() - started, 3)
         _log_verification(server, backup_id, duration, ok, reason, skipped)
-        return Verification(ok, reason, duration, backup_id, started_wall, skipped)
+        return Verification(ok, reason, duration, backup_id, started_wall, skipped, inconclusive)
 
     version: int | None
     if facts is not None:
@@ -84,10 +89,12 @@ def verify_backup(
         info = barman.home.backup_info(server, backup_id)
         version, compression = info.version, info.compression
     if version is None:
-        return result(False, f"no readable backup.info for backup {backup_id} of {server}")
+        return result(
+            False, f"no readable backup.info for backup {backup_id} of {server}", inconclusive=True
+        )
     tools = verifier_dir(major_of(version), bool(compression), pg_bin_dir)
     if isinstance(tools, str):
-        return result(False, tools)
+        return result(False, tools, inconclusive=True)
     outcome = barman.run(
         "verify-backup",
         server,
@@ -99,7 +106,7 @@ def verify_backup(
     )
     completed, messages = outcome.completed, outcome.messages
     if completed.timed_out:
-        return result(False, f"verification timed out after {timeout:g}s")
+        return result(False, f"verification timed out after {timeout:g}s", inconclusive=True)
     skipped = unverifiable(messages) if compression else ""
     if skipped:
         return result(True, skipped, skipped=True)

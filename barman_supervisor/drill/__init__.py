@@ -3,7 +3,8 @@
 A backup nobody has restored is a hope. The drill does what a person would do in an incident,
 in a scratch directory, and measures it:
 
-1. pick the newest DONE backup and refuse (with the numbers) when the scratch disk is too small;
+1. pick the newest DONE backup that has not failed verification or a drill (``barman/verdicts``)
+   and refuse (with the numbers) when the scratch disk is too small;
 2. ``barman verify-backup`` — a file damaged after the copy can restore "fine" and read as empty;
 3. ``barman recover`` (plain, no ``--get-wal``: Barman copies the base backup and every archived
    WAL after it into the scratch copy, so the temporary server needs neither SSH nor Barman's
@@ -29,7 +30,9 @@ from: local or the store), ``cluster`` (scratch directories and the temporary se
 (the steps in order).
 
 Everything returned is plain data (``DrillResult.as_dict()``) for the state, ``/status``,
-``/metrics`` and alerts. The drill never raises for a failed step; the reason says what failed.
+``/metrics`` and alerts; ``backup_fault`` says whether a failure is the backup's, so that the
+jobs record it as the backup's verdict. The drill never raises for a failed step; the reason
+says what failed.
 
 May import: everything below it, ``restore`` included; ``status`` for its records.
 """

@@ -83,6 +83,11 @@ class Drill:
         }
         self._deadline = 0.0
         self._scratch: Scratch | None = None
+        # Whether a failure is the backup's (``DrillResult.backup_fault``): its verification
+        # rejected it, or its restore, start or query failed other than by running out of time.
+        self._damaged = False
+        self._restoring = False
+        self._timed_out = False
         self.source = source_for(
             settings, server, barman, runner, self.kinds, self._remaining, config.pg_bin_dir
         )
@@ -109,6 +114,9 @@ class Drill:
             # A step the shutdown cut short fails like any other: say why it did.
             result.interrupted = self.stop.is_set()
             result.reason = f"interrupted by shutdown ({exc})" if result.interrupted else str(exc)
+            result.backup_fault = not result.interrupted and (
+                self._damaged or (self._restoring and not self._timed_out)
+            )
         except Exception as exc:  # a drill must report, never take the job down
             _log.exception("drill_crashed", server=self.server.name)
             result.reason = f"{type(exc).__name__}: {exc}"
@@ -149,7 +157,9 @@ class Drill:
         )
         self._check_stop()
         if damaged is not None:
+            self._damaged = True
             raise DrillFailed(f"backup verification failed: {damaged}")
+        self._restoring = True
         self._restore_and_query(plan, result)
 
     def _plan(self, result: DrillResult) -> _Plan:
@@ -267,12 +277,14 @@ class Drill:
         self._check_stop()
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
+            self._timed_out = True
             raise DrillFailed(f"DRILL_TIMEOUT={self.config.timeout:g}s reached")
         return remaining
 
     def _keep_waiting(self, last: str) -> None:
         self._check_stop()
         if time.monotonic() > self._deadline:
+            self._timed_out = True
             raise DrillFailed(
                 "PostgreSQL did not finish recovery within "
                 f"DRILL_TIMEOUT={self.config.timeout:g}s ({last})"
@@ -301,7 +313,8 @@ def run_drill(
     config: DrillConfig,
     stop: threading.Event,
 ) -> DrillResult:
-    """One restore drill of ``server``'s newest DONE backup; see the package docstring."""
+    """One restore drill of ``server``'s newest DONE backup that has not failed verification;
+    see the package docstring."""
     return Drill(settings, server, barman, runner, config, stop).run()
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Protocol
 
 from barman_supervisor.barman.commands import Barman
+from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import Backup, BackupFacts, newest_done
+from barman_supervisor.barman.verdicts import VerdictFiles, failed_ids, usable
 from barman_supervisor.barman.verify import verify_backup
 from barman_supervisor.config import DRILL_OFFSITE, ServerSettings, Settings
 from barman_supervisor.errors import DrillFailed
@@ -29,7 +31,7 @@ class Source(Protocol):
         """The backup to restore and what restoring it needs; DrillFailed when there is none."""
 
     def verify(self, backup: Backup, facts: BackupFacts, timeout: float) -> str | None:
-        """Why the backup is damaged, or None."""
+        """Why the backup is damaged, or None; DrillFailed when it could not be checked."""
 
     def recover(self, backup: Backup, data: Path, bin_dir: Path, timeout: float) -> None:
         """Restore it with its WAL into ``data``, ready to start; DrillFailed on failure."""
@@ -52,7 +54,12 @@ class LocalSource:
         outcome, backups = self._barman.list_backups(self._server.name)
         if not outcome.ok:
             raise DrillFailed(f"barman list-backups failed: {outcome.reason()}")
-        backup = newest_done(backups)
+        verdicts = VerdictFiles(self._barman.home).read_all(
+            self._server.name, (b.backup_id for b in backups)
+        )
+        backup = usable(backups, verdicts)
+        if backup is None and newest_done(backups) is not None:
+            raise DrillFailed("every DONE backup failed verification or a drill: none to restore")
         if backup is None:
             raise DrillFailed("no DONE backup to restore")
         shown, facts = self._barman.show_backup(self._server.name, backup.backup_id)
@@ -70,6 +77,8 @@ class LocalSource:
             timeout=timeout,
             kind=self._kinds["verify"],
         )
+        if verification.inconclusive:  # says nothing about the backup: the drill cannot go on
+            raise DrillFailed(f"backup not verified: {verification.reason}")
         return None if verification.ok else verification.reason
 
     def recover(self, backup: Backup, data: Path, bin_dir: Path, timeout: float) -> None:
@@ -105,6 +114,8 @@ class StoreSource:
     ) -> None:
         assert server.offsite is not None  # settings refuse DRILL_SOURCE=offsite without it
         self._url = server.offsite.url
+        self._verdicts = VerdictFiles(BarmanHome(settings.barman_home))
+        self._server = server.name
         self._store = StoreRestore(settings, server.name, server.offsite, runner, kind, budget)
         self._plan: StorePlan | None = None
 
@@ -114,7 +125,11 @@ class StoreSource:
         if isinstance(listed, str) or isinstance(histories, str):
             reason = listed if isinstance(listed, str) else histories
             raise DrillFailed(f"cannot read the off-site store {self._url}: {reason}")
-        plan = plan_restore(listed, histories, None, None, None)
+        # The store's copy of a backup that failed verification here is the same backup.
+        failed = failed_ids(self._verdicts.read_all(self._server, (b.backup_id for b in listed)))
+        plan = plan_restore(
+            [b for b in listed if b.backup_id not in failed], histories, None, None, None
+        )
         if isinstance(plan, str):
             raise DrillFailed(f"off-site store {self._url}: {plan}")
         self._plan = plan

@@ -9,6 +9,8 @@ collaborators it uses:
 - ``streaming``: ``barman cron`` shared between callers, the monitor and its watchdog, identity;
 - ``backups``: scheduled and start-up backups, verification, concurrency, dead-man's pings,
   interrupted and superseded FAILED backups;
+- ``verdicts``: each backup's verdict kept beside it, its alert, the hold on the newest verified
+  backup against retention;
 - ``checks``: ``barman check`` and the backup list it depends on;
 - ``archiving``: ``barman archive-wal`` for one server when WAL waits to be archived;
 - ``drills``: scheduled restore drills;
@@ -68,7 +70,9 @@ class Jobs:
         self._backups = Backups(settings, barman, state, recorder, stop, notifier)
         self._checks = Checks(barman, state, recorder, self._backups)
         self._archiving = Archiving(barman, state, recorder, on_archived=self._streaming.probe)
-        self._drills = Drills(settings, barman, runner, state, recorder, stop)
+        self._drills = Drills(
+            settings, barman, runner, state, recorder, stop, self._backups.verdicts
+        )
         self._offsite = OffsiteCopier(settings, runner, barman, state)
         self._startup = Startup(
             settings,

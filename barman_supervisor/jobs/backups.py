@@ -24,6 +24,7 @@ from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import RunnerClosed
 from barman_supervisor.jobs.healing import failed_to_delete, stale_started
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
+from barman_supervisor.jobs.verdicts import BackupVerdicts
 from barman_supervisor.log import get_logger
 from barman_supervisor.status.alerts import Notifier
 from barman_supervisor.status.state import BackupSummary, JobRun, State
@@ -61,6 +62,8 @@ class Backups:
         self._running = ServerLocks()
         self._copy_slots = threading.BoundedSemaphore(settings.backup_concurrency)
         self._fingerprints: dict[str, tuple[int, ...]] = {}
+        # Each backup's verdict on disk, its alert and the retention hold (``verdicts``).
+        self.verdicts = BackupVerdicts(settings, barman, state, notifier)
 
     def scheduled(self, server: ServerSettings) -> None:
         """The schedule's backup; the backup itself is recorded as job ``backup``."""
@@ -199,7 +202,19 @@ class Backups:
             kind="backup",
         )
         self._state.record_verification(server.name, verification)
+        self.verdicts.record_verification(server.name, verification)
         return "" if verification.ok else f"backup verification failed: {verification.reason}"
+
+    def verify_pending(self, server: ServerSettings) -> None:
+        """Verify the newest backup that has no verdict yet (taken by hand, or before this
+        daemon), unless a backup of this server runs: it reads the disk enough."""
+        lock = self._running(server.name)
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            self.verdicts.verify_pending(server.name)
+        finally:
+            lock.release()
 
     def _wait_for_copy_slot(self) -> bool:
         """Wait for one of BACKUP_CONCURRENCY backup slots: many servers on one daemon must not
@@ -226,6 +241,8 @@ class Backups:
         if not outcome.ok:
             return None
         self._state.record_backups(server.name, backups)
+        self.verdicts.load(server.name, backups)
+        self.verdicts.hold(server.name)
         self._fingerprints[server.name] = fingerprint
         return backups
 

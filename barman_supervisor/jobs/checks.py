@@ -26,7 +26,8 @@ class Checks:
 
     def check(self, server: ServerSettings) -> None:
         """Run ``barman check``, log each result, then refresh backups (when Barman's files
-        changed) and clear superseded failures (a FAILED backup keeps the check red)."""
+        changed), clear superseded failures (a FAILED backup keeps the check red) and verify
+        the newest backup that has no verdict yet."""
         with self._running(server.name), self._recorder.job("check", server.name) as run:
             outcome, checks = self._barman.check(server.name)
             for check in checks:
@@ -45,3 +46,4 @@ class Checks:
                 run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
             self._backups.refresh_if_files_changed(server)
             self._backups.delete_superseded_failures(server)
+            self._backups.verify_pending(server)

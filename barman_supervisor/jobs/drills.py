@@ -9,6 +9,7 @@ from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.drill import DrillConfig, run_drill
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
+from barman_supervisor.jobs.verdicts import BackupVerdicts
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status.state import State
 
@@ -22,7 +23,9 @@ class Drills:
         state: State,
         recorder: JobRecorder,
         stop: threading.Event,
+        verdicts: BackupVerdicts | None = None,
     ) -> None:
+        """``verdicts``: where a drill's verdict on its backup goes (None: nowhere)."""
         self._settings = settings
         self._barman = barman
         self._runner = runner
@@ -30,6 +33,7 @@ class Drills:
         self._recorder = recorder
         self._stop = stop
         self._running = ServerLocks()
+        self._verdicts = verdicts
 
     def drill(self, server: ServerSettings) -> None:
         """One drill; its result feeds /status, /metrics, /readyz and alerts. It stops, and
@@ -44,6 +48,8 @@ class Drills:
                 self._stop,
             )
             self._state.record_drill(server.name, result)
+            if self._verdicts is not None:
+                self._verdicts.record_drill(server.name, result)
             if not result.ok:
                 run.fail(result.reason)
 

@@ -34,8 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backup-id",
-        help="the base backup to start from (default: the newest DONE backup that ended before "
-        "--target-time, else the newest)",
+        help="the base backup to start from (default: the newest DONE backup that has not failed "
+        "verification and ended before --target-time, else the newest)",
+    )
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="restore the --backup-id named even though it failed verification or a drill",
     )
     parser.add_argument(
         "--target-action",

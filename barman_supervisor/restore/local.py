@@ -18,6 +18,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,13 @@ from barman_supervisor.barman.chains import combine_missing
 from barman_supervisor.barman.commands import Barman, Outcome
 from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import BackupFacts, BackupStatus
+from barman_supervisor.barman.verdicts import (
+    ALLOW_UNVERIFIED,
+    VerdictFiles,
+    describe,
+    failed_ids,
+    named_refusal,
+)
 from barman_supervisor.config import Settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
@@ -62,8 +70,11 @@ class Plan:
         return [*args, self.server, self.backup_id, str(self.destination)]
 
 
-def choose_backup(rows: list[dict[str, Any]], target_time: datetime | None) -> str | None:
-    """The DONE backup that ended last before the target time (or at all, without one).
+def choose_backup(
+    rows: list[dict[str, Any]], target_time: datetime | None, failed: Set[str] = frozenset()
+) -> str | None:
+    """The DONE backup that ended last before the target time (or at all, without one), passing
+    over those in ``failed`` (they failed verification or a drill: ``barman/verdicts``).
 
     Ordered by Barman's end time, not by ID or list position: IDs follow the ``TZ`` of the
     Barman process that took the backup.
@@ -73,6 +84,8 @@ def choose_backup(rows: list[dict[str, Any]], target_time: datetime | None) -> s
     for position, row in enumerate(rows):  # list-backups is newest first: wins a tie
         stamp = str(row.get("end_time_timestamp"))
         done = row.get("status") == BackupStatus.DONE and stamp not in ("", "None")
+        if done and str(row.get("backup_id")) in failed:
+            continue
         if done and float(stamp) < limit:
             ended.append((float(stamp), -position, str(row["backup_id"])))
     return max(ended)[2] if ended else None
@@ -96,21 +109,17 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
 
     runner = Runner(Pid1(), settings.child_env)
     barman = Barman(settings, runner)
-    backup_id = args.backup_id
-    if backup_id is None:
-        listed = barman.run(
-            "list-backups", args.server, kind="list", server=args.server, timeout=60
-        )
-        rows = listed.data.get(args.server, []) if isinstance(listed.data, dict) else []
-        backup_id = choose_backup(rows, target_time) if listed.ok else None
-        if backup_id is None:
-            after = f" that ended before {target_time.isoformat()}" if target_time else ""
-            raise ConfigError(f"server {args.server} has no DONE backup{after}")
+    backup_id = args.backup_id or _choose(barman, args.server, target_time)
+    verdict = VerdictFiles(barman.home).read(args.server, backup_id)
+    refused = named_refusal(backup_id, {backup_id: verdict} if verdict is not None else {})
+    if refused is not None and not getattr(args, "allow_unverified", False):
+        raise ConfigError(f"{refused} (nothing was changed)")
     _, facts = barman.show_backup(args.server, backup_id)
     if facts is None:
         raise ConfigError(f"server {args.server} has no backup {backup_id!r} (barman list-backups)")
     plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
     _print_plan(say, plan, facts, settings, target_time)
+    say(f"  verified     {describe(verdict)}")
     if target is not None and target_time is not None:
         refusal = _target_problem(settings, barman, runner, args.server, target_time, facts, say)
         if refusal is not None:
@@ -125,6 +134,25 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
                 f"backup {facts.backup_id} is incremental and {combine_missing(major)}"
             )
     return _recover(say, barman, plan, facts, tools)
+
+
+def _choose(barman: Barman, server: str, target_time: datetime | None) -> str:
+    """The backup a restore starts from when none is named: never one that failed."""
+    listed = barman.run("list-backups", server, kind="list", server=server, timeout=60)
+    rows = listed.data.get(server, []) if isinstance(listed.data, dict) else []
+    ids = [str(row.get("backup_id")) for row in rows]
+    failed = failed_ids(VerdictFiles(barman.home).read_all(server, ids))
+    backup_id = choose_backup(rows, target_time, failed) if listed.ok else None
+    if backup_id is None:
+        after = f" that ended before {target_time.isoformat()}" if target_time else ""
+        skipped = (
+            f" ({len(failed)} failed verification: name one with --backup-id and "
+            f"{ALLOW_UNVERIFIED} to use it anyway)"
+            if failed
+            else ""
+        )
+        raise ConfigError(f"server {server} has no DONE backup{after}{skipped}")
+    return backup_id
 
 
 def _recover(

@@ -30,7 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import BackupStatus
+from barman_supervisor.barman.verdicts import VerdictFiles, failed_ids, named_refusal
 from barman_supervisor.config import Offsite, Settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
@@ -337,11 +339,31 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     if isinstance(listed, str) or isinstance(histories, str):
         reason = listed if isinstance(listed, str) else histories
         raise ConfigError(f"cannot read the off-site store {server.offsite.url}: {reason}")
+    listed = without_failed(settings, server.name, listed, args)
     plan = plan_restore(listed, histories, target_time, args.backup_id, args.target_tli)
     if isinstance(plan, str):
         raise ConfigError(f"{plan} ({server.offsite.url}, server {server.name})")
     out = out or sys.stdout
     return _restore(run, out, server.name, server.offsite, plan, destination, target, args)
+
+
+def without_failed(
+    settings: Settings, server: str, listed: list[StoreBackup], args: argparse.Namespace
+) -> list[StoreBackup]:
+    """The store's backups a restore may start from: a backup that failed verification or a
+    drill here (its verdict beside Barman's copy, when this machine has it) is the same backup
+    in the store. A named one is refused unless ``--allow-unverified``; unnamed ones are passed
+    over."""
+    verdicts = VerdictFiles(BarmanHome(settings.barman_home)).read_all(
+        server, (backup.backup_id for backup in listed)
+    )
+    if args.backup_id:
+        refused = named_refusal(args.backup_id, verdicts)
+        if refused is not None and not getattr(args, "allow_unverified", False):
+            raise ConfigError(f"{refused} (nothing was changed)")
+        return listed
+    failed = failed_ids(verdicts)
+    return [backup for backup in listed if backup.backup_id not in failed]
 
 
 def say(out: TextIO, text: str = "") -> None:

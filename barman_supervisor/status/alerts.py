@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from barman_supervisor import retry
+from barman_supervisor.barman.verdicts import BY_DRILL
 from barman_supervisor.config import Secret, Settings
 from barman_supervisor.log import get_logger
 from barman_supervisor.status.health import Limits, Problem, server_problems
@@ -32,6 +33,8 @@ from barman_supervisor.status.state import State
 _log = get_logger(__name__)
 # A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
 STARTUP_ALERT_AFTER = 600.0
+# The alert state of a backup that failed verification or a restore drill.
+BACKUP_UNUSABLE = "backup_unusable"
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,46 @@ def alert_payload(transition: Transition, now: float, host: str) -> dict[str, An
         "since": _iso(transition.since),
         "at": _iso(now),
     }
+
+
+def backup_alert_payload(
+    server: str, backup_id: str, by: str, reason: str, now: float, host: str
+) -> dict[str, Any]:
+    """The webhook body for a backup found unusable (failed verification or drill): one per
+    backup, as the verdict is written, since it is an event and not a state that recovers."""
+    what = "a restore drill" if by == BY_DRILL else "verification"
+    return {
+        "source": "barman-supervisor",
+        "host": host,
+        "server": server,
+        "state": BACKUP_UNUSABLE,
+        "backup_id": backup_id,
+        "summary": f"{server}: backup {backup_id} failed {what}: {reason}; restore, drills and "
+        "retention no longer count on it",
+        "problems": [{"condition": by, "reason": reason}],
+        "since": _iso(now),
+        "at": _iso(now),
+    }
+
+
+def alert_backup_unusable(
+    settings: Settings, notifier: Notifier | None, server: str, backup_id: str, by: str, reason: str
+) -> None:
+    """Log the ``alert`` event and post it to ALERT_WEBHOOK_URL when one is set."""
+    now = time.time()
+    _log.warning(
+        "alert",
+        server=server,
+        state=BACKUP_UNUSABLE,
+        backup_id=backup_id,
+        problems=[f"{by}: {reason}"],
+    )
+    if settings.alert_webhook_url is not None and notifier is not None:
+        notifier.post(
+            settings.alert_webhook_url,
+            backup_alert_payload(server, backup_id, by, reason, now, hostname()),
+            what=f"alert {BACKUP_UNUSABLE} {server}",
+        )
 
 
 def _iso(moment: float) -> str:

@@ -29,6 +29,7 @@ from prometheus_client.registry import CollectorRegistry
 from barman_supervisor import __version__
 from barman_supervisor.barman.chains import chain_of
 from barman_supervisor.barman.records import Backup, BackupStatus
+from barman_supervisor.barman.verdicts import verification_view
 from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.status import page
 from barman_supervisor.status.health import (
@@ -180,6 +181,8 @@ def _backups_status(server: ServerState, now: float, limits: Limits) -> dict[str
         "max_age_s": limits.backup_max_age,
         "last_attempt": MASKER.mask_values(server.last_backup or None),
         "last_verification": MASKER.mask_values(server.last_verify or None),
+        # Per DONE backup: verified / failed (reason) / pending, kept on disk (barman/verdicts).
+        "verification": MASKER.mask_values(verification_view(server.backups, server.verdicts)),
     }
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.records import Backup
+from barman_supervisor.barman.verdicts import BackupVerdict
 from barman_supervisor.postgres.connection import Identity, ServerFacts, SlotState
 from barman_supervisor.postgres.wal import WalGap
 
@@ -44,6 +45,9 @@ class DrillResult:
     interrupted: bool = False
     # DRILL_SOURCE: restored from Barman's catalogue ("local") or the off-site store.
     source: str = "local"
+    # The failure is the backup's (its verification, recovery, start or data), not the drill's
+    # surroundings (space, programs, time, a stop): only then is the backup judged failed.
+    backup_fault: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +104,8 @@ class ServerState:
     backups: list[Backup] = field(default_factory=list)
     last_backup: dict[str, Any] = field(default_factory=dict)
     last_verify: dict[str, Any] = field(default_factory=dict)
+    # Each listed backup's verdict as kept on disk (barman/verdicts), by backup ID.
+    verdicts: dict[str, BackupVerdict] = field(default_factory=dict)
     last_drill: dict[str, Any] = field(default_factory=dict)
     # The off-site copy's record (offsite_copy.OffsiteCopier); empty without OFFSITE_URL.
     offsite: dict[str, Any] = field(default_factory=dict)
@@ -216,6 +222,16 @@ class State:
     def record_verification(self, server: str, verification: Verification) -> None:
         with self._lock:
             self._servers[server].last_verify = verification.as_dict()
+
+    def record_verdicts(self, server: str, verdicts: Mapping[str, BackupVerdict]) -> None:
+        """The verdicts of the backups listed now, read from their files (all of them)."""
+        with self._lock:
+            self._servers[server].verdicts = dict(verdicts)
+
+    def record_verdict(self, server: str, verdict: BackupVerdict) -> None:
+        """One backup's verdict, just written."""
+        with self._lock:
+            self._servers[server].verdicts[verdict.backup_id] = verdict
 
     def record_offsite(self, server: str, record: Mapping[str, Any]) -> None:
         """The off-site copy's record (``offsite_copy.Records``), published whole."""

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from barman_supervisor.barman.commands import parse_backups, parse_show_backup
+from barman_supervisor.barman.records import Backup, BackupFacts
 from barman_supervisor.barman.verify import verification_reason
-from barman_supervisor.config import load_settings
+from barman_supervisor.config import Settings, load_settings
 from barman_supervisor.drill import (
     DEFAULT_QUERY,
+    DrillConfig,
+    DrillResult,
     newest_done,
     restored_age,
     server_options,
     space_problem,
     unreachable_ancestor,
 )
+from barman_supervisor.drill.drill import Drill
 from barman_supervisor.drill.source import LocalSource, StoreSource, source_for
-from barman_supervisor.errors import ConfigError
+from barman_supervisor.errors import ConfigError, DrillFailed
 from barman_supervisor.postgres.programs import (
     find_bin_dir,
     find_tool_dir,
@@ -251,3 +259,80 @@ def test_the_drill_takes_its_source_from_the_setting(environ: dict[str, str]) ->
         picked = source_for(settings, server, None, None, kinds, budget, None)  # type: ignore[arg-type]
         assert isinstance(picked, kind)
         assert picked.name == source
+
+
+# Whose fault a failed drill is -------------------------------------------------------------------
+class FakeSource:
+    """A source whose verification and restore fail as told; never touches Barman."""
+
+    name = "local"
+
+    def __init__(self, damaged: str | None = None, recover_fails: bool = False) -> None:
+        self.damaged = damaged
+        self.recover_fails = recover_fails
+
+    def choose(self) -> tuple[Backup, BackupFacts]:
+        return Backup("B1", "DONE", 100.0, 1), BackupFacts("B1", "DONE", 150010, 1, 100.0)
+
+    def verify(self, backup: Backup, facts: BackupFacts, timeout: float) -> str | None:
+        if self.damaged == "inconclusive":
+            raise DrillFailed("backup not verified: no pg_verifybackup")
+        return self.damaged
+
+    def recover(self, backup: Backup, data: Path, bin_dir: Path, timeout: float) -> None:
+        if self.recover_fails:
+            raise DrillFailed("barman recover failed: boom")
+
+
+@pytest.fixture
+def drill_world(environ: dict[str, str]) -> Iterator[tuple[Settings, DrillConfig]]:
+    """Settings whose server programs exist (never run) and a scratch root ``nobody`` reaches."""
+    root = Path(tempfile.mkdtemp(prefix="bs-unit-drill-"))
+    try:
+        root.chmod(0o755)
+        bin_dir = root / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "postgres").write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / "postgres").chmod(0o755)
+        settings = load_settings({**environ, "BARMAN_USER": "nobody"})
+        config = DrillConfig(root / "scratch", "SELECT 1", 60.0, bin_dir, 1.0, 0)
+        yield settings, config
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def drill_with(
+    drill_world: tuple[Settings, DrillConfig], source: FakeSource, **config: Any
+) -> DrillResult:
+    settings, base = drill_world
+    drill = Drill(
+        settings,
+        settings.servers[0],
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        dataclasses.replace(base, **config),
+        threading.Event(),
+    )
+    drill.source = source
+    return drill.run()
+
+
+def test_a_damaged_backup_or_a_failed_restore_is_the_backups_fault(
+    drill_world: tuple[Settings, DrillConfig],
+) -> None:
+    damaged = drill_with(drill_world, FakeSource(damaged='checksum mismatch for "base/5/1"'))
+    assert not damaged.ok and damaged.backup_fault
+    assert damaged.reason == 'backup verification failed: checksum mismatch for "base/5/1"'
+    restore = drill_with(drill_world, FakeSource(recover_fails=True))
+    assert not restore.ok and restore.backup_fault
+
+
+def test_a_drill_that_could_not_judge_the_backup_does_not_blame_it(
+    drill_world: tuple[Settings, DrillConfig],
+) -> None:
+    no_tool = drill_with(drill_world, FakeSource(damaged="inconclusive"))
+    assert not no_tool.ok and not no_tool.backup_fault
+    no_space = drill_with(drill_world, FakeSource(damaged="bad"), space_factor=1e12)
+    assert no_space.reason.startswith("not enough free space") and not no_space.backup_fault
+    out_of_time = drill_with(drill_world, FakeSource(recover_fails=True), timeout=1e-9)
+    assert "DRILL_TIMEOUT" in out_of_time.reason and not out_of_time.backup_fault

@@ -7,7 +7,7 @@ orchestration; the integration tests run the real ones.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class Answer:
     returncode: int = 0
     data: Any = None
     stderr: str = ""
+    stdout: str = ""
 
 
 class FakeHome(BarmanHome):
@@ -114,7 +115,7 @@ class FakeBarman(Barman):
             self.effects[args[0]]()  # what the command does to Barman's files
         queue = self.answers.get(args[0]) or [Answer()]
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
-        completed = Completed(args, answer.returncode, "", answer.stderr, 0.25)
+        completed = Completed(args, answer.returncode, answer.stdout, answer.stderr, 0.25)
         return Outcome(completed, answer.data, ())
 
     def processes(self, command: str, server: str) -> list[ProcInfo]:
@@ -182,9 +183,13 @@ class RecordingNotifier(Notifier):
     def __init__(self) -> None:
         super().__init__(timeout=1.0)
         self.pings: list[str] = []
+        self.posts: list[Mapping[str, Any]] = []
 
     def ping(self, url: Secret, suffix: str, what: str) -> None:
         self.pings.append(suffix)
+
+    def post(self, url: Secret, payload: Mapping[str, Any], what: str) -> None:
+        self.posts.append(payload)
 
 
 def backup_list(*rows: tuple[str, str], server: str = "pg") -> Answer:

@@ -63,7 +63,9 @@ def test_a_done_backup_is_verified_recorded_and_announced(world: World) -> None:
     outcome = handler(world).take(world.server, immediate=True, trigger="first")
 
     assert outcome is not None and outcome.ok
-    assert world.barman.commands() == ["backup", "verify-backup", "list-backups"]
+    # keep: whether someone keeps the newest verified backup already (the retention hold)
+    assert world.barman.commands() == ["backup", "verify-backup", "list-backups", "keep"]
+    assert world.barman.calls[-1] == ("keep", "--status", "pg", "B1")
     assert "--immediate-checkpoint" in world.barman.calls[0]
     server = world.state.server("pg")
     assert server.last_backup == {

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from barman_supervisor.barman.home import BarmanHome
+from barman_supervisor.barman.verdicts import BackupVerdict, Verdict, VerdictFiles
 from barman_supervisor.cli import EXIT_BAD_INPUT
 from barman_supervisor.restore import local as restore
 from tests.unit.conftest import Ran
@@ -76,3 +78,34 @@ def test_choose_backup_by_end_time_not_by_id_or_position() -> None:
     ]
     assert restore.choose_backup(rows, None) == "20261124T040000"
     assert restore.choose_backup(rows, datetime.fromtimestamp(4000, UTC)) == "20261124T170000"
+
+
+def test_choose_backup_passes_over_one_that_failed_verification() -> None:
+    rows = [
+        {"backup_id": "C", "status": "DONE", "end_time_timestamp": "300"},
+        {"backup_id": "A", "status": "DONE", "end_time_timestamp": "100"},
+    ]
+    assert restore.choose_backup(rows, None, frozenset({"C"})) == "A"
+    assert restore.choose_backup(rows, None, frozenset({"C", "A"})) is None
+
+
+def failed_verdict(environ: dict[str, str], backup_id: str) -> None:
+    """A backup that failed verification, as the daemon left it in BARMAN_HOME."""
+    home = BarmanHome(Path(environ["BARMAN_HOME"]))
+    home.backup_dir("pg", backup_id).mkdir(parents=True)
+    VerdictFiles(home).write("pg", BackupVerdict(backup_id, Verdict.FAILED, "checksum mismatch"))
+
+
+def test_a_named_backup_that_failed_verification_is_refused_in_one_line(
+    run_cli: Callable[..., Ran], environ: dict[str, str], tmp_path: Path
+) -> None:
+    failed_verdict(environ, "20261201T030000")
+    destination = tmp_path / "restored"
+    refused = run_cli("restore", "pg", str(destination), "--backup-id", "20261201T030000")
+    assert refused.code == EXIT_BAD_INPUT and refused.out == ""
+    assert refused.error_lines == [
+        "barman-supervisor: error: backup 20261201T030000 failed verification (checksum "
+        "mismatch); choose another backup, or add --allow-unverified to restore it anyway "
+        "(nothing was changed)"
+    ]
+    assert not destination.exists()

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from barman_supervisor.config import Secret
-from barman_supervisor.status.alerts import AlertTracker, Notifier, alert_payload, split_credentials
+from barman_supervisor.status.alerts import (
+    AlertTracker,
+    Notifier,
+    alert_payload,
+    backup_alert_payload,
+    split_credentials,
+)
 from barman_supervisor.status.health import Problem
 from tests.support.webhook import Request, webhook_receiver
 
@@ -143,3 +149,23 @@ def test_the_notifier_thread_survives_any_delivery_error(receiver: tuple[str, Re
 
     assert (notifier.delivered, notifier.failed) == (1, 2)
     assert received == [("POST", "/hook", {"state": "failing"})]
+
+
+def test_a_backup_found_unusable_is_one_alert_naming_it_and_why() -> None:
+    body = backup_alert_payload(
+        "pg", "20261201T030000", "verification", "checksum mismatch", 0, "h"
+    )
+    assert body == {
+        "source": "barman-supervisor",
+        "host": "h",
+        "server": "pg",
+        "state": "backup_unusable",
+        "backup_id": "20261201T030000",
+        "summary": "pg: backup 20261201T030000 failed verification: checksum mismatch; restore, "
+        "drills and retention no longer count on it",
+        "problems": [{"condition": "verification", "reason": "checksum mismatch"}],
+        "since": "1970-01-01T00:00:00+00:00",
+        "at": "1970-01-01T00:00:00+00:00",
+    }
+    drill = backup_alert_payload("pg", "B", "drill", "query failed", 0, "h")
+    assert drill["summary"].startswith("pg: backup B failed a restore drill: query failed")
