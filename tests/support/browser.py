@@ -94,14 +94,18 @@ def horizontal_overflow(driver: WebDriver) -> int:
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
-    """The whole page (not only the viewport) as ``SCREENSHOTS/<name>.png``."""
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    """The whole page (not only the viewport, and no empty viewport below a short page) as
+    ``SCREENSHOTS/<name>.png``."""
+    width = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["width"]
+    height = driver.execute_script(
+        "return Math.ceil(document.body.getBoundingClientRect().bottom + window.scrollY)"
+    )
     shot = driver.execute_cdp_cmd(
         "Page.captureScreenshot",
         {
             "format": "png",
             "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
         },
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
