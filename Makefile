@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 PG_MAJOR ?= 15
 PG_BIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4 chromium chromium-driver
+APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4 chromium chromium-driver prometheus
+# Installing Debian's prometheus would start it as a service (init script or systemd unit): the
+# tests run their own on free ports, and its init script failing where there is no init system
+# would fail the install. While none exists, a policy-rc.d refuses that one start (exit 101).
+POLICY_RC_D := /usr/sbin/policy-rc.d
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
 .PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean
@@ -31,6 +35,12 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq; \
+		if [ ! -e $(POLICY_RC_D) ]; then \
+			printf '#!/bin/sh\n# make install: no prometheus service\nfor a; do case "$$a" in prometheus|prometheus.service) exit 101;; esac; done\nexit 0\n' \
+				| $(SUDO) tee $(POLICY_RC_D) >/dev/null; \
+			$(SUDO) chmod 755 $(POLICY_RC_D); \
+			trap '$(SUDO) rm -f $(POLICY_RC_D)' EXIT; \
+		fi; \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@test -x $(PG_BIN)/postgres || { echo "no PostgreSQL $(PG_MAJOR) server in $(PG_BIN)"; exit 1; }
