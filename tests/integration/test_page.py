@@ -163,3 +163,12 @@ def test_broken_streaming_shows_the_server_its_problem_and_what_to_do(
     finally:
         pg.start()
     ready(daemon)
+
+
+def test_the_console_check_sees_what_a_browser_reports(daemon: Daemon) -> None:
+    """The check above can fail: a resource that does not load is an error in the console."""
+    with chromium(DESKTOP) as driver:
+        driver.get(daemon.probe.base + "/no-such-page")
+        errors = console_errors(driver)
+
+    assert [e for e in errors if "404" in e["message"]], errors
