@@ -31,6 +31,7 @@ SCRAPE_TIMEOUT_S = 30
 # Seconds `barman backup --wait` may take on an idle cluster.
 BACKUP_TIMEOUT_S = 120
 ALERT = "BarmanBackupTooOld"
+MONTHS = 12
 RULES = sorted(DEPLOY.glob("*.rules.yml"))
 _METRIC = re.compile(r"\bbarman_supervisor_[a-z_]+\b")
 _HELP = re.compile(r"^# HELP (\S+)", re.MULTILINE)
@@ -54,6 +55,7 @@ def watched(
         pg,
         HEALTH_INTERVAL="1",
         BACKUP_MAX_AGE=str(BACKUP_MAX_AGE_S),
+        BACKUP_SCHEDULE=_schedule_not_during_the_test(),
         # A backup's WAL is archived within a second, so `barman backup --wait` ends promptly.
         WAL_ARCHIVE_INTERVAL="1",
     ) as daemon:
@@ -62,6 +64,13 @@ def watched(
         with running_prometheus(tmp_path_factory.mktemp("prometheus"), config) as prometheus:
             wait_until(prometheus.targets_up, SCRAPE_TIMEOUT_S, what="the daemon scraped")
             yield daemon, prometheus
+
+
+def _schedule_not_during_the_test() -> str:
+    """A backup schedule six months away: the daily default (03:00) would take a backup, and
+    reset the age the test waits on, when the test runs at 03:00."""
+    far_month = (datetime.now().month + 5) % MONTHS + 1
+    return f"0 3 1 {far_month} *"
 
 
 def _shipped_alerts() -> set[str]:
