@@ -30,6 +30,10 @@ from barman_supervisor.errors import ConfigError
 from barman_supervisor.files import write_atomically
 
 _HEADER = f"{RENDERED_MARKER} from the environment; edits are overwritten at every start.\n"
+# The line of ``barman check`` (its JSON key) that compares the DONE full backups with
+# ``minimum_redundancy``: it fails until the first backup is DONE. Barman calls it non-critical
+# (it does not stop a backup); readiness asks for a DONE backup by itself.
+MINIMUM_REDUNDANCY_CHECK = "minimum_redundancy_requirements"
 
 
 def _ini_value(value: str) -> str:
@@ -75,6 +79,9 @@ def render_server(server: ServerSettings) -> str:
         "create_slot = auto",
         f"retention_policy = {server.retention_policy}",
         "wal_retention_policy = main",
+        # The floor under retention: Barman never deletes below it (REDUNDANCY n less than it
+        # is raised to it), so a policy or a hand can never remove the last backup.
+        f"minimum_redundancy = {server.minimum_redundancy}",
     ]
     if server.bandwidth_limit_kbps:
         # pg_basebackup --max-rate: keeps a backup from saturating the primary's disk or link.

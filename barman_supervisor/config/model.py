@@ -106,6 +106,8 @@ class ServerSettings:
     backup_on_start: bool
     backup_immediate_checkpoint: bool
     retention_policy: str
+    # Barman's floor under retention: never fewer DONE full backups than this.
+    minimum_redundancy: int
     bandwidth_limit_kbps: int = 0
     # A mounted conninfo with password=: Barman passes it on pg_receivewal's command line.
     password_in_mounted_file: bool = False

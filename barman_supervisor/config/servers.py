@@ -89,6 +89,7 @@ def server_settings(env: Env, source: ServerSource, timezone: ZoneInfo) -> Serve
         backup_on_start=env.boolean("BACKUP_ON_START", name),
         backup_immediate_checkpoint=env.boolean("BACKUP_IMMEDIATE_CHECKPOINT", name),
         retention_policy=retention,
+        minimum_redundancy=env.integer("MINIMUM_REDUNDANCY", name),
         bandwidth_limit_kbps=_bandwidth_limit(env, name),
         backup_max_age=env.seconds("BACKUP_MAX_AGE", name) or None,
         deadman_url=env.url("DEADMAN_URL", name),

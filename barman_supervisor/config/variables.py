@@ -219,6 +219,12 @@ _TABLE: tuple[Variable, ...] = (
             " applied by `barman cron`",
             scope="server",
         ),
+        Variable("MINIMUM_REDUNDANCY", "integer", "1",
+            "Barman's `minimum_redundancy` (rendered configuration): retention and `barman delete` "
+            "never leave fewer DONE full backups than this; `/readyz` asks for one DONE backup "
+            "whatever this says",
+            scope="server", minimum=0, maximum=1000,
+        ),
         Variable("BACKUP_WAIT_TIMEOUT", "seconds", "600",
             "`barman backup --wait-timeout`: how long a backup waits for its WAL",
             minimum=1, maximum=86400,

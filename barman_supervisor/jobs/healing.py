@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from barman_supervisor.barman.commands import Check
+from barman_supervisor.barman.config_files import MINIMUM_REDUNDANCY_CHECK
 from barman_supervisor.barman.home import WalHoldings
 from barman_supervisor.barman.records import Backup, BackupStatus, newest_done
 from barman_supervisor.postgres.connection import Identity, SlotState
@@ -97,6 +98,14 @@ def client_tool_problems(checks: Iterable[Check], version_num: int | None) -> li
         f"the PostgreSQL client tools are older than the server ({', '.join(failed)} failed); "
         f"install {package} beside Barman"
     ]
+
+
+def redundancy_check_stale(checks: Iterable[Check], backups: Iterable[Backup]) -> bool:
+    """``barman check`` said "no backup" (minimum redundancy) but a backup is DONE now: the
+    check ran beside the first backup. Checked again, ``/status`` and the metrics stop showing
+    a failure that is over instead of waiting BARMAN_CHECK_INTERVAL for the next check."""
+    failed = any(check.name == MINIMUM_REDUNDANCY_CHECK and not check.ok for check in checks)
+    return failed and newest_done(backups) is not None
 
 
 def stale_started(backups: Iterable[Backup]) -> list[str]:

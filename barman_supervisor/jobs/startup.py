@@ -25,7 +25,7 @@ from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.fairness import FairSemaphore
-from barman_supervisor.jobs.healing import client_tool_problems
+from barman_supervisor.jobs.healing import client_tool_problems, redundancy_check_stale
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
@@ -161,7 +161,8 @@ class Startup:
         only while it is empty (Barman refuses a first backup until then), the list of backups
         only when Barman's files changed. The check and the first backup then run side by side:
         neither needs the other, and the backup is done sooner by a check's time (the next
-        scheduled check sees it)."""
+        scheduled check sees it; a check that said "no backup" (minimum redundancy) beside it
+        runs once more right after, so that ``/status`` and the metrics do not show it)."""
         if self._barman.home.archive_empty(server.name):
             self._phase(server, "first_wal")
             self._archive_first_wal(server, run)
@@ -178,6 +179,9 @@ class Startup:
                 self._first_backup(server, backups, run)
         finally:
             checking.join()
+        state = self._state.server(server.name)
+        if redundancy_check_stale(state.checks, state.backups):
+            self._checks.check(server)
         self._refuse_old_client_tools(server)
 
     def _create_slot(self, server: ServerSettings, run: Run) -> None:

@@ -45,6 +45,18 @@ _GAP_HINT = (
 )
 
 
+def prove_login(postgres: Postgres, state: State, server: str, reachable: bool) -> None:
+    """A new login as Barman's commands make it (the kept connection does not show a changed
+    password or pg_hba.conf), only while the kept connection answers: otherwise PostgreSQL is
+    unreachable, and that is what the probes say. A server that takes no connection at all just
+    now (a restart) counts as unreachable too, with that condition's grace."""
+    problem = postgres.login_problem() if reachable else None
+    if problem is not None and server_unavailable(problem):
+        state.postgres_unreachable(server, problem)
+        problem = None
+    state.record_login(server, problem)
+
+
 class Streaming:
     def __init__(
         self,
@@ -156,7 +168,7 @@ class Streaming:
         that a new login works."""
         before = self._state.server(server.name)
         slot, running = self.probe(server)
-        self._prove_login(server, reachable=slot is not None)
+        prove_login(self._postgres[server.name], self._state, server.name, slot is not None)
         after = self._state.server(server.name)
         with bind(server=server.name, job="monitor"):
             if running:
@@ -187,17 +199,6 @@ class Streaming:
                 if after.identity_problem is not None:
                     self._check_identity(server)  # clear it as soon as it is gone
                 self._check_wal_gap(server, slot, running)
-
-    def _prove_login(self, server: ServerSettings, reachable: bool) -> None:
-        """A new login as Barman's commands make it (the kept connection does not show a changed
-        password or pg_hba.conf), only while the kept connection answers: otherwise PostgreSQL is
-        unreachable, and that is what the probes say. A server that takes no connection at all
-        just now (a restart) counts as unreachable too, with that condition's grace."""
-        problem = self._postgres[server.name].login_problem() if reachable else None
-        if problem is not None and server_unavailable(problem):
-            self._state.postgres_unreachable(server.name, problem)
-            problem = None
-        self._state.record_login(server.name, problem)
 
     def _check_wal_gap(self, server: ServerSettings, slot: SlotState, running: bool) -> None:
         """A slot that starts past the WAL Barman holds was recreated: the WAL in between is

@@ -50,6 +50,28 @@ def test_server_file_has_marker_and_conninfo_without_password(environ: dict[str,
     assert parsed.get("pg", "backup_method") == "postgres"
     assert parsed.get("pg", "slot_name") == "barman"
     assert parsed.get("pg", "retention_policy") == "RECOVERY WINDOW OF 7 DAYS"
+    assert parsed.get("pg", "minimum_redundancy") == "1"
+
+
+def test_minimum_redundancy_is_rendered_per_server(environ: dict[str, str]) -> None:
+    """A floor under retention, 1 unless set: no policy or hand removes the last backup."""
+    settings = settings_for(
+        environ,
+        BARMAN_SERVERS="pg,reports",
+        MINIMUM_REDUNDANCY="2",
+        MINIMUM_REDUNDANCY__REPORTS="0",
+    )
+    floors = {
+        name: read_as_barman(render_server(settings.server(name))).get(name, "minimum_redundancy")
+        for name in ("pg", "reports")
+    }
+    assert floors == {"pg": "2", "reports": "0"}
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1001"])
+def test_a_bad_minimum_redundancy_is_refused(environ: dict[str, str], value: str) -> None:
+    with pytest.raises(ConfigError, match="MINIMUM_REDUNDANCY"):
+        settings_for(environ, MINIMUM_REDUNDANCY=value)
 
 
 def test_global_file_escapes_percent_in_paths(environ: dict[str, str], tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from barman_supervisor.jobs.healing import (
     failed_to_delete,
     identity_change,
     orphaned_receivers,
+    redundancy_check_stale,
     slot_start,
     stale_started,
     wal_gap,
@@ -194,3 +195,12 @@ def test_a_slot_no_receiver_used_yet_starts_at_the_current_position() -> None:
     fresh = SlotState(exists=True, active=False, restart_lsn=None, current_lsn="0/7000000")
     used = SlotState(exists=True, active=True, restart_lsn="0/3000000", current_lsn="0/7000000")
     assert (slot_start(fresh), slot_start(used)) == ("0/7000000", "0/3000000")
+
+
+def test_a_redundancy_check_is_stale_once_a_backup_is_done() -> None:
+    failed = [Check("minimum_redundancy_requirements", False, "have 0, expected at least 1")]
+    done = [Backup("B1", "DONE", 1.0, 1)]
+    assert redundancy_check_stale(failed, done)
+    assert not redundancy_check_stale(failed, [Backup("B1", "FAILED", 1.0, 1)])
+    assert not redundancy_check_stale([Check("minimum_redundancy_requirements", True, "")], done)
+    assert not redundancy_check_stale([Check("wal_archive", False, "")], done)

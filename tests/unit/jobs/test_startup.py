@@ -99,6 +99,25 @@ def test_a_new_server_is_streamed_archived_backed_up_and_checked(world: World) -
     assert server.runs["bootstrap"].ok
 
 
+def test_a_check_that_saw_no_backup_beside_the_first_one_runs_again_after_it(
+    world: World,
+) -> None:
+    """minimum_redundancy fails until the first backup is DONE; the check beside it says so,
+    and /status and the metrics would show it until BARMAN_CHECK_INTERVAL later."""
+    no_backup_yet = {"pg": {"minimum_redundancy_requirements": {"status": "FAILED"}}}
+    world.barman.answer("check", Answer(returncode=1, data=no_backup_yet), ALL_OK)
+    world.barman.answer("list-backups", backup_list(), backup_list(("B1", "DONE")))
+    world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE"}))
+    write_backup_info(world.settings, "pg", "B1")
+
+    outcomes = bootstrap(world)
+
+    assert outcomes.ready == ["pg"]
+    assert world.barman.commands().count("check") == 2
+    server = world.state.server("pg")
+    assert [check.ok for check in server.checks] == [True]
+
+
 def test_a_restart_with_wal_archived_and_a_done_backup_runs_no_switch_and_no_backup(
     world: World,
 ) -> None:

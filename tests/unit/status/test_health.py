@@ -136,3 +136,11 @@ def test_a_wal_gap_is_red_until_a_later_backup_is_done() -> None:
 def test_an_unreachable_server_is_not_also_a_refused_login() -> None:
     state = replace(protected(), postgres_error="connection refused", login_problem="refused")
     assert conditions(state) == ["postgres"]
+
+
+def test_minimum_redundancy_is_judged_by_the_backups_listed_now_not_a_stale_check() -> None:
+    """The check beside the first backup says "no backup" until the next check; the backup
+    condition says what is true now."""
+    stale = [Check("postgresql", True, ""), Check("minimum_redundancy_requirements", False, "")]
+    assert conditions(replace(protected(), checks=stale)) == []
+    assert conditions(replace(protected(), checks=stale, backups=[])) == ["backup"]
