@@ -101,19 +101,20 @@ class _Clock:
     """Moments worded against the document's ``now``, so the page and ``/status`` agree."""
 
     def __init__(self, now: str) -> None:
-        moment = _moment(now)
-        assert moment is not None
-        self.now = moment
+        self.now = _moment(now) or datetime.now(UTC)
+
+    @staticmethod
+    def _utc(value: str | float | None, pattern: str) -> str:
+        moment = _moment(value)
+        return "—" if moment is None else moment.astimezone(UTC).strftime(pattern)
 
     def at(self, value: str | float | None) -> str:
         """A moment in UTC to the minute, e.g. ``2026-12-05 03:00 UTC``."""
-        moment = _moment(value)
-        return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return self._utc(value, "%Y-%m-%d %H:%M UTC")
 
     def stamp(self, value: str | float | None) -> str:
         """A moment to the second, so a person sees the page refresh."""
-        moment = _moment(value)
-        return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return self._utc(value, "%Y-%m-%d %H:%M:%S UTC")
 
     def ago(self, value: str | float | None) -> str:
         moment = _moment(value)
