@@ -10,7 +10,8 @@ they decide is in ``barman/verdicts`` as pure functions; here they are carried o
 The hold works as the off-site one does (``offsite/hold.py``): ``barman keep --target full`` on
 the backup (Barman then keeps it and every WAL file after it, whatever ``RETENTION_POLICY``
 says), released once a newer backup verified. A keep someone else set is never released: the
-daemon records its own in the backup's verdict file (``held``).
+daemon records its own in the backup's verdict file (``held``). When both holds want the same
+backup they share its keep, and the one that lets go last releases it.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from barman_supervisor.barman.verify import Verification, verify_backup
 from barman_supervisor.config import Settings
 from barman_supervisor.jobs.recorder import ServerLocks
 from barman_supervisor.log import get_logger
+from barman_supervisor.offsite.hold import Ledger
 from barman_supervisor.status.alerts import Notifier, alert_backup_unusable
 from barman_supervisor.status.state import DrillResult, State
 
 _log = get_logger(__name__)
 KEEP_TIMEOUT = 60.0
+_HOLD_REASON = "the newest verified backup; Barman's retention keeps it"
 # What ``barman keep --status`` prints for a backup nobody keeps.
 NO_KEEP = "nokeep"
 
@@ -88,6 +91,7 @@ class BackupVerdicts:
         self._state = state
         self._notifier = notifier
         self._files = VerdictFiles(barman.home)
+        self._offsite_ledger = Ledger(settings.barman_home)
         # One hold decision at a time per server: backups, checks and drills all move it.
         self._holding = ServerLocks()
 
@@ -157,7 +161,12 @@ class BackupVerdicts:
 
     def _keep(self, server: str, backup_id: str) -> None:
         """``barman keep --target full``, unless someone already keeps it (then it is protected,
-        and the keep is not the daemon's to release)."""
+        and the keep is not the daemon's to release). The off-site hold's keep is the daemon's
+        too: shared, it is released by whichever hold lets go last."""
+        if self._offsite_hold(server) == backup_id:
+            _log.info("verified_hold", backup_id=backup_id, reason=_HOLD_REASON)
+            self._mark(server, backup_id, held=True)
+            return
         status = self._barman.run(
             "keep", "--status", server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
         )
@@ -177,29 +186,39 @@ class BackupVerdicts:
             logging.INFO if kept.ok else logging.ERROR,
             "verified_hold" if kept.ok else "verified_hold_failed",
             backup_id=backup_id,
-            reason="the newest verified backup; Barman's retention keeps it",
+            reason=_HOLD_REASON,
         )
         if kept.ok:
             self._mark(server, backup_id, held=True)
 
     def _release(self, server: str, verdict: BackupVerdict) -> None:
-        released = self._barman.run(
-            "keep",
-            "--release",
-            server,
-            verdict.backup_id,
-            kind="keep",
-            server=server,
-            timeout=KEEP_TIMEOUT,
+        """``barman keep --release``, unless the off-site hold still keeps it (then it only
+        stops being the verified hold's)."""
+        released = (
+            self._offsite_hold(server) == verdict.backup_id
+            or self._barman.run(
+                "keep",
+                "--release",
+                server,
+                verdict.backup_id,
+                kind="keep",
+                server=server,
+                timeout=KEEP_TIMEOUT,
+            ).ok
         )
         _log.log(
-            logging.INFO if released.ok else logging.ERROR,
-            "verified_hold_released" if released.ok else "verified_hold_not_released",
+            logging.INFO if released else logging.ERROR,
+            "verified_hold_released" if released else "verified_hold_not_released",
             backup_id=verdict.backup_id,
             reason="a newer backup verified" if not verdict.failed else "the backup failed",
         )
-        if released.ok:
+        if released:
             self._mark(server, verdict.backup_id, held=False)
+
+    def _offsite_hold(self, server: str) -> str | None:
+        """The backup the off-site hold keeps for the store, if any (``offsite/hold``)."""
+        kept = self._offsite_ledger.read(server).get("kept")
+        return str(kept) if kept else None
 
     def _mark(self, server: str, backup_id: str, *, held: bool) -> None:
         """Remember the daemon's keep (or its release) in the backup's verdict file."""

@@ -7,7 +7,8 @@ OFFSITE_URL starts over) and the backup the daemon holds with ``barman keep``, i
 ``RetentionHold`` makes sure Barman's own retention (run by ``barman cron``) deletes nothing the
 store still lacks while the copy fails: it marks the oldest backup still needed with
 ``barman keep --target full`` (Barman then keeps it and every WAL file after its start) and
-releases the mark once the store caught up. A keep someone else set is never released.
+releases the mark once the store caught up. A keep someone else set is never released; one the
+daemon set for its newest verified backup (``jobs/verdicts``) is shared with that hold.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.records import BackupStatus
+from barman_supervisor.barman.verdicts import VerdictFiles
 from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.files import write_atomically
 from barman_supervisor.log import get_logger
@@ -31,6 +33,7 @@ from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
 KEEP_TIMEOUT = 60.0
+_HOLD_REASON = "the off-site store lacks it or WAL after it; Barman's retention keeps it"
 
 
 class Ledger:
@@ -68,9 +71,9 @@ class RetentionHold:
             )
         if wanted == held:
             return str(held) if held else None
-        if (
-            held
-            and self._barman.run(
+        if held and (
+            self._verified_hold(server.name, held)  # still kept, for the verified hold
+            or self._barman.run(
                 "keep",
                 "--release",
                 server.name,
@@ -88,7 +91,12 @@ class RetentionHold:
         return str(held) if held else None
 
     def _hold(self, server: str, backup_id: str) -> bool:
-        """Keep it, unless someone else already did (then it is protected, and not ours)."""
+        """Keep it, unless someone else already did (then it is protected, and not ours). A keep
+        the daemon set for the newest verified backup (``jobs/verdicts``) is shared: both holds
+        count it as theirs, and the one that lets go last releases it."""
+        if self._verified_hold(server, backup_id):
+            _log.info("offsite_hold", backup_id=backup_id, reason=_HOLD_REASON)
+            return True
         status = self._barman.run(
             "keep", "--status", server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
         )
@@ -108,9 +116,13 @@ class RetentionHold:
             logging.INFO if kept.ok else logging.ERROR,
             "offsite_hold" if kept.ok else "offsite_hold_failed",
             backup_id=backup_id,
-            reason="the off-site store lacks it or WAL after it; Barman's retention keeps it",
+            reason=_HOLD_REASON,
         )
         return kept.ok
+
+    def _verified_hold(self, server: str, backup_id: str) -> bool:
+        verdict = VerdictFiles(self._barman.home).read(server, backup_id)
+        return verdict is not None and verdict.held
 
     def _local(self, server: ServerSettings) -> list[LocalBackup]:
         backups = []

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from barman_supervisor.barman.home import BarmanHome
+from barman_supervisor.barman.verdicts import VerdictFiles
 from tests.support.offsite import PREFIX, Offsite, offsite_daemon
 from tests.support.paths import SUPERVISOR
 from tests.support.poll import wait_until
@@ -93,7 +95,11 @@ def test_an_outage_of_the_store_is_red_then_the_backlog_drains(offsite: Offsite)
     wait_until(lambda: offsite.probe.get("/readyz")[0] == 200, timeout=60, what="green again")
     offsite.daemon.wait_for("offsite_copy_recovered", timeout=30)
     offsite.daemon.wait_for("offsite_hold_released", timeout=30, backup_id=held)
-    assert "nokeep" in keep_status(offsite, held)
+    # The off-site hold let go of it; the keep left is the one on the newest verified backup
+    # (issue 24: retention never removes it), which the two holds shared.
+    verdict = VerdictFiles(BarmanHome(offsite.daemon.home)).read("pg", held)
+    assert verdict is not None and verdict.verdict == "verified" and verdict.held
+    assert "full" in keep_status(offsite, held)
     missing = offsite.local_wal() - offsite.store_wal()
     assert not missing, f"WAL in Barman's archive but not in the store: {sorted(missing)}"
     assert offsite.offsite_status()["wal_files_owed"] == 0

@@ -23,6 +23,7 @@ from barman_supervisor.jobs.verdicts import (
     pending_backup,
     verification_verdict,
 )
+from barman_supervisor.offsite.hold import Ledger
 from barman_supervisor.status.state import DrillResult
 from tests.unit.jobs.conftest import World, make_world
 from tests.unit.jobs.fakes import Answer, write_backup_info
@@ -231,3 +232,32 @@ def test_no_verification_while_a_backup_of_the_server_runs(world: World) -> None
     with backups._running(world.server.name):
         backups.verify_pending(world.server)
     assert "verify-backup" not in world.barman.commands()
+
+
+# Sharing a keep with the off-site hold -----------------------------------------------------------
+def test_a_backup_the_offsite_hold_keeps_is_shared_not_kept_again(world: World) -> None:
+    listed(world, ("A", 100.0))
+    Ledger(world.settings.barman_home).write("pg", kept="A")
+
+    handler(world).record_verification("pg", verification("A", True))
+
+    assert keeps(world) == []
+    held = VerdictFiles(world.barman.home).read("pg", "A")
+    assert held is not None and held.held
+
+
+def test_a_keep_the_offsite_hold_still_needs_is_left_in_place(world: World) -> None:
+    listed(world, ("A", 100.0), ("B", 200.0))
+    files = VerdictFiles(world.barman.home)
+    files.write("pg", BackupVerdict("A", Verdict.VERIFIED))
+    files.set_held("pg", "A", True)
+    Ledger(world.settings.barman_home).write("pg", kept="A")
+    verdicts = handler(world)
+    verdicts.load("pg", world.state.server("pg").backups)
+    world.barman.answer("keep", NOKEEP, Answer())
+
+    verdicts.record_verification("pg", verification("B", True))
+
+    assert ("keep", "--release", "pg", "A") not in keeps(world)
+    released = files.read("pg", "A")
+    assert released is not None and not released.held  # the keep is the off-site hold's now

@@ -1,0 +1,57 @@
+"""The off-site hold on local retention, where it meets the hold on the newest verified backup:
+a keep the daemon set for either is shared, and released only by the hold that lets go last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from barman_supervisor.barman.records import Backup
+from barman_supervisor.barman.verdicts import BackupVerdict, Verdict, VerdictFiles
+from barman_supervisor.offsite.hold import Ledger, RetentionHold
+from barman_supervisor.offsite.plan import OffsiteRecord
+from tests.unit.jobs.conftest import World, make_world
+from tests.unit.jobs.fakes import Answer, write_backup_info
+
+FAILING = OffsiteRecord("s3://b/p", backups_owed=["A"], backup_error="Could not connect")
+CAUGHT_UP = OffsiteRecord("s3://b/p")
+
+
+@pytest.fixture
+def world(environ: dict[str, str], tmp_path: Path) -> World:
+    world = make_world(environ, tmp_path)
+    write_backup_info(world.settings, "pg", "A")
+    world.state.record_backups("pg", [Backup("A", "DONE", 100.0, 1)])
+    return world
+
+
+def hold(world: World) -> tuple[RetentionHold, Ledger]:
+    ledger = Ledger(world.settings.barman_home)
+    return RetentionHold(world.settings, world.barman, world.state, ledger), ledger
+
+
+def test_the_keep_of_the_newest_verified_backup_is_shared_and_left_in_place(
+    world: World,
+) -> None:
+    files = VerdictFiles(world.barman.home)
+    files.write("pg", BackupVerdict("A", Verdict.VERIFIED))
+    files.set_held("pg", "A", True)
+    retention, ledger = hold(world)
+
+    assert retention.apply(world.server, FAILING) == "A"
+    assert ledger.read("pg")["kept"] == "A"
+    assert retention.apply(world.server, CAUGHT_UP) is None
+    assert ledger.read("pg")["kept"] is None
+    # neither keep --target nor keep --release: the keep is the verified hold's all along
+    assert world.barman.commands() == []
+
+
+def test_without_the_verified_hold_the_offsite_hold_keeps_and_releases_itself(
+    world: World,
+) -> None:
+    retention, _ledger = hold(world)
+    world.barman.answer("keep", Answer(stdout="nokeep"), Answer(), Answer())
+    assert retention.apply(world.server, FAILING) == "A"
+    assert retention.apply(world.server, CAUGHT_UP) is None
+    assert [call[1] for call in world.barman.calls] == ["--status", "--target", "--release"]
