@@ -419,12 +419,14 @@ def test_restore_offsite_refuses_a_server_without_a_store(
 def test_restore_offsite_refuses_a_non_empty_destination_before_touching_the_store(
     run_cli: Callable[..., Ran], tmp_path: Path
 ) -> None:
-    (tmp_path / "PG_VERSION").write_text("15\n")
-    refused = run_cli("restore-offsite", "pg", str(tmp_path), OFFSITE_URL="s3://bucket/x")
+    destination = tmp_path / "old"
+    destination.mkdir()
+    (destination / "PG_VERSION").write_text("15\n")
+    refused = run_cli("restore-offsite", "pg", str(destination), OFFSITE_URL="s3://bucket/x")
     assert refused.code == 2 and refused.out == ""
     assert len(refused.error_lines) == 1 and "not empty" in refused.error_lines[0]
     assert refused.error_lines[0].startswith("barman-supervisor: error: ")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["PG_VERSION"]
+    assert sorted(p.name for p in destination.iterdir()) == ["PG_VERSION"]
     bad_time = run_cli(
         "restore-offsite",
         "pg",
