@@ -42,6 +42,8 @@ WHAT_TO_DO = {
     "alerting.",
     "postgres": "Check that PostgreSQL runs and that PG_HOST and PG_PORT reach it from here; "
     "streaming resumes by itself once it answers.",
+    "postgres_login": "A new login was refused: put back the password, LOGIN, grant or "
+    "pg_hba.conf line the reason names; the next probe's login clears it.",
     "streaming": "Usually heals by itself once PostgreSQL answers (streaming_restart in the "
     "log); if it stays, look for the reason there.",
     "check": "Run barman check for this server to see the failing check; it clears at the next "

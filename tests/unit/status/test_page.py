@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from markupsafe import escape
@@ -209,3 +210,13 @@ def test_many_servers_are_listed_at_the_top_each_linking_to_its_card() -> None:
         {"href": "#server-pg", "class": "ready"},
         {"href": "#server-reports", "class": "unready"},
     ]
+
+
+def test_every_condition_of_the_health_model_has_what_to_do() -> None:
+    """The conditions docs/operations.md lists (its health model table) each have advice."""
+    text = (Path(__file__).parents[3] / "docs" / "operations.md").read_text()
+    table = text.split("| condition | goes red when |", 1)[1].split("\n\n", 1)[0]
+    conditions = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+
+    assert {"postgres", "streaming", "backup", "offsite"} <= conditions
+    assert conditions <= set(page.WHAT_TO_DO)
