@@ -3,9 +3,9 @@
     .venv/bin/python deploy/grafana/dashboard.py      # writes deploy/grafana/barman-supervisor.json
 
 The JSON is checked in, so Grafana (the compose profile ``monitoring``, or an import by hand)
-needs no Python; ``tests/unit/deploy/test_grafana_dashboard.py`` fails while it differs from what this module
-builds, and ``tests/integration/test_dashboard.py`` reads a real daemon's ``/metrics`` and fails
-on any query naming a metric the daemon does not serve.
+needs no Python; ``tests/unit/deploy/test_grafana_dashboard.py`` fails while it differs from what
+this module builds, and ``tests/integration/test_dashboard.py`` reads a real daemon's
+``/metrics`` and fails on any query naming a metric the daemon does not serve.
 
 Built in code rather than written as JSON: a panel is a few lines saying what it shows, the
 SDK's typed builders catch a misspelt option that Grafana would ignore silently, and every
