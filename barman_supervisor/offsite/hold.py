@@ -5,7 +5,8 @@ OFFSITE_URL starts over) and the backup the daemon holds with ``barman keep``, i
 ``BARMAN_HOME/.offsite/<server>.json`` (a name no Barman server can have).
 
 ``RetentionHold`` makes sure Barman's own retention (run by ``barman cron``) deletes nothing the
-store still lacks while the copy fails: it marks the oldest backup still needed with
+store still lacks, whether the copy fails or is only behind (a backup upload taking hours, a WAL
+backlog): it marks the oldest backup still needed with
 ``barman keep --target full`` (Barman then keeps it and every WAL file after its start) and
 releases the mark once the store caught up. A keep someone else set is never released; one the
 daemon set for its newest verified backup (``jobs/verdicts``) is shared with that hold.
@@ -61,11 +62,12 @@ class RetentionHold:
         self._ledger = ledger
 
     def apply(self, server: ServerSettings, record: OffsiteRecord | None) -> str | None:
-        """Hold the backup the store still needs while the copy fails; release when it works.
-        The backup held now, if any."""
+        """Hold the backup the store still needs while anything is owed, failing or not (issue
+        24: a copy merely behind must not lose what it has yet to copy); release once the store
+        has everything. The backup held now, if any."""
         held = self._ledger.read(server.name).get("kept")
         wanted = None
-        if record is not None and record.last_error:
+        if record is not None and (record.backups_owed or record.oldest_owed_wal):
             wanted = backup_to_protect(
                 self._local(server), record.backups_owed, record.oldest_owed_wal
             )

@@ -55,3 +55,17 @@ def test_without_the_verified_hold_the_offsite_hold_keeps_and_releases_itself(
     assert retention.apply(world.server, FAILING) == "A"
     assert retention.apply(world.server, CAUGHT_UP) is None
     assert [call[1] for call in world.barman.calls] == ["--status", "--target", "--release"]
+
+
+def test_a_copy_merely_behind_holds_too(world: World) -> None:
+    """Issue 24: no error, but a backup upload under way (or WAL waiting) is owed all the same."""
+    retention, ledger = hold(world)
+    world.barman.answer("keep", Answer(stdout="nokeep"), Answer(), Answer())
+    behind = OffsiteRecord("s3://b/p", backups_owed=["A"])
+    assert behind.last_error is None
+    assert retention.apply(world.server, behind) == "A"
+    assert ledger.read("pg")["kept"] == "A"
+    wal_behind = OffsiteRecord("s3://b/p", oldest_owed_wal="000000010000000000000009")
+    assert retention.apply(world.server, wal_behind) == "A"  # the same hold, no new keep
+    assert retention.apply(world.server, CAUGHT_UP) is None
+    assert [call[1] for call in world.barman.calls] == ["--status", "--target", "--release"]
