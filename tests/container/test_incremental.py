@@ -150,7 +150,11 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     # With no backup left to build on (newest first, each one deleted), the incremental
     # schedule takes a full (an incremental that was already running when its parent went
     # counts as a broken chain: the one after it is the full).
+    # The daemon holds the newest verified backup (here the chain's full) with `barman keep`, and
+    # Barman refuses to delete a kept backup: a person releases the keep first
+    # (docs/backups.md); releasing a backup with no keep changes nothing.
     for backup_id in reversed(ids):
+        stack.exec("barman", "barman", "keep", "--release", "pg", backup_id)
         stack.exec("barman", "barman", "delete", "pg", backup_id, timeout=300)
     full = wait_until(
         functools.partial(_new_full, stack, set(ids)),
