@@ -1,6 +1,7 @@
 """Off-site copies to an object store with ``barman-cloud-*``.
 
 Lives here: ``plan`` (pure decisions: what to copy, what the store holds, what to keep),
+``holes`` (pure: the segments missing from the store's WAL),
 ``hold`` (the ledger of what reached the store, and the hold it puts on local retention) and
 ``copier`` (the side effects: the programs run and the state written).
 
