@@ -6,6 +6,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from barman_supervisor.barman.space import space_problem as barman_space_problem
 from barman_supervisor.config import ServerSettings, Settings
 
 # Reads every user table (count(*) has to visit each heap page or its visibility map), so a
@@ -18,7 +19,6 @@ DEFAULT_QUERY = (
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
     "AND n.nspname NOT LIKE 'pg\\_toast%'"
 )
-_MIB = 1048576
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,15 @@ class DrillConfig:
 def space_problem(free_bytes: int, needed_bytes: int, factor: float, margin: int) -> str | None:
     """Why the scratch disk is too small, or None. The restored copy is about the backup plus
     the WAL after it; ``factor`` covers what PostgreSQL writes while it recovers."""
-    required = int(needed_bytes * factor) + margin
-    if free_bytes >= required:
-        return None
-    return (
-        f"not enough free space for the drill: {_mib(free_bytes)} free, {_mib(required)} needed "
-        f"(backup and WAL {_mib(needed_bytes)} x {factor:g} + {_mib(margin)} margin); free space "
-        "or point DRILL_SCRATCH_DIR at a larger disk"
+    return barman_space_problem(
+        free_bytes,
+        needed_bytes,
+        factor,
+        margin,
+        what="the drill",
+        needed_label="backup and WAL",
+        hint="free space or point DRILL_SCRATCH_DIR at a larger disk",
     )
-
-
-def _mib(value: int) -> str:
-    return f"{value / _MIB:.0f} MiB"
 
 
 def unreachable_ancestor(path: Path, uid: int, gid: int, groups: set[int]) -> Path | None:

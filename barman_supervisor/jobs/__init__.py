@@ -67,7 +67,7 @@ class Jobs:
         self._streaming = Streaming(
             settings, barman, state, postgres, recorder, stop, on_wal_gap=on_backup_owed
         )
-        self._backups = Backups(settings, barman, state, recorder, stop, notifier)
+        self._backups = Backups(settings, barman, state, recorder, stop, notifier, postgres)
         self._checks = Checks(barman, state, recorder, self._backups)
         self._archiving = Archiving(barman, state, recorder, on_archived=self._streaming.probe)
         self._drills = Drills(

@@ -8,24 +8,31 @@ dead-man's switch all see it as one.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
+from collections.abc import Mapping
+
+import psycopg
 
 from barman_supervisor.barman.chains import next_backup
-from barman_supervisor.barman.commands import Barman, Outcome
+from barman_supervisor.barman.commands import COMMAND_NOT_RUN, Barman, Outcome
 from barman_supervisor.barman.records import (
     RUNNING_STATUSES,
     Backup,
     BackupStatus,
     newest_backup,
 )
+from barman_supervisor.barman.space import backup_estimate, backup_space_problem
 from barman_supervisor.barman.verify import verify_backup
 from barman_supervisor.config import ServerSettings, Settings
-from barman_supervisor.errors import RunnerClosed
+from barman_supervisor.errors import RunnerClosed, first_line
 from barman_supervisor.jobs.healing import failed_to_delete, stale_started
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.jobs.verdicts import BackupVerdicts
 from barman_supervisor.log import get_logger
+from barman_supervisor.postgres.connection import Postgres
+from barman_supervisor.process.runner import Completed
 from barman_supervisor.status.alerts import Notifier
 from barman_supervisor.status.state import BackupSummary, JobRun, State
 
@@ -43,6 +50,33 @@ def needs_backup_at_start(backups: list[Backup]) -> bool:
     return newest is None or newest.status != BackupStatus.DONE
 
 
+def no_room(
+    server: ServerSettings,
+    backups: list[Backup],
+    free_bytes: int,
+    postgres: Postgres | None,
+    parent: str | None,
+) -> Outcome | None:
+    """A backup refused for lack of room in BARMAN_HOME (``space.backup_space_problem``), or
+    None. It fails as a backup does (the job, /readyz's ``backup_job``, the alert, the
+    dead-man's switch) with the sizes, and no Barman command runs. The database's size is asked
+    only when no earlier backup of the kind tells more."""
+    incremental, database_bytes = parent is not None, None
+    if postgres is not None and not any(
+        b.status == BackupStatus.DONE and b.incremental == incremental for b in backups
+    ):
+        try:
+            database_bytes = postgres.databases_size()
+        except psycopg.Error as exc:  # the backup then says why PostgreSQL cannot be reached
+            _log.warning("database_size_unknown", error=first_line(exc))
+    reason = backup_space_problem(free_bytes, backup_estimate(backups, incremental, database_bytes))
+    if reason is None:
+        return None
+    _log.error("backup_refused", reason=reason)
+    argv = ("barman", "backup", server.name)
+    return Outcome(Completed(argv, COMMAND_NOT_RUN, "", reason, 0.0), None, ())
+
+
 class Backups:
     def __init__(
         self,
@@ -52,8 +86,10 @@ class Backups:
         recorder: JobRecorder,
         stop: threading.Event,
         notifier: Notifier | None,
+        postgres: Mapping[str, Postgres] | None = None,  # database sizes, for ``no_room``
     ) -> None:
         self._settings = settings
+        self._postgres = postgres or {}
         self._barman = barman
         self._state = state
         self._recorder = recorder
@@ -152,7 +188,9 @@ class Backups:
         _log.info("backup_starting", trigger=trigger, immediate_checkpoint=immediate, parent=parent)
         self._deadman(server, "/start")
         started = time.time()
-        outcome = self._barman.backup(
+        postgres, backups = self._postgres.get(server.name), self._state.server(server.name).backups
+        free = shutil.disk_usage(self._settings.barman_home).free
+        outcome = no_room(server, backups, free, postgres, parent) or self._barman.backup(
             server.name,
             immediate=immediate,
             wait_timeout=self._settings.backup_wait_timeout,

@@ -261,6 +261,18 @@ class Postgres:
             current_lsn=str(current_lsn) if current_lsn is not None else None,
         )
 
+    def databases_size(self) -> int:
+        """The size of every database this role may connect to, together: what a full backup
+        copies (WAL aside), over the kept connection. A database closed to the role is left
+        out rather than failing the query (``pg_database_size`` needs CONNECT)."""
+        row = self._row(
+            "SELECT coalesce(sum(pg_database_size(oid)), 0)::bigint FROM pg_database"
+            " WHERE datallowconn AND has_database_privilege(oid, 'CONNECT')",
+            (),
+        )
+        assert row is not None
+        return int(str(row[0]))
+
     def commit_marker(self) -> None:
         """Commits a transaction that has an XID, which writes a commit record with the current
         time: a point-in-time recovery to any earlier time then has a record to stop at."""

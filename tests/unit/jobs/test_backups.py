@@ -248,3 +248,36 @@ def test_the_incremental_job_takes_a_full_when_the_parent_is_missing(
 
     backup_call = next(call for call in world.barman.calls if call[0] == "backup")
     assert "--incremental" not in backup_call
+
+
+def test_a_backup_larger_than_the_free_space_is_refused_without_running_barman(
+    world: World,
+) -> None:
+    """The previous full says how large the next one is: it cannot fit, so no Barman command
+    runs and the backup fails with the sizes (job, /status, dead-man's switch)."""
+    world.barman.answer("list-backups", backup_list())
+    huge = Backup("B0", "DONE", 1000.0, 1 << 60, begin_time=900.0)
+    world.state.record_backups("pg", [huge])
+
+    outcome = handler(world).take(world.server, immediate=True, trigger="schedule")
+
+    assert outcome is not None and not outcome.ok
+    assert "backup" not in world.barman.commands()
+    server = world.state.server("pg")
+    reason = server.last_backup["reason"]
+    assert reason.startswith("not enough free space for the backup in BARMAN_HOME")
+    assert "previous full backup" in reason
+    assert not server.runs["backup"].ok and server.runs["backup"].reason == reason
+    assert world.notifier.pings == ["/start", "/fail"]
+
+
+def test_a_backup_that_fits_is_taken(world: World) -> None:
+    world.barman.answer("backup", Answer(data={"backup_id": "B1", "status": "DONE", "size": 9}))
+    write_backup_info(world.settings, "pg", "B1")
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    world.state.record_backups("pg", [Backup("B0", "DONE", 1000.0, 1, begin_time=900.0)])
+
+    outcome = handler(world).take(world.server, immediate=True, trigger="schedule")
+
+    assert outcome is not None and outcome.ok
+    assert world.barman.commands()[0] == "backup"
