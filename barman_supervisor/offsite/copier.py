@@ -30,23 +30,28 @@ from barman_supervisor.config import Offsite, ServerSettings, Settings
 from barman_supervisor.errors import ConfigError, CopyFailed, RunnerClosed
 from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite.hold import Ledger, RetentionHold
+from barman_supervisor.offsite.holes import WalHole, hole_record, store_segments, wal_holes
 from barman_supervisor.offsite.plan import (
+    WAL_LISTING_SCRIPT,
     CopyKind,
     OffsiteRecord,
+    StoreBackup,
     backups_owed,
     cloud_env,
     cloud_options,
     cloud_program,
+    cloud_python,
     connectivity_refusal,
     contiguous_prefix,
     first_error_line,
     parse_store_backups,
+    parse_wal_listing,
     refusals_that_matter,
     uncopyable_reason,
     upload_options,
     wal_owed,
 )
-from barman_supervisor.postgres.wal import is_wal_name
+from barman_supervisor.postgres.wal import is_wal_name, timeline_of
 from barman_supervisor.process.runner import Completed, Runner
 from barman_supervisor.retry import restart_delay
 from barman_supervisor.status.state import State
@@ -88,6 +93,26 @@ class Cloud:
         ]
         env = {**cloud_env(offsite), **(extra_env or {})}
         return self._runner.run(argv, kind=kind, timeout=timeout, env=env)
+
+    def wal_names(self, server: ServerSettings) -> list[str]:
+        """The names of the WAL files in the store (``WAL_LISTING_SCRIPT``)."""
+        offsite = _offsite(server)
+        argv = [
+            cloud_python(self._settings.barman_bin),
+            "-c",
+            WAL_LISTING_SCRIPT,
+            *cloud_options(offsite),
+            offsite.url,
+            server.name,
+        ]
+        done = self._runner.run(
+            argv, kind="offsite-list", timeout=LIST_TIMEOUT, env=cloud_env(offsite)
+        )
+        self.require(done, "listing the store's WAL")
+        names = parse_wal_listing(done.stdout)
+        if names is None:
+            raise CopyFailed("listing the store's WAL: not a list of names")
+        return names
 
     def require(self, done: Completed, what: str) -> None:
         if done.timed_out:
@@ -179,6 +204,12 @@ class Records:
             _set_error(record, kind, None)
             record.last_ok_at = time.time()
 
+    def holes_found(self, server: ServerSettings, holes: list[WalHole]) -> None:
+        """The store's WAL checked: the ranges missing (none: contiguous)."""
+        with self._change(server) as record:
+            record.wal_holes = [hole_record(hole) for hole in holes]
+            record.wal_missing = sum(hole.count for hole in holes)
+
     def retention_applied(self, server: ServerSettings) -> None:
         with self._change(server) as record:
             record.retention_at = time.time()
@@ -267,15 +298,35 @@ class OffsiteCopier:
     # Backups ----------------------------------------------------------------------------------
     def _backups_round(self, server: ServerSettings) -> None:
         record = self._records.get(server.name)
-        if self._copy_backups(server) or record is None or record.retention_at is None:
+        listed = self._list_store(server)
+        if self._copy_backups(server, listed) or record is None or record.retention_at is None:
             self._apply_retention(server, _offsite(server))
+        self._check_wal(server, listed)
 
-    def _copy_backups(self, server: ServerSettings) -> bool:
+    def _list_store(self, server: ServerSettings) -> list[StoreBackup]:
         listed = self._cloud.run(
             server, "barman-cloud-backup-list", "--format", "json", kind="offsite-list"
         )
         self._cloud.require(listed, "listing the store")
-        in_store = {b.backup_id for b in parse_store_backups(listed.stdout)}
+        return parse_store_backups(listed.stdout)
+
+    def _check_wal(self, server: ServerSettings, listed: list[StoreBackup]) -> None:
+        """Issue 24: the store's WAL is contiguous from each stored backup's first segment to
+        the newest copied segment; a hole is recorded (``/readyz``, ``/status``, ``/metrics``)
+        and logged once per change. The history files are read from the local archive."""
+        histories = {
+            timeline_of(path.name): path.read_text()
+            for path in self._home.wals_dir(server.name).glob("*.history")
+        }
+        holes = wal_holes(store_segments(self._cloud.wal_names(server)), listed, histories)
+        before = self._records.get(server.name)
+        if before is not None and before.wal_holes != [hole_record(hole) for hole in holes]:
+            for hole in holes:
+                _log.error("offsite_wal_hole", reason=hole.describe())
+        self._records.holes_found(server, holes)
+
+    def _copy_backups(self, server: ServerSettings, listed: list[StoreBackup]) -> bool:
+        in_store = {b.backup_id for b in listed}
         backups = self._state.server(server.name).backups
         refused = _refusals(self._home, server.name, backups)
         owed = backups_owed([b for b in backups if b.backup_id not in refused], in_store)

@@ -12,7 +12,8 @@ name every segment missing on the way. Pure over names; the listing is the calle
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.offsite.plan import StoreBackup
@@ -44,6 +45,11 @@ class WalHole:
             f"WAL segments {self.first_missing} to {self.last_missing} ({self.count}) are "
             "missing from the store"
         )
+
+
+def hole_record(hole: WalHole) -> dict[str, Any]:
+    """A hole as ``/status`` shows it (``offsite.wal_holes``) and ``/readyz`` words it."""
+    return {**asdict(hole), "reason": hole.describe()}
 
 
 def store_segments(names: Iterable[str]) -> set[str]:

@@ -14,6 +14,7 @@ and exposes the backlog to ``/readyz``, ``/status`` and ``/metrics``.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -66,6 +67,9 @@ class OffsiteRecord:
     last_error_at: float | None = None
     retention_at: float | None = None
     retention_hold: str | None = None
+    # Holes in the store's WAL (offsite.holes.WalHole as dicts) and the segments they miss.
+    wal_holes: list[dict[str, Any]] = field(default_factory=list)
+    wal_missing: int = 0
 
     @property
     def last_error(self) -> str | None:
@@ -80,6 +84,44 @@ def cloud_program(barman_bin: str, name: str) -> str:
     """``barman-cloud-*`` installed beside ``barman`` (same virtualenv), else from PATH."""
     sibling = Path(barman_bin).parent / name
     return str(sibling) if Path(barman_bin).is_absolute() and sibling.is_file() else name
+
+
+# Lists the store's WAL through Barman's own cloud catalogue (``barman-cloud-*`` have no program
+# for it), run as a child of Barman's Python so that the keys stay in a child's environment as
+# for every other ``barman-cloud-*`` run. Arguments: ``cloud_options``, the URL, the server.
+# Prints the names (compression suffixes dropped) as one JSON list.
+WAL_LISTING_SCRIPT = """
+import json, sys
+from contextlib import closing
+from barman.clients.cloud_backup_list import parse_arguments
+from barman.cloud import CloudBackupCatalog
+from barman.cloud_providers import get_cloud_interface
+config = parse_arguments(sys.argv[1:])
+with closing(get_cloud_interface(config)) as cloud:
+    print(json.dumps(sorted(CloudBackupCatalog(cloud, config.server_name).get_wal_paths())))
+"""
+
+
+def cloud_python(barman_bin: str) -> str:
+    """The Python that runs Barman's cloud programs (their ``#!`` line), for
+    ``WAL_LISTING_SCRIPT``; the daemon's own when that cannot be read (one virtualenv)."""
+    try:
+        with Path(cloud_program(barman_bin, "barman-cloud-backup-list")).open("rb") as program:
+            first = program.readline().decode(errors="replace").strip()
+    except OSError:
+        first = ""
+    return first[2:].split()[0] if first.startswith("#!/") else sys.executable
+
+
+def parse_wal_listing(stdout: str) -> list[str] | None:
+    """``WAL_LISTING_SCRIPT``'s output; None when it is not a list of names."""
+    try:
+        names = json.loads(stdout or "null")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return names
 
 
 def cloud_options(offsite: Offsite) -> list[str]:

@@ -224,8 +224,8 @@ def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
 
 def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
     """The off-site copy is behind: its last attempt failed (the reason says why), a backup is
-    of a kind it cannot copy, the newest backup waits longer than OFFSITE_BACKUP_MAX_DELAY, or
-    WAL longer than OFFSITE_WAL_MAX_LAG."""
+    of a kind it cannot copy, its WAL has a hole (issue 24), the newest backup waits longer
+    than OFFSITE_BACKUP_MAX_DELAY, or WAL longer than OFFSITE_WAL_MAX_LAG."""
     record = state.offsite
     if not record or limits.offsite_backup_max_delay is None:
         return []
@@ -246,6 +246,10 @@ def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:
                 f"{age_text(limits.offsite_backup_max_delay)})",
             )
         )
+    problems += [
+        Problem("offsite", f"{hole.get('reason')}; a restore from the store stops before it")
+        for hole in record.get("wal_holes") or []
+    ]
     lag = wal_lag_seconds(record, now)
     if limits.offsite_wal_max_lag is not None and lag > limits.offsite_wal_max_lag:
         problems.append(

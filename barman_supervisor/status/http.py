@@ -77,6 +77,8 @@ def _offsite_status(server: ServerState, now: float) -> dict[str, Any] | None:
         "wal_copied_at": _iso(record.get("wal_copied_at")),
         "wal_files_owed": record.get("wal_owed", 0),
         "wal_lag_s": round(wal_lag_seconds(record, now), 1),
+        "wal_holes": record.get("wal_holes", []),
+        "wal_missing": record.get("wal_missing", 0),
         "bytes_copied": record.get("bytes_copied", 0),
         "failures": record.get("failures", 0),
         "last_ok_at": _iso(record.get("last_ok_at")),

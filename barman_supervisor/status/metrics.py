@@ -284,6 +284,12 @@ class _OffsiteFamilies(_Families):
         self.up_to_date = _gauge(
             "offsite_last_copy_success", "1 when the last off-site copy round succeeded", ["server"]
         )
+        self.wal_missing = _gauge(
+            "offsite_wal_missing_segments",
+            "WAL segments a restore from the off-site store needs and the store lacks (holes "
+            "after a stored backup's start; /status offsite.wal_holes names them)",
+            ["server"],
+        )
         self.bytes = CounterMetricFamily(
             PREFIX + "offsite_copied_bytes", "bytes copied to the off-site store", labels=["server"]
         )
@@ -302,6 +308,7 @@ class _OffsiteFamilies(_Families):
         self.wal_lag.add_metric([name], wal_lag_seconds(record, now))
         self.wal_owed.add_metric([name], int(record.get("wal_owed") or 0))
         self.backups_owed.add_metric([name], len(record.get("backups_owed") or []))
+        self.wal_missing.add_metric([name], int(record.get("wal_missing") or 0))
         if record.get("last_ok_at") is not None or record.get("last_error"):
             self.up_to_date.add_metric([name], 0 if record.get("last_error") else 1)
         self.bytes.add_metric([name], int(record.get("bytes_copied") or 0))

@@ -3,9 +3,19 @@ from each stored backup's first segment to the newest one, across timeline switc
 
 from __future__ import annotations
 
-from barman_supervisor.offsite.holes import WalHole, store_segments, wal_holes
-from barman_supervisor.offsite.plan import StoreBackup
+import time
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from barman_supervisor.offsite.holes import WalHole, hole_record, store_segments, wal_holes
+from barman_supervisor.offsite.plan import OffsiteRecord, StoreBackup
 from barman_supervisor.postgres.wal import segment_names_from
+from barman_supervisor.status.health import server_problems
+from barman_supervisor.status.metrics import registry
+from tests.unit.offsite.test_plan import OFFSITE_LIMITS
+from tests.unit.status.test_health import LIMITS
+from tests.unit.status.test_http import probes, protected_state
 
 MIB = 1024 * 1024
 SIZE = 16 * MIB
@@ -112,3 +122,34 @@ def test_store_names_become_segments() -> None:
 
 def test_an_empty_store_has_no_hole() -> None:
     assert wal_holes(set(), [backup("000000010000000000000003")], {}) == []
+
+
+def test_a_hole_is_red_in_readyz_named_in_status_and_counted_in_metrics() -> None:
+    hole = WalHole("000000010000000000000006", "000000010000000000000007", 2)
+    state = protected_state()
+    record = OffsiteRecord("s3://bucket/prefix", wal_holes=[hole_record(hole)], wal_missing=2)
+    state.record_offsite("pg", record.as_dict())
+
+    problems = server_problems(state.server("pg"), time.time(), OFFSITE_LIMITS)
+    assert [(p.condition, p.reason) for p in problems] == [
+        (
+            "offsite",
+            "WAL segments 000000010000000000000006 to 000000010000000000000007 (2) are missing "
+            "from the store; a restore from the store stops before it",
+        )
+    ]
+    _, document = probes(state).status()
+    shown = document["servers"]["pg"]["offsite"]
+    assert shown["wal_missing"] == 2
+    assert shown["wal_holes"][0]["first_missing"] == "000000010000000000000006"
+    assert shown["wal_holes"][0]["last_missing"] == "000000010000000000000007"
+    text = generate_latest(registry(state, lambda _server: LIMITS)).decode()
+    samples = {
+        (s.name, s.labels.get("server")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("barman_supervisor_offsite_wal_missing_segments", "pg")] == 2
+    # Contiguous again: green for this, and the gauge at 0.
+    state.record_offsite("pg", OffsiteRecord("s3://bucket/prefix").as_dict())
+    assert server_problems(state.server("pg"), time.time(), OFFSITE_LIMITS) == []

@@ -4,6 +4,7 @@ the readiness verdict and where the keys may go."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,9 +23,11 @@ from barman_supervisor.offsite.plan import (
     cloud_env,
     cloud_options,
     cloud_program,
+    cloud_python,
     contiguous_prefix,
     first_error_line,
     parse_store_backups,
+    parse_wal_listing,
     refusals_that_matter,
     uncopyable_reason,
     upload_options,
@@ -463,3 +466,22 @@ def test_a_parallel_batch_counts_only_up_to_its_first_failure() -> None:
     assert contiguous_prefix(batch, {"A", "B", "C", "D"}) == batch
     assert contiguous_prefix(batch, {"A", "B", "D"}) == ["A", "B"]
     assert contiguous_prefix(batch, {"B", "C"}) == []
+
+
+def test_the_wal_listing_is_a_list_of_names_or_nothing() -> None:
+    assert parse_wal_listing('["000000010000000000000003", "00000002.history"]\n') == [
+        "000000010000000000000003",
+        "00000002.history",
+    ]
+    assert parse_wal_listing("") is None
+    assert parse_wal_listing("Traceback") is None
+    assert parse_wal_listing('{"a": 1}') is None
+    assert parse_wal_listing("[1]") is None
+
+
+def test_the_wal_listing_runs_on_the_python_of_barmans_cloud_programs(tmp_path: Path) -> None:
+    (tmp_path / "barman").write_text("#!/bin/sh\n")
+    (tmp_path / "barman-cloud-backup-list").write_text("#!/opt/venv/bin/python3 -I\nimport x\n")
+    assert cloud_python(str(tmp_path / "barman")) == "/opt/venv/bin/python3"
+    (tmp_path / "barman-cloud-backup-list").unlink()
+    assert cloud_python(str(tmp_path / "barman")) == sys.executable
