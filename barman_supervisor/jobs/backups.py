@@ -27,7 +27,11 @@ from barman_supervisor.barman.space import backup_estimate, backup_space_problem
 from barman_supervisor.barman.verify import verify_backup
 from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import RunnerClosed, first_line
-from barman_supervisor.jobs.healing import failed_to_delete, stale_started
+from barman_supervisor.jobs.healing import (
+    failed_to_delete,
+    out_of_space_failures,
+    stale_started,
+)
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.jobs.verdicts import BackupVerdicts
 from barman_supervisor.log import get_logger
@@ -75,6 +79,20 @@ def no_room(
     _log.error("backup_refused", reason=reason)
     argv = ("barman", "backup", server.name)
     return Outcome(Completed(argv, COMMAND_NOT_RUN, "", reason, 0.0), None, ())
+
+
+def wait_for_copy_slot(
+    slots: threading.BoundedSemaphore, stop: threading.Event, settings: Settings
+) -> bool:
+    """Wait for one of BACKUP_CONCURRENCY backup slots: many servers on one daemon must not
+    all copy at once. False when the daemon stops while waiting."""
+    if slots.acquire(blocking=False):
+        return True
+    _log.info("backup_waiting", reason=f"BACKUP_CONCURRENCY={settings.backup_concurrency} reached")
+    while not stop.is_set():
+        if slots.acquire(timeout=CONCURRENCY_POLL_INTERVAL):
+            return True
+    return False
 
 
 class Backups:
@@ -158,7 +176,7 @@ class Backups:
             _log.warning("backup_skipped", reason="a backup of this server is already running")
             return None
         try:
-            if not self._wait_for_copy_slot():
+            if not wait_for_copy_slot(self._copy_slots, self._stop, self._settings):
                 raise RunnerClosed("backup")
             try:
                 parent = self._parent(server) if incremental else None
@@ -226,7 +244,13 @@ class Backups:
             ),
         )
         self._deadman(server, "" if summary.ok else "/fail")
-        self.refresh(server)
+        after = self.refresh(server) or []
+        if not summary.ok:  # the space a copy cut short holds is what the next attempt needs
+            why = (
+                "it ran out of space and holds space the next backup needs (FAILED_BACKUPS=delete)"
+            )
+            policy = self._settings.failed_backups
+            self._delete(server, out_of_space_failures(backups, after, reason, policy), why)
         return outcome
 
     def _verify(self, server: ServerSettings, backup_id: str) -> str:
@@ -253,20 +277,6 @@ class Backups:
             self.verdicts.verify_pending(server.name)
         finally:
             lock.release()
-
-    def _wait_for_copy_slot(self) -> bool:
-        """Wait for one of BACKUP_CONCURRENCY backup slots: many servers on one daemon must not
-        all copy at once. False when the daemon stops while waiting."""
-        if self._copy_slots.acquire(blocking=False):
-            return True
-        _log.info(
-            "backup_waiting",
-            reason=f"BACKUP_CONCURRENCY={self._settings.backup_concurrency} reached",
-        )
-        while not self._stop.is_set():
-            if self._copy_slots.acquire(timeout=CONCURRENCY_POLL_INTERVAL):
-                return True
-        return False
 
     def _deadman(self, server: ServerSettings, suffix: str) -> None:
         if server.deadman_url is not None and self._notifier is not None:
@@ -312,14 +322,17 @@ class Backups:
 
     def _delete_failures(self, server: ServerSettings) -> None:
         backups = self._state.server(server.name).backups
-        doomed = failed_to_delete(backups, self._settings.failed_backups)
+        why = "superseded by a newer DONE backup (FAILED_BACKUPS=delete)"
+        self._delete(server, failed_to_delete(backups, self._settings.failed_backups), why)
+
+    def _delete(self, server: ServerSettings, doomed: list[str], why: str) -> None:
         for backup_id in doomed:
             deleted = self._barman.delete(server.name, backup_id)
             _log.log(
                 logging.INFO if deleted.ok else logging.ERROR,
                 "failed_backup_deleted" if deleted.ok else "failed_backup_not_deleted",
                 backup_id=backup_id,
-                reason="superseded by a newer DONE backup (FAILED_BACKUPS=delete)",
+                reason=why,
             )
         if doomed:  # a list-backups only when something was deleted
             self.refresh(server)

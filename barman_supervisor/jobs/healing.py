@@ -25,6 +25,8 @@ from barman_supervisor.postgres.wal import (
 )
 from barman_supervisor.process.proctable import ProcInfo
 
+# How ENOSPC reads in Barman's errors and log (``logtail`` names it as a failure's cause).
+NO_SPACE = "no space left on device"
 INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
 
 
@@ -135,6 +137,24 @@ def failed_to_delete(backups: Iterable[Backup], policy: str) -> list[str]:
         and backup.backup_id not in parents
         and backup.known_time is not None  # a backup of unknown age is never deleted
         and backup.order_key() < newest.order_key()
+    ]
+
+
+def out_of_space_failures(
+    before: Iterable[Backup], after: Iterable[Backup], reason: str, policy: str
+) -> list[str]:
+    """The FAILED backups an attempt that ran out of space (``reason``) left: those listed
+    ``after`` it and not ``before`` (no clock compared), under the ``delete`` policy, at once
+    rather than once a newer backup is DONE. Such a backup can never be used, and the files it
+    copied hold the very space the next attempt needs (on a full volume that attempt is refused
+    or fails the same way). Never a DONE backup."""
+    if policy != "delete" or NO_SPACE not in reason.lower():
+        return []
+    known = {backup.backup_id for backup in before}
+    return [
+        backup.backup_id
+        for backup in sorted(after, key=Backup.order_key)
+        if backup.status == BackupStatus.FAILED and backup.backup_id not in known
     ]
 
 

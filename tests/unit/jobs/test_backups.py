@@ -281,3 +281,14 @@ def test_a_backup_that_fits_is_taken(world: World) -> None:
 
     assert outcome is not None and outcome.ok
     assert world.barman.commands()[0] == "backup"
+
+
+def test_a_backup_that_ran_out_of_space_is_failed_and_deleted_at_once(world: World) -> None:
+    world.barman.answer("backup", Answer(returncode=1, stderr="No space left on device"))
+    world.barman.answer("list-backups", backup_list(("B1", "FAILED")))
+
+    handler(world).take(world.server, immediate=True, trigger="schedule")
+
+    server = world.state.server("pg")
+    assert server.last_backup["ok"] is False and "No space left" in server.last_backup["reason"]
+    assert ("delete", "pg", "B1") in world.barman.calls

@@ -12,6 +12,7 @@ from barman_supervisor.jobs.healing import (
     failed_to_delete,
     identity_change,
     orphaned_receivers,
+    out_of_space_failures,
     redundancy_check_stale,
     slot_start,
     stale_started,
@@ -204,3 +205,18 @@ def test_a_redundancy_check_is_stale_once_a_backup_is_done() -> None:
     assert not redundancy_check_stale(failed, [Backup("B1", "FAILED", 1.0, 1)])
     assert not redundancy_check_stale([Check("minimum_redundancy_requirements", True, "")], done)
     assert not redundancy_check_stale([Check("wal_archive", False, "")], done)
+
+
+def test_a_backup_that_ran_out_of_space_is_deleted_at_once() -> None:
+    """Only the FAILED backups the attempt left (new in the list), only for lack of space, only
+    under the delete policy; an older FAILED one waits for a newer DONE as before."""
+    old_failed = Backup("F0", "FAILED", None, None, begin_time=100.0)
+    before = [old_failed, Backup("D1", "DONE", 210.0, 5, begin_time=200.0)]
+    after = [*before, Backup("F2", "FAILED", None, None, begin_time=300.0)]
+    reason = "failure during backup (No space left on device)"
+
+    assert out_of_space_failures(before, after, reason, "delete") == ["F2"]
+    assert out_of_space_failures(before, after, reason, "keep") == []
+    assert out_of_space_failures(before, after, "timed out", "delete") == []
+    done = [*before, Backup("D3", "DONE", 310.0, 5, begin_time=300.0)]
+    assert out_of_space_failures(before, done, reason, "delete") == []
