@@ -32,7 +32,6 @@ from barman_supervisor.log import bind, get_logger
 from barman_supervisor.offsite.hold import Ledger, RetentionHold
 from barman_supervisor.offsite.holes import WalHole, hole_record, store_segments, wal_holes
 from barman_supervisor.offsite.plan import (
-    WAL_LISTING_SCRIPT,
     CopyKind,
     OffsiteRecord,
     StoreBackup,
@@ -40,7 +39,6 @@ from barman_supervisor.offsite.plan import (
     cloud_env,
     cloud_options,
     cloud_program,
-    cloud_python,
     connectivity_refusal,
     contiguous_prefix,
     first_error_line,
@@ -49,6 +47,7 @@ from barman_supervisor.offsite.plan import (
     refusals_that_matter,
     uncopyable_reason,
     upload_options,
+    wal_listing_argv,
     wal_owed,
 )
 from barman_supervisor.postgres.wal import is_wal_name, timeline_of
@@ -97,14 +96,7 @@ class Cloud:
     def wal_names(self, server: ServerSettings) -> list[str]:
         """The names of the WAL files in the store (``WAL_LISTING_SCRIPT``)."""
         offsite = _offsite(server)
-        argv = [
-            cloud_python(self._settings.barman_bin),
-            "-c",
-            WAL_LISTING_SCRIPT,
-            *cloud_options(offsite),
-            offsite.url,
-            server.name,
-        ]
+        argv = wal_listing_argv(self._settings.barman_bin, offsite, server.name)
         done = self._runner.run(
             argv, kind="offsite-list", timeout=LIST_TIMEOUT, env=cloud_env(offsite)
         )

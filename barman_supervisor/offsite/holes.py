@@ -23,6 +23,7 @@ from barman_supervisor.postgres.wal import (
     parse_history,
     reaches,
     segment_from_number,
+    segment_name,
     segment_number,
     segment_of_file,
     timeline_of,
@@ -92,6 +93,28 @@ def wal_holes(
                 if name not in segments:
                     missing.add(name)
     return _runs(sorted(missing), size)
+
+
+def restore_hole(
+    names: Iterable[str],
+    backup: StoreBackup,
+    histories: Mapping[int, str],
+    timeline: int,
+    target_lsn: int | None,
+) -> WalHole | None:
+    """The first hole a restore of ``backup`` onto ``timeline`` would stop at, up to the target
+    position or (none) the newest segment the store has on that timeline; None when the WAL it
+    needs is contiguous. A time, xid or name target is not mapped to a segment: PostgreSQL
+    itself refuses to end a recovery short of such a target."""
+    segments = store_segments(names)
+    if target_lsn is not None:
+        upto: str | None = segment_name(timeline, target_lsn, backup.segment_size)
+    else:
+        upto = max((s for s in segments if timeline_of(s) == timeline), default=None)
+    if upto is None:
+        return None
+    holes = wal_holes(segments, [backup], histories, upto)
+    return holes[0] if holes else None
 
 
 def _newest(segments: Collection[str]) -> str | None:

@@ -113,6 +113,13 @@ def cloud_python(barman_bin: str) -> str:
     return first[2:].split()[0] if first.startswith("#!/") else sys.executable
 
 
+def wal_listing_argv(barman_bin: str, offsite: Offsite, server: str) -> list[str]:
+    """The command that lists the store's WAL (no secret on it: the keys go in its environment,
+    ``cloud_env``)."""
+    script = [cloud_python(barman_bin), "-c", WAL_LISTING_SCRIPT]
+    return [*script, *cloud_options(offsite), offsite.url, server]
+
+
 def parse_wal_listing(stdout: str) -> list[str] | None:
     """``WAL_LISTING_SCRIPT``'s output; None when it is not a list of names."""
     try:

@@ -35,6 +35,7 @@ from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.barman.verdicts import VerdictFiles, failed_ids, named_refusal
 from barman_supervisor.config import Offsite, Settings
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.offsite.holes import restore_hole
 from barman_supervisor.offsite.plan import (
     StoreBackup,
     choose_store_backup,
@@ -44,6 +45,8 @@ from barman_supervisor.offsite.plan import (
     contiguous_prefix,
     first_error_line,
     parse_store_backups,
+    parse_wal_listing,
+    wal_listing_argv,
 )
 from barman_supervisor.postgres.wal import (
     FIRST_TIMELINE,
@@ -51,6 +54,7 @@ from barman_supervisor.postgres.wal import (
     history_name,
     next_segment_name,
     parse_history,
+    parse_lsn,
     reaches,
     segment_names_from,
     segment_number,
@@ -196,6 +200,16 @@ class StoreRestore:
         if not listed.ok:
             return first_error_line(listed.stderr, f"exit code {listed.returncode}")
         return parse_store_backups(listed.stdout)
+
+    def wal_names(self) -> list[str] | str:
+        """The names of the store's WAL files, or why they cannot be listed."""
+        argv = wal_listing_argv(self._settings.barman_bin, self._offsite, self._server)
+        env = cloud_env(self._offsite)
+        listed = self._runner.run(argv, kind=self._kind, timeout=LIST_TIMEOUT, env=env)
+        names = parse_wal_listing(listed.stdout) if listed.ok else None
+        if names is None:
+            return first_error_line(listed.stderr, f"exit code {listed.returncode}")
+        return names
 
     def histories(self) -> dict[int, str] | str:
         """Every timeline history file in the store, from timeline 2 up to the first missing
@@ -343,8 +357,29 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     plan = plan_restore(listed, histories, target_time, args.backup_id, args.target_tli)
     if isinstance(plan, str):
         raise ConfigError(f"{plan} ({server.offsite.url}, server {server.name})")
+    refuse_a_hole(run, plan, target)
     out = out or sys.stdout
     return _restore(run, out, server.name, server.offsite, plan, destination, target, args)
+
+
+def refuse_a_hole(run: StoreRestore, plan: StorePlan, target: tuple[str, str] | None) -> None:
+    """Issue 24: recovery stops at the first segment missing and PostgreSQL opens there as if it
+    were the newest point; a hole in the WAL the restore needs (up to the newest segment, or an
+    LSN target) is refused in one line, before anything is written."""
+    names = run.wal_names()
+    if isinstance(names, str):
+        raise ConfigError(f"cannot list the off-site store's WAL: {names}")
+    lsn = parse_lsn(target[1]) if target is not None and target[0] == "lsn" else None
+    if target is not None and lsn is None:
+        return  # a time, xid or name: PostgreSQL refuses to end short of it
+    hole = restore_hole(names, plan.backup, plan.histories, plan.timeline, lsn)
+    if hole is not None:
+        raise ConfigError(
+            f"{hole.describe()}: backup {plan.backup.backup_id} cannot be restored "
+            f"{'to ' + target[1] if target else 'to the newest point'} from it; recovery "
+            f"would stop before {hole.first_missing} (nothing was changed; copy the range "
+            "again from Barman's archive, or choose an earlier target)"
+        )
 
 
 def without_failed(

@@ -8,7 +8,13 @@ import time
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from barman_supervisor.offsite.holes import WalHole, hole_record, store_segments, wal_holes
+from barman_supervisor.offsite.holes import (
+    WalHole,
+    hole_record,
+    restore_hole,
+    store_segments,
+    wal_holes,
+)
 from barman_supervisor.offsite.plan import OffsiteRecord, StoreBackup
 from barman_supervisor.postgres.wal import segment_names_from
 from barman_supervisor.status.health import server_problems
@@ -153,3 +159,26 @@ def test_a_hole_is_red_in_readyz_named_in_status_and_counted_in_metrics() -> Non
     # Contiguous again: green for this, and the gauge at 0.
     state.record_offsite("pg", OffsiteRecord("s3://bucket/prefix").as_dict())
     assert server_problems(state.server("pg"), time.time(), OFFSITE_LIMITS) == []
+
+
+def test_a_restore_to_the_newest_point_stops_at_the_first_hole() -> None:
+    first = "000000010000000000000003"
+    names = sorted(tl1(first, 8) - {"000000010000000000000005", "000000010000000000000008"})
+    hole = restore_hole(names, backup(first), {}, 1, None)
+    assert hole == WalHole("000000010000000000000005", "000000010000000000000005", 1)
+    assert restore_hole(sorted(tl1(first, 8)), backup(first), {}, 1, None) is None
+
+
+def test_a_restore_to_an_lsn_before_the_hole_is_not_refused() -> None:
+    first = "000000010000000000000003"
+    names = sorted(tl1(first, 8) - {"000000010000000000000008"})
+    assert restore_hole(names, backup(first), {}, 1, 0x7000028) is None  # in segment 7
+    assert restore_hole(names, backup(first), {}, 1, 0x8000028) == WalHole(
+        "000000010000000000000008", "000000010000000000000008", 1
+    )
+
+
+def test_a_restore_onto_a_new_timeline_checks_its_parent_up_to_the_switch() -> None:
+    names = ["000000010000000000000003", *segment_names_from("000000020000000000000005", SIZE, 2)]
+    hole = restore_hole(names, backup("000000010000000000000003"), {2: HISTORY_2}, 2, None)
+    assert hole == WalHole("000000010000000000000004", "000000010000000000000004", 1)
