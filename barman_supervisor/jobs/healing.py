@@ -25,6 +25,8 @@ from barman_supervisor.postgres.wal import (
 )
 from barman_supervisor.process.proctable import ProcInfo
 
+# pg_replication_slots.wal_status of a slot whose WAL the primary removed.
+LOST = "lost"
 # How ENOSPC reads in Barman's errors and log (``logtail`` names it as a failure's cause).
 NO_SPACE = "no space left on device"
 INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
@@ -160,8 +162,12 @@ def out_of_space_failures(
 
 def slot_start(slot: SlotState) -> str | None:
     """Where WAL is kept for Barman from: the slot's restart position; for a slot no receiver
-    has used yet (created without reserving WAL), the server's current position."""
-    return slot.restart_lsn if slot.restart_lsn is not None else slot.current_lsn
+    has used yet (created without reserving WAL), the server's current position. A slot whose
+    WAL the primary removed (``wal_status`` lost, past ``max_slot_wal_keep_size``) keeps
+    nothing: what Barman lacks up to the current position is a gap (``wal_gap``)."""
+    if slot.wal_status == LOST or slot.restart_lsn is None:
+        return slot.current_lsn
+    return slot.restart_lsn
 
 
 def wal_gap(holdings: WalHoldings, slot_start_lsn: str | None, segment_size: int) -> WalGap | None:

@@ -74,6 +74,10 @@ class SlotState:
     # NULL until a receiver first used a slot created without reserving WAL (pg_receivewal's)
     restart_lsn: str | None = None
     current_lsn: str | None = None
+    # Bytes the primary may still write before the slot's WAL is at risk; NULL (None) unless
+    # max_slot_wal_keep_size is set. ``wal_status``: reserved, extended, unreserved (the next
+    # checkpoint may remove WAL the slot holds) or lost (it did; the slot cannot stream again).
+    safe_wal_size: int | None = None
 
 
 Row = tuple[Any, ...]
@@ -244,13 +248,13 @@ class Postgres:
         row = self._row(
             "SELECT active, active_pid, wal_status,"
             " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, restart_lsn::text,"
-            " pg_current_wal_lsn()::text"
+            " pg_current_wal_lsn()::text, safe_wal_size"
             " FROM pg_replication_slots WHERE slot_name = %s",
             (name,),
         )
         if row is None:
             return SlotState(exists=False, active=False)
-        active, pid, wal_status, lag, restart_lsn, current_lsn = row
+        active, pid, wal_status, lag, restart_lsn, current_lsn, safe = row
         return SlotState(
             exists=True,
             active=bool(active),
@@ -259,6 +263,7 @@ class Postgres:
             lag_bytes=int(str(lag)) if lag is not None else None,
             restart_lsn=str(restart_lsn) if restart_lsn is not None else None,
             current_lsn=str(current_lsn) if current_lsn is not None else None,
+            safe_wal_size=int(str(safe)) if safe is not None else None,
         )
 
     def databases_size(self) -> int:

@@ -75,6 +75,7 @@ def server_problems(state: ServerState, now: float, limits: Limits) -> list[Prob
         *_check(state),
         *_backup(state, now, limits),
         *_wal(state, now, limits),
+        *_slot(state, limits),
         *_failover(state),
         *_wal_gap(state),
         *_disk(state, limits),
@@ -220,6 +221,41 @@ def _wal(state: ServerState, now: float, limits: Limits) -> list[Problem]:
         if age > limits.wal_max_age:
             problems.append(Problem("wal", f"no WAL received for {age_text(age)}"))
     return problems
+
+
+def _slot(state: ServerState, limits: Limits) -> list[Problem]:
+    """The primary is about to remove, or removed, WAL Barman's slot holds for it
+    (``max_slot_wal_keep_size``): ``unreserved`` says the next checkpoint may, ``lost`` that it
+    did (the WAL gap this leaves is the ``wal_gap`` condition's; the slot cannot stream again
+    until it is recreated), and a ``safe_wal_size`` below WAL_MAX_LAG says little room is left."""
+    slot = state.slot
+    if slot is None or not slot.exists:
+        return []
+    if slot.wal_status == "lost":
+        return [
+            Problem(
+                "slot",
+                "the primary removed WAL the replication slot held for Barman "
+                "(max_slot_wal_keep_size): drop and recreate the slot; a backup is owed",
+            )
+        ]
+    if slot.wal_status == "unreserved":
+        return [
+            Problem(
+                "slot",
+                "the primary holds more WAL for Barman's slot than max_slot_wal_keep_size and "
+                "removes it at the next checkpoint: get streaming going now",
+            )
+        ]
+    if slot.safe_wal_size is not None and slot.safe_wal_size < limits.wal_max_lag_bytes:
+        return [
+            Problem(
+                "slot",
+                f"{slot.safe_wal_size // 1048576} MiB more WAL and the primary removes WAL "
+                "Barman's slot holds (max_slot_wal_keep_size)",
+            )
+        ]
+    return []
 
 
 def _offsite(state: ServerState, now: float, limits: Limits) -> list[Problem]:

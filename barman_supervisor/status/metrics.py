@@ -101,6 +101,17 @@ class _StreamingFamilies(_Families):
         self.wal_lag = _gauge(
             "wal_lag_bytes", "WAL on the primary not yet received by Barman", ["server"]
         )
+        self.slot_safe = _gauge(
+            "slot_safe_wal_size_bytes",
+            "WAL the primary may still write before it removes WAL the slot holds "
+            "(max_slot_wal_keep_size; absent when unlimited)",
+            ["server"],
+        )
+        self.slot_status = _gauge(
+            "slot_wal_status",
+            "1 for the slot's wal_status (reserved, extended, unreserved, lost)",
+            ["server", "wal_status"],
+        )
         self.wal_received = _gauge(
             "wal_last_received_age_seconds", "age of the newest WAL Barman received", ["server"]
         )
@@ -117,10 +128,21 @@ class _StreamingFamilies(_Families):
             self.slot_active.add_metric([name], int(server.slot.active))
             if server.slot.lag_bytes is not None:
                 self.wal_lag.add_metric([name], server.slot.lag_bytes)
+            if server.slot.safe_wal_size is not None:
+                self.slot_safe.add_metric([name], server.slot.safe_wal_size)
+            if server.slot.wal_status is not None:
+                for status in {*WAL_STATUSES, server.slot.wal_status}:
+                    self.slot_status.add_metric(
+                        [name, status], int(status == server.slot.wal_status)
+                    )
         if server.wal_received_at is not None:
             self.wal_received.add_metric([name], now - server.wal_received_at)
         if server.wal_archived_at is not None:
             self.wal_archived.add_metric([name], now - server.wal_archived_at)
+
+
+# pg_replication_slots.wal_status's values, each served (0 or 1) so a change shows at once.
+WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 
 
 class _BackupFamilies(_Families):

@@ -53,6 +53,8 @@ WHAT_TO_DO = {
     "backup_job": "Fix what the reason names; the next backup that succeeds clears it.",
     "wal": "Streaming is behind: check the network and receive-wal; it clears when streaming "
     "catches up.",
+    "slot": "The primary is dropping WAL for Barman (max_slot_wal_keep_size): get streaming "
+    "going; a lost slot must be dropped and recreated.",
     "failover": "A person must act: see Self-healing in docs/operations.md "
     "(ALLOW_STREAMING_RESET covers a timeline change or a lost slot).",
     "wal_gap": "A backup was started at once; this clears when it is DONE. Point-in-time "

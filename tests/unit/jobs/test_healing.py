@@ -220,3 +220,23 @@ def test_a_backup_that_ran_out_of_space_is_deleted_at_once() -> None:
     assert out_of_space_failures(before, after, "timed out", "delete") == []
     done = [*before, Backup("D3", "DONE", 310.0, 5, begin_time=300.0)]
     assert out_of_space_failures(before, done, reason, "delete") == []
+
+
+def test_a_lost_slot_keeps_nothing_so_what_barman_lacks_up_to_now_is_a_gap() -> None:
+    """max_slot_wal_keep_size bit: the primary removed WAL the slot held (wal_status lost); the
+    archive ends at segment 3, the primary writes in segment 9: 4 to 8 are a gap."""
+    lost = SlotState(
+        exists=True,
+        active=False,
+        wal_status="lost",
+        restart_lsn="0/3000000",
+        current_lsn="0/9000100",
+    )
+    assert slot_start(lost) == "0/9000100"
+    held = WalHoldings("000000010000000000000003", None, None)
+    gap = wal_gap(held, slot_start(lost), 16 * 1024 * 1024)
+    assert gap is not None
+    assert (gap.first_missing, gap.last_missing) == (
+        "000000010000000000000004",
+        "000000010000000000000008",
+    )

@@ -144,3 +144,30 @@ def test_minimum_redundancy_is_judged_by_the_backups_listed_now_not_a_stale_chec
     stale = [Check("postgresql", True, ""), Check("minimum_redundancy_requirements", False, "")]
     assert conditions(replace(protected(), checks=stale)) == []
     assert conditions(replace(protected(), checks=stale, backups=[])) == ["backup"]
+
+
+@pytest.mark.parametrize(
+    ("slot", "words"),
+    [
+        (SlotState(exists=True, active=False, wal_status="lost"), "removed WAL"),
+        (SlotState(exists=True, active=False, wal_status="unreserved"), "next checkpoint"),
+        (
+            SlotState(exists=True, active=True, wal_status="extended", safe_wal_size=100 << 20),
+            "100 MiB more WAL",
+        ),
+    ],
+)
+def test_a_slot_whose_wal_the_primary_removes_is_red(slot: SlotState, words: str) -> None:
+    problems = [
+        p
+        for p in server_problems(replace(protected(), slot=slot), NOW, LIMITS)
+        if p.condition == "slot"
+    ]
+    assert len(problems) == 1 and words in problems[0].reason
+
+
+def test_a_slot_with_room_left_or_no_limit_is_green() -> None:
+    room = SlotState(exists=True, active=True, wal_status="reserved", safe_wal_size=1 << 30)
+    unlimited = SlotState(exists=True, active=True, wal_status="reserved")
+    for slot in (room, unlimited):
+        assert "slot" not in conditions(replace(protected(), slot=slot))

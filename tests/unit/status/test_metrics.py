@@ -4,11 +4,13 @@ server's readiness limits, so alert rules follow the daemon's settings."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from barman_supervisor.barman.records import Backup
+from barman_supervisor.postgres.connection import SlotState
 from barman_supervisor.status.health import Limits
 from barman_supervisor.status.metrics import registry
 from barman_supervisor.status.state import DrillResult, State
@@ -154,3 +156,38 @@ def test_limits_follow_each_servers_settings() -> None:
     assert samples[("offsite_wal_max_lag_seconds", "pg")] == 600
     assert samples[("backup_max_age_seconds", "reports")] == 36 * HOUR
     assert ("offsite_wal_max_lag_seconds", "reports") not in samples
+
+
+def test_the_slots_safe_wal_size_and_wal_status_are_served() -> None:
+    """Every wal_status is served, 1 for the slot's own, so a change shows at once; no safe size
+    while the primary sets no limit (max_slot_wal_keep_size = -1)."""
+    state = State(["pg", "unlimited"])
+    slot = SlotState(exists=True, active=False, wal_status="unreserved", lag_bytes=9 << 30)
+    state.postgres_seen("pg", replace(slot, safe_wal_size=-(1 << 20)))
+    state.postgres_seen("unlimited", replace(slot, wal_status="extended"))
+
+    text = generate_latest(registry(state, lambda _server: LIMITS, clock=lambda: NOW)).decode()
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("barman_supervisor_slot_")
+    ]
+    statuses = {
+        (s.labels["server"], s.labels["wal_status"]): s.value
+        for s in samples
+        if s.name == "barman_supervisor_slot_wal_status"
+    }
+    assert statuses == {
+        ("pg", "reserved"): 0,
+        ("pg", "extended"): 0,
+        ("pg", "unreserved"): 1,
+        ("pg", "lost"): 0,
+        ("unlimited", "reserved"): 0,
+        ("unlimited", "extended"): 1,
+        ("unlimited", "unreserved"): 0,
+        ("unlimited", "lost"): 0,
+    }
+    safe = {s.labels["server"]: s.value for s in samples if "safe_wal_size" in s.name}
+    assert safe == {"pg": -(1 << 20)}
+    assert scrape(state)[("wal_lag_bytes", "pg")] == 9 << 30
