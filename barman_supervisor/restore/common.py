@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 from datetime import datetime
 from pathlib import Path
 
+from barman_supervisor.barman.space import space_problem
 from barman_supervisor.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 TARGET_ACTIONS = ("pause", "promote", "shutdown")
+# A restore is refused for space only when it surely cannot fit: the backup and the WAL it needs,
+# as Barman counts them, is the least a restored copy takes (a compressed or incremental backup,
+# and WAL replayed past it, take more), so no factor or margin is added and no restore that would
+# fit is refused. The drill, which starts the copy, adds its own (DRILL_SPACE_FACTOR, _MARGIN).
+RESTORE_SPACE_FACTOR, RESTORE_SPACE_MARGIN = 1.0, 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +76,35 @@ def destination_problem(destination: Path, barman_home: Path) -> str | None:
             "changed)"
         )
     return None
+
+
+def room_problem(destination: Path, free_bytes: int, needed_bytes: int | None) -> str | None:
+    """Why the destination's disk cannot hold the restore (``space.space_problem``, the drill's
+    rule), or None; None too when the backup's size is not known."""
+    if not needed_bytes:
+        return None
+    return space_problem(
+        free_bytes,
+        needed_bytes,
+        RESTORE_SPACE_FACTOR,
+        RESTORE_SPACE_MARGIN,
+        what=f"the restore in {destination}",
+        needed_label="backup and its WAL",
+        hint="restore onto a larger disk or free space there (nothing was changed)",
+    )
+
+
+def free_space(destination: Path) -> int:
+    """Free bytes on the disk that will hold ``destination``."""
+    return shutil.disk_usage(existing_ancestor(destination)).free
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` itself when it exists, else its nearest existing parent: where a new directory
+    will be made, on that disk."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def home_overlap(destination: Path, barman_home: Path) -> str | None:

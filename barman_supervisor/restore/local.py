@@ -50,7 +50,9 @@ from barman_supervisor.restore.common import (
     EXIT_OK,
     checked_target,
     destination_problem,
+    free_space,
     next_steps,
+    room_problem,
 )
 
 
@@ -117,6 +119,9 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     _, facts = barman.show_backup(args.server, backup_id)
     if facts is None:
         raise ConfigError(f"server {args.server} has no backup {backup_id!r} (barman list-backups)")
+    room = room_problem(destination, free_space(destination), facts.size_bytes)
+    if room is not None:
+        raise ConfigError(room)
     plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
     _print_plan(say, plan, facts, settings, target_time)
     say(f"  verified     {describe(verdict)}")

@@ -67,7 +67,9 @@ from barman_supervisor.restore.common import (
     EXIT_OK,
     checked_target,
     destination_problem,
+    free_space,
     next_steps,
+    room_problem,
 )
 from barman_supervisor.restore.common import (
     add_arguments as add_restore_arguments,
@@ -358,6 +360,9 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     if isinstance(plan, str):
         raise ConfigError(f"{plan} ({server.offsite.url}, server {server.name})")
     refuse_a_hole(run, plan, target)
+    room = room_problem(destination, free_space(destination), plan.backup.size_bytes)
+    if room is not None:
+        raise ConfigError(room)
     out = out or sys.stdout
     return _restore(run, out, server.name, server.offsite, plan, destination, target, args)
 

@@ -60,3 +60,22 @@ def test_next_steps_start_the_copy_as_postgres_when_root() -> None:
     assert "pg_wal_replay_resume()" in steps[-1]
     plain = restore.next_steps(Path("/r"), "/b", None, "pause", False)
     assert not any("chown" in s or "runuser" in s for s in plain)
+
+
+def test_a_restore_is_refused_only_when_its_backup_and_wal_cannot_fit() -> None:
+    """One line naming the destination and both sizes; the backup's own size, no margin: no
+    restore that fits is refused. An unknown size refuses nothing."""
+    mib = 1048576
+    destination = Path("/restore/pg")
+    assert restore.room_problem(destination, 100 * mib, 100 * mib) is None
+    reason = restore.room_problem(destination, 100 * mib - 1, 100 * mib)
+    assert reason is not None and "\n" not in reason
+    assert reason.startswith("not enough free space for the restore in /restore/pg: 100 MiB free")
+    assert "backup and its WAL 100 MiB" in reason and "nothing was changed" in reason
+    assert restore.room_problem(destination, 0, None) is None
+
+
+def test_a_new_destination_is_measured_on_its_nearest_existing_directory(tmp_path: Path) -> None:
+    assert restore.existing_ancestor(tmp_path / "new" / "pg") == tmp_path
+    assert restore.existing_ancestor(tmp_path) == tmp_path
+    assert restore.free_space(tmp_path / "new") > 0
