@@ -310,7 +310,12 @@ class OffsiteCopier:
             timeline_of(path.name): path.read_text()
             for path in self._home.wals_dir(server.name).glob("*.history")
         }
-        holes = wal_holes(store_segments(self._cloud.wal_names(server)), listed, histories)
+        segments = store_segments(self._cloud.wal_names(server))
+        # Up to the newest segment copied in order: one after it is owed, not lost (a parallel
+        # batch may have sent a later file before an earlier one failed).
+        mark = self._ledger.read(server.name).get("wal_copied")
+        upto = max((s for s in segments if mark and s <= str(mark)), default=None)
+        holes = wal_holes(segments, listed, histories, upto) if upto else []
         before = self._records.get(server.name)
         if before is not None and before.wal_holes != [hole_record(hole) for hole in holes]:
             for hole in holes:
