@@ -134,6 +134,15 @@ def test_a_hole_in_the_store_is_named_and_restore_offsite_refuses(
     metrics = offsite.probe.get("/metrics")[1]
     assert 'barman_supervisor_offsite_wal_missing_segments{server="pg"} 2.0' in metrics
     assert offsite.daemon.find("offsite_wal_hole")
+    wait_until(
+        lambda: [
+            e
+            for e in offsite.daemon.find("alert", state="failing")
+            if any(named in p for p in e.get("problems", []))
+        ],
+        timeout=30,
+        what="an alert naming the hole",
+    )
 
     destination = tmp_path / "restored"
     refused = offsite.restore_offsite(destination)
