@@ -188,6 +188,7 @@ class WalGap:
     def describe(self) -> str:
         return (
             f"WAL segments {self.first_missing} to {self.last_missing} never reached the archive "
-            "(the replication slot was dropped and recreated?): no point in time between them "
-            "and the next backup can be restored"
+            "(the replication slot was dropped and recreated, or the primary removed its WAL "
+            "past max_slot_wal_keep_size?): no point in time between them and the next backup "
+            "can be restored"
         )
