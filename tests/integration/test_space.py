@@ -2,9 +2,10 @@
 mounts (as root) and unmounts.
 
 In order, against real PostgreSQL and Barman: a backup larger than the free space is refused
-before Barman runs (logged, /readyz and /status say why, one alert); a backup that passes the
+before Barman runs (logged, /readyz and /status say why, an alert); a backup that passes the
 estimate but runs out of space while copying (the test fills the volume once the copy began) is
-FAILED and deleted at once; once space is freed the next one is DONE.
+FAILED and deleted at once; once space is freed the next one is DONE; a restore onto a disk
+smaller than that backup is refused in one line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.daemon import READY, Await, Probe, running_daemon
+from tests.support.paths import SUPERVISOR
 from tests.support.poll import wait_until
 from tests.support.postgres import Cluster, cluster
 from tests.support.webhook import WebhookReceiver, webhook_receiver
@@ -36,6 +38,8 @@ LEFT_FREE = 8 * MIB
 # kB/s for pg_basebackup: the copy of ~85 MiB takes ~10 s, time to fill the volume under it.
 BANDWIDTH_KBPS = "8192"
 WAIT_S = 300
+# The restore's disk: far less than the ~90 MB backup.
+RESTORE_DISK = "20m"
 
 
 @contextmanager
@@ -123,3 +127,23 @@ def test_backups_on_a_small_volume(pg: Cluster, tmp_path: Path) -> None:
             print("after freeing:", done)
             assert done["ok"] is True
             assert [b["status"] for b in daemon.backups()] == ["DONE"]
+
+            # 4. A restore onto a disk smaller than the backup: one line, exit 2, nothing written.
+            destination = tmp_path / "restore"
+            destination.mkdir()
+            with tmpfs(destination, RESTORE_DISK):
+                refused = subprocess.run(
+                    [SUPERVISOR, "restore", "pg", str(destination / "pg")],
+                    capture_output=True,
+                    text=True,
+                    timeout=WAIT_S,
+                    env=daemon.env,
+                    check=False,
+                )
+                print("restore:", refused.returncode, refused.stderr)
+                assert refused.returncode == 2, refused.stdout + refused.stderr
+                line = refused.stderr.strip()
+                assert "\n" not in line
+                assert f"not enough free space for the restore in {destination / 'pg'}" in line
+                assert "needed" in line and "free" in line
+                assert not any(destination.iterdir())
