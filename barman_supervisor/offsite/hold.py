@@ -7,8 +7,11 @@ OFFSITE_URL starts over) and the backup the daemon holds with ``barman keep``, i
 ``RetentionHold`` makes sure Barman's own retention (run by ``barman cron``) deletes nothing the
 store still lacks, whether the copy fails or is only behind (a backup upload taking hours, a WAL
 backlog): it marks the oldest backup still needed with
-``barman keep --target full`` (Barman then keeps it and every WAL file after its start) and
-releases the mark once the store caught up. A keep someone else set is never released; one the
+``barman keep --target full`` (Barman then keeps it and every WAL file after its start); once
+the store caught up, the mark moves to the newest backup, which covers the WAL archived before
+the next round (it is never let go while a backup exists: a release would open that window).
+Incremental backups are never held (Barman refuses ``keep`` on them); the full before them
+covers their WAL. A keep someone else set is never released; one the
 daemon set for its newest verified backup (``jobs/verdicts``) is shared with that hold.
 """
 
@@ -63,11 +66,11 @@ class RetentionHold:
 
     def apply(self, server: ServerSettings, record: OffsiteRecord | None) -> str | None:
         """Hold the backup the store still needs while anything is owed, failing or not (issue
-        24: a copy merely behind must not lose what it has yet to copy); release once the store
-        has everything. The backup held now, if any."""
+        24: a copy merely behind must not lose what it has yet to copy), the newest backup once
+        the store has everything (``backup_to_protect``). The backup held now, if any."""
         held = self._ledger.read(server.name).get("kept")
         wanted = None
-        if record is not None and (record.backups_owed or record.oldest_owed_wal):
+        if record is not None:
             wanted = backup_to_protect(
                 self._local(server), record.backups_owed, record.oldest_owed_wal
             )
@@ -132,7 +135,8 @@ class RetentionHold:
             if backup.status != BackupStatus.DONE or backup.end_time is None:
                 continue
             info = self._barman.home.backup_info(server.name, backup.backup_id)
-            if info.fields:  # no backup.info: deleted since the listing
+            # no backup.info: deleted since the listing; an incremental: not keepable
+            if info.fields and not info.parent_id:
                 begin = info.begin_wal or ""
                 backups.append(LocalBackup(backup.backup_id, begin, backup.end_time))
         return backups

@@ -274,20 +274,27 @@ def backup_to_protect(
     owed_backups: Iterable[str],
     oldest_owed_wal: str | None,
 ) -> str | None:
-    """The local backup to hold with ``barman keep --target full`` while the store is behind.
+    """The local backup to hold with ``barman keep --target full``, whether the store is behind
+    or not.
 
     Barman's retention (in ``barman cron``) never deletes a keep:full backup nor any WAL after
     its start, so keeping the oldest backup the store still needs (an owed backup, or the
-    newest one that starts at or before the oldest owed WAL file) keeps everything owed.
-    None when nothing is owed.
+    newest one that starts at or before the oldest owed WAL file) keeps everything owed. With
+    nothing owed, the newest backup is held: WAL archived after this round and before the next
+    one is owed too, and comes after its start (releasing the hold would let retention delete
+    it once a newer backup is done, before any round saw it). None with no local backup.
     """
     backups = sorted(local, key=lambda b: b.end_time)
+    if not backups:
+        return None
     owed = set(owed_backups)
     candidates = [b for b in backups if b.backup_id in owed][:1]
     if oldest_owed_wal is not None:
         covering = [b for b in backups if b.begin_wal <= oldest_owed_wal]
         candidates += covering[-1:] or backups[:1]
-    return min(candidates, key=lambda b: b.end_time).backup_id if candidates else None
+    return (
+        min(candidates, key=lambda b: b.end_time).backup_id if candidates else backups[-1].backup_id
+    )
 
 
 def refusals_that_matter(

@@ -79,6 +79,8 @@ def _offsite_status(server: ServerState, now: float) -> dict[str, Any] | None:
         "wal_lag_s": round(wal_lag_seconds(record, now), 1),
         "wal_holes": record.get("wal_holes", []),
         "wal_missing": record.get("wal_missing", 0),
+        # The backup kept with `barman keep` so that retention deletes nothing the store lacks.
+        "retention_hold": record.get("retention_hold"),
         "bytes_copied": record.get("bytes_copied", 0),
         "failures": record.get("failures", 0),
         "last_ok_at": _iso(record.get("last_ok_at")),

@@ -361,8 +361,9 @@ LOCAL = [
 ]
 
 
-def test_nothing_owed_holds_nothing() -> None:
-    assert backup_to_protect(LOCAL, [], None) is None
+def test_nothing_owed_holds_the_newest_backup_for_the_wal_still_to_come() -> None:
+    assert backup_to_protect(LOCAL, [], None) == "b3"
+    assert backup_to_protect([], [], None) is None
 
 
 def test_the_backup_where_the_oldest_owed_wal_starts_is_held() -> None:
