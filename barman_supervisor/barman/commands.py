@@ -33,6 +33,10 @@ COMMAND_NOT_RUN = 127
 # archive-wal moves (and compresses) whatever WAL waits; after a bulk load that can be gigabytes.
 ARCHIVE_WAL_TIMEOUT = 1800
 CRON_TIMEOUT = 300.0
+# `barman keep` only writes or reads an annotation file.
+KEEP_TIMEOUT = 60.0
+# What `barman keep --status` prints for a backup with no keep.
+NO_KEEP = "nokeep"
 _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _MESSAGE_LEVELS = {
     "_INFO": "info",
@@ -318,6 +322,24 @@ class Barman:
 
     def delete(self, server: str, backup_id: str) -> Outcome:
         return self.run("delete", server, backup_id, kind="delete", server=server, timeout=600)
+
+    def keep_status(self, server: str, backup_id: str) -> Outcome:
+        """``keep --status``: its output holds ``NO_KEEP`` or the keep's target."""
+        return self._keep(server, "--status", backup_id)
+
+    def keep_full(self, server: str, backup_id: str) -> Outcome:
+        """``keep --target full``: retention keeps the backup and every WAL file after its start
+        (the daemon's holds on local retention)."""
+        return self._keep(server, "--target", "full", backup_id)
+
+    def release_keep(self, server: str, backup_id: str) -> Outcome:
+        return self._keep(server, "--release", backup_id)
+
+    def _keep(self, server: str, *args: str) -> Outcome:
+        *options, backup_id = args
+        return self.run(
+            "keep", *options, server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
+        )
 
     def reset_streaming(self, server: str) -> Outcome:
         """``receive-wal --reset``: drops the .partial position; only after a timeline change."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from barman_supervisor.barman.commands import Barman
+from barman_supervisor.barman.commands import NO_KEEP, Barman
 from barman_supervisor.barman.records import Backup, BackupStatus, newest_backup
 from barman_supervisor.barman.verdicts import (
     BY_DRILL,
@@ -38,10 +38,7 @@ from barman_supervisor.status.alerts import Notifier, alert_backup_unusable
 from barman_supervisor.status.state import DrillResult, State
 
 _log = get_logger(__name__)
-KEEP_TIMEOUT = 60.0
 _HOLD_REASON = "the newest verified backup; Barman's retention keeps it"
-# What ``barman keep --status`` prints for a backup nobody keeps.
-NO_KEEP = "nokeep"
 
 
 def verification_verdict(verification: Verification) -> BackupVerdict:
@@ -167,21 +164,10 @@ class BackupVerdicts:
             _log.info("verified_hold", backup_id=backup_id, reason=_HOLD_REASON)
             self._mark(server, backup_id, held=True)
             return
-        status = self._barman.run(
-            "keep", "--status", server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
-        )
+        status = self._barman.keep_status(server, backup_id)
         if not status.ok or NO_KEEP not in status.completed.stdout:
             return
-        kept = self._barman.run(
-            "keep",
-            "--target",
-            "full",
-            server,
-            backup_id,
-            kind="keep",
-            server=server,
-            timeout=KEEP_TIMEOUT,
-        )
+        kept = self._barman.keep_full(server, backup_id)
         _log.log(
             logging.INFO if kept.ok else logging.ERROR,
             "verified_hold" if kept.ok else "verified_hold_failed",
@@ -196,15 +182,7 @@ class BackupVerdicts:
         stops being the verified hold's)."""
         released = (
             self._offsite_hold(server) == verdict.backup_id
-            or self._barman.run(
-                "keep",
-                "--release",
-                server,
-                verdict.backup_id,
-                kind="keep",
-                server=server,
-                timeout=KEEP_TIMEOUT,
-            ).ok
+            or self._barman.release_keep(server, verdict.backup_id).ok
         )
         _log.log(
             logging.INFO if released else logging.ERROR,

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from barman_supervisor.barman.commands import Barman
+from barman_supervisor.barman.commands import NO_KEEP, Barman
 from barman_supervisor.barman.records import BackupStatus
 from barman_supervisor.barman.verdicts import VerdictFiles
 from barman_supervisor.config import ServerSettings, Settings
@@ -36,7 +36,6 @@ from barman_supervisor.offsite.plan import (
 from barman_supervisor.status.state import State
 
 _log = get_logger(__name__)
-KEEP_TIMEOUT = 60.0
 _HOLD_REASON = "the off-site store lacks it or WAL after it; Barman's retention keeps it"
 
 
@@ -78,15 +77,7 @@ class RetentionHold:
             return str(held) if held else None
         if held and (
             self._verified_hold(server.name, held)  # still kept, for the verified hold
-            or self._barman.run(
-                "keep",
-                "--release",
-                server.name,
-                held,
-                kind="keep",
-                server=server.name,
-                timeout=KEEP_TIMEOUT,
-            ).ok
+            or self._barman.release_keep(server.name, held).ok
         ):
             _log.info("offsite_hold_released", backup_id=held)
             held = None
@@ -102,21 +93,10 @@ class RetentionHold:
         if self._verified_hold(server, backup_id):
             _log.info("offsite_hold", backup_id=backup_id, reason=_HOLD_REASON)
             return True
-        status = self._barman.run(
-            "keep", "--status", server, backup_id, kind="keep", server=server, timeout=KEEP_TIMEOUT
-        )
-        if status.ok and "nokeep" not in status.completed.stdout:
+        status = self._barman.keep_status(server, backup_id)
+        if status.ok and NO_KEEP not in status.completed.stdout:
             return False
-        kept = self._barman.run(
-            "keep",
-            "--target",
-            "full",
-            server,
-            backup_id,
-            kind="keep",
-            server=server,
-            timeout=KEEP_TIMEOUT,
-        )
+        kept = self._barman.keep_full(server, backup_id)
         _log.log(
             logging.INFO if kept.ok else logging.ERROR,
             "offsite_hold" if kept.ok else "offsite_hold_failed",
