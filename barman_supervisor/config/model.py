@@ -131,6 +131,33 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class TlsServer:
+    """HTTPS for the HTTP port: the ``tls_server_config`` of the web configuration file."""
+
+    cert_file: Path
+    key_file: Path
+    # Set: only clients with a certificate signed by this CA connect (RequireAndVerifyClientCert).
+    client_ca_file: Path | None = None
+    min_version: Literal["TLS12", "TLS13"] = "TLS12"
+
+
+@dataclass(frozen=True)
+class WebAccess:
+    """Who may reach the HTTP port and how: TLS, basic-auth users (bcrypt hashes, never a
+    password) and the Host allow-list. The default is plain HTTP open to all, as before."""
+
+    tls: TlsServer | None = None
+    users: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    # The file they came from, for the log line at start.
+    source: Path | None = None
+
+    @property
+    def login_required(self) -> bool:
+        return bool(self.users)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting, built once by ``load_settings`` from the table of variables."""
 
@@ -178,6 +205,7 @@ class Settings:
     offsite_wal_jobs: int
     child_env: Mapping[str, str] = field(repr=False)
     secrets: tuple[Secret, ...] = field(repr=False)
+    http_access: WebAccess = field(default_factory=WebAccess)
 
     def server(self, name: str) -> ServerSettings:
         for server in self.servers:

@@ -277,6 +277,19 @@ _TABLE: tuple[Variable, ...] = (
             "its port",
             minimum=1, maximum=65535,
         ),
+        Variable("HTTP_WEB_CONFIG_FILE", "path", "",
+            "a web configuration file in the Prometheus exporter-toolkit format: "
+            "`tls_server_config` (`cert_file`, `key_file`, optional `client_ca_file` with "
+            "`client_auth_type: RequireAndVerifyClientCert`, `min_version`) serves HTTPS; "
+            "`basic_auth_users` (user: bcrypt hash) makes `/`, `/status` and `/metrics` ask for a "
+            "login while `/healthz` and `/readyz` answer strangers with the verdict only "
+            "([security.md](security.md#the-http-port))",
+            unset="plain HTTP, no login"),
+        Variable("HTTP_ALLOWED_HOSTS", "text", "",
+            "comma-separated host names the `Host` header may carry (`.example.com` also allows "
+            "its subdomains); any other name is refused with 421 (DNS rebinding). IP addresses "
+            "and `localhost` are always accepted",
+            unset="any Host"),
         Variable("HEALTH_INTERVAL", "seconds", "10",
             "seconds between the cheap probes of each server (one query, a process and file "
             "look-up; no Barman command)",

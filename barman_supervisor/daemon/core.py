@@ -185,7 +185,12 @@ class Daemon:
             metrics.registry(self.state, self.limits_for),
         )
         try:
-            return HttpServer(self.settings.http_bind, self.settings.http_port, probes)
+            return HttpServer(
+                self.settings.http_bind,
+                self.settings.http_port,
+                probes,
+                self.settings.http_access,
+            )
         except OSError as exc:
             raise ConfigError(
                 bind_problem(self.settings.http_bind, self.settings.http_port, exc)

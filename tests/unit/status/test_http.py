@@ -19,7 +19,7 @@ from barman_supervisor.barman.records import Backup
 from barman_supervisor.barman.verify import Verification
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import SlotState
-from barman_supervisor.status import http as api
+from barman_supervisor.status import server as server_module
 from barman_supervisor.status.health import Limits
 from barman_supervisor.status.http import HttpServer, Probes, bind_problem
 from barman_supervisor.status.metrics import registry
@@ -197,16 +197,16 @@ def test_a_failed_bind_names_the_variable_that_is_wrong() -> None:
     assert bind_problem("nohost", 9798, socket.gaierror(-2, "Name unknown")).startswith("HTTP_BIND")
 
 
-def test_idle_connections_time_out_and_threads_are_bounded(
+def test_idle_connections_hold_no_worker_and_are_closed_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two handler threads, both held by clients that never send a request: the next client
-    waits in the backlog until an idle one is closed, then gets its answer."""
-    monkeypatch.setattr(api, "HANDLER_THREADS", 2)
-    monkeypatch.setattr(api._Handler, "timeout", 0.5)
+    """Clients that never send a request do not stand between a probe and its answer, and are
+    closed once the whole-request deadline passes (the threaded server before this one gave
+    each of them a handler thread)."""
+    monkeypatch.setattr(server_module, "REQUEST_DEADLINE", 0.5)
     server = HttpServer("127.0.0.1", 0, probes(protected_state()))
     server.start()
-    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(64)]
     try:
         code, _ = _get(f"http://127.0.0.1:{server.port}/healthz")
         assert code == 200
