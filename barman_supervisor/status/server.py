@@ -173,6 +173,7 @@ class EventServer:
         self._waiting[writer] = None
         while len(self._open) > self._cap and self._waiting:
             oldest, _ = self._waiting.popitem(last=False)
+            self._open.discard(oldest)  # counted out now: its task ends on a later turn
             oldest.transport.abort()
         try:
             reply = await self._read_and_answer(reader, writer)
@@ -194,8 +195,8 @@ class EventServer:
                 request = await _read_request(reader)
         except h11.RemoteProtocolError as exc:
             return error_reply(HTTPStatus(exc.error_status_hint))
-        except _BodyTooLarge:
-            return error_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        except _TooLarge as exc:
+            return error_reply(exc.status)
         except (TimeoutError, OSError, ssl.SSLError):
             return None  # idle, slow, gone or not speaking TLS: closed without a word
         self._waiting.pop(writer, None)
@@ -231,25 +232,34 @@ class EventServer:
             writer.transport.abort()
 
 
-class _BodyTooLarge(Exception):
-    """A request body beyond ``MAX_BODY_BYTES``."""
+class _TooLarge(Exception):
+    """Headers beyond ``MAX_HEADER_BYTES`` or a body beyond ``MAX_BODY_BYTES``."""
+
+    def __init__(self, status: HTTPStatus) -> None:
+        super().__init__(status.phrase)
+        self.status = status
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request:
     """One whole request (line, headers, any body) through h11; OSError when the peer leaves."""
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
     head: h11.Request | None = None
-    body_bytes = 0
+    received = body_bytes = 0
     while True:
         event = parser.next_event()
         if event is h11.NEED_DATA:
-            parser.receive_data(await reader.read(READ_CHUNK))
+            data = await reader.read(READ_CHUNK)
+            received += len(data)
+            parser.receive_data(data)
         elif isinstance(event, h11.Request):
+            # h11 bounds a head still arriving; one that came whole in a read is measured here.
+            if received - len(parser.trailing_data[0]) > MAX_HEADER_BYTES:
+                raise _TooLarge(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
             head = event
         elif isinstance(event, h11.Data):
             body_bytes += len(event.data)
             if body_bytes > MAX_BODY_BYTES:
-                raise _BodyTooLarge
+                raise _TooLarge(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         elif isinstance(event, h11.EndOfMessage) and head is not None:
             headers = {name.decode("latin-1"): value for name, value in head.headers}
             return Request(
