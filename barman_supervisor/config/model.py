@@ -56,6 +56,8 @@ class Offsite:
     retention_policy: str
     backup_max_delay: float
     wal_max_lag: float
+    # A customer-managed KMS key (id or ARN) for aws:kms; empty: the bucket's AWS-managed key.
+    sse_kms_key_id: str = ""
     access_key_id: Secret | None = field(default=None, repr=False)
     secret_access_key: Secret | None = field(default=None, repr=False)
     session_token: Secret | None = field(default=None, repr=False)
@@ -120,6 +122,12 @@ class ServerSettings:
     drill_source: str = DRILL_LOCAL
     offsite: Offsite | None = None
     backup_policy: BackupPolicy = field(default_factory=BackupPolicy)
+    # What a refusal about TLS names for each libpq keyword (and ``host``): the variable that
+    # set it (``PG_SSLKEY__REPORTS``), or the keyword in a mounted conninfo.
+    tls_names: tuple[tuple[str, str], ...] = ()
+
+    def tls_name(self, keyword: str) -> str:
+        return dict(self.tls_names).get(keyword, keyword)
 
     @property
     def host(self) -> str:

@@ -131,6 +131,7 @@ class Daemon:
         if problem is not None:
             raise ConfigError(problem)
         self.jobs.offsite_connectivity_check()
+        self.jobs.tls_check()
         self.instance_lock.hold_config(self.settings.barman_config_file)
         self.instance_lock.hold_home(self.settings.barman_home)
         self.http = self._bind()
