@@ -40,7 +40,7 @@ from barman_supervisor.postgres.programs import (
     survey,
     unwrapped_clients,
 )
-from barman_supervisor.postgres.tls import tls_refusal
+from barman_supervisor.postgres.tls import tls_refusal, uses_tls_settings
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status.state import State
 
@@ -226,12 +226,13 @@ class Startup:
         )
 
     def _facts(self, server: ServerSettings) -> ServerFacts:
-        """The server's facts; a TLS failure is bad configuration, never retried: it stops the
-        start with the setting named (the server came up only after the check at start)."""
+        """The server's facts; with TLS settings, a TLS failure is bad configuration, never
+        retried: it stops the start with the setting named (the server came up only after the
+        check at start). Without, every failure is waited out as before."""
         try:
             return self._postgres[server.name].facts()
         except psycopg.OperationalError as exc:
-            refusal = tls_refusal(server, str(exc))
+            refusal = tls_refusal(server, str(exc)) if uses_tls_settings(server) else None
             if refusal is not None:
                 raise StartupFailed(refusal) from None
             raise

@@ -58,7 +58,8 @@ FAILURES = (
     TlsFailure(
         "no encryption",
         "sslmode",
-        "pg_hba.conf admits this role over TLS only (hostssl); set it to verify-full (or require)",
+        "pg_hba.conf admits this login over TLS only (hostssl), or not at all: set it to "
+        "verify-full (or require), or add a pg_hba.conf line",
     ),
 )
 
