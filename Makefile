@@ -15,7 +15,7 @@ APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev g
 POLICY_RC_D := /usr/sbin/policy-rc.d
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
-.PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean certs
+.PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean certs lock
 SECRETS_DIR := compose/secrets
 SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password grafana_admin_password)
 # Secrets that are off until a person writes them (S3 keys, webhook and dead-man's URLs): empty
@@ -126,6 +126,18 @@ local: install
 	BARMAN_CONFIG_DIR=$${BARMAN_CONFIG_DIR:-$(CURDIR)/.local/barman.d} \
 	BARMAN_HOME=$${BARMAN_HOME:-$(CURDIR)/.local/home} \
 	$(BIN)/barman-supervisor run
+
+# The image's Python dependencies, pinned with their hashes (docker/barman/requirements.lock; the
+# Dockerfile installs it with pip --require-hashes): the project's dependencies and barman extra
+# (pyproject.toml) with docker/barman/requirements.in, resolved by uv for the image's Python
+# (Debian sid's python3, LOCK_PYTHON), which this machine need not have. Pins already in the file
+# are kept unless they no longer fit; UPGRADE=1 takes the newest of everything.
+LOCK_FILE := docker/barman/requirements.lock
+LOCK_PYTHON ?= 3.14
+lock: install
+	$(BIN)/uv pip compile --quiet pyproject.toml docker/barman/requirements.in --extra barman \
+		--generate-hashes --python-version $(LOCK_PYTHON) --python-platform x86_64-unknown-linux-gnu \
+		--custom-compile-command "make lock" $(if $(filter 1,$(UPGRADE)),--upgrade) -o $(LOCK_FILE)
 
 # Not part of `make test`: the code in bench/, its measured ratios in bench/results/
 # (latest.json, latest.md).

@@ -18,8 +18,8 @@ import yaml
 
 from barman_supervisor.config import load_settings
 from barman_supervisor.config.variables import VARIABLES
-from tests.container.conftest import OPTIONAL_SECRET_NAMES as OPTIONAL_SECRETS
 from tests.container.conftest import MAKE_CERTS, TLS_FILES
+from tests.container.conftest import OPTIONAL_SECRET_NAMES as OPTIONAL_SECRETS
 from tests.container.conftest import SECRET_NAMES as PASSWORDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,7 @@ NOT_FROM_ENV_FILE = {
     "PG_BIN_DIR": "the image's PostgreSQL programs",
     "LOG_FORMAT": "json, for docker logs",
     "AWS_SESSION_TOKEN": "temporary credentials expire; a long-running stack needs keys",
+    "HTTP_WEB_CONFIG_FILE": "the file and its certificate need mounts: an override of one's own",
 }
 _REFERENCE = re.compile(r"(?<!\$)\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?-)(?P<default>[^}]*)\}")
 
@@ -206,7 +207,9 @@ def test_the_barman_service_is_locked_down() -> None:
                 assert variable.endswith("_FILE"), f"{name}: {variable} is a secret: use a file"
     postgres = services["postgres"]
     assert {"postgres_server_cert", "postgres_server_key"} <= set(postgres["secrets"])
-    assert "postgres_ca_cert" in barman["secrets"] and "postgres_server_key" not in barman["secrets"]
+    assert (
+        "postgres_ca_cert" in barman["secrets"] and "postgres_server_key" not in barman["secrets"]
+    )
 
 
 def test_drill_schedule_is_daily_unless_the_env_file_empties_it() -> None:
