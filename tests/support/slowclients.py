@@ -51,9 +51,11 @@ class SlowClients:
 
     def __enter__(self) -> SlowClients:
         _room_for(self.idle + self.trickling)
+        # Tricklers first: each waits for its connection (and handshake), which a server whose
+        # backlog the idle ones filled would never grant.
+        self._tricklers = [_Trickler(self._open_trickling()) for _ in range(self.trickling)]
         for _ in range(self.idle):
             self._open_idle()
-        self._tricklers = [_Trickler(self._open_trickling()) for _ in range(self.trickling)]
         self._thread = threading.Thread(target=self._drive, name="slow-clients", daemon=True)
         self._thread.start()
         return self
