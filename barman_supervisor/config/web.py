@@ -160,6 +160,9 @@ def server_context(tls: TlsServer) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = _TLS_VERSIONS[tls.min_version]
     context.load_cert_chain(tls.cert_file, tls.key_file)
+    # No TLS 1.3 session tickets: sent after the handshake, they cost each probe a delayed ACK
+    # (44 ms instead of 3 ms measured on the loopback), and probes never resume a session.
+    context.num_tickets = 0
     if tls.client_ca_file is not None:
         context.load_verify_locations(cafile=tls.client_ca_file)
         context.verify_mode = ssl.CERT_REQUIRED
