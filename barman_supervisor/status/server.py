@@ -33,6 +33,7 @@ from http import HTTPStatus
 import h11
 
 from barman_supervisor.config import host_allowed
+from barman_supervisor.errors import SupervisorError
 from barman_supervisor.log import get_logger
 from barman_supervisor.status.access import Logins
 
@@ -236,7 +237,7 @@ class EventServer:
             writer.transport.abort()
 
 
-class _TooLarge(Exception):
+class _TooLarge(SupervisorError):
     """Headers beyond ``MAX_HEADER_BYTES`` or a body beyond ``MAX_BODY_BYTES``."""
 
     def __init__(self, status: HTTPStatus) -> None:
