@@ -26,7 +26,10 @@ SERVER_DAYS=825
 RENEW_BEFORE=2592000
 SERVER_NAMES="DNS:postgres,DNS:localhost,IP:127.0.0.1,IP:::1"
 
-command -v openssl >/dev/null || { echo "make-certs.sh: openssl is needed (apt-get install openssl)" >&2; exit 1; }
+command -v openssl >/dev/null || {
+    echo "make-certs.sh: openssl is needed (apt-get install openssl)" >&2
+    exit 1
+}
 install -d -m 0700 "$DIR"
 ca_crt=$DIR/postgres_ca.crt ca_key=$DIR/postgres_ca.key
 srv_crt=$DIR/postgres_server.crt srv_key=$DIR/postgres_server.key

@@ -12,7 +12,10 @@ set -eu
 KEY_SECRET=/run/secrets/postgres_server_key
 KEY_DIR=/run/postgresql-tls
 
-[ -s "$KEY_SECRET" ] || { echo "tls-entrypoint.sh: $KEY_SECRET is missing or empty: run make up (compose/make-certs.sh)" >&2; exit 1; }
+if [ ! -s "$KEY_SECRET" ]; then
+    echo "tls-entrypoint.sh: $KEY_SECRET is missing or empty: run make up (compose/make-certs.sh)" >&2
+    exit 1
+fi
 install -d -o postgres -g postgres -m 0700 "$KEY_DIR"
 install -o postgres -g postgres -m 0600 "$KEY_SECRET" "$KEY_DIR/server.key"
 exec docker-entrypoint.sh "$@"
