@@ -107,6 +107,8 @@ def _check_config(_args: argparse.Namespace, settings: Settings) -> int:
             f"backups='{server.backup_schedule}' ({settings.timezone}) "
             f"retention='{server.retention_policy}'"
         )
+        if server.tls:
+            print("  tls " + " ".join(f"{key}={value}" for key, value in server.tls.items()))
         if server.offsite is not None:
             keys = "from AWS_* settings" if server.offsite.access_key_id else "boto3's own chain"
             print(

@@ -16,6 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from barman_supervisor.config.variables import DRILL_LOCAL, VARIABLES
 
+# libpq's TLS keywords that are paths or a mode: shown by check-config.
+TLS_SHOWN = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
 
 class Secret:
     """A password that prints as ``***`` wherever it ends up by accident."""
@@ -128,6 +131,13 @@ class ServerSettings:
 
     def tls_name(self, keyword: str) -> str:
         return dict(self.tls_names).get(keyword, keyword)
+
+    @property
+    def tls(self) -> dict[str, str]:
+        """The conninfo's mode and TLS files (from PG_SSL* or a mounted file), never a secret
+        (``sslpassword`` is left out): what ``check-config`` shows."""
+        params = conninfo_to_dict(self.conninfo)
+        return {key: str(params[key]) for key in TLS_SHOWN if params.get(key)}
 
     @property
     def host(self) -> str:
