@@ -15,12 +15,14 @@ APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev g
 POLICY_RC_D := /usr/sbin/policy-rc.d
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
-.PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean
+.PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean certs lock
 SECRETS_DIR := compose/secrets
 SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password grafana_admin_password)
 # Secrets that are off until a person writes them (S3 keys, webhook and dead-man's URLs): empty
 # files, so compose has something to mount and the daemon reads "not set".
 OPTIONAL_SECRETS := $(addprefix $(SECRETS_DIR)/,aws_access_key_id aws_secret_access_key alert_webhook_url deadman_url)
+# TLS to the stack's PostgreSQL: a CA and a server certificate (compose/make-certs.sh).
+TLS_FILES := $(addprefix $(SECRETS_DIR)/,postgres_ca.crt postgres_ca.key postgres_server.crt postgres_server.key)
 
 # Barman 3.20 needs Python >= 3.12; Debian bookworm's python3 is 3.11, pyenv's builds are used.
 PYTHON ?= $(shell for c in python3.13 python3.12 \
@@ -100,9 +102,17 @@ $(OPTIONAL_SECRETS):
 	@umask 022; : > $@
 	@echo "created $@ (empty: not set)"
 
+# The CA and the server certificate, made once; `make certs` (and every `make up`) issues the
+# server certificate anew when it ends within 30 days.
+$(TLS_FILES) &:
+	@compose/make-certs.sh $(SECRETS_DIR)
+
+certs:
+	@compose/make-certs.sh $(SECRETS_DIR)
+
 # The compose stack: PostgreSQL 18 (POSTGRES_MAJOR in compose/.env) and the supervisor, backed up
 # with no further step.
-up: $(SECRETS) $(OPTIONAL_SECRETS)
+up: $(SECRETS) $(OPTIONAL_SECRETS) certs
 	@test -f compose/.env || cp compose/.env.example compose/.env
 	$(COMPOSE) up --build -d
 	@echo "follow the logs: $(COMPOSE) logs -f barman"
@@ -116,6 +126,18 @@ local: install
 	BARMAN_CONFIG_DIR=$${BARMAN_CONFIG_DIR:-$(CURDIR)/.local/barman.d} \
 	BARMAN_HOME=$${BARMAN_HOME:-$(CURDIR)/.local/home} \
 	$(BIN)/barman-supervisor run
+
+# The image's Python dependencies, pinned with their hashes (docker/barman/requirements.lock; the
+# Dockerfile installs it with pip --require-hashes): the project's dependencies and barman extra
+# (pyproject.toml) with docker/barman/requirements.in, resolved by uv for the image's Python
+# (Debian sid's python3, LOCK_PYTHON), which this machine need not have. Pins already in the file
+# are kept unless they no longer fit; UPGRADE=1 takes the newest of everything.
+LOCK_FILE := docker/barman/requirements.lock
+LOCK_PYTHON ?= 3.14
+lock: install
+	$(BIN)/uv pip compile --quiet pyproject.toml docker/barman/requirements.in --extra barman \
+		--generate-hashes --python-version $(LOCK_PYTHON) --python-platform x86_64-unknown-linux-gnu \
+		--custom-compile-command "make lock" $(if $(filter 1,$(UPGRADE)),--upgrade) -o $(LOCK_FILE)
 
 # Not part of `make test`: the code in bench/, its measured ratios in bench/results/
 # (latest.json, latest.md).

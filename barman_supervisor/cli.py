@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -106,6 +107,8 @@ def _check_config(_args: argparse.Namespace, settings: Settings) -> int:
             f"backups='{server.backup_schedule}' ({settings.timezone}) "
             f"retention='{server.retention_policy}'"
         )
+        if server.tls:
+            print("  tls " + " ".join(f"{key}={value}" for key, value in server.tls.items()))
         if server.offsite is not None:
             keys = "from AWS_* settings" if server.offsite.access_key_id else "boto3's own chain"
             print(
@@ -115,13 +118,20 @@ def _check_config(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _healthcheck(address: tuple[str, int], live: bool, timeout: float) -> int:
-    """For Docker's HEALTHCHECK, with no curl in the image: 0 healthy, 1 not, 2 bad input."""
-    host, port = address
+def _healthcheck(address: tuple[str, int, bool], live: bool, timeout: float) -> int:
+    """For Docker's HEALTHCHECK, with no curl in the image: 0 healthy, 1 not, 2 bad input.
+
+    Over HTTPS when the web configuration serves TLS. The certificate is not checked: the probe
+    talks to its own machine (the loopback, or the address the daemon is bound to), and the
+    certificate names the public name.
+    """
+    host, port, tls = address
     path = "/healthz" if live else "/readyz"
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+    where = f"{'[' + host + ']' if ':' in host else host}:{port}{path}"
+    url = f"https://{where}" if tls else f"http://{where}"
+    context = _own_machine_tls() if tls else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - an http(s) URL built above
             document = json.load(response)
     except urllib.error.HTTPError as exc:
         document = json.load(exc)
@@ -143,6 +153,14 @@ def _healthcheck(address: tuple[str, int], live: bool, timeout: float) -> int:
             )
         )
     return 1
+
+
+def _own_machine_tls() -> ssl.SSLContext:
+    """TLS without a certificate check, for the daemon on this machine only."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 # The subcommands that need the settings; each raises ConfigError on bad input.

@@ -20,13 +20,19 @@ import structlog
 from structlog.typing import EventDict, Processor
 
 # Foreign text (Barman's output and log file, exception messages, other libraries' records) is
-# masked by pattern: a value after password=/PGPASSWORD=/secret keys, and URL userinfo.
+# masked by pattern: a value after password=/PGPASSWORD=/secret keys, URL userinfo, the token of
+# an Authorization header, and AWS access key ids (boto3 and barman-cloud quote them).
 _PASSWORD_FRAGMENT = re.compile(
-    r"((?:\b|_)(?:password|passwd|pgpassword|secret|token|aws_secret_access_key)\s*[=:]\s*)"
+    r"((?:\b|_)(?:password|passwd|pgpassword|secret|token|aws_secret_access_key|api_key)"
+    r"\s*[=:]\s*)"
     r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;&'\"]+)",
     re.IGNORECASE,
 )
 _URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)([^\s/@]+)(@)")
+_AUTHORIZATION = re.compile(
+    r"(\bauthorization['\"]?\s*[=:]\s*['\"]?(?:basic\s+|bearer\s+)?)([^\s,;'\"]+)", re.I
+)
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 _MASK = "***"
 # Event fields whose values are foreign text; everything else an event carries is built by the
 # daemon from data that never holds a secret, and is never rewritten.
@@ -69,6 +75,8 @@ class SecretMasker:
         for secret in self._secrets:
             text = text.replace(secret, _MASK)
         text = _URL_USERINFO.sub(rf"\1{_MASK}\3", text)
+        text = _AUTHORIZATION.sub(rf"\1{_MASK}", text)
+        text = _AWS_KEY_ID.sub(_MASK, text)
         return _PASSWORD_FRAGMENT.sub(rf"\1{_MASK}", text)
 
     def mask_values(self, value: Any) -> Any:

@@ -22,6 +22,7 @@ TARGET_LABELS = {
 # A one-minute load average under one core's worth at the start means nothing else was running on
 # the machine; the load at the end includes the bench's own last scenario.
 QUIET_LOAD = 1.0
+HTTP_PATHS = ("/healthz", "/readyz")
 
 
 def get(data: Any, *keys: str | int) -> Any:
@@ -363,6 +364,36 @@ def offsite_section(r: Any) -> str:
     )
 
 
+def http_section(results: Any) -> str:
+    """Scenario 9 (bench/http.py): the table of latest.md's section and of http.md."""
+    if not isinstance(results, dict) or "after" not in results:
+        return f"Not available: {error_of(results) or 'not measured'}."
+    rows = []
+    for variant in ("before", "after", "after_tls"):
+        measured = results.get(variant)
+        if not isinstance(measured, dict):
+            continue
+        for path in HTTP_PATHS:
+            latency = measured[path]["latency_ms"]
+            rows.append(
+                f"| {variant} | {path} | {latency['median']} | {latency['p99']} | "
+                f"{latency['max']} | {json.dumps(measured[path]['statuses'])} | "
+                f"{measured['loadavg_at_start']} |"
+            )
+    return "\n".join(
+        [
+            f"{results['idle_connections']} idle connections and {results['trickling_clients']} "
+            f"clients trickling a byte a second, {results['window_s']} s of probes one at a time "
+            f"(no answer in {results['probe_timeout_s']} s: status 0). Target: p99 under "
+            f"{results['target_p99_ms']} ms.",
+            "",
+            "| variant | path | median ms | p99 ms | max ms | statuses | load average at start |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
+
+
 SECTIONS = (
     ("protect", "1. Time to protected", protect_section),
     ("freshness", "2. WAL freshness", freshness_section),
@@ -372,6 +403,7 @@ SECTIONS = (
     ("health", "6. Health endpoint under load", health_section),
     ("drill", "7. Restore drill", drill_section),
     ("offsite", "8. Off-site copy (S3)", offsite_section),
+    ("http", "9. HTTP port under idle and slow clients", http_section),
 )
 
 

@@ -34,6 +34,7 @@ from bench import (
     footprint,
     freshness,
     health,
+    http,
     offsite,
     protect,
     report,
@@ -205,6 +206,7 @@ class Bench:
         self.phase("drill", lambda: drill.measure_drill(1 if quick else 10, 1 if quick else 2))
         sizes = (1, 5, 1) if quick else (10, 30, 3)
         self.phase("offsite", lambda: offsite.run(self.root, *sizes))
+        self.phase("http", lambda: http.run(self.root))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,8 @@ Lives here:
 - ``servers`` and ``offsite``: one server's settings, and its off-site store;
 - ``mounted``: Barman configuration files a person mounted (which pick the mode);
 - ``children``: the allow-list of what Barman and the PostgreSQL tools inherit;
+- ``web``: who may reach the HTTP port (the web configuration file: TLS, basic-auth users; the
+  Host allow-list);
 - ``load``: ``load_settings``, which assembles it all, and ``probe_address``;
 - ``reference``: renders docs/configuration.md from the table
   (``python -m barman_supervisor.config.reference``).
@@ -22,7 +24,15 @@ from barman_supervisor.config.checks import usable_url
 from barman_supervisor.config.children import child_environment
 from barman_supervisor.config.env import server_suffix
 from barman_supervisor.config.load import load_settings, probe_address
-from barman_supervisor.config.model import BackupPolicy, Offsite, Secret, ServerSettings, Settings
+from barman_supervisor.config.model import (
+    BackupPolicy,
+    Offsite,
+    Secret,
+    ServerSettings,
+    Settings,
+    TlsServer,
+    WebAccess,
+)
 from barman_supervisor.config.mounted import RENDERED_MARKER, foreign_config_files
 from barman_supervisor.config.offsite import offsite_refusal
 from barman_supervisor.config.variables import (
@@ -32,6 +42,7 @@ from barman_supervisor.config.variables import (
     VARIABLES,
     Variable,
 )
+from barman_supervisor.config.web import host_allowed, server_context
 
 __all__ = [
     "DRILL_LOCAL",
@@ -44,12 +55,16 @@ __all__ = [
     "Secret",
     "ServerSettings",
     "Settings",
+    "TlsServer",
     "Variable",
+    "WebAccess",
     "child_environment",
     "foreign_config_files",
+    "host_allowed",
     "load_settings",
     "offsite_refusal",
     "probe_address",
+    "server_context",
     "server_suffix",
     "usable_url",
 ]

@@ -5,6 +5,7 @@ Pure functions of the value and the variable to name; each failure is a one-line
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 from datetime import datetime
@@ -37,6 +38,21 @@ def usable_url(text: str) -> bool:
     except ValueError:
         return False
     return bool(parts.hostname)
+
+
+def plaintext_host(text: str) -> str | None:
+    """The host an ``http://`` URL sends to in plaintext across the network; None for https
+    and for the loopback (``localhost``, 127.0.0.0/8, ::1), where nothing leaves the host."""
+    parts = urllib.parse.urlsplit(text)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return host
 
 
 def check_server_name(name: str, source: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 
-from barman_supervisor.config.checks import usable_url
+from barman_supervisor.config.checks import plaintext_host, usable_url
 from barman_supervisor.config.model import Secret
 from barman_supervisor.config.variables import Kind, Variable, variable
 from barman_supervisor.errors import ConfigError
@@ -174,6 +174,13 @@ class Env:
             raise ConfigError(
                 f"{self.name_of(name, server)}: not a usable http(s) URL (scheme, host, numeric "
                 "port); use e.g. https://hooks.example/alert"
+            )
+        allow_http = self.boolean("ALERT_WEBHOOK_ALLOW_HTTP")
+        host = plaintext_host(secret.reveal()) if secret is not None else None
+        if host is not None and not allow_http:
+            raise ConfigError(
+                f"{self.name_of(name, server)}: http:// would send the body and any credentials "
+                f"to {host} in plaintext; use https://, or set ALERT_WEBHOOK_ALLOW_HTTP=true"
             )
         return secret
 

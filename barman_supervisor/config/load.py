@@ -23,6 +23,7 @@ from barman_supervisor.config.env import Env
 from barman_supervisor.config.model import Secret, ServerSettings, Settings
 from barman_supervisor.config.mounted import config_mode, mounted_global_options, mounted_servers
 from barman_supervisor.config.servers import rendered_servers
+from barman_supervisor.config.web import probe_uses_tls, web_access
 from barman_supervisor.errors import ConfigError
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$", re.ASCII)
@@ -44,7 +45,11 @@ class _BarmanFiles:
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read and validate every setting; raise ConfigError on the first problem."""
+    """Read and validate every setting; raise ConfigError on the first problem.
+
+    Kept long: one keyword per setting of ``Settings``; this is the one place they are put
+    together, and splitting it would scatter them.
+    """
     env = Env(environ)
     timezone = _timezone(env)
     files = _barman_files(env)
@@ -78,6 +83,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         wal_archive_timeout=int(env.seconds("WAL_ARCHIVE_TIMEOUT")),
         http_bind=_http_bind(env),
         http_port=env.integer("HTTP_PORT"),
+        http_access=web_access(env),
         health_interval=env.seconds("HEALTH_INTERVAL"),
         wal_max_lag_bytes=env.size("WAL_MAX_LAG"),
         wal_max_age=env.seconds("WAL_MAX_AGE") or None,
@@ -237,9 +243,9 @@ def _timezone(env: Env) -> ZoneInfo:
         ) from None
 
 
-def probe_address(environ: Mapping[str, str]) -> tuple[str, int]:
-    """Where ``barman-supervisor healthcheck`` finds the daemon: only the HTTP settings, so a
-    probe never fails on a setting it does not need."""
+def probe_address(environ: Mapping[str, str]) -> tuple[str, int, bool]:
+    """Where ``barman-supervisor healthcheck`` finds the daemon, and whether over HTTPS: only
+    the HTTP settings, so a probe never fails on a setting it does not need."""
     env = Env(environ)
     bind = env.text("HTTP_BIND")
-    return _LOOPBACK.get(bind, bind), env.integer("HTTP_PORT")
+    return _LOOPBACK.get(bind, bind), env.integer("HTTP_PORT"), probe_uses_tls(env)

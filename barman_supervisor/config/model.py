@@ -16,6 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from barman_supervisor.config.variables import DRILL_LOCAL, VARIABLES
 
+# libpq's TLS keywords that are paths or a mode: shown by check-config.
+TLS_SHOWN = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
 
 class Secret:
     """A password that prints as ``***`` wherever it ends up by accident."""
@@ -56,6 +59,8 @@ class Offsite:
     retention_policy: str
     backup_max_delay: float
     wal_max_lag: float
+    # A customer-managed KMS key (id or ARN) for aws:kms; empty: the bucket's AWS-managed key.
+    sse_kms_key_id: str = ""
     access_key_id: Secret | None = field(default=None, repr=False)
     secret_access_key: Secret | None = field(default=None, repr=False)
     session_token: Secret | None = field(default=None, repr=False)
@@ -120,6 +125,19 @@ class ServerSettings:
     drill_source: str = DRILL_LOCAL
     offsite: Offsite | None = None
     backup_policy: BackupPolicy = field(default_factory=BackupPolicy)
+    # What a refusal about TLS names for each libpq keyword (and ``host``): the variable that
+    # set it (``PG_SSLKEY__REPORTS``), or the keyword in a mounted conninfo.
+    tls_names: tuple[tuple[str, str], ...] = ()
+
+    def tls_name(self, keyword: str) -> str:
+        return dict(self.tls_names).get(keyword, keyword)
+
+    @property
+    def tls(self) -> dict[str, str]:
+        """The conninfo's mode and TLS files (from PG_SSL* or a mounted file), never a secret
+        (``sslpassword`` is left out): what ``check-config`` shows."""
+        params = conninfo_to_dict(self.conninfo)
+        return {key: str(params[key]) for key in TLS_SHOWN if params.get(key)}
 
     @property
     def host(self) -> str:
@@ -128,6 +146,33 @@ class ServerSettings:
     @property
     def port(self) -> int:
         return int(conninfo_to_dict(self.conninfo).get("port") or 5432)
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    """HTTPS for the HTTP port: the ``tls_server_config`` of the web configuration file."""
+
+    cert_file: Path
+    key_file: Path
+    # Set: only clients with a certificate signed by this CA connect (RequireAndVerifyClientCert).
+    client_ca_file: Path | None = None
+    min_version: Literal["TLS12", "TLS13"] = "TLS12"
+
+
+@dataclass(frozen=True)
+class WebAccess:
+    """Who may reach the HTTP port and how: TLS, basic-auth users (bcrypt hashes, never a
+    password) and the Host allow-list. The default is plain HTTP open to all, as before."""
+
+    tls: TlsServer | None = None
+    users: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    # The file they came from, for the log line at start.
+    source: Path | None = None
+
+    @property
+    def login_required(self) -> bool:
+        return bool(self.users)
 
 
 @dataclass(frozen=True)
@@ -178,6 +223,7 @@ class Settings:
     offsite_wal_jobs: int
     child_env: Mapping[str, str] = field(repr=False)
     secrets: tuple[Secret, ...] = field(repr=False)
+    http_access: WebAccess = field(default_factory=WebAccess)
 
     def server(self, name: str) -> ServerSettings:
         for server in self.servers:

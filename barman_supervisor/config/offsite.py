@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 
 from barman_supervisor.config.checks import RETENTION
@@ -13,6 +14,8 @@ from barman_supervisor.errors import ConfigError
 # s3://bucket[/prefix]: bucket names as S3 allows them (3-63 of a-z 0-9 . -).
 OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 _ENDPOINT_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# The one encryption that takes a customer key (barman-cloud's --sse-kms-key-id needs it).
+KMS_ENCRYPTION = "aws:kms"
 
 
 def read_offsite(
@@ -31,12 +34,7 @@ def read_offsite(
     refusal = offsite_refusal(barman_options)
     if refusal is not None:
         raise ConfigError(f"{url_var}: {refusal}")
-    endpoint_var = env.name_of("OFFSITE_ENDPOINT_URL", server)
-    endpoint = env.text("OFFSITE_ENDPOINT_URL", server)
-    if endpoint and not _ENDPOINT_URL.match(endpoint):
-        raise ConfigError(
-            f"{endpoint_var}: {endpoint!r} is not an http(s) URL; use e.g. https://s3.example.com"
-        )
+    endpoint = _endpoint(env, server)
     policy_var = env.name_of("OFFSITE_RETENTION_POLICY", server)
     policy = env.text("OFFSITE_RETENTION_POLICY", server, RETENTION_POLICY=retention).upper()
     if policy and not RETENTION.match(policy):
@@ -52,11 +50,13 @@ def read_offsite(
             f"{missing}: the off-site store needs both AWS_ACCESS_KEY_ID and "
             f"AWS_SECRET_ACCESS_KEY (or their _FILE variants); set {missing} or {missing}_FILE"
         )
+    encryption, kms_key_id = _encryption(env, server)
     return Offsite(
         url=url.rstrip("/"),
         endpoint_url=endpoint,
         region=env.text("OFFSITE_REGION", server),
-        encryption=env.choice("OFFSITE_ENCRYPTION", server),
+        encryption=encryption,
+        sse_kms_key_id=kms_key_id,
         compression=env.choice("OFFSITE_COMPRESSION", server),
         retention_policy=policy,
         backup_max_delay=env.seconds("OFFSITE_BACKUP_MAX_DELAY", server),
@@ -65,6 +65,39 @@ def read_offsite(
         secret_access_key=secret_key,
         session_token=env.secret("AWS_SESSION_TOKEN", server),
     )
+
+
+def _endpoint(env: Env, server: str) -> str:
+    """OFFSITE_ENDPOINT_URL: an http(s) URL without credentials in it (they would reach the
+    barman-cloud command lines, ``ps`` and the logs; the key files exist for them)."""
+    endpoint_var = env.name_of("OFFSITE_ENDPOINT_URL", server)
+    endpoint = env.text("OFFSITE_ENDPOINT_URL", server)
+    if endpoint and not _ENDPOINT_URL.match(endpoint):
+        raise ConfigError(
+            f"{endpoint_var}: {endpoint!r} is not an http(s) URL; use e.g. https://s3.example.com"
+        )
+    if "@" in urllib.parse.urlsplit(endpoint).netloc:
+        # The value is not repeated: it holds the credentials.
+        raise ConfigError(
+            f"{endpoint_var}: credentials in the URL (user:password@) end up on the "
+            "barman-cloud command lines (ps) and in logs; remove them and use the key files: "
+            "AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE"
+        )
+    return endpoint
+
+
+def _encryption(env: Env, server: str) -> tuple[str, str]:
+    """OFFSITE_ENCRYPTION and OFFSITE_SSE_KMS_KEY_ID, which barman-cloud takes only with
+    aws:kms."""
+    encryption = env.choice("OFFSITE_ENCRYPTION", server)
+    kms_key_id = env.text("OFFSITE_SSE_KMS_KEY_ID", server)
+    if kms_key_id and encryption != KMS_ENCRYPTION:
+        kms_var = env.name_of("OFFSITE_SSE_KMS_KEY_ID", server)
+        raise ConfigError(
+            f"{kms_var}: a KMS key encrypts only with {KMS_ENCRYPTION}; set "
+            f"{env.name_of('OFFSITE_ENCRYPTION', server)}={KMS_ENCRYPTION} or unset {kms_var}"
+        )
+    return encryption, kms_key_id
 
 
 def offsite_refusal(barman_options: Mapping[str, str]) -> str | None:

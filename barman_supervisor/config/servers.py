@@ -9,12 +9,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from barman_supervisor.config.checks import RETENTION, check_schedule, check_server_name
 from barman_supervisor.config.env import Env, server_suffix
 from barman_supervisor.config.model import BackupPolicy, Offsite, Secret, ServerSettings
 from barman_supervisor.config.offsite import read_offsite
+from barman_supervisor.config.tls import (
+    check_tls_files,
+    mounted_tls_names,
+    refuse_tls_variables,
+    tls_names,
+    tls_parameters,
+)
 from barman_supervisor.config.variables import BANDWIDTH_MAX, BANDWIDTH_MIN, DRILL_OFFSITE
 from barman_supervisor.errors import ConfigError
 
@@ -61,10 +68,11 @@ def _rendered_source(env: Env, name: str) -> ServerSource:
     user = env.text("PG_USER", name)
     database = env.text("PG_DATABASE", name)
     streaming_user = env.text("PG_STREAMING_USER", name)
+    tls = tls_parameters(env, name)
     return ServerSource(
         name=name,
-        conninfo=make_conninfo(host=host, port=port, user=user, dbname=database),
-        streaming_conninfo=make_conninfo(host=host, port=port, user=streaming_user),
+        conninfo=make_conninfo(host=host, port=port, user=user, dbname=database, **tls),
+        streaming_conninfo=make_conninfo(host=host, port=port, user=streaming_user, **tls),
         slot_name=env.text("BARMAN_SLOT_NAME", name),
     )
 
@@ -72,6 +80,7 @@ def _rendered_source(env: Env, name: str) -> ServerSource:
 def server_settings(env: Env, source: ServerSource, timezone: ZoneInfo) -> ServerSettings:
     """One server's settings, checked in the order a person would fix them."""
     name = source.name
+    names = _tls(env, source)
     password, streaming_password = _passwords(env, source)
     _check_slot_name(env, source)
     schedule, drill_schedule = _schedules(env, name, timezone)
@@ -101,7 +110,22 @@ def server_settings(env: Env, source: ServerSource, timezone: ZoneInfo) -> Serve
         backup_policy=_backup_policy(
             env, name, timezone, mounted=source.barman_options is not None
         ),
+        tls_names=tuple(names.items()),
     )
+
+
+def _tls(env: Env, source: ServerSource) -> dict[str, str]:
+    """The TLS files of both conninfos checked (PG_SSL* already in them when rendered), and
+    what a refusal about this server's TLS names."""
+    if source.barman_options is None:
+        names = tls_names(env, source.name)
+    else:
+        refuse_tls_variables(env, source.name)
+        names = mounted_tls_names(source.name)
+    for conninfo in (source.conninfo, source.streaming_conninfo):
+        params = {key: str(value) for key, value in conninfo_to_dict(conninfo).items()}
+        check_tls_files(params, names)
+    return names
 
 
 def _passwords(env: Env, source: ServerSource) -> tuple[Secret | None, Secret | None]:

@@ -28,6 +28,8 @@ LOG_FORMATS = ("auto", "json", "console")
 CONFIG_MODES = ("auto", "render", "mounted")
 FAILED_BACKUP_ACTIONS = ("keep", "delete")
 OFFSITE_ENCRYPTIONS = ("", "AES256", "aws:kms")
+# libpq's sslmode values; empty leaves libpq's own default (prefer, or PGSSLMODE).
+PG_SSLMODES = ("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # What barman-cloud-backup and barman-cloud-wal-archive both take (each as --NAME); lz4 and
 # zstd come with the lz4 and zstandard extras of Barman, which the package installs.
 OFFSITE_COMPRESSIONS = ("", "gzip", "bzip2", "lz4", "zstd")
@@ -129,6 +131,26 @@ _TABLE: tuple[Variable, ...] = (
         Variable("PG_CONNECT_TIMEOUT", "seconds", "5",
             "seconds per connection attempt",
             minimum=1, maximum=300,
+        ),
+        Variable("PG_SSLMODE", "choice", "",
+            "libpq's `sslmode` for the daemon's connections and Barman's `conninfo` and "
+            "`streaming_conninfo` (`pg_basebackup`, `pg_receivewal`): `verify-full` checks the "
+            "CA and the host name (see [TLS](postgresql.md#tls))",
+            unset="libpq's default (`prefer`)", scope="server", choices=PG_SSLMODES, fold="lower",
+        ),
+        Variable("PG_SSLROOTCERT", "path", "",
+            "the CA certificate(s) the server's certificate must be signed by (libpq's "
+            "`sslrootcert`; `system` for the system's trusted roots); an absolute path",
+            unset="libpq's default (`~/.postgresql/root.crt`)", scope="server",
+        ),
+        Variable("PG_SSLCERT", "path", "",
+            "client certificate (libpq's `sslcert`), with `PG_SSLKEY`; an absolute path",
+            unset="none", scope="server",
+        ),
+        Variable("PG_SSLKEY", "path", "",
+            "its private key (libpq's `sslkey`): mode 0600 owned by the daemon's user, or 0640 "
+            "owned by root; an absolute path",
+            unset="none", scope="server",
         ),
     ),
     *_in(
@@ -277,6 +299,19 @@ _TABLE: tuple[Variable, ...] = (
             "its port",
             minimum=1, maximum=65535,
         ),
+        Variable("HTTP_WEB_CONFIG_FILE", "path", "",
+            "a web configuration file in the Prometheus exporter-toolkit format: "
+            "`tls_server_config` (`cert_file`, `key_file`, optional `client_ca_file` with "
+            "`client_auth_type: RequireAndVerifyClientCert`, `min_version`) serves HTTPS; "
+            "`basic_auth_users` (user: bcrypt hash) makes `/`, `/status` and `/metrics` ask for a "
+            "login while `/healthz` and `/readyz` answer strangers with the verdict only "
+            "([security.md](security.md#the-http-port))",
+            unset="plain HTTP, no login"),
+        Variable("HTTP_ALLOWED_HOSTS", "text", "",
+            "comma-separated host names the `Host` header may carry (`.example.com` also allows "
+            "its subdomains); any other name is refused with 421 (DNS rebinding). IP addresses "
+            "and `localhost` are always accepted",
+            unset="any Host"),
         Variable("HEALTH_INTERVAL", "seconds", "10",
             "seconds between the cheap probes of each server (one query, a process and file "
             "look-up; no Barman command)",
@@ -303,6 +338,9 @@ _TABLE: tuple[Variable, ...] = (
             "`https://user:password@host/…` is sent as HTTP Basic authentication",
             unset="none",
         ),
+        Variable("ALERT_WEBHOOK_ALLOW_HTTP", "boolean", "false",
+            "allow an `http://` `ALERT_WEBHOOK_URL` or `DEADMAN_URL` to a host other than the "
+            "loopback (the body and any credentials then cross the network in plaintext)"),
         Variable("ALERT_STREAMING_AFTER", "seconds", "300",
             "seconds PostgreSQL or streaming may be down before that alerts (a start-up still "
             "waiting alerts after 10 min); other problems alert at once",
@@ -365,6 +403,11 @@ _TABLE: tuple[Variable, ...] = (
         Variable("OFFSITE_ENCRYPTION", "choice", "",
             "server-side encryption",
             unset="none", scope="server", choices=OFFSITE_ENCRYPTIONS,
+        ),
+        Variable("OFFSITE_SSE_KMS_KEY_ID", "text", "",
+            "customer-managed KMS key (id or ARN) for `OFFSITE_ENCRYPTION=aws:kms` (the uploaders' "
+            "`--sse-kms-key-id`)",
+            unset="the bucket's AWS-managed key", scope="server",
         ),
         Variable("OFFSITE_COMPRESSION", "choice", "",
             "compress what is copied to the store (backups as `data.tar.<ext>`, WAL as "

@@ -131,6 +131,7 @@ class Daemon:
         if problem is not None:
             raise ConfigError(problem)
         self.jobs.offsite_connectivity_check()
+        self.jobs.tls_check()
         self.instance_lock.hold_config(self.settings.barman_config_file)
         self.instance_lock.hold_home(self.settings.barman_home)
         self.http = self._bind()
@@ -185,7 +186,12 @@ class Daemon:
             metrics.registry(self.state, self.limits_for),
         )
         try:
-            return HttpServer(self.settings.http_bind, self.settings.http_port, probes)
+            return HttpServer(
+                self.settings.http_bind,
+                self.settings.http_port,
+                probes,
+                self.settings.http_access,
+            )
         except OSError as exc:
             raise ConfigError(
                 bind_problem(self.settings.http_bind, self.settings.http_port, exc)

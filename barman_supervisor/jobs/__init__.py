@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import ServerSettings, Settings
+from barman_supervisor.errors import ConfigError
 from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
@@ -41,6 +43,9 @@ from barman_supervisor.status.alerts import Notifier
 from barman_supervisor.status.state import State
 
 __all__ = ["Jobs"]
+# Servers whose TLS settings are tried at once at start (each try waits PG_CONNECT_TIMEOUT at
+# most for a server that does not answer).
+TLS_CHECKS_AT_ONCE = 16
 
 
 class Jobs:
@@ -131,6 +136,16 @@ class Jobs:
     def offsite_connectivity_check(self) -> None:
         """Every configured store answers with these credentials (a refusal names the fix)."""
         self._offsite.connectivity_check()
+
+    def tls_check(self) -> None:
+        """Every server's TLS settings connect (a refusal names the setting and the fix); the
+        servers are tried side by side, so that one that does not answer delays none of the
+        others by PG_CONNECT_TIMEOUT."""
+        with ThreadPoolExecutor(max_workers=TLS_CHECKS_AT_ONCE) as pool:
+            refusals = list(pool.map(Postgres.tls_refusal, self._postgres.values()))
+        refusal = next((r for r in refusals if r is not None), None)
+        if refusal is not None:
+            raise ConfigError(refusal)
 
     # What the shutdown calls ---------------------------------------------------------------------
     def wait_for_drills(self, timeout: float) -> bool:

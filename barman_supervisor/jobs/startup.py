@@ -29,7 +29,7 @@ from barman_supervisor.jobs.healing import client_tool_problems, redundancy_chec
 from barman_supervisor.jobs.recorder import JobRecorder, Run
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.log import get_logger
-from barman_supervisor.postgres.connection import Postgres, preflight_problems
+from barman_supervisor.postgres.connection import Postgres, ServerFacts, preflight_problems
 from barman_supervisor.postgres.programs import (
     CLIENT_LINKS,
     Clients,
@@ -40,6 +40,7 @@ from barman_supervisor.postgres.programs import (
     survey,
     unwrapped_clients,
 )
+from barman_supervisor.postgres.tls import tls_refusal, uses_tls_settings
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status.state import State
 
@@ -206,7 +207,7 @@ class Startup:
             describe=lambda _state: {"host": server.host, "port": server.port},
         )
         try:
-            facts = policy(self._postgres[server.name].facts)
+            facts = policy(lambda: self._facts(server))
         except psycopg.OperationalError as exc:
             raise StartupFailed(
                 f"PostgreSQL at {server.host}:{server.port} not reachable within PG_WAIT_TIMEOUT="
@@ -223,6 +224,18 @@ class Startup:
             max_replication_slots=facts.max_replication_slots,
             archive_mode=facts.archive_mode,
         )
+
+    def _facts(self, server: ServerSettings) -> ServerFacts:
+        """The server's facts; with TLS settings, a TLS failure is bad configuration, never
+        retried: it stops the start with the setting named (the server came up only after the
+        check at start). Without, every failure is waited out as before."""
+        try:
+            return self._postgres[server.name].facts()
+        except psycopg.OperationalError as exc:
+            refusal = tls_refusal(server, str(exc)) if uses_tls_settings(server) else None
+            if refusal is not None:
+                raise StartupFailed(refusal) from None
+            raise
 
     def _preflight(self, server: ServerSettings) -> None:
         self._phase(server, "preflight")

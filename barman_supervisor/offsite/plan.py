@@ -140,10 +140,13 @@ def cloud_options(offsite: Offsite) -> list[str]:
 
 
 def upload_options(offsite: Offsite) -> list[str]:
-    """Options of the two uploaders (backup and WAL): server-side encryption, and compression
-    on the way (``--lz4`` …). The restore side needs neither: barman-cloud-restore reads the
+    """Options of the two uploaders (backup and WAL): server-side encryption (with a customer
+    KMS key when one is set), and compression on the way (``--lz4`` …). The restore side needs
+    neither: S3 decrypts for a reader the key's policy admits, barman-cloud-restore reads the
     compression from the store's backup.info, barman-cloud-wal-restore from the name's suffix."""
     options = ["-e", offsite.encryption] if offsite.encryption else []
+    if offsite.sse_kms_key_id:
+        options += ["--sse-kms-key-id", offsite.sse_kms_key_id]
     if offsite.compression:
         options.append(f"--{offsite.compression}")
     return options

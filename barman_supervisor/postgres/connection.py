@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from barman_supervisor.config import ServerSettings
+from barman_supervisor.postgres.tls import tls_refusal, uses_tls_settings
 from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, timeline_of
 
 _SETTINGS = (
@@ -157,6 +158,25 @@ class Postgres:
                 self._connect(replication=replication).close()
             except psycopg.OperationalError as exc:
                 return login_failure(str(exc), replication)
+        return None
+
+    def tls_refusal(self) -> str | None:
+        """Why this server's TLS settings can never connect (a CA that did not sign the
+        server's certificate, another host name, a client file libpq refuses), as one line; None
+        when they do, or when the server does not answer (start-up waits for it as always).
+
+        At start, before anything is written: the TLS handshake comes before the login, so
+        the password file need not exist yet. Both connections are tried: a mounted Barman
+        file may give the streaming one other TLS keywords."""
+        if not uses_tls_settings(self.server):
+            return None
+        for replication in (False, True):
+            try:
+                self._connect(replication=replication).close()
+            except psycopg.OperationalError as exc:
+                refusal = tls_refusal(self.server, str(exc))
+                if refusal is not None or server_unavailable(str(exc)):
+                    return refusal
         return None
 
     def facts(self) -> ServerFacts:

@@ -26,7 +26,7 @@ from typing import Any
 from barman_supervisor import retry
 from barman_supervisor.barman.verdicts import BY_DRILL
 from barman_supervisor.config import Secret, Settings
-from barman_supervisor.log import get_logger
+from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.status.health import Limits, Problem, server_problems
 from barman_supervisor.status.state import State
 
@@ -35,6 +35,9 @@ _log = get_logger(__name__)
 STARTUP_ALERT_AFTER = 600.0
 # The alert state of a backup that failed verification or a restore drill.
 BACKUP_UNUSABLE = "backup_unusable"
+# Characters of a refusing receiver's answer kept in the log line (masked like all foreign text).
+RESPONSE_SHOWN = 200
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,9 @@ class Notifier:
         self._thread.start()
 
     def post(self, url: Secret, payload: Mapping[str, Any], what: str) -> None:
-        self._enqueue(_Delivery(url, json.dumps(payload).encode(), what))
+        """The payload's foreign text (PostgreSQL's and Barman's messages) is masked by pattern
+        first, as in the logs: a receiver (a chat room) is read by more people than the logs."""
+        self._enqueue(_Delivery(url, json.dumps(MASKER.mask_values(dict(payload))).encode(), what))
 
     def ping(self, url: Secret, suffix: str, what: str) -> None:
         """healthchecks.io style: ``URL/start``, ``URL`` (success), ``URL/fail``."""
@@ -240,20 +245,19 @@ class Notifier:
                 )
 
     def _deliver(self, delivery: _Delivery) -> None:
-        url, headers = split_credentials(delivery.url.reveal())
+        url, credentials = split_credentials(delivery.url.reveal())
         request = urllib.request.Request(  # noqa: S310 - the URL is validated as http(s) in settings
             url,
             data=delivery.body,
             method="POST" if delivery.body is not None else "GET",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "barman-supervisor",
-                **headers,
-            },
+            headers={"Content-Type": "application/json", "User-Agent": "barman-supervisor"},
         )
+        # Unredirected: urllib copies the other headers to wherever a redirect points.
+        for name, value in credentials.items():
+            request.add_unredirected_header(name, value)
 
         def send() -> None:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            with _OPENER.open(request, timeout=self._timeout) as response:
                 response.read(1024)
 
         # Retries do not stop on shutdown: queued alerts are still worth their bounded time.
@@ -268,7 +272,63 @@ class Notifier:
             _log.info("alert_delivered", what=delivery.what)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             self.failed += 1
-            _log.error("alert_delivery_failed", what=delivery.what, error=str(exc)[:200])
+            _log.error(
+                "alert_delivery_failed",
+                what=delivery.what,
+                error=str(exc)[:200],
+                response=_answer(exc),
+            )
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs reach the same scheme, host and port: the only redirect that may carry
+    the webhook's credentials (an https to http one would send them in plaintext)."""
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(other)
+    return (a.scheme, a.hostname, a.port or _DEFAULT_PORTS.get(a.scheme)) == (
+        b.scheme,
+        b.hostname,
+        b.port or _DEFAULT_PORTS.get(b.scheme),
+    )
+
+
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a receiver's redirect only to its own scheme, host and port, with the
+    credentials; a redirect anywhere else is refused (an ``HTTPError``), so neither the
+    ``Authorization`` header nor the alert reaches a host the URL did not name."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not same_origin(req.full_url, newurl):
+            target = urllib.parse.urlsplit(newurl).hostname or "?"
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect to another origin ({target}) refused", headers, fp
+            )
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        authorization = req.get_header("Authorization")
+        if new is not None and authorization is not None:
+            new.add_unredirected_header("Authorization", authorization)
+        return new
+
+
+_OPENER = urllib.request.build_opener(SameOriginRedirects)
+
+
+def _answer(error: BaseException) -> str | None:
+    """The start of a refusing receiver's answer (why Slack said 400), masked; None without."""
+    if not isinstance(error, urllib.error.HTTPError):
+        return None
+    try:
+        text = error.read(RESPONSE_SHOWN).decode("utf-8", "replace")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return MASKER.mask(text) or None
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:

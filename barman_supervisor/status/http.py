@@ -7,8 +7,10 @@ holds no secret; only the fields that carry foreign text (Barman's messages and 
 messages) are masked, value by value, before the document is encoded, so keys, event names and
 the JSON itself never change with the password.
 
-The server is bounded: a listen backlog for bursts of probes, a time limit on idle connections and
-a fixed number of handler threads (further connections wait in the backlog).
+The transport (``status/server``) reads every request whole on an event loop before a worker
+computes its answer here, so idle or slow clients hold no worker. With users in the web
+configuration, ``Probes.answer`` asks for a login everywhere but ``/healthz`` and ``/readyz``,
+which answer strangers with their verdict only.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from __future__ import annotations
 import errno
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,24 +30,24 @@ from barman_supervisor import __version__
 from barman_supervisor.barman.chains import chain_of
 from barman_supervisor.barman.records import Backup, BackupStatus
 from barman_supervisor.barman.verdicts import verification_view
+from barman_supervisor.config import WebAccess, server_context
 from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.status import page
+from barman_supervisor.status.access import Logins
 from barman_supervisor.status.health import (
     Limits,
     liveness_problems,
     server_problems,
     wal_lag_seconds,
 )
+from barman_supervisor.status.server import LISTEN_BACKLOG, EventServer, Reply
 from barman_supervisor.status.state import ServerState, State
 
 _log = get_logger(__name__)
-# Probes from Docker, Kubernetes and Prometheus arrive together; 5 (the default) makes them wait
-# for SYN retransmits (~1 s).
-LISTEN_BACKLOG = 128
-# A connection that sends no complete request in this time is closed and frees its thread.
-IDLE_TIMEOUT = 10.0
-HANDLER_THREADS = 32
 JSON = "application/json"
+# What the probes tell a caller without a login (when one is required): the verdict alone.
+VERDICT_ONLY = {"/healthz": "alive", "/readyz": "ready"}
+LOGIN_HEADERS = {"WWW-Authenticate": 'Basic realm="barman-supervisor", charset="UTF-8"'}
 # The page runs no script and loads nothing from elsewhere; a browser is told so.
 PAGE_HEADERS = {
     "Content-Security-Policy": page.CONTENT_SECURITY_POLICY,
@@ -84,7 +84,8 @@ def _offsite_status(server: ServerState, now: float) -> dict[str, Any] | None:
         "bytes_copied": record.get("bytes_copied", 0),
         "failures": record.get("failures", 0),
         "last_ok_at": _iso(record.get("last_ok_at")),
-        "last_error": record.get("last_error"),
+        # Foreign text (barman-cloud's and boto3's messages): masked like every other.
+        "last_error": MASKER.mask_values(record.get("last_error")),
         "last_error_at": _iso(record.get("last_error_at")),
     }
 
@@ -250,9 +251,17 @@ class Probes:
     def routes(self) -> dict[str, Callable[[], tuple[int, dict[str, Any]]]]:
         return {"/healthz": self.healthz, "/readyz": self.readyz, "/status": self.status}
 
-    def answer(self, path: str) -> Answer:
-        """Every route in one place (and so, later, the one place a login is asked for)."""
+    def answer(self, path: str, authorized: bool = True) -> Answer:
+        """Every route in one place, and so the one place a login is asked for: a caller not
+        ``authorized`` (no or a wrong login while the web configuration has users) gets the
+        probes' verdict and nothing else."""
         routes = self.routes()
+        if not authorized:
+            if path in VERDICT_ONLY:
+                code, document = routes[path]()
+                verdict = VERDICT_ONLY[path]
+                return Answer(code, encode({verdict: document[verdict]}), JSON)
+            return Answer(401, b'{"error": "unauthorized"}\n', JSON, LOGIN_HEADERS)
         if path == "/":
             code, html = self.page()
             return Answer(code, html.encode(), page.CONTENT_TYPE, PAGE_HEADERS)
@@ -279,54 +288,6 @@ def encode(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, default=str, indent=1).encode() + b"\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    probes: Probes
-    server_version = "barman-supervisor"
-    timeout = IDLE_TIMEOUT
-
-    def do_GET(self) -> None:
-        answer = self.probes.answer(self.path.split("?", 1)[0].rstrip("/") or "/")
-        self.send_response(answer.code)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Probes come every few seconds; logging each would bury the events that matter."""
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    """At most ``HANDLER_THREADS`` connections are served at once; the accept loop waits for a
-    free thread, and further clients wait in the listen backlog."""
-
-    request_queue_size = LISTEN_BACKLOG
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._slots = threading.BoundedSemaphore(HANDLER_THREADS)
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self._slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
 def bind_problem(bind: str, port: int, exc: OSError) -> str:
     """The one-line refusal for a failed bind, naming the variable that is wrong."""
     reason = exc.strerror or str(exc)
@@ -340,24 +301,57 @@ def bind_problem(bind: str, port: int, exc: OSError) -> str:
 
 class HttpServer:
     """Binds in the constructor (so a busy port is found before anything is written) and
-    serves from ``start``."""
+    serves from ``start``; ``access`` adds TLS, logins and the Host allow-list."""
 
-    def __init__(self, bind: str, port: int, probes: Probes) -> None:
-        handler = type("Handler", (_Handler,), {"probes": probes})
-        self._server = _BoundedServer((bind, port), handler)
+    def __init__(
+        self, bind: str, port: int, probes: Probes, access: WebAccess | None = None
+    ) -> None:
+        self._access = access or WebAccess()
+        self._sock = _listening_socket(bind, port)
+        self._probes = probes
+        self._server = EventServer(
+            self._sock,
+            self._respond,
+            logins=Logins(self._access.users),
+            allowed_hosts=self._access.allowed_hosts,
+            tls=server_context(self._access.tls) if self._access.tls else None,
+        )
         self._serving = False
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._sock.getsockname()[1])
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
         self._serving = True
-        _log.info("http_listening", port=self.port)
+        _log.info(
+            "http_listening",
+            port=self.port,
+            tls=self._access.tls is not None,
+            login=self._access.login_required,
+            allowed_hosts=list(self._access.allowed_hosts) or None,
+        )
 
     def stop(self) -> None:
-        if self._serving:  # shutdown() waits for a serve loop that was never started otherwise
-            self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
+
+    def _respond(self, path: str, authorized: bool) -> Reply:
+        answer = self._probes.answer(path, authorized)
+        return Reply(answer.code, answer.body, answer.content_type, tuple(answer.headers.items()))
+
+
+def _listening_socket(bind: str, port: int) -> socket.socket:
+    """Bound and listening, as the standard library's servers do it (an IPv6 address listens
+    on both families where the system allows)."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bind, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock

@@ -46,6 +46,13 @@ OPTIONAL_SECRET_NAMES = (
     "alert_webhook_url",
     "deadman_url",
 )
+# TLS to PostgreSQL: what compose/make-certs.sh makes (`make up` runs it), by compose secret name.
+MAKE_CERTS = REPO_ROOT / "compose" / "make-certs.sh"
+TLS_FILES = {
+    "postgres_ca_cert": "postgres_ca.crt",
+    "postgres_server_cert": "postgres_server.crt",
+    "postgres_server_key": "postgres_server.key",
+}
 BUILD_LOCK = Path("/tmp/barman-supervisor-build.lock")
 BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
 COMPOSE_TIMEOUT = 300
@@ -78,12 +85,14 @@ def run(
 
 def write_secrets(directory: Path) -> None:
     """Random test passwords and empty optional secrets, readable by uid 999 in both containers,
-    in a private directory."""
+    and the stack's CA and server certificate (the script `make up` runs), in a private
+    directory."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name in SECRET_NAMES + OPTIONAL_SECRET_NAMES:
         path = directory / name
         path.write_text(secrets.token_urlsafe(24) if name in SECRET_NAMES else "", "utf-8")
         path.chmod(0o644)
+    run([str(MAKE_CERTS), str(directory)], 60)
 
 
 def pg_image(major: int) -> str:

@@ -9,13 +9,16 @@ project's own ``docker/postgres`` files: ``postgresql.conf``, ``pg_hba.conf`` an
 ``compose/docker-compose.yml``. The override ``compose.host.yaml`` changes only what this engine
 needs: host networking, free ports on 127.0.0.1, prebuilt images.
 
-The stack tests share one stack and run in file order: start and first backup, the PID-1 duties, a
-restore, a ``docker stop`` during a backup, and a restart.
+The stack tests share one stack and run in file order: start and first backup, the locked-down
+container and TLS to PostgreSQL, the PID-1 duties, a restore, a ``docker stop`` during a backup,
+and a restart. The image's package list (``results/image-packages.json``) is written and checked
+against the lock file here too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ import pytest
 from tests.container.conftest import (
     BARMAN_IMAGE,
     DEFAULT_MAJOR,
+    HERE,
     PRODUCT_COMPOSE,
     REPO_ROOT,
     Stack,
@@ -46,6 +50,12 @@ BACKUP_UNDER_WAY_S = 2
 # Long-lived processes of a healthy barman container besides PID 1; anything else is a one-off
 # (cron, archive-wal, check, list-backups, ...) that must be gone again soon.
 LONG_LIVED = ("receive-wal", "pg_receivewal", "pg_basebackup", " backup ", " fork-server ")
+LOCK_FILE = REPO_ROOT / "docker" / "barman" / "requirements.lock"
+# The image's package list, kept in the repository: what a rebuild changed shows in its diff.
+PACKAGE_LIST = HERE / "results" / "image-packages.json"
+# In the image's venv besides the locked packages: the project itself and the venv's own pip.
+NOT_LOCKED = {"barman-supervisor", "pip"}
+_LOCKED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", re.MULTILINE)
 
 
 def _compose_config(env_file: Path, secrets_dir: Path) -> dict[str, Any]:
@@ -101,6 +111,11 @@ def test_compose_config_accepts_the_product_file(built_images: float, tmp_path: 
     assert environment["BACKUP_SCHEDULE"] == "0 3 * * 0"
     assert environment["BACKUP_INCREMENTAL_SCHEDULE"] == "0 3 * * 1-6"
     assert _seconds(barman["stop_grace_period"]) > int(environment["SHUTDOWN_GRACE"]) + 60
+    # TLS to PostgreSQL, checked against the stack's CA; the container locked down.
+    assert environment["PG_SSLMODE"] == "verify-full"
+    assert environment["PG_SSLROOTCERT"] == "/run/secrets/postgres_ca_cert"
+    assert barman["cap_drop"] == ["ALL"] and barman["read_only"] is True
+    assert barman["security_opt"] == ["no-new-privileges:true"]
     for secret in config["secrets"].values():
         assert Path(secret["file"]).parent == tmp_path / "secrets"
     # Every password is a file: none in the environment of either service.
@@ -155,6 +170,60 @@ def test_image_has_postgresql_18_clients_drill_servers_and_no_compiler(docker_cl
     assert "3.20" in output, output
     assert output.strip().endswith("999:999:750"), output
     print(f"image size: {image.attrs['Size'] / 1e6:.0f} MB")
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_image_package_list_matches_the_lock(docker_client: Any) -> None:
+    """The image's Debian and Python packages, written to results/image-packages.json: every
+    locked package at its locked version and nothing else in the venv, Barman 3.20, no compiler
+    or headers, and no setuid or setgid file."""
+    script = (
+        "set -e; cat /etc/debian_version; echo '--'; "
+        "dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n'; echo '--'; "
+        "python3 -c 'import json, importlib.metadata as m, platform; print(json.dumps("
+        '[platform.python_version(), {d.metadata["Name"]: d.version for d in m.distributions()}]'
+        "))'; echo '--'; "
+        "for major in 18 17; do /usr/lib/postgresql/$major/bin/postgres --version; done; "
+        "echo '--'; find / -xdev -perm /6000 -type f 2>/dev/null || true"
+    )
+    container = docker_client.containers.run(
+        BARMAN_IMAGE, entrypoint=["sh", "-c", script], command=[], network_mode="host", detach=True
+    )
+    try:
+        result = container.wait(timeout=120)
+        output = container.logs(stdout=True, stderr=False).decode()
+    finally:
+        container.remove(force=True, v=True)
+    assert result["StatusCode"] == 0, output
+    debian_version, dpkg, python, postgres, setuid = output.split("--\n")
+    python_version, installed = json.loads(python)
+    packages = {
+        "image": BARMAN_IMAGE,
+        "debian_version": debian_version.strip(),
+        "debian_packages": {
+            name: f"{version} {arch}"
+            for name, version, arch in sorted(line.split("\t") for line in dpkg.splitlines())
+        },
+        "python": python_version,
+        "python_packages": dict(sorted((_normalized(k), v) for k, v in installed.items())),
+        "postgresql_programs": postgres.splitlines(),
+        "setuid_setgid_files": setuid.split(),
+    }
+    PACKAGE_LIST.parent.mkdir(exist_ok=True)
+    PACKAGE_LIST.write_text(json.dumps(packages, indent=1) + "\n", encoding="utf-8")
+    locked = {_normalized(m[1]): m[2] for m in _LOCKED.finditer(LOCK_FILE.read_text("utf-8"))}
+    python_packages = packages["python_packages"]
+    assert {name: python_packages.get(name) for name in locked} == locked
+    assert set(python_packages) - set(locked) == NOT_LOCKED
+    assert python_packages["barman"].startswith("3.20.")
+    assert packages["setuid_setgid_files"] == []
+    debian = packages["debian_packages"]
+    assert not [name for name in debian if name.endswith("-dev") or name in {"gcc", "cpp"}]
+    assert {"python3", "rsync", "file", "zstd", "lz4"} <= set(debian)
+    print(f"{len(debian)} Debian packages, {len(python_packages)} Python packages")
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +287,54 @@ def test_runs_as_non_root_with_the_supervisor_as_pid_1(stack: Stack) -> None:
     assert init and "barman-supervisor run" in init[0]["ARGS"], _processes_text(stack)
     # The named volume took its ownership from the image on first start.
     assert stack.exec("barman", "stat", "-c", "%u:%g", "/var/lib/barman").strip() == "999:999"
+
+
+def _barman_connection_lines(stack: Stack) -> list[str]:
+    """PostgreSQL's log lines (log_connections, compose.host.yaml) of each connection of the
+    Barman roles, the daemon's own included."""
+    raw = stack.container("postgres").logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    return [
+        line
+        for line in raw.splitlines()
+        if "connection authorized: user=barman " in line
+        or "connection authorized: user=streaming_barman " in line
+    ]
+
+
+def test_locked_down_and_over_tls_only(stack: Stack) -> None:
+    """The hardened service is what runs healthy: no capability, no new privileges, a read-only
+    root. Every connection of the Barman roles used TLS (the streaming one live in pg_stat_ssl,
+    all of them in the server's log), Barman's conninfo asks for verify-full, and a connection
+    without TLS is refused by pg_hba.conf."""
+    status = dict(
+        line.split(":", 1) for line in stack.exec("barman", "cat", "/proc/1/status").splitlines()
+    )
+    assert int(status["CapBnd"], 16) == 0 and int(status["CapEff"], 16) == 0, status
+    assert status["NoNewPrivs"].strip() == "1"
+    code, output = stack.exec_status("barman", "touch", "/opt/barman-supervisor/written")
+    assert code != 0 and "Read-only file system" in output, output
+    mounts = {
+        line.split()[1]: line.split()
+        for line in stack.exec("barman", "cat", "/proc/mounts").splitlines()
+    }
+    assert "ro" in mounts["/"][3].split(","), mounts["/"]
+    assert mounts["/etc/barman"][2] == "tmpfs" and mounts["/tmp"][2] == "tmpfs"
+    rendered = stack.exec("barman", "cat", "/etc/barman/barman.d/pg.conf")
+    assert "sslmode=verify-full" in rendered and "/run/secrets/postgres_ca_cert" in rendered
+    rows = stack.psql(
+        "SELECT a.usename || ' ' || s.ssl || ' ' || s.version FROM pg_stat_ssl s "
+        "JOIN pg_stat_activity a USING (pid) WHERE a.usename IN ('barman', 'streaming_barman')"
+    ).splitlines()
+    assert any(row.startswith("streaming_barman true TLS") for row in rows), rows
+    assert all(" true TLS" in row for row in rows), rows
+    lines = _barman_connection_lines(stack)
+    assert any("user=barman " in line for line in lines), lines[-5:]
+    assert any("replication connection" in line for line in lines), lines[-5:]
+    assert all("SSL enabled" in line for line in lines), [x for x in lines if "SSL" not in x]
+    plaintext = f"host=127.0.0.1 port={stack.pg_port} user=barman dbname=postgres sslmode=disable"
+    code, output = stack.exec_status("barman", "psql", "-w", "-d", plaintext, "-c", "SELECT 1")
+    assert code != 0 and "no encryption" in output, output
+    print(f"{len(lines)} connections of the Barman roles, all over TLS")
 
 
 def _cron_runs(stack: Stack) -> int:

@@ -64,6 +64,12 @@ ENV_CASES = [
     ("PG_HOST__OTHER", "db2"),
     ("HTTP_BIND", "not an address"),
     ("HTTP_BIND", "192.0.2.1"),
+    # Issue 25: TLS files refused before any connection; plaintext webhooks off the loopback.
+    ("PG_SSLMODE", "verify"),
+    ("PG_SSLROOTCERT", "/nonexistent/ca.crt"),
+    ("PG_SSLKEY__PG", "/nonexistent/client.key"),
+    ("ALERT_WEBHOOK_URL", "http://hooks.example/alert"),
+    ("DEADMAN_URL", "http://hc.example/ping/abc"),
 ]
 
 

@@ -12,6 +12,10 @@
   daemon copying to it, and what the store holds.
 - ``refusal``: bad input given to ``barman-supervisor run``, and what its refusal must look like.
 - ``webhook``: a receiver for alerts and dead-man's pings.
+- ``webconfig``: a web configuration file for the HTTP port (throwaway CA, bcrypt users) and a
+  client that speaks HTTP or HTTPS to it.
+- ``slowclients``: idle and byte-a-second connections that tie up an HTTP server, reopened
+  when it closes them (``SlowClients``).
 - ``prometheus``: a real Prometheus (Debian's package) on 127.0.0.1 loading the shipped
   ``deploy/prometheus/`` configuration and rules, and its HTTP API (alerts, queries); ``PROMTOOL``.
 - ``promql``: the metric names a PromQL expression reads (dashboard and rule queries held

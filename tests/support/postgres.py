@@ -31,8 +31,12 @@ def _as_postgres() -> list[str]:
 class Cluster:
     """A PostgreSQL cluster for one test: initdb, Barman's roles, start and stop."""
 
-    def __init__(self, base: Path, port: int | None = None, **settings: str) -> None:
+    def __init__(
+        self, base: Path, port: int | None = None, hba_type: str = "host", **settings: str
+    ) -> None:
         self.base = base
+        # "hostssl": pg_hba.conf admits Barman's roles over TLS only (needs ssl = on).
+        self.hba_type = hba_type
         self.datadir = base / "data"
         self.port = port or free_port()
         self.settings = {
@@ -63,8 +67,8 @@ class Cluster:
             conf.writelines(f"{key} = {value}\n" for key, value in self.settings.items())
         (self.datadir / "pg_hba.conf").write_text(
             "local all postgres trust\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n"
-            "host replication all 127.0.0.1/32 scram-sha-256\n"
+            f"{self.hba_type} all all 127.0.0.1/32 scram-sha-256\n"
+            f"{self.hba_type} replication all 127.0.0.1/32 scram-sha-256\n"
         )
         self.start()
         secrets = self.base / "secrets"
@@ -161,12 +165,12 @@ class Cluster:
 
 
 @contextmanager
-def cluster(**settings: str) -> Iterator[Cluster]:
+def cluster(hba_type: str = "host", **settings: str) -> Iterator[Cluster]:
     base = Path(tempfile.mkdtemp(prefix="bs-pg-"))
     base.chmod(0o755)
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
-    pg = Cluster(base, None, **settings)
+    pg = Cluster(base, None, hba_type, **settings)
     try:
         yield pg
     finally:

@@ -19,6 +19,16 @@ def test_check_config_prints_what_would_run(run_cli: Callable[..., Ran]) -> None
     assert done.code == 0 and done.err == ""
     assert done.out.startswith("config mode: render")
     assert "server pg: " in done.out
+    assert "tls" not in done.out
+
+
+def test_check_config_shows_the_tls_settings(run_cli: Callable[..., Ran], tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    done = run_cli("check-config", PG_SSLMODE="verify-full", PG_SSLROOTCERT=str(ca))
+
+    assert done.code == 0
+    assert f"\n  tls sslmode=verify-full sslrootcert={ca}\n" in done.out
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,13 @@ def test_only_secrets_that_cannot_be_ordinary_words_are_masked_literally(
             "POST https://ops:***@hooks.example:8443/x",
         ),
         ("http://hooks.example:8080/x", "http://hooks.example:8080/x"),
+        ("Authorization: Bearer eyJhbGc.x-y", "Authorization: Bearer ***"),
+        (
+            "headers={'authorization': 'Basic YWxpY2U6cHc='}",
+            "headers={'authorization': 'Basic ***'}",
+        ),
+        ("key AKIAIOSFODNN7EXAMPLE denied", "key *** denied"),
+        ("api_key=abc123 host=s3", "api_key=*** host=s3"),
         ("barman is true: nothing secret here", "barman is true: nothing secret here"),
     ],
 )

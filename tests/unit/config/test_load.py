@@ -448,3 +448,61 @@ def test_a_webhook_password_is_a_secret_of_its_own(environ: dict[str, str]) -> N
     settings = load(environ, ALERT_WEBHOOK_URL="https://ops:Hook%2Dpw9x@hooks.example/alert")
 
     assert Secret("Hook-pw9x") in settings.secrets
+
+
+# Outbound: plaintext webhooks, credentials in the endpoint, the customer KMS key --------------
+
+
+@pytest.mark.parametrize("name", ["ALERT_WEBHOOK_URL", "DEADMAN_URL"])
+def test_a_plaintext_webhook_off_the_loopback_is_refused_unless_allowed(
+    environ: dict[str, str], name: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(environ, **{name: "http://hooks.example/x"})
+    assert str(refused.value) == (
+        f"{name}: http:// would send the body and any credentials to hooks.example in "
+        "plaintext; use https://, or set ALERT_WEBHOOK_ALLOW_HTTP=true"
+    )
+
+    allowed = load(environ, **{name: "http://hooks.example/x", "ALERT_WEBHOOK_ALLOW_HTTP": "true"})
+    assert allowed.alert_webhook_url or allowed.servers[0].deadman_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://hooks.example/x", "http://127.0.0.1:9/x", "http://localhost/x", "http://[::1]/x"],
+)
+def test_https_and_the_loopback_need_no_allowance(environ: dict[str, str], url: str) -> None:
+    assert load(environ, ALERT_WEBHOOK_URL=url).alert_webhook_url == Secret(url)
+
+
+OFFSITE = {"OFFSITE_URL": "s3://bucket/prefix"}
+
+
+def test_credentials_in_the_endpoint_url_are_refused(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(environ, **OFFSITE, OFFSITE_ENDPOINT_URL="https://minio:Mn-pw-77@minio.example:9000")
+
+    assert str(refused.value) == (
+        "OFFSITE_ENDPOINT_URL: credentials in the URL (user:password@) end up on the "
+        "barman-cloud command lines (ps) and in logs; remove them and use the key files: "
+        "AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE"
+    )
+    assert "Mn-pw-77" not in str(refused.value)
+
+
+def test_a_kms_key_goes_with_aws_kms_only(environ: dict[str, str]) -> None:
+    key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    offsite = (
+        load(environ, **OFFSITE, OFFSITE_ENCRYPTION="aws:kms", OFFSITE_SSE_KMS_KEY_ID=key)
+        .servers[0]
+        .offsite
+    )
+    assert offsite is not None and offsite.sse_kms_key_id == key
+
+    with pytest.raises(ConfigError) as refused:
+        load(environ, **OFFSITE, OFFSITE_ENCRYPTION="AES256", OFFSITE_SSE_KMS_KEY_ID=key)
+    assert str(refused.value) == (
+        "OFFSITE_SSE_KMS_KEY_ID: a KMS key encrypts only with aws:kms; set "
+        "OFFSITE_ENCRYPTION=aws:kms or unset OFFSITE_SSE_KMS_KEY_ID"
+    )

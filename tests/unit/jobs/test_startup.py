@@ -6,6 +6,8 @@ import dataclasses
 import threading
 from pathlib import Path
 
+import psycopg
+
 from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
@@ -226,3 +228,45 @@ def test_wal_another_servers_switch_streamed_is_archived_without_a_switch_of_its
     assert outcomes.ready == ["pg"]
     assert "archive-wal" in world.barman.commands()
     assert "switch-wal" not in world.barman.commands()
+
+
+def test_a_tls_failure_stops_the_start_at_once_naming_the_setting(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    """A server that comes up after the check at start with a certificate the settings refuse:
+    the same failure at every attempt, so no waiting (PG_WAIT_TIMEOUT is for ever here)."""
+    world = make_world(environ, tmp_path, PG_SSLMODE="verify-full", PG_HOST="localhost")
+    attempts: list[int] = []
+
+    def refused() -> None:
+        attempts.append(1)
+        raise psycopg.OperationalError(
+            'connection to server at "localhost" (127.0.0.1), port 5432 failed: server '
+            'certificate for "127.0.0.1" does not match host name "localhost"'
+        )
+
+    world.postgres.facts = refused  # type: ignore[method-assign,assignment]
+
+    outcomes = bootstrap(world)
+
+    assert len(attempts) == 1
+    [(server, reason)] = outcomes.fatal
+    assert server == "pg" and reason.startswith(
+        'PG_HOST: server certificate for "127.0.0.1" does not match host name "localhost" (pg); '
+    )
+
+
+def test_without_tls_settings_the_same_failure_is_waited_out(world: World) -> None:
+    attempts: list[int] = []
+
+    def refused() -> None:
+        attempts.append(1)
+        if len(attempts) == 3:
+            world.stop.set()
+        raise psycopg.OperationalError("SSL error: certificate verify failed")
+
+    world.postgres.facts = refused  # type: ignore[method-assign,assignment]
+
+    outcomes = bootstrap(world)
+
+    assert len(attempts) == 3 and outcomes.fatal == []

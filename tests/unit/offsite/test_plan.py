@@ -173,6 +173,15 @@ def test_both_uploaders_get_the_encryption_and_the_compression(
     assert upload_options(offsite(encryption=encryption, compression=compression)) == expected
 
 
+def test_a_customer_kms_key_reaches_both_uploaders() -> None:
+    """barman-cloud-backup and barman-cloud-wal-archive (3.20) both take --sse-kms-key-id with
+    -e aws:kms."""
+    key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd"
+    options = upload_options(offsite(encryption="aws:kms", sse_kms_key_id=key))
+
+    assert options == ["-e", "aws:kms", "--sse-kms-key-id", key]
+
+
 def test_without_keys_boto3s_own_chain_applies() -> None:
     assert cloud_env(offsite(access_key_id=None, secret_access_key=None, region="")) == {}
 

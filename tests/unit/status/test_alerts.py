@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from barman_supervisor.config import Secret
+from barman_supervisor.log import MASKER
 from barman_supervisor.status.alerts import (
     AlertTracker,
     Notifier,
     alert_payload,
     backup_alert_payload,
+    same_origin,
     split_credentials,
 )
 from barman_supervisor.status.health import Problem
@@ -169,3 +172,74 @@ def test_a_backup_found_unusable_is_one_alert_naming_it_and_why() -> None:
     }
     drill = backup_alert_payload("pg", "B", "drill", "query failed", 0, "h")
     assert drill["summary"].startswith("pg: backup B failed a restore drill: query failed")
+
+
+# Credentials never follow a redirect elsewhere; the body is masked ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "other", "same"),
+    [
+        ("https://hooks.example/a", "https://hooks.example:443/b?x", True),
+        ("http://127.0.0.1:80/a", "http://127.0.0.1/b", True),
+        ("https://hooks.example/a", "https://evil.example/a", False),
+        ("https://hooks.example/a", "http://hooks.example/a", False),
+        ("https://hooks.example/a", "https://hooks.example:8443/a", False),
+    ],
+)
+def test_only_the_same_scheme_host_and_port_is_the_same_origin(
+    url: str, other: str, same: bool
+) -> None:
+    assert same_origin(url, other) is same
+
+
+def with_credentials(url: str) -> str:
+    return url.replace("://", "://ops:Pw-9x@")
+
+
+def test_a_redirect_to_another_origin_is_refused_and_gets_nothing() -> None:
+    """urllib copies headers given to the request to wherever a redirect points: the Basic
+    credentials of the URL would reach the other host."""
+    with webhook_receiver() as hook, webhook_receiver() as other:
+        hook.redirect_to = other.base_url
+        notifier = Notifier(timeout=2, attempts=1)
+        notifier.start()
+
+        notifier.post(Secret(with_credentials(hook.base_url) + "/redirect/x"), {}, "a")
+        notifier.close(timeout=10)
+
+        assert hook.authorizations[0] is not None
+        assert other.requests == []
+        assert (notifier.delivered, notifier.failed) == (0, 1)
+
+
+def test_a_redirect_to_the_same_origin_keeps_the_credentials() -> None:
+    with webhook_receiver() as hook:
+        hook.redirect_to = hook.base_url
+        notifier = Notifier(timeout=2, attempts=1)
+        notifier.start()
+
+        notifier.post(Secret(with_credentials(hook.base_url) + "/redirect/x"), {}, "a")
+        notifier.close(timeout=10)
+
+        assert [path for _method, path, _body in hook.requests] == ["/redirect/x", "/x"]
+        expected = "Basic " + base64.b64encode(b"ops:Pw-9x").decode()
+        assert hook.authorizations == [expected, expected]
+        assert notifier.delivered == 1
+
+
+def test_the_posted_body_is_masked_like_the_logs(
+    receiver: tuple[str, Received], restore_logging: None
+) -> None:
+    url, received = receiver
+    MASKER.register(["Pg-Pw-4242"])
+    notifier = Notifier(timeout=2)
+    notifier.start()
+
+    reason = 'FATAL: password "Pg-Pw-4242" rejected; see postgresql://u:Other-pw@db/x'
+    notifier.post(Secret(f"{url}/hook"), {"problems": [{"reason": reason}]}, what="alert")
+    notifier.close(timeout=10)
+
+    body = json.dumps(received[0][2])
+    assert "Pg-Pw-4242" not in body and "Other-pw" not in body
+    assert "***" in body

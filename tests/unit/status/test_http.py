@@ -9,21 +9,27 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from barman_supervisor import cli
 from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.records import Backup
 from barman_supervisor.barman.verify import Verification
+from barman_supervisor.config import WebAccess
+from barman_supervisor.config.web import read_web_config
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import SlotState
-from barman_supervisor.status import http as api
+from barman_supervisor.status import server as server_module
 from barman_supervisor.status.health import Limits
 from barman_supervisor.status.http import HttpServer, Probes, bind_problem
 from barman_supervisor.status.metrics import registry
 from barman_supervisor.status.state import JobRun, State
+from tests.support.webconfig import WebConfig, basic, write_web_config
+from tests.support.webconfig import get as https_get
 
 LIMITS = Limits(
     postgres_max_silence=35, backup_max_age=36 * 3600, wal_max_lag_bytes=256 << 20, wal_max_age=None
@@ -197,16 +203,16 @@ def test_a_failed_bind_names_the_variable_that_is_wrong() -> None:
     assert bind_problem("nohost", 9798, socket.gaierror(-2, "Name unknown")).startswith("HTTP_BIND")
 
 
-def test_idle_connections_time_out_and_threads_are_bounded(
+def test_idle_connections_hold_no_worker_and_are_closed_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two handler threads, both held by clients that never send a request: the next client
-    waits in the backlog until an idle one is closed, then gets its answer."""
-    monkeypatch.setattr(api, "HANDLER_THREADS", 2)
-    monkeypatch.setattr(api._Handler, "timeout", 0.5)
+    """Clients that never send a request do not stand between a probe and its answer, and are
+    closed once the whole-request deadline passes (the threaded server before this one gave
+    each of them a handler thread)."""
+    monkeypatch.setattr(server_module, "REQUEST_DEADLINE", 0.5)
     server = HttpServer("127.0.0.1", 0, probes(protected_state()))
     server.start()
-    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(64)]
     try:
         code, _ = _get(f"http://127.0.0.1:{server.port}/healthz")
         assert code == 200
@@ -313,3 +319,88 @@ def test_a_compressed_backup_left_unverified_is_not_counted_verified(
     assert sample.value == expected
     _, document = probes(state).status()
     assert document["servers"]["pg"]["backups"]["last_verification"]["skipped"] is skipped
+
+
+def test_without_a_login_the_probes_tell_their_verdict_only() -> None:
+    state = protected_state()
+    state.postgres_unreachable("pg", "connection refused by db1.internal")
+    answers = probes(state)
+
+    healthz, readyz = answers.answer("/healthz", False), answers.answer("/readyz", False)
+
+    assert (healthz.code, json.loads(healthz.body)) == (200, {"alive": True})
+    assert (readyz.code, json.loads(readyz.body)) == (503, {"ready": False})
+    for path in ("/", "/status", "/metrics", "/nope"):
+        refused = answers.answer(path, False)
+        assert refused.code == 401 and b"db1" not in refused.body
+        assert refused.headers["WWW-Authenticate"].startswith("Basic realm=")
+
+
+def test_an_offsite_error_is_masked_in_status() -> None:
+    state = protected_state()
+    state.record_offsite(
+        "pg",
+        {
+            "url": "s3://bucket/prefix",
+            "last_error": "PUT https://key:S3cr3tValue@minio:9000/x failed; password=hunter2xY "
+            "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG AKIAIOSFODNN7EXAMPLE",
+        },
+    )
+
+    _, document = probes(state).status()
+    error = document["servers"]["pg"]["offsite"]["last_error"]
+
+    for secret in ("S3cr3tValue", "hunter2xY", "wJalrXUtnFEMI", "AKIAIOSFODNN7EXAMPLE"):
+        assert secret not in error
+    assert error.startswith("PUT https://key:***@minio:9000/x failed")
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[int, WebConfig]]:
+    web = write_web_config(tmp_path)
+    tls, users = read_web_config(web.path)
+    server = HttpServer(
+        "127.0.0.1",
+        0,
+        probes(protected_state()),
+        WebAccess(tls=tls, users=users, allowed_hosts=("barman.example",)),
+    )
+    server.start()
+    yield server.port, web
+    server.stop()
+
+
+def test_with_tls_and_users_status_and_metrics_need_a_login(
+    secured: tuple[int, WebConfig],
+) -> None:
+    port, web = secured
+    context = web.client_context()
+
+    for path in ("/status", "/metrics", "/"):
+        assert https_get(port, path, context=context)[0] == 401
+        assert https_get(port, path, context=context, headers={"Authorization": basic()})[0] == 200
+    code, _, body = https_get(port, "/healthz", context=context)
+    assert (code, json.loads(body)) == (200, {"alive": True})
+    foreign = {"Host": "evil.example", "Authorization": basic()}
+    assert https_get(port, "/status", context=context, headers=foreign)[0] == 421
+
+
+def test_plain_http_to_the_tls_port_gets_no_answer(secured: tuple[int, WebConfig]) -> None:
+    port, _ = secured
+    with pytest.raises(OSError):
+        https_get(port, "/healthz")
+
+
+def test_the_healthcheck_command_speaks_https_to_its_own_daemon(
+    secured: tuple[int, WebConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, web = secured
+    environ = {
+        "HTTP_BIND": "0.0.0.0",  # noqa: S104 - the probe maps it to the loopback
+        "HTTP_PORT": str(port),
+        "HTTP_WEB_CONFIG_FILE": str(web.path),
+    }
+
+    assert cli.main(["healthcheck", "--live"], environ) == 0
+    assert cli.main(["healthcheck"], environ) == 0
+    assert capsys.readouterr().out.splitlines() == ["alive", "ready"]
