@@ -22,7 +22,14 @@ from barman_supervisor.config.checks import usable_url
 from barman_supervisor.config.children import child_environment
 from barman_supervisor.config.env import server_suffix
 from barman_supervisor.config.load import load_settings, probe_address
-from barman_supervisor.config.model import BackupPolicy, Offsite, Secret, ServerSettings, Settings
+from barman_supervisor.config.model import (
+    BackupPolicy,
+    Offsite,
+    Secret,
+    ServerSettings,
+    Settings,
+    conninfo_addresses,
+)
 from barman_supervisor.config.mounted import RENDERED_MARKER, foreign_config_files
 from barman_supervisor.config.offsite import offsite_refusal
 from barman_supervisor.config.variables import (
@@ -46,6 +53,7 @@ __all__ = [
     "Settings",
     "Variable",
     "child_environment",
+    "conninfo_addresses",
     "foreign_config_files",
     "load_settings",
     "offsite_refusal",
