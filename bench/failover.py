@@ -72,7 +72,7 @@ class Watch:
         code, document = self.bench.daemon.probe.json("/status")
         if code != 200 or not document:
             return None
-        timeline = document["servers"][SERVER].get("timeline")
+        timeline = document["servers"][SERVER]["postgres"].get("timeline")
         return int(timeline) if timeline is not None else None
 
     def _backup_done(self) -> float | None:

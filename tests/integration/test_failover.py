@@ -74,8 +74,9 @@ def followed(daemon: Daemon, timeline: int, port: int) -> dict[str, Any]:
         if daemon.probe.get("/readyz")[0] != 200:
             return None
         status = server_status(daemon)
-        primary = status.get("primary") or {}
-        on_timeline = status.get("timeline") == timeline
+        postgres = status["postgres"]
+        primary = postgres.get("primary") or {}
+        on_timeline = postgres.get("timeline") == timeline
         return status if on_timeline and primary.get("port") == port else None
 
     return wait_until(
