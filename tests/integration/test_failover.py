@@ -345,6 +345,7 @@ class TestAsynchronousPairBehindAVip:
         fork = lsn_value(history_switch_point(new, 2))
         assert lsn_value(lost["start_lsn"]) == lsn_value(status["failover"]["fork_lsn"]) == fork
         assert lsn_value(lost["end_lsn"]) >= lsn_value(lost_end), (lost, lost_end)
+        assert lost["kept_in"], lost  # where that WAL was set aside (or left)
         alerts = failover_alerts(webhook)
         assert len(alerts) == 1, webhook.received
         assert lost["start_lsn"] in str(alerts[0]) and lost["end_lsn"] in str(alerts[0])
