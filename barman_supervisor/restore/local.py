@@ -7,8 +7,12 @@ daemon, and ends with the exact commands that start the restored copy.
 
 The restore is self-contained: no ``--get-wal``, so Barman copies the WAL the copy needs into it
 (``pg_wal``, or ``barman_wal`` for a point-in-time target) and the restored server needs neither
-Barman nor SSH. With a target, PostgreSQL stops there and (by default) pauses, so the data can be
-checked before the copy leaves recovery; a wrong target is then fixed by restoring again.
+Barman nor SSH. After a failover the archive holds a newer timeline than the backup's; a restore
+with no target then follows it (``--target-tli latest``) so the copy ends where the new primary
+is, not where the old one stopped: without it PostgreSQL replays the backup's timeline only, and
+that timeline's last segment often exists only as the new timeline's first one. With a target,
+PostgreSQL stops there and (by default) pauses, so the data can be checked before the copy leaves
+recovery; a wrong target is then fixed by restoring again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +46,7 @@ from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import Postgres
 from barman_supervisor.postgres.programs import debian_bin_dir, find_bin_dir, major_of
+from barman_supervisor.postgres.wal import history_name, is_wal_name, timeline_of
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.restore import pitr
@@ -63,13 +68,41 @@ class Plan:
     destination: Path
     target: tuple[str, str] | None
     target_action: str
+    # True: replay onto the newest timeline in the archive (see ``newer_timeline``).
+    latest_timeline: bool = False
 
     def recover_args(self) -> list[str]:
         args = ["recover"]
         if self.target is not None:
             args += [f"--target-{self.target[0]}", self.target[1]]
             args += ["--target-action", self.target_action]
+        elif self.latest_timeline:
+            # Barman turns this into recovery_target_timeline and lays the WAL out for a
+            # restore_command (barman_wal/), so PostgreSQL finds the history files it follows.
+            args += ["--target-tli", LATEST_TIMELINE]
         return [*args, self.server, self.backup_id, str(self.destination)]
+
+
+# Barman's (and PostgreSQL's) keyword for the newest timeline the archive holds.
+LATEST_TIMELINE = "latest"
+
+
+def newer_timeline(backup_timeline: int | None, archived: Iterable[str]) -> int | None:
+    """The newest timeline whose history file the archive holds, when it is newer than the
+    backup's (a promotion happened after the backup); None otherwise.
+
+    ``archived`` are WAL file names as Barman's ``xlog.db`` lists them. A target-less restore
+    from an older backup must then follow the switch, or it stops at the old primary's end.
+    """
+    timelines = [
+        timeline_of(name)
+        for name in archived
+        if is_wal_name(name) and name == history_name(timeline_of(name))
+    ]
+    newest = max(timelines, default=None)
+    if newest is None or backup_timeline is None or newest <= backup_timeline:
+        return None
+    return newest
 
 
 def choose_backup(
@@ -122,7 +155,13 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     room = room_problem(destination, free_space(destination), facts.size_bytes)
     if room is not None:
         raise ConfigError(room)
-    plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
+    followed = newer_timeline(
+        _backup_timeline(barman, args.server, facts.backup_id),
+        (line.split("\t", 1)[0] for line in barman.home.xlog_db(args.server).splitlines()),
+    )
+    plan = Plan(
+        args.server, facts.backup_id, destination, target, args.target_action, followed is not None
+    )
     _print_plan(say, plan, facts, settings, target_time)
     say(f"  verified     {describe(verdict)}")
     if target is not None and target_time is not None:
@@ -139,6 +178,12 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
                 f"backup {facts.backup_id} is incremental and {combine_missing(major)}"
             )
     return _recover(say, barman, plan, facts, tools)
+
+
+def _backup_timeline(barman: Barman, server: str, backup_id: str) -> int | None:
+    """The timeline the backup was taken on (``backup.info``), None when it does not say."""
+    text = barman.home.backup_info(server, backup_id).get("timeline")
+    return int(text) if text is not None and text.isdigit() else None
 
 
 def _choose(barman: Barman, server: str, target_time: datetime | None) -> str:
@@ -254,6 +299,8 @@ def _print_plan(
     )
     if plan.target is None:
         what = "everything Barman has (the newest WAL it received)"
+        if plan.latest_timeline:
+            what += ", following the failover(s) since the backup onto the newest timeline"
     elif target_time is not None:
         what = f"time {target_time.isoformat()}, then {plan.target_action}"
     else:

@@ -109,3 +109,31 @@ def test_a_named_backup_that_failed_verification_is_refused_in_one_line(
         "(nothing was changed)"
     ]
     assert not destination.exists()
+
+
+def test_a_target_less_restore_follows_a_newer_timeline_only_when_the_archive_has_one() -> None:
+    dest = Path("/restore/here")
+    followed = restore.Plan("pg", "B1", dest, None, "pause", latest_timeline=True)
+    assert followed.recover_args() == [
+        "recover",
+        "--target-tli",
+        "latest",
+        "pg",
+        "B1",
+        "/restore/here",
+    ]
+    # a target names its own end: the timeline keyword is not added to it
+    timed = restore.Plan("pg", "B1", dest, ("lsn", "0/3000000"), "promote", latest_timeline=True)
+    assert "--target-tli" not in timed.recover_args()
+    archive = ["000000010000000000000003", "00000002.history", "000000020000000000000003"]
+    assert restore.newer_timeline(1, archive) == 2
+    assert restore.newer_timeline(1, [*archive, "00000003.history"]) == 3
+    assert restore.newer_timeline(2, archive) is None  # the backup is on the newest already
+    assert restore.newer_timeline(1, archive[:1]) is None  # no promotion since
+    assert restore.newer_timeline(None, archive) is None  # backup.info does not say
+    assert (
+        restore.newer_timeline(
+            1, ["00000002.history.gz", "000000010000000000000003.00000028.backup"]
+        )
+        is None
+    )
