@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.config import ServerSettings, Settings
+from barman_supervisor.jobs.failover import Failover
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.status.state import State
 from tests.unit.jobs.fakes import FakeBarman, FakePostgres, RecordingNotifier, settings_for
@@ -28,6 +29,17 @@ class World:
 
     def backup_owed(self, server: ServerSettings) -> None:
         self.owed.append(server.name)
+
+    def failover(self) -> Failover:
+        """The failover handler over this world's fakes; a backup it owes lands in ``owed``."""
+        return Failover(
+            self.settings,
+            self.barman,
+            self.state,
+            {self.server.name: self.postgres},
+            self.notifier,
+            on_backup_owed=self.backup_owed,
+        )
 
 
 def make_world(environ: dict[str, str], tmp_path: Path, **extra: str) -> World:
