@@ -32,7 +32,7 @@ from tests.support.daemon import Daemon, running_daemon
 from tests.support.forwarder import Forwarder, forwarder
 from tests.support.ha import HaPair, ha_pair
 from tests.support.paths import SUPERVISOR
-from tests.support.poll import wait_until
+from tests.support.poll import TimedOut, wait_until
 from tests.support.postgres import Cluster, cluster
 from tests.support.protected import FIRST_BACKUP
 from tests.support.restored import restore_dir, started_copy
@@ -68,20 +68,29 @@ def server_status(daemon: Daemon) -> dict[str, Any]:
 
 def followed(daemon: Daemon, timeline: int, port: int) -> dict[str, Any]:
     """Until ``/readyz`` is 200 with the server on ``timeline`` and ``port`` answering as its
-    primary: its ``/status``."""
+    primary: its ``/status``. A timeout names what was seen last."""
+    seen: dict[str, Any] = {}
 
     def ready() -> dict[str, Any] | None:
-        if daemon.probe.get("/readyz")[0] != 200:
-            return None
+        code = daemon.probe.get("/readyz")[0]
         status = server_status(daemon)
         postgres = status["postgres"]
         primary = postgres.get("primary") or {}
+        seen.update(
+            readyz=code,
+            timeline=postgres.get("timeline"),
+            primary=primary,
+            problems=status.get("problems"),
+        )
         on_timeline = postgres.get("timeline") == timeline
-        return status if on_timeline and primary.get("port") == port else None
+        return status if code == 200 and on_timeline and primary.get("port") == port else None
 
-    return wait_until(
-        ready, FOLLOW_TIMEOUT_S, what=f"/readyz 200 on timeline {timeline}, primary port {port}"
-    )
+    try:
+        return wait_until(
+            ready, FOLLOW_TIMEOUT_S, what=f"/readyz 200 on timeline {timeline}, primary {port}"
+        )
+    except TimedOut as exc:
+        raise TimedOut(f"{exc}; last seen {seen}; daemon: {daemon.tail(5)}") from None
 
 
 def failover_alerts(webhook: WebhookReceiver) -> list[dict[str, Any]]:
