@@ -111,29 +111,22 @@ def test_a_named_backup_that_failed_verification_is_refused_in_one_line(
     assert not destination.exists()
 
 
-def test_a_target_less_restore_follows_a_newer_timeline_only_when_the_archive_has_one() -> None:
+def test_a_target_less_restore_follows_a_failover_since_the_backup() -> None:
     dest = Path("/restore/here")
-    followed = restore.Plan("pg", "B1", dest, None, "pause", latest_timeline=True)
-    assert followed.recover_args() == [
-        "recover",
-        "--target-tli",
-        "latest",
-        "pg",
-        "B1",
-        "/restore/here",
-    ]
-    # a target names its own end: the timeline keyword is not added to it
-    timed = restore.Plan("pg", "B1", dest, ("lsn", "0/3000000"), "promote", latest_timeline=True)
+    followed = restore.Plan("pg", "B1", dest, None, "pause", timeline=2)
+    assert followed.recover_args() == ["recover", "--target-tli", "2", "pg", "B1", "/restore/here"]
+    # a target names its own end: the timeline is not added to it
+    timed = restore.Plan("pg", "B1", dest, ("lsn", "0/3000000"), "promote", timeline=2)
     assert "--target-tli" not in timed.recover_args()
-    archive = ["000000010000000000000003", "00000002.history", "000000020000000000000003"]
-    assert restore.newer_timeline(1, archive) == 2
-    assert restore.newer_timeline(1, [*archive, "00000003.history"]) == 3
-    assert restore.newer_timeline(2, archive) is None  # the backup is on the newest already
-    assert restore.newer_timeline(1, archive[:1]) is None  # no promotion since
-    assert restore.newer_timeline(None, archive) is None  # backup.info does not say
-    assert (
-        restore.newer_timeline(
-            1, ["00000002.history.gz", "000000010000000000000003.00000028.backup"]
-        )
-        is None
-    )
+    # the backup ended at 0/3000100 on timeline 1; timeline 1 ended at 0/5000060 (a promotion)
+    backup_end = 0x3000100
+    promoted = {2: {1: 0x5000060}}
+    assert restore.newer_timeline(1, backup_end, promoted) == 2
+    assert restore.newer_timeline(1, backup_end, {**promoted, 3: {1: 0x5000060, 2: 0x9000000}}) == 3
+    assert restore.newer_timeline(2, backup_end, promoted) is None  # on the newest already
+    assert restore.newer_timeline(1, backup_end, {}) is None  # no promotion since
+    # timeline 2 forked before the backup ended: the backup does not lead there
+    assert restore.newer_timeline(1, backup_end, {2: {1: 0x2000000}}) is None
+    # timeline 3 is another branch (a restore of timeline 1 put in production): not followed
+    branched = {2: {1: 0x5000060}, 3: {1: 0x4000000}}
+    assert restore.newer_timeline(1, 0x4800000, branched) == 2
