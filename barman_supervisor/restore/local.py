@@ -18,12 +18,15 @@ recovery; a wrong target is then fixed by restoring again.
 from __future__ import annotations
 
 import argparse
+import bz2
 import contextlib
+import gzip
+import lzma
 import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -199,10 +202,28 @@ def _followed_timeline(home: BarmanHome, server: str, backup_id: str) -> int | N
     for line in home.xlog_db(server).splitlines():
         name = line.split("\t", 1)[0]
         if is_wal_name(name) and name == history_name(timeline_of(name)):
-            with contextlib.suppress(OSError):
-                text = (home.wals_dir(server) / name).read_text(encoding="utf-8")
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                text = archived_text((home.wals_dir(server) / name).read_bytes())
                 histories[timeline_of(name)] = parse_history(text)
     return newer_timeline(int(timeline), end, histories)
+
+
+# How each WAL_COMPRESSION begins on disk: Barman compresses history files too, keeping the name.
+_DECOMPRESS: dict[bytes, Callable[[bytes], bytes]] = {
+    b"\x1f\x8b": gzip.decompress,
+    b"BZh": bz2.decompress,
+    b"\xfd7zXZ\x00": lzma.decompress,
+}
+
+
+def archived_text(data: bytes) -> str:
+    """A small text file of Barman's archive (a history file), decompressed when
+    ``WAL_COMPRESSION`` compressed it."""
+    for magic, decompress in _DECOMPRESS.items():
+        if data.startswith(magic):
+            data = decompress(data)
+            break
+    return data.decode("utf-8", errors="replace")
 
 
 def _choose(barman: Barman, server: str, target_time: datetime | None) -> str:

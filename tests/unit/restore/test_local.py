@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,3 +133,14 @@ def test_a_target_less_restore_follows_a_failover_since_the_backup() -> None:
     # timeline 3 is another branch (a restore of timeline 1 put in production): not followed
     branched = {2: {1: 0x5000060}, 3: {1: 0x4000000}}
     assert restore.newer_timeline(1, 0x4800000, branched) == 2
+
+
+def test_history_files_are_read_whatever_wal_compression_barman_used() -> None:
+    text = "1\t0/5000060\tno recovery target specified\n"
+    for packed in (
+        text.encode(),
+        gzip.compress(text.encode()),
+        bz2.compress(text.encode()),
+        lzma.compress(text.encode()),
+    ):
+        assert restore.archived_text(packed) == text
