@@ -13,6 +13,7 @@ identifier is another cluster and stays a refusal (``healing.identity_change``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -89,6 +90,8 @@ class Failover:
         if plan.resume is not None:
             home.add_resume_file(server.name, plan.resume)
         postgres.reconnect()
+        with contextlib.suppress(psycopg.Error):  # a new kept connection names who answered
+            postgres.identity()
         kept_in = sorted(
             {
                 str(aside if aside and path.name in plan.set_aside else path.parent)

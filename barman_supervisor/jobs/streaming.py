@@ -147,7 +147,7 @@ class Streaming:
         except psycopg.Error as exc:
             self._state.postgres_unreachable(server.name, first_line(exc))
             return None
-        self._state.postgres_seen(server.name, slot)
+        self._state.postgres_seen(server.name, slot, self._postgres[server.name].primary())
         return slot
 
     def probe(self, server: ServerSettings) -> tuple[SlotState | None, bool]:

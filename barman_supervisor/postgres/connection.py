@@ -228,9 +228,9 @@ class Postgres:
         return Identity(system_id=str(system_id), timeline=timeline_of(str(wal_file)))
 
     def primary(self) -> tuple[str, int] | None:
-        """The host and port the kept connection reached: with several hosts in ``PG_HOST``,
-        the one that answered as the primary (``target_session_attrs=read-write``)."""
-        self._row("SELECT 1", ())
+        """The host and port the kept connection reached (no query: None before the first):
+        with several hosts in ``PG_HOST``, the one that answered as the primary
+        (``target_session_attrs=read-write``)."""
         with self._kept_lock:
             if self._kept is None:
                 return None

@@ -193,8 +193,11 @@ class State:
                 None,
             )
 
-    def postgres_seen(self, server: str, slot: SlotState) -> None:
-        """PostgreSQL answered the slot query: it is reachable, and this is the slot now."""
+    def postgres_seen(
+        self, server: str, slot: SlotState, primary: tuple[str, int] | None = None
+    ) -> None:
+        """PostgreSQL answered the slot query: it is reachable, this is the slot now, and
+        ``primary`` the host and port that answered (None keeps the last one known)."""
         with self._lock:
             target = self._servers[server]
             target.slot, target.postgres_reached_at, target.postgres_error = (
@@ -202,6 +205,7 @@ class State:
                 self._clock(),
                 None,
             )
+            target.primary = primary or target.primary
 
     def postgres_unreachable(self, server: str, error: str) -> None:
         with self._lock:
