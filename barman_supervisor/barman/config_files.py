@@ -202,8 +202,7 @@ def pgpass_lines(settings: Settings) -> list[str]:
             # libpq looks the password up for the host it is trying: one line per host.
             for host, port in conninfo_addresses(conninfo):
                 line = ":".join(
-                    _pgpass_field(str(value))
-                    for value in (host, port, "*", user, secret.reveal())
+                    _pgpass_field(str(value)) for value in (host, port, "*", user, secret.reveal())
                 )
                 if line not in lines:
                     lines.append(line)
