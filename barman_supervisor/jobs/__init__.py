@@ -69,7 +69,15 @@ class Jobs:
         # Why each owed backup is owed, for its trigger: a WAL gap unless a failover said so.
         self._owed_trigger: dict[str, str] = {}
         self._on_backup_owed = on_backup_owed
-        failover = Failover(settings, barman, state, postgres, notifier, self._failover_backup)
+        failover = Failover(
+            settings,
+            barman,
+            state,
+            postgres,
+            notifier,
+            self._failover_backup,
+            self._confirm_streaming,
+        )
         self._streaming = Streaming(
             settings, barman, state, postgres, recorder, stop, on_backup_owed, failover
         )
@@ -120,6 +128,10 @@ class Jobs:
 
     def owed_backup(self, server: ServerSettings) -> None:
         self._backups.owed(server, trigger=self._owed_trigger.pop(server.name, "wal_gap"))
+
+    def _confirm_streaming(self, server: ServerSettings) -> bool:
+        """For the failover handler, built before the streaming one it waits on."""
+        return self._streaming.confirm_started(server)
 
     def _failover_backup(self, server: ServerSettings) -> None:
         """FAILOVER_BACKUP: a full backup on the new timeline, run as an owed backup."""

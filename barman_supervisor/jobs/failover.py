@@ -49,8 +49,12 @@ class Failover:
         postgres: Mapping[str, Postgres],
         notifier: Notifier | None,
         on_backup_owed: Callable[[ServerSettings], None],
+        confirm_streaming: Callable[[ServerSettings], bool],
     ) -> None:
-        """``on_backup_owed``: a full backup on the new timeline (FAILOVER_BACKUP)."""
+        """``on_backup_owed``: a full backup on the new timeline (FAILOVER_BACKUP);
+        ``confirm_streaming``: start receive-wal if needed and wait until the slot is active
+        (``Streaming.confirm_started``), since ``barman backup`` refuses to start before."""
+        self._confirm_streaming = confirm_streaming
         self._settings = settings
         self._barman = barman
         self._state = state
@@ -112,7 +116,9 @@ class Failover:
         self._state.record_failover(server.name, record, current)
         _log.warning("failover_followed", **record.as_dict(), set_aside=list(plan.set_aside))
         alert_failover_followed(self._settings, self._notifier, server.name, record)
-        if server.failover_backup:
+        if not self._confirm_streaming(server):
+            _log.warning("failover_backup_deferred", reason="streaming not running yet")
+        elif server.failover_backup:
             self._on_backup_owed(server)
         return True
 
@@ -138,11 +144,10 @@ class Failover:
         return end, files
 
     def _resume_streaming(self, server: ServerSettings) -> None:
-        """The slot on the new primary (a standby had none unless Patroni keeps it there), and
-        ``receive-wal`` started at once rather than at the next cron."""
+        """The slot on the new primary (a standby had none unless Patroni keeps it there);
+        ``receive-wal`` is started by ``confirm_streaming`` once the state is recorded."""
         try:
             if self._postgres[server.name].create_slot(server.slot_name):
                 _log.warning("slot_created", slot=server.slot_name, reason="new primary")
         except psycopg.Error as exc:  # the next cron makes it (create_slot = auto)
             _log.warning("slot_not_created", slot=server.slot_name, error=first_line(exc))
-        self._barman.start_receive_wal(server.name)

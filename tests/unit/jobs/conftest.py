@@ -26,6 +26,8 @@ class World:
     notifier: RecordingNotifier
     recorder: JobRecorder
     owed: list[str]
+    # What the failover handler's wait for streaming answers.
+    streaming_confirmed: bool = True
 
     def backup_owed(self, server: ServerSettings) -> None:
         self.owed.append(server.name)
@@ -39,6 +41,7 @@ class World:
             {self.server.name: self.postgres},
             self.notifier,
             on_backup_owed=self.backup_owed,
+            confirm_streaming=lambda server: self.streaming_confirmed,
         )
 
 

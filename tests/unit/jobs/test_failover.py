@@ -106,3 +106,16 @@ def test_a_timeline_not_descended_from_the_streamed_one_waits_for_a_person(
     assert "timeline changed from 1 to 2" in (server.identity_problem or "")
     assert server.failover is None
     assert world.notifier.posts == []
+
+
+def test_the_failover_backup_waits_for_streaming_on_the_new_timeline(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    world = promoted(tmp_path, environ)
+    world.streaming_confirmed = False  # barman backup would refuse: receive-wal not running
+    streaming_file(world, "000000010000000000000003.partial", 0x100)
+
+    cron(world)
+
+    assert world.state.server("pg").failover is not None
+    assert world.owed == []
