@@ -79,7 +79,7 @@ class Streaming:
         self._recorder = recorder
         self._stop = stop
         self._on_wal_gap = on_wal_gap
-        self._cron_lock = threading.Lock()
+        self._cron_lock = threading.RLock()  # a followed failover may start cron from cron
         self._cron_started_at = float("-inf")
         # server -> (restart attempts so far, monotonic time before which none is tried)
         self._restarts: dict[str, tuple[int, float]] = {}
