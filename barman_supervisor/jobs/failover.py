@@ -14,6 +14,7 @@ identifier is another cluster and stays a refusal (``healing.identity_change``).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -55,6 +56,7 @@ class Failover:
         ``confirm_streaming``: start receive-wal if needed and wait until the slot is active
         (``Streaming.confirm_started``), since ``barman backup`` refuses to start before."""
         self._confirm_streaming = confirm_streaming
+        self._locks = {server.name: threading.Lock() for server in settings.servers}
         self._settings = settings
         self._barman = barman
         self._state = state
@@ -65,7 +67,18 @@ class Failover:
     def follow(self, server: ServerSettings, known: Identity, current: Identity) -> bool:
         """Follow the promotion from ``known`` to ``current``; False when it cannot be (the
         timeline Barman streamed is not in the new one's history, or the server went away
-        meanwhile): the caller keeps the refusal then."""
+        meanwhile): the caller keeps the refusal then. The monitor and cron may both see the
+        same promotion: one follows it, the other finds it followed."""
+        with self._locks[server.name]:
+            recorded = self._state.server(server.name).identity
+            if recorded == current:
+                return True
+            return self._follow(server, recorded or known, current)
+
+    def _follow(self, server: ServerSettings, known: Identity, current: Identity) -> bool:
+        """``follow``, under the server's lock. Kept long: the order of its steps is the
+        point (archive before planning, plan before moving, slot before streaming, state
+        before the alert, streaming before the backup), and split it would hide that."""
         postgres = self._postgres[server.name]
         facts = self._state.server(server.name).facts
         segment_size = facts.wal_segment_size if facts else 0

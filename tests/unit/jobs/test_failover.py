@@ -119,3 +119,18 @@ def test_the_failover_backup_waits_for_streaming_on_the_new_timeline(
 
     assert world.state.server("pg").failover is not None
     assert world.owed == []
+
+
+def test_a_promotion_seen_twice_is_followed_once(environ: dict[str, str], tmp_path: Path) -> None:
+    world = promoted(tmp_path, environ)
+    streaming_file(world, "000000010000000000000003.partial", 0x100)
+    known = world.state.server("pg").identity
+    assert known is not None
+    failover = world.failover()
+
+    # the monitor and cron both saw timeline 1 before either followed
+    assert failover.follow(world.server, known, world.postgres.identity_answer)
+    assert failover.follow(world.server, known, world.postgres.identity_answer)
+
+    assert len(world.notifier.posts) == 1
+    assert world.owed == ["pg"]
