@@ -394,6 +394,26 @@ def http_section(results: Any) -> str:
     )
 
 
+def failover_section(r: Any) -> str:
+    rows = [
+        [name.replace("_", " "), spread(stats)]
+        for name, stats in (get(r, "milestones_s") or {}).items()
+    ]
+    header = ["from the promoted standby accepting writes to", "seconds (median / p95)"]
+    return "\n".join(
+        [
+            table(header, rows),
+            "",
+            f"Default intervals; {len(get(r, 'samples') or [])} failover(s) of a primary and its "
+            "streaming standby (both in a multi-host PG_HOST), the old primary rewound and "
+            "rejoined between two. Protected = WAL of the new timeline archived and /readyz "
+            f"green; target <= {get(r, 'target_s')} s: "
+            f"{'met' if get(r, 'within_target') else 'NOT met'}. Load average at the end "
+            f"{get(r, 'load_average')}.",
+        ]
+    )
+
+
 SECTIONS = (
     ("protect", "1. Time to protected", protect_section),
     ("freshness", "2. WAL freshness", freshness_section),
@@ -404,6 +424,7 @@ SECTIONS = (
     ("drill", "7. Restore drill", drill_section),
     ("offsite", "8. Off-site copy (S3)", offsite_section),
     ("http", "9. HTTP port under idle and slow clients", http_section),
+    ("failover", "10. Failover followed", failover_section),
 )
 
 
@@ -562,6 +583,16 @@ def headline_rows(results: dict[str, Any]) -> list[list[str]]:
     )
     rows += scale_rows(results.get("scale")) + health_rows(results.get("health"))
     rows += offsite_rows(results.get("offsite"))
+    failover = get(results, "failover", "milestones_s")
+    if get(failover, "protected", "n"):
+        rows.append(
+            [
+                "failover: promoted standby accepting writes -> protected again (median / max)",
+                f"{num(get(failover, 'protected', 'median'), 1)} / "
+                f"{num(get(failover, 'protected', 'max'), 1)} s, default intervals",
+                "before issue 23: unprotected until a person acts",
+            ]
+        )
     return rows
 
 

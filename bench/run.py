@@ -31,6 +31,7 @@ from barman_supervisor import __version__
 from bench import (
     backups,
     drill,
+    failover,
     footprint,
     freshness,
     health,
@@ -59,6 +60,7 @@ class Parameters:
     footprint_s: float = 90
     pgbench_scales: tuple[int, ...] = (10, 50)
     backup_rounds: int = 2
+    failover_samples: int = 3
     # servers, seconds allowed until all are ready, idle window: 660 s holds one barman cron
     # (every 600 s) and two rounds of checks where the target is (50 servers).
     scale_runs: tuple[tuple[int, float, float], ...] = (
@@ -76,6 +78,7 @@ QUICK = Parameters(
     footprint_s=20,
     pgbench_scales=(1,),
     backup_rounds=1,
+    failover_samples=1,
     scale_runs=((1, 90, 20), (3, 90, 20)),
 )
 
@@ -207,6 +210,7 @@ class Bench:
         sizes = (1, 5, 1) if quick else (10, 30, 3)
         self.phase("offsite", lambda: offsite.run(self.root, *sizes))
         self.phase("http", lambda: http.run(self.root))
+        self.phase("failover", lambda: failover.run(self.root, self.params.failover_samples))
 
 
 def main(argv: list[str] | None = None) -> int:

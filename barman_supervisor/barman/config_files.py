@@ -24,6 +24,7 @@ from barman_supervisor.config import (
     RENDERED_MARKER,
     ServerSettings,
     Settings,
+    conninfo_addresses,
     foreign_config_files,
 )
 from barman_supervisor.errors import ConfigError
@@ -197,19 +198,14 @@ def pgpass_lines(settings: Settings) -> list[str]:
         ):
             if secret is None:
                 continue
-            params = conninfo_to_dict(conninfo)
-            line = ":".join(
-                _pgpass_field(str(value))
-                for value in (
-                    params.get("host") or "localhost",
-                    params.get("port") or "5432",
-                    "*",
-                    params.get("user") or settings.barman_user,
-                    secret.reveal(),
+            user = conninfo_to_dict(conninfo).get("user") or settings.barman_user
+            # libpq looks the password up for the host it is trying: one line per host.
+            for host, port in conninfo_addresses(conninfo):
+                line = ":".join(
+                    _pgpass_field(str(value)) for value in (host, port, "*", user, secret.reveal())
                 )
-            )
-            if line not in lines:
-                lines.append(line)
+                if line not in lines:
+                    lines.append(line)
     return lines
 
 

@@ -10,7 +10,10 @@ second of CPU each); a directory read costs nothing. Barman's layout, per server
 * ``wals/<timeline+log>/<segment>`` the archive, and ``wals/<server>-xlog.db`` (``xlog.db``
   before Barman 3.20) its catalogue, one line per archived file.
 
-The one write, ``mark_failed``, is a field of ``backup.info`` Barman has no command for.
+The writes: ``mark_failed``, a field of ``backup.info`` Barman has no command for; and, after a
+promotion, ``set_aside`` (WAL that exists only on the old timeline moved out of ``streaming/``
+into ``wals-old-timeline/``, never deleted) and ``add_resume_file`` (where ``pg_receivewal``
+resumes on the new timeline).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from pathlib import Path
 from barman_supervisor.barman.records import BackupInfo, failed_fields, parse_backup_info
 from barman_supervisor.files import write_atomically
 from barman_supervisor.postgres.wal import archive_directory, is_archive_directory, segment_of_file
+
+# Under a server's directory: WAL of a timeline the cluster left, past the point it forked.
+OLD_TIMELINE_DIR = "wals-old-timeline"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,41 @@ class BarmanHome:
 
     def wals_dir(self, server: str) -> Path:
         return self.root / server / "wals"
+
+    def old_timeline_dir(self, server: str) -> Path:
+        """Where WAL found only on a timeline the cluster left is kept (``set_aside``): beside
+        Barman's own directories, which Barman neither reads nor cleans."""
+        return self.root / server / OLD_TIMELINE_DIR
+
+    def set_aside(self, server: str, names: Iterable[str]) -> Path:
+        """Move these files of ``streaming/`` into ``old_timeline_dir``, names kept (a file
+        already there of the same name gets a numbered suffix): nothing is deleted."""
+        target = self.old_timeline_dir(server)
+        target.mkdir(mode=0o700, exist_ok=True)
+        for name in names:
+            destination, copy = target / name, 0
+            while destination.exists():
+                copy += 1
+                destination = target / f"{name}.{copy}"
+            (self.streaming_dir(server) / name).rename(destination)
+        return target
+
+    def add_resume_file(self, server: str, name: str) -> None:
+        """An empty ``.partial`` in ``streaming/``: ``pg_receivewal`` resumes at its segment."""
+        (self.streaming_dir(server) / name).touch(exist_ok=True)
+
+    def wal_files(self, server: str) -> list[Path]:
+        """Every WAL segment file Barman holds for this server: archived and streamed."""
+        archived = [
+            path
+            for directory in _directories(self.wals_dir(server))
+            for path in directory.iterdir()
+            if segment_of_file(path.name) is not None
+        ]
+        streamed = [
+            self.streaming_dir(server) / name for name in _names(self.streaming_dir(server))
+        ]
+        return archived + [path for path in streamed if segment_of_file(path.name) is not None]
 
     def archived_segment(self, server: str, segment: str) -> Path:
         """Where Barman archives a segment (compressed or not, under the same name)."""
@@ -167,6 +208,13 @@ def _segments(directory: Path) -> list[str]:
     """WAL segment names in a directory (``.partial`` and compression suffixes dropped)."""
     segments = (segment_of_file(name) for name in _names(directory))
     return [segment for segment in segments if segment is not None]
+
+
+def _directories(wals: Path) -> list[Path]:
+    try:
+        return [d for d in wals.iterdir() if is_archive_directory(d.name)]
+    except OSError:
+        return []
 
 
 def _names(directory: Path) -> list[str]:

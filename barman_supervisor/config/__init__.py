@@ -32,6 +32,7 @@ from barman_supervisor.config.model import (
     Settings,
     TlsServer,
     WebAccess,
+    conninfo_addresses,
 )
 from barman_supervisor.config.mounted import RENDERED_MARKER, foreign_config_files
 from barman_supervisor.config.offsite import offsite_refusal
@@ -59,6 +60,7 @@ __all__ = [
     "Variable",
     "WebAccess",
     "child_environment",
+    "conninfo_addresses",
     "foreign_config_files",
     "host_allowed",
     "load_settings",

@@ -92,3 +92,35 @@ def usable_path(var: str, value: str) -> Path:
             "all); use a shorter one"
         )
     return Path(value)
+
+
+PORT_RANGE = (1, 65535)
+
+
+def check_hosts_and_ports(
+    hosts_text: str, ports_text: str, host_var: str = "PG_HOST", port_var: str = "PG_PORT"
+) -> tuple[list[str], list[str]]:
+    """``PG_HOST`` and ``PG_PORT`` as libpq reads them: a host list, and one port for all or one
+    per host. A multi-host list is how a cluster that fails over is named (libpq tries each and
+    keeps the one that answers read-write). The variables are named as the environment set them
+    (``PG_PORT__REPORTS``)."""
+    hosts = [host.strip() for host in hosts_text.split(",")]
+    if not all(hosts):
+        raise ConfigError(
+            f"{host_var}: {hosts_text!r} has an empty host; set e.g. {host_var}=db1,db2"
+        )
+    ports = [port.strip() for port in ports_text.split(",")]
+    low, high = PORT_RANGE
+    for port in ports:
+        if not (port.isascii() and port.isdigit()):
+            raise ConfigError(
+                f"{port_var}: {port!r} is not a whole number; set e.g. {port_var}=5432"
+            )
+        if not low <= int(port) <= high:
+            raise ConfigError(f"{port_var}: {port} is out of range; use {low}-{high}")
+    if len(ports) not in (1, len(hosts)):
+        raise ConfigError(
+            f"{port_var}: {len(ports)} ports for {len(hosts)} hosts in {host_var}; give one "
+            "port, or one per host in the same order"
+        )
+    return hosts, ports

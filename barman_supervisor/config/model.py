@@ -139,13 +139,31 @@ class ServerSettings:
         params = conninfo_to_dict(self.conninfo)
         return {key: str(params[key]) for key in TLS_SHOWN if params.get(key)}
 
+    # After a followed promotion, a full backup on the new timeline (FAILOVER_BACKUP).
+    failover_backup: bool = True
+
     @property
     def host(self) -> str:
+        """The host, or the comma-separated hosts of a cluster that fails over."""
         return str(conninfo_to_dict(self.conninfo).get("host") or "localhost")
 
     @property
     def port(self) -> int:
-        return int(conninfo_to_dict(self.conninfo).get("port") or 5432)
+        """The port of the first host (what a log line or a reachability probe names)."""
+        return self.addresses[0][1]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every (host, port) the conninfo names, in libpq's order: one port may serve all."""
+        return conninfo_addresses(self.conninfo)
+
+
+def conninfo_addresses(conninfo: str) -> list[tuple[str, int]]:
+    """Every (host, port) a conninfo names, in libpq's order: one port may serve all hosts."""
+    params = conninfo_to_dict(conninfo)
+    hosts = str(params.get("host") or "localhost").split(",")
+    ports = [int(port) for port in str(params.get("port") or "5432").split(",")]
+    return [(host, ports[min(i, len(ports) - 1)]) for i, host in enumerate(hosts)]
 
 
 @dataclass(frozen=True)

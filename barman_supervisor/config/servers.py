@@ -11,7 +11,12 @@ from zoneinfo import ZoneInfo
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from barman_supervisor.config.checks import RETENTION, check_schedule, check_server_name
+from barman_supervisor.config.checks import (
+    RETENTION,
+    check_hosts_and_ports,
+    check_schedule,
+    check_server_name,
+)
 from barman_supervisor.config.env import Env, server_suffix
 from barman_supervisor.config.model import BackupPolicy, Offsite, Secret, ServerSettings
 from barman_supervisor.config.offsite import read_offsite
@@ -63,16 +68,24 @@ def rendered_servers(env: Env, timezone: ZoneInfo) -> tuple[ServerSettings, ...]
 
 
 def _rendered_source(env: Env, name: str) -> ServerSource:
-    host = env.text("PG_HOST", name)
-    port = str(env.integer("PG_PORT", name))
+    hosts, ports = check_hosts_and_ports(
+        env.text("PG_HOST", name),
+        env.text("PG_PORT", name),
+        env.raw("PG_HOST", name)[0],
+        env.raw("PG_PORT", name)[0],
+    )
+    place = {"host": ",".join(hosts), "port": ",".join(ports)}
+    if len(hosts) > 1:
+        # Several hosts: the daemon, Barman and pg_receivewal all keep to the primary.
+        place["target_session_attrs"] = "read-write"
     user = env.text("PG_USER", name)
     database = env.text("PG_DATABASE", name)
     streaming_user = env.text("PG_STREAMING_USER", name)
     tls = tls_parameters(env, name)
     return ServerSource(
         name=name,
-        conninfo=make_conninfo(host=host, port=port, user=user, dbname=database, **tls),
-        streaming_conninfo=make_conninfo(host=host, port=port, user=streaming_user, **tls),
+        conninfo=make_conninfo(**place, user=user, dbname=database, **tls),
+        streaming_conninfo=make_conninfo(**place, user=streaming_user, **tls),
         slot_name=env.text("BARMAN_SLOT_NAME", name),
     )
 
@@ -96,6 +109,7 @@ def server_settings(env: Env, source: ServerSource, timezone: ZoneInfo) -> Serve
         slot_name=source.slot_name,
         backup_schedule=schedule,
         backup_on_start=env.boolean("BACKUP_ON_START", name),
+        failover_backup=env.boolean("FAILOVER_BACKUP", name),
         backup_immediate_checkpoint=env.boolean("BACKUP_IMMEDIATE_CHECKPOINT", name),
         retention_policy=retention,
         minimum_redundancy=env.integer("MINIMUM_REDUNDANCY", name),

@@ -92,12 +92,19 @@ _TABLE: tuple[Variable, ...] = (
         Variable("BARMAN_SERVERS", "text", "pg",
             "comma-separated server names to render (letters, digits, `_-.`; not `all`/`barman`)"),
         Variable("PG_HOST", "text", "localhost",
-            "PostgreSQL host",
+            "PostgreSQL host, or the hosts of a highly available cluster (`db1,db2,db3`): the "
+            "daemon and Barman connect to whichever answers as the primary "
+            "(`target_session_attrs=read-write`)",
             scope="server",
         ),
-        Variable("PG_PORT", "integer", "5432",
-            "PostgreSQL port",
-            scope="server", minimum=1, maximum=65535,
+        Variable("PG_PORT", "text", "5432",
+            "PostgreSQL port, or one port per `PG_HOST` host (`5432,5433`)",
+            scope="server",
+        ),
+        Variable("FAILOVER_BACKUP", "boolean", "true",
+            "after a promotion was followed (a new timeline of the same cluster), take a full "
+            "backup on the new timeline at once",
+            scope="server",
         ),
         Variable("PG_USER", "text", "barman",
             "role for backups and checks (needs no superuser: see "

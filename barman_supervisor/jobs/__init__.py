@@ -7,6 +7,7 @@ collaborators it uses:
 - ``startup``: wait for PostgreSQL, preflight, replication connection, slot, streaming, first
   WAL, first check, first backup;
 - ``streaming``: ``barman cron`` shared between callers, the monitor and its watchdog, identity;
+- ``failover``: a promotion of the cluster followed (new timeline, WAL past the fork set aside);
 - ``backups``: scheduled and start-up backups, verification, concurrency, dead-man's pings,
   interrupted and superseded FAILED backups;
 - ``verdicts``: each backup's verdict kept beside it, its alert, the hold on the newest verified
@@ -33,6 +34,7 @@ from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from barman_supervisor.jobs.drills import Drills
+from barman_supervisor.jobs.failover import Failover
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
@@ -69,8 +71,20 @@ class Jobs:
         }
         self._postgres = postgres
         recorder = JobRecorder(state, stop)
+        # Why each owed backup is owed, for its trigger: a WAL gap unless a failover said so.
+        self._owed_trigger: dict[str, str] = {}
+        self._on_backup_owed = on_backup_owed
+        failover = Failover(
+            settings,
+            barman,
+            state,
+            postgres,
+            notifier,
+            self._failover_backup,
+            self._confirm_streaming,
+        )
         self._streaming = Streaming(
-            settings, barman, state, postgres, recorder, stop, on_wal_gap=on_backup_owed
+            settings, barman, state, postgres, recorder, stop, on_backup_owed, failover
         )
         self._backups = Backups(settings, barman, state, recorder, stop, notifier, postgres)
         self._checks = Checks(barman, state, recorder, self._backups)
@@ -118,7 +132,16 @@ class Jobs:
         self._backups.scheduled_incremental(server)
 
     def owed_backup(self, server: ServerSettings) -> None:
-        self._backups.owed(server)
+        self._backups.owed(server, trigger=self._owed_trigger.pop(server.name, "wal_gap"))
+
+    def _confirm_streaming(self, server: ServerSettings) -> bool:
+        """For the failover handler, built before the streaming one it waits on."""
+        return self._streaming.confirm_started(server)
+
+    def _failover_backup(self, server: ServerSettings) -> None:
+        """FAILOVER_BACKUP: a full backup on the new timeline, run as an owed backup."""
+        self._owed_trigger[server.name] = "failover"
+        self._on_backup_owed(server)
 
     def check(self, server: ServerSettings) -> None:
         self._checks.check(server)

@@ -141,10 +141,11 @@ class Backups:
             if outcome is not None:
                 run.take(outcome)
 
-    def owed(self, server: ServerSettings) -> None:
-        """A backup owed at once (WAL never reached the archive): a restorable point again."""
+    def owed(self, server: ServerSettings, trigger: str = "wal_gap") -> None:
+        """A backup owed at once (WAL never reached the archive, or a failover was followed):
+        a restorable point again, on the current timeline."""
         with self._recorder.job("owed_backup", server.name) as run:
-            outcome = self.take(server, immediate=True, trigger="wal_gap")
+            outcome = self.take(server, immediate=True, trigger=trigger)
             if outcome is not None:
                 run.take(outcome)
 

@@ -21,6 +21,7 @@ import psycopg
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import first_line
+from barman_supervisor.jobs.failover import Failover
 from barman_supervisor.jobs.healing import (
     identity_change,
     orphaned_receivers,
@@ -67,8 +68,10 @@ class Streaming:
         recorder: JobRecorder,
         stop: threading.Event,
         on_wal_gap: Callable[[ServerSettings], None],
+        failover: Failover,
     ) -> None:
-        """``on_wal_gap`` is told when WAL never reached the archive: a backup is owed."""
+        """``on_wal_gap``: WAL never reached the archive; ``failover`` follows a promotion."""
+        self._failover = failover
         self._settings = settings
         self._barman = barman
         self._state = state
@@ -76,7 +79,7 @@ class Streaming:
         self._recorder = recorder
         self._stop = stop
         self._on_wal_gap = on_wal_gap
-        self._cron_lock = threading.Lock()
+        self._cron_lock = threading.RLock()  # a followed failover may start cron from cron
         self._cron_started_at = float("-inf")
         # server -> (restart attempts so far, monotonic time before which none is tried)
         self._restarts: dict[str, tuple[int, float]] = {}
@@ -144,7 +147,7 @@ class Streaming:
         except psycopg.Error as exc:
             self._state.postgres_unreachable(server.name, first_line(exc))
             return None
-        self._state.postgres_seen(server.name, slot)
+        self._state.postgres_seen(server.name, slot, self._postgres[server.name].primary())
         return slot
 
     def probe(self, server: ServerSettings) -> tuple[SlotState | None, bool]:
@@ -267,8 +270,7 @@ class Streaming:
             self.cron(requested_at=time.monotonic())
 
     def _check_identity(self, server: ServerSettings) -> None:
-        """Failover, point-in-time restore or a lost slot: alert, and never drop .partial WAL
-        (``receive-wal --reset``) unless ALLOW_STREAMING_RESET says so."""
+        """Follow a promotion; alert on anything else (.partial WAL dropped only if allowed)."""
         state = self._state.server(server.name)
         if state.phase != "running" or state.identity is None:
             return
@@ -283,6 +285,8 @@ class Streaming:
                 if state.identity_problem is not None:
                     _log.info("identity_ok")
                     self._state.set_identity_problem(server.name, None)
+                return
+            if change.kind == "timeline" and self._failover.follow(server, state.identity, current):
                 return
             if change.resettable and self._settings.allow_streaming_reset:
                 _log.warning("streaming_reset", kind=change.kind, reason=change.reason)

@@ -247,6 +247,30 @@ class Postgres:
             return self.identify()
         return Identity(system_id=str(system_id), timeline=timeline_of(str(wal_file)))
 
+    def primary(self) -> tuple[str, int] | None:
+        """The host and port the kept connection reached (no query: None before the first):
+        with several hosts in ``PG_HOST``, the one that answered as the primary
+        (``target_session_attrs=read-write``)."""
+        with self._kept_lock:
+            if self._kept is None:
+                return None
+            return self._kept.info.host, int(self._kept.info.port)
+
+    def reconnect(self) -> None:
+        """Drop the kept connection: after a promotion it may still reach the old primary (a
+        multi-host list keeps the first that answered), and the next query must find the new."""
+        with self._kept_lock:
+            self._drop_kept()
+
+    def timeline_history(self, timeline: int) -> str:
+        """The history file of ``timeline`` (its ancestors and where each ended), as the
+        server's walsender gives it to a standby: no file access privilege needed."""
+        with self._connect(replication=True) as repl:
+            row = repl.execute(f"TIMELINE_HISTORY {int(timeline)}").fetchone()
+        assert row is not None
+        content = row[1]
+        return bytes(content).decode() if isinstance(content, bytes | memoryview) else str(content)
+
     def create_slot(self, name: str) -> bool:
         """The physical slot Barman streams from, made over the streaming user's replication
         connection; False when it exists already. It reserves WAL from now on, where the slot

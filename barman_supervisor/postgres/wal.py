@@ -192,3 +192,77 @@ class WalGap:
             "past max_slot_wal_keep_size?): no point in time between them and the next backup "
             "can be restored"
         )
+
+
+# PostgreSQL aligns every WAL record on 8 bytes (MAXALIGN).
+_RECORD_ALIGN = 8
+PARTIAL_SUFFIX = ".partial"
+
+
+def format_lsn(position: int) -> str:
+    """A byte position as PostgreSQL writes it: ``0/5000060``."""
+    return f"{position >> _HALF:X}/{position & (_LOG_SPAN - 1):X}"
+
+
+def on_lineage(name: str, timeline: int, ancestors: dict[int, int], segment_size: int) -> bool:
+    """Whether a segment file belongs to the history of ``timeline``: on it, or on an ancestor
+    at or before the segment where that ancestor ended. Anything else exists only on a timeline
+    the cluster left (WAL an old primary wrote after its standby was promoted)."""
+    tli = timeline_of(name)
+    if tli == timeline:
+        return True
+    end = ancestors.get(tli)
+    return end is not None and segment_number(name, segment_size) <= end // segment_size
+
+
+@dataclass(frozen=True)
+class FollowPlan:
+    """How streaming continues after a promotion (``follow_plan``).
+
+    ``fork_lsn``: where the timeline Barman streamed ended in the new primary's history;
+    ``set_aside``: files of ``streaming/`` that lie past it (only the old timeline has them;
+    ``pg_receivewal`` would ask the new primary for them and be refused); ``resume``: the empty
+    ``.partial`` that makes ``pg_receivewal`` start at the fork's segment on the timeline that
+    follows, so no WAL between the fork and now is missed; None when a file already does."""
+
+    fork_lsn: int
+    next_timeline: int
+    set_aside: tuple[str, ...]
+    resume: str | None
+
+
+def follow_plan(
+    known: int, current: int, ancestors: dict[int, int], streaming: list[str], segment_size: int
+) -> FollowPlan | None:
+    """The plan to follow a promotion from timeline ``known`` to ``current`` (whose history is
+    ``ancestors``); None when ``known`` is not in that history (not a promotion of the
+    timeline Barman streamed: a person decides).
+
+    ``pg_receivewal`` starts from the newest file in its directory, on that file's timeline:
+    when it lies at or before the fork, the server streams the old timeline up to the switch
+    and then the new one, and nothing is lost; when it lies past the fork (an asynchronous
+    standby was promoted behind), the server answers "requested starting point ... is not in
+    this server's history" for ever. Files are only moved, never deleted."""
+    fork = ancestors.get(known)
+    if fork is None:
+        return None
+    next_timeline = min([t for t in ancestors if t > known] + [current])
+    segments = [name for name in streaming if is_segment_name(name[:24])]
+    set_aside = tuple(
+        sorted(n for n in segments if not on_lineage(n[:24], current, ancestors, segment_size))
+    )
+    kept = [n for n in segments if n not in set_aside]
+    start = segment_name(next_timeline, fork, segment_size)
+    newest = max(((segment_number(n, segment_size), timeline_of(n)) for n in kept), default=(-1, 0))
+    resume = None if newest >= (fork // segment_size, next_timeline) else start + PARTIAL_SUFFIX
+    return FollowPlan(fork, next_timeline, set_aside, resume)
+
+
+def written_end(start: int, data: bytes) -> int:
+    """The WAL position after the last byte written into a segment that begins at ``start``:
+    ``pg_receivewal`` zero-fills a segment before writing into it, so the written part ends at
+    its last non-zero byte (rounded up to a record's alignment); ``start`` for an empty one."""
+    used = len(data.rstrip(b"\0"))
+    if used == 0:
+        return start
+    return start + -(-used // _RECORD_ALIGN) * _RECORD_ALIGN

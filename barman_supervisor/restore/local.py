@@ -7,18 +7,26 @@ daemon, and ends with the exact commands that start the restored copy.
 
 The restore is self-contained: no ``--get-wal``, so Barman copies the WAL the copy needs into it
 (``pg_wal``, or ``barman_wal`` for a point-in-time target) and the restored server needs neither
-Barman nor SSH. With a target, PostgreSQL stops there and (by default) pauses, so the data can be
-checked before the copy leaves recovery; a wrong target is then fixed by restoring again.
+Barman nor SSH. After a failover the archive holds a newer timeline than the backup's; a restore
+with no target then follows it (``--target-tli N``) so the copy ends where the new primary
+is, not where the old one stopped: without it PostgreSQL replays the backup's timeline only, and
+that timeline's last segment often exists only as the new timeline's first one. With a target,
+PostgreSQL stops there and (by default) pauses, so the data can be checked before the copy leaves
+recovery; a wrong target is then fixed by restoring again.
 """
 
 from __future__ import annotations
 
 import argparse
+import bz2
+import contextlib
+import gzip
+import lzma
 import os
 import shlex
 import sys
 import time
-from collections.abc import Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +50,14 @@ from barman_supervisor.errors import ConfigError
 from barman_supervisor.log import MASKER
 from barman_supervisor.postgres.connection import Postgres
 from barman_supervisor.postgres.programs import debian_bin_dir, find_bin_dir, major_of
+from barman_supervisor.postgres.wal import (
+    history_name,
+    is_wal_name,
+    parse_history,
+    parse_lsn,
+    reaches,
+    timeline_of,
+)
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.restore import pitr
@@ -63,13 +79,40 @@ class Plan:
     destination: Path
     target: tuple[str, str] | None
     target_action: str
+    # A newer timeline the backup leads to, to replay onto when there is no target
+    # (``newer_timeline``); None: the backup's own.
+    timeline: int | None = None
 
     def recover_args(self) -> list[str]:
         args = ["recover"]
         if self.target is not None:
             args += [f"--target-{self.target[0]}", self.target[1]]
             args += ["--target-action", self.target_action]
+        elif self.timeline is not None:
+            # Barman turns this into recovery_target_timeline and lays the WAL out for a
+            # restore_command (barman_wal/), so PostgreSQL finds the history files it follows.
+            args += ["--target-tli", str(self.timeline)]
         return [*args, self.server, self.backup_id, str(self.destination)]
+
+
+def newer_timeline(
+    backup_timeline: int, backup_end_lsn: int, histories: Mapping[int, Mapping[int, int]]
+) -> int | None:
+    """The newest timeline newer than the backup's that the backup leads to, or None.
+
+    ``histories``: each timeline the archive has a history file for, with its ancestors
+    (``parse_history``). A promotion after the backup is followed (else the copy stops at the
+    old primary's end); a timeline that forked from the backup's before the backup ended, or
+    from another branch (a point-in-time restore put back in production), is not: PostgreSQL
+    would refuse to replay onto it.
+    """
+    leads = [
+        timeline
+        for timeline, ancestors in histories.items()
+        if timeline > backup_timeline
+        and reaches(backup_timeline, backup_end_lsn, timeline, dict(ancestors))
+    ]
+    return max(leads, default=None)
 
 
 def choose_backup(
@@ -122,7 +165,14 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     room = room_problem(destination, free_space(destination), facts.size_bytes)
     if room is not None:
         raise ConfigError(room)
-    plan = Plan(args.server, facts.backup_id, destination, target, args.target_action)
+    plan = Plan(
+        args.server,
+        facts.backup_id,
+        destination,
+        target,
+        args.target_action,
+        _followed_timeline(barman.home, args.server, facts.backup_id),
+    )
     _print_plan(say, plan, facts, settings, target_time)
     say(f"  verified     {describe(verdict)}")
     if target is not None and target_time is not None:
@@ -139,6 +189,41 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
                 f"backup {facts.backup_id} is incremental and {combine_missing(major)}"
             )
     return _recover(say, barman, plan, facts, tools)
+
+
+def _followed_timeline(home: BarmanHome, server: str, backup_id: str) -> int | None:
+    """``newer_timeline`` over ``backup.info`` and the history files Barman archived (listed in
+    ``xlog.db``; they sit at the top of ``wals/``). None when ``backup.info`` does not say."""
+    info = home.backup_info(server, backup_id)
+    timeline, end = info.get("timeline"), parse_lsn(info.get("end_xlog") or "")
+    if timeline is None or not timeline.isdigit() or end is None:
+        return None
+    histories = {}
+    for line in home.xlog_db(server).splitlines():
+        name = line.split("\t", 1)[0]
+        if is_wal_name(name) and name == history_name(timeline_of(name)):
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                text = archived_text((home.wals_dir(server) / name).read_bytes())
+                histories[timeline_of(name)] = parse_history(text)
+    return newer_timeline(int(timeline), end, histories)
+
+
+# How each WAL_COMPRESSION begins on disk: Barman compresses history files too, keeping the name.
+_DECOMPRESS: dict[bytes, Callable[[bytes], bytes]] = {
+    b"\x1f\x8b": gzip.decompress,
+    b"BZh": bz2.decompress,
+    b"\xfd7zXZ\x00": lzma.decompress,
+}
+
+
+def archived_text(data: bytes) -> str:
+    """A small text file of Barman's archive (a history file), decompressed when
+    ``WAL_COMPRESSION`` compressed it."""
+    for magic, decompress in _DECOMPRESS.items():
+        if data.startswith(magic):
+            data = decompress(data)
+            break
+    return data.decode("utf-8", errors="replace")
 
 
 def _choose(barman: Barman, server: str, target_time: datetime | None) -> str:
@@ -254,6 +339,8 @@ def _print_plan(
     )
     if plan.target is None:
         what = "everything Barman has (the newest WAL it received)"
+        if plan.timeline is not None:
+            what += f", following the failover(s) since the backup onto timeline {plan.timeline}"
     elif target_time is not None:
         what = f"time {target_time.isoformat()}, then {plan.target_action}"
     else:

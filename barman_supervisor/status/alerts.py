@@ -28,7 +28,7 @@ from barman_supervisor.barman.verdicts import BY_DRILL
 from barman_supervisor.config import Secret, Settings
 from barman_supervisor.log import MASKER, get_logger
 from barman_supervisor.status.health import Limits, Problem, server_problems
-from barman_supervisor.status.state import State
+from barman_supervisor.status.state import FailoverRecord, State
 
 _log = get_logger(__name__)
 # A start-up still waiting (usually for PostgreSQL) after this long is worth telling someone.
@@ -38,6 +38,8 @@ BACKUP_UNUSABLE = "backup_unusable"
 # Characters of a refusing receiver's answer kept in the log line (masked like all foreign text).
 RESPONSE_SHOWN = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# The alert state of a promotion the daemon followed (a new timeline of the same cluster).
+FAILOVER_FOLLOWED = "failover_followed"
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,29 @@ def alert_backup_unusable(
             backup_alert_payload(server, backup_id, by, reason, now, hostname()),
             what=f"alert {BACKUP_UNUSABLE} {server}",
         )
+
+
+def alert_failover_followed(
+    settings: Settings, notifier: Notifier | None, server: str, record: FailoverRecord
+) -> None:
+    """Log and post the ``failover_followed`` alert: an event (a promotion was followed, maybe
+    with WAL lost on the old timeline), told once, not a state that recovers."""
+    now = time.time()
+    summary = f"{server}: {record.summary()}"
+    _log.warning("alert", server=server, state=FAILOVER_FOLLOWED, problems=[summary])
+    if settings.alert_webhook_url is None or notifier is None:
+        return
+    payload = {
+        "source": "barman-supervisor",
+        "host": hostname(),
+        "server": server,
+        "state": FAILOVER_FOLLOWED,
+        "summary": summary,
+        "failover": record.as_dict(),
+        "since": _iso(now),
+        "at": _iso(now),
+    }
+    notifier.post(settings.alert_webhook_url, payload, what=f"alert {FAILOVER_FOLLOWED} {server}")
 
 
 def _iso(moment: float) -> str:

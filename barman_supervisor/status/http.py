@@ -118,7 +118,11 @@ def server_status(
             "version": server.facts.version_num if server.facts else None,
             "system_id": server.identity.system_id if server.identity else None,
             "timeline": server.identity.timeline if server.identity else None,
+            "primary": {"host": server.primary[0], "port": server.primary[1]}
+            if server.primary
+            else None,
         },
+        "failover": server.failover.as_dict() if server.failover else None,
         "streaming": _streaming_status(server, now),
         "backups": _backups_status(server, now, limits),
         "drill": MASKER.mask_values(server.last_drill or None),

@@ -55,8 +55,9 @@ WHAT_TO_DO = {
     "catches up.",
     "slot": "The primary is dropping WAL for Barman (max_slot_wal_keep_size): get streaming "
     "going; a lost slot must be dropped and recreated.",
-    "failover": "A person must act: see Self-healing in docs/operations.md "
-    "(ALLOW_STREAMING_RESET covers a timeline change or a lost slot).",
+    "failover": "A promotion of the same cluster is followed by itself (docs/failover.md); "
+    "this is another cluster or a timeline that does not descend from Barman's: a person must "
+    "act, see Self-healing in docs/operations.md.",
     "wal_gap": "A backup was started at once; this clears when it is DONE. Point-in-time "
     "recovery into the gap stays impossible.",
     "disk": "Free space on the Barman volume or grow it; no restart is needed.",

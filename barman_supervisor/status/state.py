@@ -54,6 +54,47 @@ class DrillResult:
 
 
 @dataclass(frozen=True)
+class FailoverRecord:
+    """A promotion the daemon followed: from which timeline to which, where they forked, the
+    new primary, and the WAL that exists only on the old timeline (lost with it) when any."""
+
+    from_timeline: int
+    to_timeline: int
+    fork_lsn: str
+    primary: tuple[str, int] | None
+    at: float
+    # (start LSN, end LSN, where its files were kept) or None when nothing was lost.
+    old_timeline_only: tuple[str, str, str] | None = None
+
+    def summary(self) -> str:
+        where = f"{self.primary[0]}:{self.primary[1]}" if self.primary else "unknown"
+        text = (
+            f"failover followed: timeline {self.from_timeline} → {self.to_timeline} at "
+            f"{self.fork_lsn}, primary now {where}"
+        )
+        if self.old_timeline_only is not None:
+            start, end, kept = self.old_timeline_only
+            text += (
+                f"; WAL {start} to {end} exists only on timeline {self.from_timeline} (lost "
+                f"with the old primary), kept in {kept}"
+            )
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        lost = self.old_timeline_only
+        return {
+            "from_timeline": self.from_timeline,
+            "to_timeline": self.to_timeline,
+            "fork_lsn": self.fork_lsn,
+            "primary": {"host": self.primary[0], "port": self.primary[1]} if self.primary else None,
+            "at": self.at,
+            "old_timeline_only": {"start_lsn": lost[0], "end_lsn": lost[1], "kept_in": lost[2]}
+            if lost
+            else None,
+        }
+
+
+@dataclass(frozen=True)
 class JobRun:
     job: str
     started_at: float
@@ -97,6 +138,9 @@ class ServerState:
     wal_archived_at: float | None = None
     disk_free_bytes: int | None = None
     identity_problem: str | None = None
+    # The host that answered as the primary, and the last promotion followed (FailoverRecord).
+    primary: tuple[str, int] | None = None
+    failover: FailoverRecord | None = None
     wal_gap: WalGap | None = None
     wal_gap_at: float | None = None
     checks: list[Check] = field(default_factory=list)
@@ -149,8 +193,11 @@ class State:
                 None,
             )
 
-    def postgres_seen(self, server: str, slot: SlotState) -> None:
-        """PostgreSQL answered the slot query: it is reachable, and this is the slot now."""
+    def postgres_seen(
+        self, server: str, slot: SlotState, primary: tuple[str, int] | None = None
+    ) -> None:
+        """PostgreSQL answered the slot query: it is reachable, this is the slot now, and
+        ``primary`` the host and port that answered (None keeps the last one known)."""
         with self._lock:
             target = self._servers[server]
             target.slot, target.postgres_reached_at, target.postgres_error = (
@@ -158,6 +205,7 @@ class State:
                 self._clock(),
                 None,
             )
+            target.primary = primary or target.primary
 
     def postgres_unreachable(self, server: str, error: str) -> None:
         with self._lock:
@@ -173,6 +221,17 @@ class State:
         with self._lock:
             target = self._servers[server]
             target.identity, target.identity_problem = identity, None
+
+    def record_primary(self, server: str, address: tuple[str, int] | None) -> None:
+        with self._lock:
+            self._servers[server].primary = address
+
+    def record_failover(self, server: str, record: FailoverRecord, identity: Identity) -> None:
+        """A promotion followed: the new identity is known and nothing waits for a person."""
+        with self._lock:
+            target = self._servers[server]
+            target.failover, target.identity, target.identity_problem = record, identity, None
+            target.primary = record.primary
 
     def set_identity_problem(self, server: str, problem: str | None) -> None:
         with self._lock:

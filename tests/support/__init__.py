@@ -10,6 +10,11 @@
 - ``protected``: a cluster a daemon protects with its first backup DONE, its drill and restore.
 - ``s3``: a real S3 API server (moto_server) behind a relay a test can cut; ``offsite``: a
   daemon copying to it, and what the store holds.
+- ``forwarder``: a TCP forwarder on 127.0.0.1 (the failover tests' "VIP", the S3 relay): moved to
+  another port with the open connections dropped, or cut.
+- ``ha``: a primary and its real streaming standby (``ha_pair``), synchronous or not, and what an
+  HA manager does to them: a standby left behind, promotion, ``pg_rewind`` and rejoin,
+  switchover.
 - ``refusal``: bad input given to ``barman-supervisor run``, and what its refusal must look like.
 - ``webhook``: a receiver for alerts and dead-man's pings.
 - ``webconfig``: a web configuration file for the HTTP port (throwaway CA, bcrypt users) and a

@@ -4,12 +4,10 @@ outage of the store without losing what it holds (moto keeps everything in memor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,59 +16,13 @@ from typing import Any
 
 import boto3
 
+from tests.support.forwarder import Forwarder
 from tests.support.paths import VENV_BIN
 from tests.support.poll import wait_until
 from tests.support.ports import free_port
 
 # Unauthenticated calls moto allows before it checks every request: user, policy, key.
 _SETUP_CALLS = 3
-_RELAY_CHUNK = 65536
-
-
-class Relay:
-    """127.0.0.1:port → target; ``cut()`` refuses new connections and drops open ones."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
-        self._target = target_port
-        self._listener: socket.socket | None = None
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    def up(self) -> None:
-        listener = socket.create_server(("127.0.0.1", self.port))
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            for conn in self._open:
-                with contextlib.suppress(OSError):
-                    conn.close()
-            self._open.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target))
-            with self._lock:
-                self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(_RELAY_CHUNK):
-                sink.sendall(data)
-        for conn in (source, sink):
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
@@ -79,7 +31,7 @@ class S3:
     bucket: str
     key_id: str
     secret: str
-    relay: Relay
+    relay: Forwarder
     client: Any = field(repr=False)
 
     def objects(self, prefix: str = "") -> dict[str, int]:
@@ -103,7 +55,7 @@ def s3_server(workdir: Path) -> Iterator[S3]:
         stderr=subprocess.STDOUT,
         env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(_SETUP_CALLS)},
     )
-    relay = Relay(port)
+    relay = Forwarder(port)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(port), timeout=60, what="moto_server")

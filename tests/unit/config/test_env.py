@@ -42,10 +42,10 @@ def test_a_name_outside_the_table_is_never_read() -> None:
 
 def test_a_variable_is_read_only_as_its_kind_and_scope() -> None:
     env = Env({})
-    with pytest.raises(TypeError, match="PG_PORT is declared as 'integer'"):
-        env.text("PG_PORT", "pg")
-    with pytest.raises(TypeError, match="PG_PORT is a server variable"):
-        env.integer("PG_PORT")
+    with pytest.raises(TypeError, match="MINIMUM_REDUNDANCY is declared as 'integer'"):
+        env.text("MINIMUM_REDUNDANCY", "pg")
+    with pytest.raises(TypeError, match="MINIMUM_REDUNDANCY is a server variable"):
+        env.integer("MINIMUM_REDUNDANCY")
     with pytest.raises(TypeError, match="HTTP_PORT is a global variable"):
         env.integer("HTTP_PORT", "pg")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from barman_supervisor.config import ServerSettings, Settings
+from barman_supervisor.jobs.failover import Failover
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.status.state import State
 from tests.unit.jobs.fakes import FakeBarman, FakePostgres, RecordingNotifier, settings_for
@@ -25,9 +26,23 @@ class World:
     notifier: RecordingNotifier
     recorder: JobRecorder
     owed: list[str]
+    # What the failover handler's wait for streaming answers.
+    streaming_confirmed: bool = True
 
     def backup_owed(self, server: ServerSettings) -> None:
         self.owed.append(server.name)
+
+    def failover(self) -> Failover:
+        """The failover handler over this world's fakes; a backup it owes lands in ``owed``."""
+        return Failover(
+            self.settings,
+            self.barman,
+            self.state,
+            {self.server.name: self.postgres},
+            self.notifier,
+            on_backup_owed=self.backup_owed,
+            confirm_streaming=lambda server: self.streaming_confirmed,
+        )
 
 
 def make_world(environ: dict[str, str], tmp_path: Path, **extra: str) -> World:

@@ -138,6 +138,9 @@ class FakePostgres(Postgres):
         self.replication_refused = False
         self.login_refused: str | None = None
         self.slots_created: list[str] = []
+        # The new timeline's history file after a promotion; None: the server cannot say.
+        self.history_answer: str | None = None
+        self.primary_answer = ("db2", 5432)
 
     def _refuse(self) -> None:
         if self.down:
@@ -170,6 +173,18 @@ class FakePostgres(Postgres):
 
     def create_restore_point(self, label: str) -> None:
         self._refuse()
+
+    def timeline_history(self, timeline: int) -> str:
+        self._refuse()
+        if self.history_answer is None:
+            raise psycopg.OperationalError(f"could not read timeline history of {timeline}")
+        return self.history_answer
+
+    def primary(self) -> tuple[str, int] | None:
+        return self.primary_answer
+
+    def reconnect(self) -> None:
+        """Nothing kept to drop."""
 
     def login_problem(self) -> str | None:
         """A new login: ``login_refused`` is its failure (as ``login_failure`` words it)."""

@@ -49,6 +49,7 @@ def startup(world: World, outcomes: Outcomes) -> Startup:
         world.recorder,
         world.stop,
         on_wal_gap=world.backup_owed,
+        failover=world.failover(),
     )
     backups = Backups(
         world.settings, world.barman, world.state, world.recorder, world.stop, world.notifier

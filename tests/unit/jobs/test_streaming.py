@@ -19,6 +19,7 @@ def handler(world: World) -> Streaming:
         world.recorder,
         world.stop,
         on_wal_gap=world.backup_owed,
+        failover=world.failover(),
     )
 
 

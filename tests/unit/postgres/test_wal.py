@@ -10,11 +10,16 @@ import pytest
 
 from barman_supervisor.offsite.plan import choose_store_backup, parse_store_backups
 from barman_supervisor.postgres.wal import (
+    PARTIAL_SUFFIX,
+    FollowPlan,
     Stretch,
+    follow_plan,
+    format_lsn,
     is_archive_directory,
     is_segment_name,
     is_wal_name,
     next_segment_name,
+    on_lineage,
     parse_history,
     parse_lsn,
     reaches,
@@ -23,6 +28,7 @@ from barman_supervisor.postgres.wal import (
     segment_number,
     segment_of_file,
     wal_plan,
+    written_end,
 )
 from barman_supervisor.restore.store import plan_restore
 
@@ -190,3 +196,66 @@ def test_archive_directories_are_a_timeline_and_a_log() -> None:
     assert not is_archive_directory("000000010000000200000003")
     assert not is_archive_directory("000000010000000g")
     assert not is_archive_directory("barman-xlog.db1")
+
+
+# --- following a promotion (jobs/failover acts on these) ---------------------------------------
+# The standby was promoted at 0/5000A28: timeline 1 ends in segment 5, timeline 2 starts there.
+FORK = 0x5000A28
+ON_1 = "00000001000000000000000"  # + segment digit: a segment of timeline 1 (log 0)
+ON_2 = "00000002000000000000000"
+
+
+def test_lsns_are_written_as_postgresql_writes_them() -> None:
+    assert format_lsn(FORK) == "0/5000A28"
+    assert format_lsn(0x1_0000_0000 + 0x60) == "1/60"
+    assert parse_lsn(format_lsn(0x2_5A00_0000)) == 0x2_5A00_0000
+
+
+def test_a_segment_is_on_the_lineage_up_to_the_one_holding_the_fork() -> None:
+    ancestors = {1: FORK}
+    assert on_lineage(ON_1 + "5", 2, ancestors, SIZE)  # holds the fork: still history
+    assert not on_lineage(ON_1 + "6", 2, ancestors, SIZE)  # only the old primary wrote it
+    assert on_lineage(ON_2 + "6", 2, ancestors, SIZE)
+    assert not on_lineage("000000030000000000000006", 2, ancestors, SIZE)  # not an ancestor
+
+
+def test_barman_at_or_before_the_fork_resumes_on_the_new_timeline_and_moves_nothing() -> None:
+    streaming = [ON_1 + "5" + PARTIAL_SUFFIX]  # the standby had everything (synchronous)
+    plan = follow_plan(1, 2, {1: FORK}, streaming, SIZE)
+    assert plan == FollowPlan(FORK, 2, (), ON_2 + "5" + PARTIAL_SUFFIX)
+    # the new timeline's file is there already: nothing to add
+    already = follow_plan(1, 2, {1: FORK}, [*streaming, ON_2 + "5" + PARTIAL_SUFFIX], SIZE)
+    assert already == FollowPlan(FORK, 2, (), None)
+
+
+def test_wal_past_the_fork_is_set_aside_and_streaming_resumes_at_the_fork() -> None:
+    # asynchronous: the old primary went on into segments 6 and 7 after the standby's last byte
+    streaming = [ON_1 + "6", ON_1 + "7" + PARTIAL_SUFFIX]
+    plan = follow_plan(1, 2, {1: FORK}, streaming, SIZE)
+    assert plan is not None
+    assert plan.set_aside == (ON_1 + "6", ON_1 + "7" + PARTIAL_SUFFIX)
+    assert plan.resume == ON_2 + "5" + PARTIAL_SUFFIX  # from the fork's segment: no gap
+    assert plan.fork_lsn == FORK
+
+
+def test_two_promotions_before_one_was_followed_resume_on_the_next_timeline() -> None:
+    ancestors = parse_history(HISTORY_3)  # 1 ended at 0/5000A28, 2 at 0/9000000
+    plan = follow_plan(1, 3, ancestors, [ON_1 + "5" + PARTIAL_SUFFIX], SIZE)
+    # timeline 3's server streams timeline 2 up to its switch, then its own
+    assert plan == FollowPlan(FORK, 2, (), ON_2 + "5" + PARTIAL_SUFFIX)
+    # a switchover back: Barman streamed timeline 2, timeline 3 forked from it at 0/9000000
+    back = follow_plan(2, 3, ancestors, [ON_2 + "8" + PARTIAL_SUFFIX], SIZE)
+    assert back == FollowPlan(0x9000000, 3, (), "000000030000000000000009" + PARTIAL_SUFFIX)
+
+
+def test_a_timeline_not_in_the_new_history_is_not_followed() -> None:
+    # Barman streamed timeline 2, the server is on 3 forked from 1: a person decides
+    assert follow_plan(2, 3, {1: FORK}, [ON_2 + "6" + PARTIAL_SUFFIX], SIZE) is None
+
+
+def test_written_wal_ends_at_the_last_aligned_record_byte() -> None:
+    start = 5 * SIZE
+    assert written_end(start, b"") == start
+    assert written_end(start, bytes(SIZE)) == start  # zero-filled, nothing written
+    assert written_end(start, b"\x01" * 9 + bytes(100)) == start + 16  # rounded up to 8
+    assert written_end(start, b"\x01" * 16 + bytes(100)) == start + 16

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,3 +112,35 @@ def test_a_named_backup_that_failed_verification_is_refused_in_one_line(
         "(nothing was changed)"
     ]
     assert not destination.exists()
+
+
+def test_a_target_less_restore_follows_a_failover_since_the_backup() -> None:
+    dest = Path("/restore/here")
+    followed = restore.Plan("pg", "B1", dest, None, "pause", timeline=2)
+    assert followed.recover_args() == ["recover", "--target-tli", "2", "pg", "B1", "/restore/here"]
+    # a target names its own end: the timeline is not added to it
+    timed = restore.Plan("pg", "B1", dest, ("lsn", "0/3000000"), "promote", timeline=2)
+    assert "--target-tli" not in timed.recover_args()
+    # the backup ended at 0/3000100 on timeline 1; timeline 1 ended at 0/5000060 (a promotion)
+    backup_end = 0x3000100
+    promoted = {2: {1: 0x5000060}}
+    assert restore.newer_timeline(1, backup_end, promoted) == 2
+    assert restore.newer_timeline(1, backup_end, {**promoted, 3: {1: 0x5000060, 2: 0x9000000}}) == 3
+    assert restore.newer_timeline(2, backup_end, promoted) is None  # on the newest already
+    assert restore.newer_timeline(1, backup_end, {}) is None  # no promotion since
+    # timeline 2 forked before the backup ended: the backup does not lead there
+    assert restore.newer_timeline(1, backup_end, {2: {1: 0x2000000}}) is None
+    # timeline 3 is another branch (a restore of timeline 1 put in production): not followed
+    branched = {2: {1: 0x5000060}, 3: {1: 0x4000000}}
+    assert restore.newer_timeline(1, 0x4800000, branched) == 2
+
+
+def test_history_files_are_read_whatever_wal_compression_barman_used() -> None:
+    text = "1\t0/5000060\tno recovery target specified\n"
+    for packed in (
+        text.encode(),
+        gzip.compress(text.encode()),
+        bz2.compress(text.encode()),
+        lzma.compress(text.encode()),
+    ):
+        assert restore.archived_text(packed) == text
