@@ -363,6 +363,24 @@ def offsite_section(r: Any) -> str:
     )
 
 
+def rpo_section(r: Any) -> str:
+    """Scenario 10: the recovery point, pg_switch_wal() -> wals/ -> the bucket."""
+    burst = get(r, "burst") or {}
+    rows = [
+        [f"{phase}: switch -> {leg}", num(get(data, leg, "p50_s")), num(get(data, leg, "p95_s"))]
+        for phase, data in (("1 segment/s", r), (f"burst of {get(burst, 'segments')}", burst))
+        for leg in ("wals", "bucket")
+    ]
+    return table(["", "p50, s", "p95, s"], rows) + (
+        f"\n\nDefault settings except the store (moto_server on 127.0.0.1). Burst drained: "
+        f"{get(burst, 'drained')} in {num(get(burst, 'drain_s'), 1)} s "
+        f"({get(burst, 'in_wals')} in wals/, {get(burst, 'in_bucket')} in the bucket); "
+        f"{get(r, 'archive_runs')} archive-wal runs; load1 {num(get(r, 'load1_before'), 1)} -> "
+        f"{num(get(r, 'load1_after'), 1)}. Targets: wals/ p50 <= 1 s, p95 <= 2 s; bucket "
+        "p50 <= 3 s, p95 <= 6 s."
+    )
+
+
 SECTIONS = (
     ("protect", "1. Time to protected", protect_section),
     ("freshness", "2. WAL freshness", freshness_section),
@@ -372,6 +390,7 @@ SECTIONS = (
     ("health", "6. Health endpoint under load", health_section),
     ("drill", "7. Restore drill", drill_section),
     ("offsite", "8. Off-site copy (S3)", offsite_section),
+    ("rpo", "10. Recovery point", rpo_section),
 )
 
 

@@ -37,6 +37,7 @@ from bench import (
     offsite,
     protect,
     report,
+    rpo,
     scale,
 )
 from bench.baseline import Baseline
@@ -205,6 +206,7 @@ class Bench:
         self.phase("drill", lambda: drill.measure_drill(1 if quick else 10, 1 if quick else 2))
         sizes = (1, 5, 1) if quick else (10, 30, 3)
         self.phase("offsite", lambda: offsite.run(self.root, *sizes))
+        self.phase("rpo", lambda: rpo.run(self.root, *((5, 10) if quick else (60, 200))))
 
 
 def main(argv: list[str] | None = None) -> int:
