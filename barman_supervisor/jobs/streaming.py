@@ -159,6 +159,7 @@ class Streaming:
             wal_received_at=received,
             wal_archived_at=archived,
             disk_free_bytes=shutil.disk_usage(self._settings.barman_home).free,
+            wal_newest_at=self._barman.home.newest_wal_at(server.name),
         )
         return slot, running
 

@@ -180,9 +180,9 @@ class Records:
             record.oldest_owed_wal = oldest
             record.oldest_owed_wal_at = oldest_at
 
-    def wal_copied(self, server: ServerSettings, newest: str, files: int, size: int) -> None:
+    def wal_copied(self, server: ServerSettings, newest: Path, files: int, size: int) -> None:
         with self._change(server) as record:
-            record.wal_copied = newest
+            record.wal_copied, record.newest_wal_at = newest.name, _stat(newest, "st_mtime") or None
             record.wal_copied_at = time.time()
             record.wal_files_copied += files
             record.bytes_copied += size
@@ -419,7 +419,7 @@ class OffsiteCopier:
                 if done:
                     self._ledger.write(server.name, wal_copied=done[-1], url=_offsite(server).url)
                     size = sum(_stat(files[n], "st_size") for n in done)
-                    self._records.wal_copied(server, done[-1], len(done), size)
+                    self._records.wal_copied(server, files[done[-1]], len(done), size)
                 failures = [failure for failure in results.values() if failure is not None]
                 if failures:
                     raise CopyFailed(failures[0])

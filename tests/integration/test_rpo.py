@@ -63,3 +63,24 @@ def test_a_switched_segment_reaches_wals_and_the_store_without_an_interval_job(
         when = datetime.fromisoformat(next_runs[job])
         assert when - datetime.now(when.tzinfo) > FAR_AWAY, (job, when)
     assert not list(Path(daemon.home / "pg" / "streaming").glob(f"{segment}*"))
+    # The recovery point is visible: the newest WAL's age in wals/ and in the store.
+    ages = wait_until(
+        lambda: recovery_points(offsite),
+        timeout=REACH_TIMEOUT_S,
+        what="wal_newest_age_seconds for wals/ and the store",
+    )
+    assert set(ages) == {"local", "offsite"}, ages
+    assert all(0 <= age < FAR_AWAY.total_seconds() for age in ages.values()), ages
+
+
+def recovery_points(offsite: Offsite) -> dict[str, float] | None:
+    metrics = offsite.probe.get("/metrics")[1]
+    ages = {
+        where: float(line.rsplit(" ", 1)[1])
+        for where in ("local", "offsite")
+        for line in metrics.splitlines()
+        if line.startswith(
+            f'barman_supervisor_wal_newest_age_seconds{{server="pg",where="{where}"}}'
+        )
+    }
+    return ages if len(ages) == 2 else None
