@@ -98,6 +98,8 @@ class Tracker:
 
 
 def measure(pg: Cluster, bench: BenchDaemon, s3: S3, steady_s: int, burst: int) -> dict[str, Any]:
+    # Segments switched before the first backup are older than it: Barman drops them.
+    bench.wait("offsite_backup_copied", WARMUP_TIMEOUT_S)
     tracker = Tracker(bench, s3)
     warmup = tracker.switch(pg)
     if not tracker.drain({warmup}, WARMUP_TIMEOUT_S):
