@@ -414,6 +414,24 @@ def failover_section(r: Any) -> str:
     )
 
 
+def rpo_section(r: Any) -> str:
+    """Scenario 11: the recovery point, pg_switch_wal() -> wals/ -> the bucket."""
+    burst = get(r, "burst") or {}
+    rows = [
+        [f"{phase}: switch -> {leg}", num(get(data, leg, "p50_s")), num(get(data, leg, "p95_s"))]
+        for phase, data in (("1 segment/s", r), (f"burst of {get(burst, 'segments')}", burst))
+        for leg in ("wals", "bucket")
+    ]
+    return table(["", "p50, s", "p95, s"], rows) + (
+        f"\n\nDefault settings except the store (moto_server on 127.0.0.1). Burst drained: "
+        f"{get(burst, 'drained')} in {num(get(burst, 'drain_s'), 1)} s "
+        f"({get(burst, 'in_wals')} in wals/, {get(burst, 'in_bucket')} in the bucket); "
+        f"{get(r, 'archive_runs')} archive-wal runs; load1 {num(get(r, 'load1_before'), 1)} -> "
+        f"{num(get(r, 'load1_after'), 1)}. Targets: wals/ p50 <= 1 s, p95 <= 2 s; bucket "
+        "p50 <= 3 s, p95 <= 6 s."
+    )
+
+
 SECTIONS = (
     ("protect", "1. Time to protected", protect_section),
     ("freshness", "2. WAL freshness", freshness_section),
@@ -425,6 +443,7 @@ SECTIONS = (
     ("offsite", "8. Off-site copy (S3)", offsite_section),
     ("http", "9. HTTP port under idle and slow clients", http_section),
     ("failover", "10. Failover followed", failover_section),
+    ("rpo", "11. Recovery point", rpo_section),
 )
 
 

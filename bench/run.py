@@ -39,6 +39,7 @@ from bench import (
     offsite,
     protect,
     report,
+    rpo,
     scale,
 )
 from bench.baseline import Baseline
@@ -211,6 +212,7 @@ class Bench:
         self.phase("offsite", lambda: offsite.run(self.root, *sizes))
         self.phase("http", lambda: http.run(self.root))
         self.phase("failover", lambda: failover.run(self.root, self.params.failover_samples))
+        self.phase("rpo", lambda: rpo.run(self.root, *((5, 10) if quick else (60, 200))))
 
 
 def main(argv: list[str] | None = None) -> int:

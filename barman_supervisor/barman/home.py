@@ -170,19 +170,31 @@ class BarmanHome:
         """Which WAL segments Barman holds at the head of its archive: the newest archived and
         the range in the streaming directory. Two or three directory reads; no command."""
         streamed = _segments(self.streaming_dir(server))
-        try:
-            newest_dir = max(
-                (d for d in self.wals_dir(server).iterdir() if is_archive_directory(d.name)),
-                default=None,
-            )
-        except OSError:
-            newest_dir = None
+        newest_dir = self._newest_archive_directory(server)
         archived = _segments(newest_dir) if newest_dir is not None else []
         return WalHoldings(
             archived_newest=max(archived, default=None),
             streaming_oldest=min(streamed, default=None),
             streaming_newest=max(streamed, default=None),
         )
+
+    def newest_wal_at(self, server: str) -> float | None:
+        """When the newest segment in ``wals/`` was written (its file time, kept by Barman's
+        move): the recovery point of the archive. Two directory reads and a stat."""
+        directory = self._newest_archive_directory(server)
+        if directory is None:
+            return None
+        names = [name for name in _names(directory) if segment_of_file(name) is not None]
+        return _newest_mtime([directory / max(names)]) if names else None
+
+    def _newest_archive_directory(self, server: str) -> Path | None:
+        try:
+            return max(
+                (d for d in self.wals_dir(server).iterdir() if is_archive_directory(d.name)),
+                default=None,
+            )
+        except OSError:
+            return None
 
     def waiting_wal(self, server: str) -> tuple[list[str], list[str]]:
         """File names in the server's ``streaming/`` and ``incoming/`` directories: what

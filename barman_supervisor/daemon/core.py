@@ -115,6 +115,7 @@ class Daemon:
                     )
                 ]
             )
+            self.jobs.start_watching()
             self._started = True
             while not self.supervisor.stop_requested.is_set():
                 self.supervisor.pause(HEARTBEAT_INTERVAL)
@@ -202,6 +203,7 @@ class Daemon:
             "daemon_stopping", signal=self.supervisor.signal_received, reason=self.fatal_reason
         )
         if self._started:
+            self.jobs.stop_watching()
             self.scheduler.shutdown()
             self.stopper.stop_everything()
             self.jobs.close()

@@ -14,6 +14,9 @@ collaborators it uses:
   backup against retention;
 - ``checks``: ``barman check`` and the backup list it depends on;
 - ``archiving``: ``barman archive-wal`` for one server when WAL waits to be archived;
+- ``walwatch`` and ``coalesce``: a completed segment seen in ``streaming/`` runs ``archive-wal``
+  at once, and newly archived WAL goes off-site at once, bursts coalesced (the interval jobs
+  stay as the safety net);
 - ``drills``: scheduled restore drills;
 - off-site copies: the ``offsite`` subpackage's copier, reached only through ``Jobs`` so the
   scheduler and the daemon have one front to call.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import ServerSettings, Settings
@@ -33,11 +37,13 @@ from barman_supervisor.errors import ConfigError
 from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.coalesce import Coalesced
 from barman_supervisor.jobs.drills import Drills
 from barman_supervisor.jobs.failover import Failover
 from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
+from barman_supervisor.jobs.walwatch import WalWatcher
 from barman_supervisor.offsite.copier import OffsiteCopier
 from barman_supervisor.postgres.connection import Postgres
 from barman_supervisor.process.runner import Runner
@@ -88,11 +94,12 @@ class Jobs:
         )
         self._backups = Backups(settings, barman, state, recorder, stop, notifier, postgres)
         self._checks = Checks(barman, state, recorder, self._backups)
-        self._archiving = Archiving(barman, state, recorder, on_archived=self._streaming.probe)
+        self._archiving = Archiving(barman, state, recorder, on_archived=self._archived)
         self._drills = Drills(
             settings, barman, runner, state, recorder, stop, self._backups.verdicts
         )
         self._offsite = OffsiteCopier(settings, runner, barman, state)
+        self._watch(settings, barman, stop)
         self._startup = Startup(
             settings,
             barman,
@@ -105,8 +112,42 @@ class Jobs:
             checks=self._checks,
             backups=self._backups,
             on_fatal=on_fatal,
-            on_ready=on_ready,
+            on_ready=lambda server: self._ready(server, on_ready),
         )
+
+    def _watch(self, settings: Settings, barman: Barman, stop: threading.Event) -> None:
+        """The WAL watcher, and per server the runs it starts: ``archive-wal`` at once, and the
+        off-site WAL copy at once after it (``_archived``)."""
+        self._archive_now = {
+            server.name: Coalesced(
+                f"archive-now-{server.name}",
+                partial(self._archiving.archive_if_waiting, server, "segment"),
+            )
+            for server in settings.servers
+        }
+        self._offsite_now = {
+            server.name: Coalesced(
+                f"offsite-wal-now-{server.name}", partial(self._offsite.run_wal, server, True)
+            )
+            for server in settings.servers
+            if server.offsite is not None
+        }
+        self._watcher = WalWatcher(
+            {server.name: barman.home.streaming_dir(server.name) for server in settings.servers},
+            on_completed=lambda name: self._archive_now[name].trigger(),
+            stop=stop,
+        )
+
+    def _ready(self, server: ServerSettings, on_ready: Callable[[ServerSettings], None]) -> None:
+        """Start-up is through: its jobs, and what completed while it ran archived now."""
+        on_ready(server)
+        self._archive_now[server.name].trigger()
+
+    def _archived(self, server: ServerSettings) -> None:
+        """WAL moved to ``wals/``: the probes see it, and it goes off-site at once."""
+        self._streaming.probe(server)
+        if server.name in self._offsite_now:
+            self._offsite_now[server.name].trigger()
 
     # What the scheduler calls -------------------------------------------------------------------
     def bootstrap(self, server: ServerSettings) -> None:
@@ -170,7 +211,17 @@ class Jobs:
         if refusal is not None:
             raise ConfigError(refusal)
 
+    def start_watching(self) -> None:
+        """Completed WAL segments archived (and copied off-site) as they appear."""
+        self._watcher.start()
+
     # What the shutdown calls ---------------------------------------------------------------------
+    def stop_watching(self) -> None:
+        """No triggered run starts any more; the watcher's thread has ended."""
+        self._watcher.close()
+        for coalesced in (*self._archive_now.values(), *self._offsite_now.values()):
+            coalesced.close()
+
     def wait_for_drills(self, timeout: float) -> bool:
         return self._drills.wait(timeout)
 

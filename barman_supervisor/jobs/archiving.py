@@ -7,27 +7,44 @@ directory read finds it: the command runs only then (at most once per WAL_ARCHIV
 server, the cadence cron used to give it: on one PostgreSQL with many slots every WAL switch
 completes a segment for every server). The global ``barman cron`` still runs
 (BARMAN_CRON_INTERVAL) for retention, ``check-backup`` and everything else it does.
+
+The same run is also started at once when the WAL watcher (``walwatch``) sees a segment
+complete; that interval job is then the safety net. A per-server lock keeps the two from ever
+running ``archive-wal`` side by side (the second waits, then finds what the first left).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import ServerSettings
-from barman_supervisor.jobs.recorder import JobRecorder
+from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
+from barman_supervisor.log import bind
 from barman_supervisor.status.state import State
 
 PARTIAL_SUFFIX = ".partial"
+TEMP_SUFFIX = ".tmp"
+# What started a run, in its log lines: the WAL watcher or the WAL_ARCHIVE_INTERVAL job.
+Trigger = Literal["segment", "interval"]
 
 
 def wal_waiting(streaming: Iterable[str], incoming: Iterable[str]) -> bool:
-    """Whether ``archive-wal`` has something to move: in ``streaming/`` anything but the
-    segment pg_receivewal is still writing (``.partial``) and hidden files; in ``incoming/``
-    (``archive_command`` delivers there) any visible file."""
-    completed = (n for n in streaming if not n.startswith(".") and not n.endswith(PARTIAL_SUFFIX))
+    """Whether ``archive-wal`` has something to move: in ``streaming/`` a completed file (not
+    the ``.partial`` segment pg_receivewal is writing, not a ``.tmp`` or hidden file) that
+    Barman would take; in ``incoming/`` (``archive_command`` delivers there) any visible file.
+
+    Barman keeps the newest completed file back while no ``.partial`` follows it (measured: a
+    switched segment stays in ``streaming/`` until the next WAL is written, and ``archive-wal``
+    says "no file found"): it counts only then."""
+    visible = [n for n in streaming if not n.startswith(".") and not n.endswith(TEMP_SUFFIX)]
+    completed = sorted(n for n in visible if not n.endswith(PARTIAL_SUFFIX))
+    if len(completed) == len(visible):  # no .partial: the newest completed one is held back
+        completed = completed[:-1]
     delivered = (n for n in incoming if not n.startswith("."))
-    return any(completed) or any(delivered)
+    return bool(completed) or any(delivered)
 
 
 class Archiving:
@@ -43,14 +60,17 @@ class Archiving:
         self._state = state
         self._recorder = recorder
         self._on_archived = on_archived
+        self._locks = ServerLocks()
 
-    def archive_if_waiting(self, server: ServerSettings) -> None:
+    def archive_if_waiting(self, server: ServerSettings, trigger: Trigger = "interval") -> None:
         """Only once start-up is through: until then ``switch-wal --archive`` archives the
         first segment itself, and two archivers would compete for Barman's lock."""
         if self._state.server(server.name).phase != "running":
             return
-        if not wal_waiting(*self._barman.home.waiting_wal(server.name)):
-            return
-        with self._recorder.job("archive_wal", server.name) as run:
-            run.take(self._barman.archive_wal(server.name))
+        lock: threading.Lock = self._locks(server.name)
+        with lock:
+            if not wal_waiting(*self._barman.home.waiting_wal(server.name)):
+                return
+            with bind(trigger=trigger), self._recorder.job("archive_wal", server.name) as run:
+                run.take(self._barman.archive_wal(server.name))
         self._on_archived(server)

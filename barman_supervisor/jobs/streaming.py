@@ -59,6 +59,12 @@ def prove_login(postgres: Postgres, state: State, server: str, reachable: bool) 
 
 
 class Streaming:
+    """Streaming for every server: the shared cron, the watchdog and the identity check.
+
+    Kept long: the three share the restart bookkeeping, the cron lock and the probe; split, each
+    part would reach into the others' state.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -162,6 +168,7 @@ class Streaming:
             wal_received_at=received,
             wal_archived_at=archived,
             disk_free_bytes=shutil.disk_usage(self._settings.barman_home).free,
+            wal_newest_at=self._barman.home.newest_wal_at(server.name),
         )
         return slot, running
 

@@ -60,6 +60,8 @@ LIST_TIMEOUT = 120.0
 WAL_TIMEOUT = 300.0
 # The backoff between failed rounds grows to this (the store may be down for hours).
 MAX_BACKOFF = 600.0
+# One round of a copy job for a server.
+Round = Callable[[ServerSettings], None]
 KINDS: tuple[CopyKind, ...] = ("backup", "wal")
 
 
@@ -178,9 +180,9 @@ class Records:
             record.oldest_owed_wal = oldest
             record.oldest_owed_wal_at = oldest_at
 
-    def wal_copied(self, server: ServerSettings, newest: str, files: int, size: int) -> None:
+    def wal_copied(self, server: ServerSettings, newest: Path, files: int, size: int) -> None:
         with self._change(server) as record:
-            record.wal_copied = newest
+            record.wal_copied, record.newest_wal_at = newest.name, _stat(newest, "st_mtime") or None
             record.wal_copied_at = time.time()
             record.wal_files_copied += files
             record.bytes_copied += size
@@ -240,16 +242,17 @@ class OffsiteCopier:
         """The backups job (scheduled); never raises, records its outcome."""
         self._guarded("backup", server, self._backups_round)
 
-    def run_wal(self, server: ServerSettings) -> None:
-        """The WAL job (scheduled). While it backs off after a failure it still measures the
-        backlog for the probes and holds Barman's retention."""
-        self._guarded("wal", server, self._copy_wal)
+    def run_wal(self, server: ServerSettings, wait: bool = False) -> None:
+        """The WAL job: scheduled (skipped while a round runs), or at once after archive-wal
+        (``wait``s behind a running round: it may have listed ``wals/`` before the new files).
+        Backing off after a failure, it still measures the backlog and holds retention."""
+        self._guarded("wal", server, self._copy_wal, wait)
 
     def _guarded(
-        self, kind: CopyKind, server: ServerSettings, body: Callable[[ServerSettings], None]
+        self, kind: CopyKind, server: ServerSettings, body: Round, wait: bool = False
     ) -> None:
         lock = self._locks[(kind, server.name)]
-        if server.offsite is None or not lock.acquire(blocking=False):
+        if server.offsite is None or not lock.acquire(blocking=wait):
             return
         try:
             with bind(server=server.name, job=f"offsite-{kind}"), contextlib.suppress(RunnerClosed):
@@ -416,7 +419,7 @@ class OffsiteCopier:
                 if done:
                     self._ledger.write(server.name, wal_copied=done[-1], url=_offsite(server).url)
                     size = sum(_stat(files[n], "st_size") for n in done)
-                    self._records.wal_copied(server, done[-1], len(done), size)
+                    self._records.wal_copied(server, files[done[-1]], len(done), size)
                 failures = [failure for failure in results.values() if failure is not None]
                 if failures:
                     raise CopyFailed(failures[0])

@@ -58,6 +58,8 @@ class OffsiteRecord:
     oldest_owed_wal_at: float | None = None
     wal_copied: str | None = None
     wal_copied_at: float | None = None
+    # When the newest WAL in the store was written (its file time in wals/): the recovery point.
+    newest_wal_at: float | None = None
     wal_files_copied: int = 0
     bytes_copied: int = 0
     failures: int = 0

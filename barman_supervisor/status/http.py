@@ -165,6 +165,11 @@ def _streaming_status(server: ServerState, now: float) -> dict[str, Any]:
         "wal_archive_age_s": round(now - server.wal_archived_at, 1)
         if server.wal_archived_at
         else None,
+        # Seconds since the newest WAL in wals/ and in the off-site store was written.
+        "wal_newest_age_s": {
+            where: round(now - at, 1) if at is not None else None
+            for where, at in server.recovery_points().items()
+        },
         "wal_gap": {**asdict(server.wal_gap), "detected_at": _iso(server.wal_gap_at)}
         if server.wal_gap
         else None,

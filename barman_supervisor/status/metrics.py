@@ -118,6 +118,12 @@ class _StreamingFamilies(_Families):
         self.wal_archived = _gauge(
             "wal_last_archived_age_seconds", "age of the newest WAL in Barman's archive", ["server"]
         )
+        self.wal_newest = _gauge(
+            "wal_newest_age_seconds",
+            "since the newest WAL segment in wals/ (where=local) or in the off-site store "
+            "(where=offsite) was written: the recovery point",
+            ["server", "where"],
+        )
 
     def add(self, name: str, server: ServerState, now: float, ready: bool) -> None:
         self.ready.add_metric([name], int(ready))
@@ -139,6 +145,9 @@ class _StreamingFamilies(_Families):
             self.wal_received.add_metric([name], now - server.wal_received_at)
         if server.wal_archived_at is not None:
             self.wal_archived.add_metric([name], now - server.wal_archived_at)
+        for where, written_at in server.recovery_points().items():
+            if written_at is not None:
+                self.wal_newest.add_metric([name, where], now - written_at)
 
 
 # pg_replication_slots.wal_status's values, each served (0 or 1) so a change shows at once.

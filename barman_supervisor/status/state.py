@@ -136,6 +136,8 @@ class ServerState:
     receive_wal_running: bool | None = None
     wal_received_at: float | None = None
     wal_archived_at: float | None = None
+    # When the newest segment in wals/ was written: the local recovery point.
+    wal_newest_at: float | None = None
     disk_free_bytes: int | None = None
     identity_problem: str | None = None
     # The host that answered as the primary, and the last promotion followed (FailoverRecord).
@@ -157,6 +159,14 @@ class ServerState:
     runs: dict[str, JobRun] = field(default_factory=dict)
     run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+
+    def recovery_points(self) -> dict[str, float | None]:
+        """When the newest WAL was written, in ``wals/`` (``local``) and, with OFFSITE_URL, in
+        the store (``offsite``): how much a loss of the host (or of both) would lose."""
+        points: dict[str, float | None] = {"local": self.wal_newest_at}
+        if self.offsite:
+            points["offsite"] = self.offsite.get("newest_wal_at")
+        return points
 
 
 class State:
@@ -256,12 +266,14 @@ class State:
         wal_received_at: float | None,
         wal_archived_at: float | None,
         disk_free_bytes: int,
+        wal_newest_at: float | None = None,
     ) -> None:
         """The monitor's cheap facts: streaming process, WAL file times, free disk."""
         with self._lock:
             target = self._servers[server]
             target.receive_wal_running = receive_wal_running
             target.wal_received_at, target.wal_archived_at = wal_received_at, wal_archived_at
+            target.wal_newest_at = wal_newest_at
             target.disk_free_bytes = disk_free_bytes
 
     def record_checks(self, server: str, checks: list[Check]) -> None:

@@ -112,6 +112,21 @@ def test_wal_times_are_the_newest_file_times(tmp_path: Path) -> None:
     assert home.wal_times("pg") == (300, 200)
 
 
+def test_the_newest_archived_segments_time_is_the_recovery_point(tmp_path: Path) -> None:
+    home = home_with(
+        tmp_path,
+        "pg/wals/0000000100000000/000000010000000000000009",
+        "pg/wals/0000000100000001/000000010000000100000001",
+        "pg/wals/0000000100000001/000000010000000100000002",
+        "pg/wals/00000002.history",
+    )
+    os.utime(tmp_path / "pg/wals/0000000100000001/000000010000000100000001", (300, 300))
+    os.utime(tmp_path / "pg/wals/0000000100000001/000000010000000100000002", (200, 200))
+
+    assert home.newest_wal_at("pg") == 200
+    assert BarmanHome(tmp_path / "none").newest_wal_at("pg") is None
+
+
 def test_the_backups_fingerprint_changes_with_any_backup_info(tmp_path: Path) -> None:
     home = home_with(tmp_path, "pg/base/B1/backup.info=status=STARTED\n")
     before = home.backups_fingerprint("pg")

@@ -20,6 +20,10 @@ SEGMENT = "000000010000000000000003"
         ([f"{SEGMENT}.partial", ".tmp-file"], [], False),
         (["000000010000000000000002", f"{SEGMENT}.partial"], [], True),
         (["00000002.history", f"{SEGMENT}.partial"], [], True),
+        # Barman holds the newest completed segment back until a .partial follows it.
+        (["000000010000000000000002"], [], False),
+        (["000000010000000000000001", "000000010000000000000002"], [], True),
+        (["000000010000000000000002", "00000002.history.tmp"], [], False),
         ([f"{SEGMENT}.partial"], [SEGMENT], True),
         ([], [f"{SEGMENT}.partial"], True),
         ([], [".hidden"], False),
@@ -53,6 +57,7 @@ def test_nothing_runs_while_only_the_partial_segment_is_there(world: World) -> N
 
 
 def test_a_completed_segment_is_archived_and_probed(world: World) -> None:
+    """Archived once the next segment's .partial exists."""
     streaming_dir(world)
     (world.settings.barman_home / "pg" / "streaming" / "000000010000000000000002").write_bytes(b"")
     world.state.set_phase("pg", "running")

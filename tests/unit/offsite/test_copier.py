@@ -3,7 +3,9 @@ sees the whole record after every change, and /readyz, /status, /metrics read it
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from tests.unit.offsite.test_plan import OFFSITE_LIMITS as LIMITS
 from tests.unit.status.test_health import NOW, protected
 
 URL = "s3://backups/barman"
+# A WAL file's time in Barman's archive: what the store's recovery point is read from.
+WRITTEN_AT = 1_700_000_000.0
 
 
 @pytest.fixture
@@ -40,7 +44,9 @@ def test_a_first_write_publishes_the_whole_record_with_the_url(server: ServerSet
     assert published["backups_owed"] == []
 
 
-def test_a_backup_copy_moves_owed_to_copied_and_adds_its_bytes(server: ServerSettings) -> None:
+def test_a_backup_copy_moves_owed_to_copied_and_adds_its_bytes(
+    server: ServerSettings, tmp_path: Path
+) -> None:
     state = State([server.name])
     records = Records(state)
     first, second = backup("20261101T000000", 100.0, 10), backup("20261102T000000", 200.0, 20)
@@ -56,8 +62,13 @@ def test_a_backup_copy_moves_owed_to_copied_and_adds_its_bytes(server: ServerSet
     assert record.newest_copied_backup == second.backup_id
     assert record.oldest_owed_backup is None
     assert record.bytes_copied == 30
-    records.wal_copied(server, "000000010000000000000009", 2, 5)
+    segment = tmp_path / "000000010000000000000009"
+    segment.write_bytes(b"")
+    os.utime(segment, (WRITTEN_AT, WRITTEN_AT))
+    records.wal_copied(server, segment, 2, 5)
     assert state.server(server.name).offsite["bytes_copied"] == 35
+    assert state.server(server.name).offsite["wal_copied"] == segment.name
+    assert state.server(server.name).offsite["newest_wal_at"] == WRITTEN_AT
     assert state.server(server.name).offsite["wal_files_copied"] == 2
 
 

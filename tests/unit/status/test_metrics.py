@@ -191,3 +191,27 @@ def test_the_slots_safe_wal_size_and_wal_status_are_served() -> None:
     safe = {s.labels["server"]: s.value for s in samples if "safe_wal_size" in s.name}
     assert safe == {"pg": -(1 << 20)}
     assert scrape(state)[("wal_lag_bytes", "pg")] == 9 << 30
+
+
+def test_the_recovery_point_is_served_for_wals_and_the_store() -> None:
+    """How old the newest WAL is in ``wals/`` and, for a server that copies off-site, in the
+    store; a server with nothing archived has no sample."""
+    state = State(["pg", "idle"])
+    state.record_probe(
+        "pg",
+        receive_wal_running=True,
+        wal_received_at=NOW - 1,
+        wal_archived_at=NOW - 2,
+        disk_free_bytes=40 << 30,
+        wal_newest_at=NOW - 3,
+    )
+    state.record_offsite("pg", {"url": "s3://b/p", "newest_wal_at": NOW - 5})
+    text = generate_latest(registry(state, lambda _server: LIMITS, clock=lambda: NOW)).decode()
+    ages = {
+        (sample.labels["server"], sample.labels["where"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "barman_supervisor_wal_newest_age_seconds"
+    }
+    assert ages == {("pg", "local"): 3, ("pg", "offsite"): 5}
+    assert state.server("idle").recovery_points() == {"local": None}
