@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from barman_supervisor.barman.records import parse_backup_info
+from barman_supervisor.barman.home import BarmanHome
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.forwarder import Forwarder, forwarder
 from tests.support.ha import HaPair, ha_pair
@@ -104,8 +104,8 @@ def backup_timelines(daemon: Daemon) -> list[int]:
     for backup in daemon.backups():
         if backup["status"] != "DONE":
             continue
-        info = daemon.home / SERVER / "base" / backup["backup_id"] / "backup.info"
-        timeline = parse_backup_info(info.read_text()).get("timeline")
+        info = BarmanHome(daemon.home).backup_info(SERVER, backup["backup_id"])
+        timeline = info.get("timeline")
         timelines.append(int(timeline or 0))
     return timelines
 
