@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from barman_supervisor.barman.records import parse_backup_info
+from barman_supervisor.barman.home import BarmanHome
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.forwarder import Forwarder, forwarder
 from tests.support.ha import HaPair, ha_pair
@@ -66,9 +66,9 @@ def server_status(daemon: Daemon) -> dict[str, Any]:
     return dict(document["servers"][SERVER])
 
 
-def followed(daemon: Daemon, timeline: int, port: int | None) -> dict[str, Any]:
+def followed(daemon: Daemon, timeline: int, port: int) -> dict[str, Any]:
     """Until ``/readyz`` is 200 with the server on ``timeline`` and ``port`` answering as its
-    primary (None: any): its ``/status``. A timeout names what was seen last."""
+    primary: its ``/status``. A timeout names what was seen last."""
     seen: dict[str, Any] = {}
 
     def ready() -> dict[str, Any] | None:
@@ -83,8 +83,7 @@ def followed(daemon: Daemon, timeline: int, port: int | None) -> dict[str, Any]:
             problems=status.get("problems"),
         )
         on_timeline = postgres.get("timeline") == timeline
-        by_port = port is None or primary.get("port") == port
-        return status if code == 200 and on_timeline and by_port else None
+        return status if code == 200 and on_timeline and primary.get("port") == port else None
 
     try:
         return wait_until(
@@ -104,8 +103,8 @@ def backup_timelines(daemon: Daemon) -> list[int]:
     for backup in daemon.backups():
         if backup["status"] != "DONE":
             continue
-        info = daemon.home / SERVER / "base" / backup["backup_id"] / "backup.info"
-        timeline = parse_backup_info(info.read_text()).get("timeline")
+        info = BarmanHome(daemon.home).backup_info(SERVER, backup["backup_id"])
+        timeline = info.get("timeline")
         timelines.append(int(timeline or 0))
     return timelines
 
@@ -238,7 +237,7 @@ class TestSynchronousPair:
     ) -> None:
         pair, daemon, webhook = sync_story.pair, sync_story.daemon, sync_story.webhook
         old = pair.primary
-        followed(daemon, 1, None)
+        followed(daemon, 1, old.port)
         commit(old, "timeline 1, after the backup", 50)
         pair.wait_replayed()
         new = pair.promote()
@@ -335,7 +334,7 @@ class TestAsynchronousPairBehindAVip:
         )
         assert vip is not None
         old = pair.primary
-        followed(daemon, 1, None)
+        followed(daemon, 1, vip.port)
         commit(old, "replicated", 50)
         pair.wait_replayed()
         pair.cut_standby()
