@@ -363,6 +363,37 @@ def offsite_section(r: Any) -> str:
     )
 
 
+def peer_section(r: Any) -> str:
+    """Scenario 9: backup and restore beside pgBackRest, per compression."""
+    rows = [
+        [
+            f"{what} ({compression})",
+            num(get(r, "daemon", f"{what}_s", compression)),
+            num(get(r, "pgbackrest", f"{what}_s", compression)),
+            num(get(r, "daemon_over_pgbackrest", compression, what), 2, "x"),
+            "/".join(
+                num(sample.get("load1"), 1)
+                for sample in get(r, "runs", compression, "daemon", what) or []
+            ),
+        ]
+        for compression in ("none", "zstd")
+        for what in ("backup", "restore")
+    ]
+    headers = ["full", "daemon, s", "pgBackRest, s", "daemon / pgBackRest", "load1 per run"]
+    stores = ", ".join(
+        f"{compression}: daemon {num(get(r, 'daemon', 'store_mb', compression), 0)} MB, "
+        f"pgBackRest {num(get(r, 'pgbackrest', 'store_mb', compression), 0)} MB"
+        for compression in ("none", "zstd")
+    )
+    return table(headers, rows) + (
+        f"\n\nMedians. {get(r, 'pgbackrest_version')}, local repository, process-max = "
+        f"{get(r, 'cores')}, start-fast; the daemon's first backup (BACKUP_COMPRESSION) and "
+        "`barman-supervisor restore` timed whole (plan included). Same cluster of "
+        f"{num(get(r, 'cluster_mb'), 0)} MB, same disk; rounds alternate the order. Stored: "
+        f"{stores}. Targets: daemon / pgBackRest <= 1.0 for backup and restore."
+    )
+
+
 def rpo_section(r: Any) -> str:
     """Scenario 10: the recovery point, pg_switch_wal() -> wals/ -> the bucket."""
     burst = get(r, "burst") or {}
@@ -390,6 +421,7 @@ SECTIONS = (
     ("health", "6. Health endpoint under load", health_section),
     ("drill", "7. Restore drill", drill_section),
     ("offsite", "8. Off-site copy (S3)", offsite_section),
+    ("peer", "9. Backup and restore beside pgBackRest", peer_section),
     ("rpo", "10. Recovery point", rpo_section),
 )
 
