@@ -414,6 +414,38 @@ def failover_section(r: Any) -> str:
     )
 
 
+def peer_section(r: Any) -> str:
+    """Backup and restore beside pgBackRest, per compression: ``python -m bench.peer`` (run alone;
+    not a phase of ``make bench``)."""
+    rows = [
+        [
+            f"{what} ({compression})",
+            num(get(r, "daemon", f"{what}_s", compression)),
+            num(get(r, "pgbackrest", f"{what}_s", compression)),
+            num(get(r, "daemon_over_pgbackrest", compression, what), 2, "x"),
+            "/".join(
+                num(sample.get("load1"), 1)
+                for sample in get(r, "runs", compression, "daemon", what) or []
+            ),
+        ]
+        for compression in ("none", "zstd")
+        for what in ("backup", "restore")
+    ]
+    headers = ["full", "daemon, s", "pgBackRest, s", "daemon / pgBackRest", "load1 per run"]
+    stores = ", ".join(
+        f"{compression}: daemon {num(get(r, 'daemon', 'store_mb', compression), 0)} MB, "
+        f"pgBackRest {num(get(r, 'pgbackrest', 'store_mb', compression), 0)} MB"
+        for compression in ("none", "zstd")
+    )
+    return table(headers, rows) + (
+        f"\n\nMedians. {get(r, 'pgbackrest_version')}, local repository, process-max = "
+        f"{get(r, 'cores')}, start-fast; the daemon's first backup (BACKUP_COMPRESSION) and "
+        "`barman-supervisor restore` timed whole (plan included). Same cluster of "
+        f"{num(get(r, 'cluster_mb'), 0)} MB, same disk; rounds alternate the order. Stored: "
+        f"{stores}. Targets: daemon / pgBackRest <= 1.0 for backup and restore."
+    )
+
+
 def rpo_section(r: Any) -> str:
     """Scenario 11: the recovery point, pg_switch_wal() -> wals/ -> the bucket."""
     burst = get(r, "burst") or {}

@@ -21,6 +21,7 @@ from barman_supervisor.barman.verify import verify_backup
 from barman_supervisor.config import DRILL_OFFSITE, ServerSettings, Settings
 from barman_supervisor.errors import DrillFailed
 from barman_supervisor.process.runner import Runner
+from barman_supervisor.restore.common import recover_jobs, usable_cores
 from barman_supervisor.restore.store import StorePlan, StoreRestore, plan_restore
 
 
@@ -86,6 +87,8 @@ class LocalSource:
         PATH only, and it must be of the backup's major."""
         outcome = self._barman.run(
             "recover",
+            "--jobs",
+            str(recover_jobs(usable_cores())),
             self._server.name,
             backup.backup_id,
             str(data),

@@ -9,13 +9,20 @@ other's arguments and output.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shlex
 import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from barman_supervisor.barman.space import space_problem
+from barman_supervisor.config import Settings
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.process.forkserver import ForkServer
+from barman_supervisor.process.pid1 import Pid1
+from barman_supervisor.process.runner import Runner
 
 EXIT_OK, EXIT_FAILED = 0, 1
 TARGET_ACTIONS = ("pause", "promote", "shutdown")
@@ -24,6 +31,36 @@ TARGET_ACTIONS = ("pause", "promote", "shutdown")
 # and WAL replayed past it, take more), so no factor or margin is added and no restore that would
 # fit is refused. The drill, which starts the copy, adds its own (DRILL_SPACE_FACTOR, _MARGIN).
 RESTORE_SPACE_FACTOR, RESTORE_SPACE_MARGIN = 1.0, 0
+
+
+def recover_jobs(cores: int) -> int:
+    """``barman recover --jobs``: one rsync per core the restore may use.
+
+    Barman copies an uncompressed backup with one rsync by default (``parallel_jobs = 1``).
+    Measured on a 750 MB backup on 2 cores (bench/peer.py, docs/restore.md): 2.7 s with one job,
+    2.2 s with two, 2.4 s with four; more jobs than cores only add processes. A compressed
+    backup is extracted by one ``tar`` whatever the jobs."""
+    return max(1, cores)
+
+
+@contextlib.contextmanager
+def barman_runner(settings: Settings) -> Iterator[Runner]:
+    """The runner of a restore command, its Barman commands forked from one process that
+    imported Barman once (``BARMAN_FORKSERVER``, as in the daemon): ``restore`` runs three
+    (``list-backups``, ``show-backup``, ``recover``), each paying Barman's import otherwise."""
+    supervisor = Pid1()
+    runner = Runner(supervisor, settings.child_env)
+    if settings.barman_forkserver:
+        runner.serve_from(ForkServer.start(settings.barman_bin, settings.child_env, supervisor))
+    try:
+        yield runner
+    finally:
+        runner.close_forkserver()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set), not the host's."""
+    return len(os.sched_getaffinity(0))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

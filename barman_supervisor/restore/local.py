@@ -58,17 +58,19 @@ from barman_supervisor.postgres.wal import (
     reaches,
     timeline_of,
 )
-from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.restore import pitr
 from barman_supervisor.restore.common import (
     EXIT_FAILED,
     EXIT_OK,
+    barman_runner,
     checked_target,
     destination_problem,
     free_space,
     next_steps,
+    recover_jobs,
     room_problem,
+    usable_cores,
 )
 
 
@@ -82,9 +84,10 @@ class Plan:
     # A newer timeline the backup leads to, to replay onto when there is no target
     # (``newer_timeline``); None: the backup's own.
     timeline: int | None = None
+    jobs: int = 1
 
     def recover_args(self) -> list[str]:
-        args = ["recover"]
+        args = ["recover", "--jobs", str(self.jobs)]
         if self.target is not None:
             args += [f"--target-{self.target[0]}", self.target[1]]
             args += ["--target-action", self.target_action]
@@ -151,8 +154,20 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     if problem is not None:
         raise ConfigError(problem)
     target, target_time = checked_target(args)
+    with barman_runner(settings) as runner:
+        return _plan_and_recover(args, settings, runner, say, target, target_time)
 
-    runner = Runner(Pid1(), settings.child_env)
+
+def _plan_and_recover(
+    args: argparse.Namespace,
+    settings: Settings,
+    runner: Runner,
+    say: Any,
+    target: tuple[str, str] | None,
+    target_time: datetime | None,
+) -> int:
+    """Choose and check the backup, print the plan, run ``barman recover``."""
+    destination = Path(args.destination)
     barman = Barman(settings, runner)
     backup_id = args.backup_id or _choose(barman, args.server, target_time)
     verdict = VerdictFiles(barman.home).read(args.server, backup_id)
@@ -171,7 +186,8 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
         destination,
         target,
         args.target_action,
-        _followed_timeline(barman.home, args.server, facts.backup_id),
+        timeline=_followed_timeline(barman.home, args.server, facts.backup_id),
+        jobs=recover_jobs(usable_cores()),
     )
     _print_plan(say, plan, facts, settings, target_time)
     say(f"  verified     {describe(verdict)}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.verdicts import BackupVerdict, Verdict, VerdictFiles
 from barman_supervisor.cli import EXIT_BAD_INPUT
+from barman_supervisor.restore import common
 from barman_supervisor.restore import local as restore
 from tests.unit.conftest import Ran
 
@@ -30,10 +31,12 @@ def test_choose_backup_before_the_target() -> None:
 def test_plan_passes_target_and_action_only_with_a_target() -> None:
     dest = Path("/restore/here")
     plain = restore.Plan("pg", "B1", dest, None, "pause")
-    assert plain.recover_args() == ["recover", "pg", "B1", "/restore/here"]
-    timed = restore.Plan("pg", "B1", dest, ("time", "2026-11-23 14:05:00+00"), "promote")
+    assert plain.recover_args() == ["recover", "--jobs", "1", "pg", "B1", "/restore/here"]
+    timed = restore.Plan("pg", "B1", dest, ("time", "2026-11-23 14:05:00+00"), "promote", jobs=2)
     assert timed.recover_args() == [
         "recover",
+        "--jobs",
+        "2",
         "--target-time",
         "2026-11-23 14:05:00+00",
         "--target-action",
@@ -117,7 +120,16 @@ def test_a_named_backup_that_failed_verification_is_refused_in_one_line(
 def test_a_target_less_restore_follows_a_failover_since_the_backup() -> None:
     dest = Path("/restore/here")
     followed = restore.Plan("pg", "B1", dest, None, "pause", timeline=2)
-    assert followed.recover_args() == ["recover", "--target-tli", "2", "pg", "B1", "/restore/here"]
+    assert followed.recover_args() == [
+        "recover",
+        "--jobs",
+        "1",
+        "--target-tli",
+        "2",
+        "pg",
+        "B1",
+        "/restore/here",
+    ]
     # a target names its own end: the timeline is not added to it
     timed = restore.Plan("pg", "B1", dest, ("lsn", "0/3000000"), "promote", timeline=2)
     assert "--target-tli" not in timed.recover_args()
@@ -144,3 +156,8 @@ def test_history_files_are_read_whatever_wal_compression_barman_used() -> None:
         lzma.compress(text.encode()),
     ):
         assert restore.archived_text(packed) == text
+
+
+def test_recover_jobs_is_one_per_core_and_at_least_one() -> None:
+    assert common.recover_jobs(2) == 2
+    assert common.recover_jobs(0) == 1
