@@ -48,6 +48,9 @@ def offsite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offsite]:
         HEALTH_INTERVAL="1",
         OFFSITE_INTERVAL="5",
         OFFSITE_COMPRESSION="lz4",
+        # The promotion below is followed; its full backup on timeline 2 would become the
+        # store's newest, and these tests restore the timeline-1 backup across the switch.
+        FAILOVER_BACKUP="false",
     ) as offsite:
         yield offsite
 
