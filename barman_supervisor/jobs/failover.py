@@ -56,7 +56,9 @@ class Failover:
         ``confirm_streaming``: start receive-wal if needed and wait until the slot is active
         (``Streaming.confirm_started``), since ``barman backup`` refuses to start before."""
         self._confirm_streaming = confirm_streaming
-        self._locks = {server.name: threading.Lock() for server in settings.servers}
+        # Reentrant: waiting for streaming runs the identity check, which may find the next
+        # promotion (two in a row) and follow it from inside this one.
+        self._locks = {server.name: threading.RLock() for server in settings.servers}
         self._settings = settings
         self._barman = barman
         self._state = state

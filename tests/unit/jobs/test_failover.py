@@ -134,3 +134,30 @@ def test_a_promotion_seen_twice_is_followed_once(environ: dict[str, str], tmp_pa
 
     assert len(world.notifier.posts) == 1
     assert world.owed == ["pg"]
+
+
+def test_a_second_promotion_seen_while_following_the_first_is_followed_too(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    world = promoted(tmp_path, environ)
+    streaming_file(world, "000000010000000000000003.partial", 0x100)
+    known = world.state.server("pg").identity
+    assert known is not None
+    third = dataclasses.replace(world.postgres.identity_answer, timeline=3)
+    failover = world.failover()
+    asked: list[int] = []
+
+    def confirm(server: object) -> bool:
+        """Waiting for streaming runs the identity check: timeline 3 is there already."""
+        asked.append(len(asked))
+        if len(asked) == 1:
+            world.postgres.history_answer = HISTORY + "2\t0/4000000\tno recovery target\n"
+            assert failover.follow(world.server, world.postgres.identity_answer, third)
+        return True
+
+    failover._confirm_streaming = confirm
+    assert failover.follow(world.server, known, world.postgres.identity_answer)
+
+    assert len(asked) == 2  # the second followed from inside the first, no deadlock
+    record = world.state.server("pg").failover
+    assert record is not None and (record.from_timeline, record.to_timeline) == (2, 3)
