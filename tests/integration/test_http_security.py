@@ -29,8 +29,10 @@ ALLOWED_HOST = "barman.example"
 # The load of the issue: a port scanner's or a load balancer's idle connections, and slowloris.
 IDLE_CONNECTIONS = 2000
 TRICKLING_CLIENTS = 64
-# Each probe must answer within this (a generous bound: the target is 50 ms, see bench/http.py).
-PROBE_TIMEOUT_S = 2.0
+# Each probe must answer within this: a generous bound (the target, 50 ms, is bench/http.py's),
+# since CI runs this beside three other test files on 2 cores and this process also drives the
+# 2,064 clients; 2 s failed once there (a TLS handshake). The threaded server answered none in 10.
+PROBE_TIMEOUT_S = 5.0
 # Probing lasts past the server's 10 s request deadline, so the idle connections are closed and
 # reopened once while the probes go on.
 PROBE_WINDOW_S = 12.0
