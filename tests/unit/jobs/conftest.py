@@ -11,6 +11,7 @@ import pytest
 from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.jobs.failover import Failover
 from barman_supervisor.jobs.recorder import JobRecorder
+from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.status.state import State
 from tests.unit.jobs.fakes import FakeBarman, FakePostgres, RecordingNotifier, settings_for
 
@@ -31,6 +32,20 @@ class World:
 
     def backup_owed(self, server: ServerSettings) -> None:
         self.owed.append(server.name)
+
+    def streaming(self) -> Streaming:
+        """The streaming handler over this world's fakes, following promotions with
+        ``failover()``."""
+        return Streaming(
+            self.settings,
+            self.barman,
+            self.state,
+            {self.server.name: self.postgres},
+            self.recorder,
+            self.stop,
+            on_wal_gap=self.backup_owed,
+            failover=self.failover(),
+        )
 
     def failover(self) -> Failover:
         """The failover handler over this world's fakes; a backup it owes lands in ``owed``."""

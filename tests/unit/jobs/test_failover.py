@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from barman_supervisor.jobs.streaming import Streaming
 from tests.unit.jobs.conftest import World, make_world
 from tests.unit.jobs.fakes import FACTS
 
@@ -36,16 +35,7 @@ def streaming_file(world: World, name: str, written: int) -> Path:
 
 
 def cron(world: World) -> None:
-    Streaming(
-        world.settings,
-        world.barman,
-        world.state,
-        {world.server.name: world.postgres},
-        world.recorder,
-        world.stop,
-        on_wal_gap=world.backup_owed,
-        failover=world.failover(),
-    ).cron()
+    world.streaming().cron()
 
 
 def test_a_promotion_after_full_replay_is_followed_with_nothing_moved(

@@ -11,16 +11,7 @@ from tests.unit.jobs.conftest import World, make_world
 
 
 def handler(world: World) -> Streaming:
-    return Streaming(
-        world.settings,
-        world.barman,
-        world.state,
-        {world.server.name: world.postgres},
-        world.recorder,
-        world.stop,
-        on_wal_gap=world.backup_owed,
-        failover=world.failover(),
-    )
+    return world.streaming()
 
 
 def running(world: World) -> None:
