@@ -30,6 +30,10 @@ class RunnerClosed(Interrupted):
     """A command was refused because the daemon's shutdown closed the runner."""
 
 
+class HeldElsewhere(SupervisorError):
+    """Sharded: another replica's session holds the claim on a server (the message: who)."""
+
+
 class DrillFailed(SupervisorError):
     """A restore drill step failed; the message is the reason the drill result carries."""
 

@@ -19,6 +19,7 @@ from tenacity import (
     stop_after_delay,
     stop_never,
     wait_exponential_jitter,
+    wait_fixed,
 )
 from tenacity.stop import stop_base
 
@@ -93,6 +94,21 @@ def until_reachable(
         wait=wait,
         sleep=_sleeper(stop),
         before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def every(
+    stop: threading.Event, interval: float, *, retry_on: tuple[type[BaseException], ...]
+) -> Retrying:
+    """For ever at a fixed interval, until the stop: for waiting on something another party
+    ends (a claim another replica holds), where a growing backoff would only delay the moment
+    it is noticed."""
+    return Retrying(
+        retry=retry_if_exception_type(retry_on),
+        stop=stop_never,
+        wait=wait_fixed(interval),
+        sleep=_sleeper(stop),
         reraise=True,
     )
 

@@ -23,6 +23,7 @@ from barman_supervisor.config.env import Env
 from barman_supervisor.config.model import Secret, ServerSettings, Settings
 from barman_supervisor.config.mounted import config_mode, mounted_global_options, mounted_servers
 from barman_supervisor.config.servers import rendered_servers
+from barman_supervisor.config.shard import Ownership, Shard, ownership, shard_from
 from barman_supervisor.config.web import probe_uses_tls, web_access
 from barman_supervisor.errors import ConfigError
 
@@ -53,7 +54,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     env = Env(environ)
     timezone = _timezone(env)
     files = _barman_files(env)
-    servers = _servers(env, files, timezone)
+    configured = _servers(env, files, timezone)
+    shard, owners = _shard(env, configured)
+    servers = tuple(s for s, o in zip(configured, owners, strict=True) if o.mine)
     home = _fill(files.home)
     pgpass_file = absolute_path(
         "BARMAN_PGPASS_FILE", env.text("BARMAN_PGPASS_FILE", BARMAN_HOME=home)
@@ -107,8 +110,21 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         offsite_backup_timeout=env.seconds("OFFSITE_BACKUP_TIMEOUT"),
         offsite_wal_jobs=env.integer("OFFSITE_WAL_JOBS"),
         child_env=MappingProxyType(child_env),
-        secrets=_secrets(webhook, servers),
+        secrets=_secrets(webhook, configured),
+        shard=shard,
+        ownership=owners if shard is not None else (),
     )
+
+
+def _shard(
+    env: Env, servers: tuple[ServerSettings, ...]
+) -> tuple[Shard | None, tuple[Ownership, ...]]:
+    """This replica's shard and every configured server's owner; unsharded, it owns all."""
+    shard = shard_from(env.text("SHARD_INDEX"), env.text("SHARD_COUNT"), env.text("POD_NAME"))
+    names = tuple(server.name for server in servers)
+    if shard is None:
+        return None, tuple(Ownership(name, 0, True, "no SHARD_COUNT") for name in names)
+    return shard, ownership(names, shard)
 
 
 def _barman_files(env: Env) -> _BarmanFiles:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg.conninfo import conninfo_to_dict
 
+from barman_supervisor.config.shard import Ownership, Shard
 from barman_supervisor.config.variables import DRILL_LOCAL, VARIABLES
 
 # libpq's TLS keywords that are paths or a mode: shown by check-config.
@@ -242,6 +243,10 @@ class Settings:
     child_env: Mapping[str, str] = field(repr=False)
     secrets: tuple[Secret, ...] = field(repr=False)
     http_access: WebAccess = field(default_factory=WebAccess)
+    # With SHARD_COUNT: this replica's shard, and every configured server's owner (``servers``
+    # holds only the ones this replica owns).
+    shard: Shard | None = None
+    ownership: tuple[Ownership, ...] = ()
 
     def server(self, name: str) -> ServerSettings:
         for server in self.servers:

@@ -9,6 +9,9 @@ table is complete by construction; ``reference`` renders the documentation from 
 A default may name another value as ``$NAME`` (``$BARMAN_HOME/drill``): the caller that knows
 that value fills it in. An empty default with ``unset`` text means "computed or off": the text
 says what happens then, for the documentation.
+
+Kept long: one row per variable is the point of the module; split, the table would no longer
+be one place to read.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ HEALTH = "Health, alerts and HTTP"
 DRILLS = "Restore drills"
 OFFSITE = "Off-site copies (S3)"
 PROCESS = "Logs, start and stop"
-GROUPS = (SERVERS, BARMAN, BACKUPS, WAL, HEALTH, DRILLS, OFFSITE, PROCESS)
+SHARDING = "Several replicas (sharding)"
+GROUPS = (SERVERS, BARMAN, BACKUPS, WAL, HEALTH, DRILLS, OFFSITE, PROCESS, SHARDING)
 
 
 def _in(group: str, *rows: Variable) -> tuple[Variable, ...]:
@@ -479,6 +483,21 @@ _TABLE: tuple[Variable, ...] = (
             "`first_backup`) at once; the others wait in phase `queued`, first come first served",
             minimum=1, maximum=1000,
         ),
+    ),
+    *_in(
+        SHARDING,
+        Variable("SHARD_COUNT", "text", "",
+            "the number of replicas sharing `BARMAN_SERVERS` (every replica is given the full "
+            "list and protects the servers rendezvous hashing gives its shard; "
+            "[kubernetes.md](kubernetes.md#sharding-which-replica-protects-which-server)); "
+            "change it together with the replica count",
+            unset="no sharding: this daemon protects every server"),
+        Variable("SHARD_INDEX", "text", "",
+            "this replica's shard, 0 to `SHARD_COUNT`-1",
+            unset="the ordinal ending `POD_NAME` (`barman-2` is shard 2)"),
+        Variable("POD_NAME", "text", "",
+            "the StatefulSet pod's name, from the downward API (`metadata.name`); read only "
+            "with `SHARD_COUNT` set and `SHARD_INDEX` unset"),
     ),
 
 )  # fmt: skip

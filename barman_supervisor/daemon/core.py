@@ -18,6 +18,7 @@ from barman_supervisor.barman import config_files as barman_config
 from barman_supervisor.barman.commands import Barman
 from barman_supervisor.barman.logtail import LogTail
 from barman_supervisor.config import ServerSettings, Settings
+from barman_supervisor.config.shard import shard_status
 from barman_supervisor.daemon.lock import InstanceLock
 from barman_supervisor.daemon.scheduler import JobSpec, Scheduler
 from barman_supervisor.daemon.shutdown import BarmanStopper
@@ -44,6 +45,8 @@ class Daemon:
         self.settings = settings
         self.supervisor = supervisor or Pid1()
         self.state = State([server.name for server in settings.servers])
+        if settings.shard is not None:
+            self.state.set_shard(shard_status(settings.shard, settings.ownership))
         self.limits_for = limits_lookup(settings, datetime.now(settings.timezone))
         self.notifier = Notifier(settings.alert_timeout)
         self.alerts = Alerts(settings, self.state, self.limits_for, self.notifier)
@@ -206,6 +209,7 @@ class Daemon:
             self.jobs.stop_watching()
             self.scheduler.shutdown()
             self.stopper.stop_everything()
+            self.jobs.flush_wal(self.runner)
             self.jobs.close()
         self.runner.close_forkserver()
         if self.http is not None:

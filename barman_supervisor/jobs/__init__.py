@@ -3,6 +3,8 @@
 ``Jobs`` is what the scheduler calls; it builds one handler per concern and gives each only the
 collaborators it uses:
 
+- ``claims``: sharded, the advisory lock that keeps two replicas from protecting one server at
+  once; every per-server job below runs only while this replica holds it;
 - ``recorder``: the job wrapper (log context, timing, outcome in the state) and per-server locks;
 - ``startup``: wait for PostgreSQL, preflight, replication connection, slot, streaming, first
   WAL, first check, first backup;
@@ -37,6 +39,7 @@ from barman_supervisor.errors import ConfigError
 from barman_supervisor.jobs.archiving import Archiving
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.claims import Claims
 from barman_supervisor.jobs.coalesce import Coalesced
 from barman_supervisor.jobs.drills import Drills
 from barman_supervisor.jobs.failover import Failover
@@ -45,7 +48,7 @@ from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.jobs.walwatch import WalWatcher
 from barman_supervisor.offsite.copier import OffsiteCopier
-from barman_supervisor.postgres.connection import Postgres
+from barman_supervisor.postgres.connection import APPLICATION_NAME, Postgres
 from barman_supervisor.process.runner import Runner
 from barman_supervisor.status.alerts import Notifier
 from barman_supervisor.status.state import State
@@ -54,6 +57,23 @@ __all__ = ["Jobs"]
 # Servers whose TLS settings are tried at once at start (each try waits PG_CONNECT_TIMEOUT at
 # most for a server that does not answer).
 TLS_CHECKS_AT_ONCE = 16
+# The shutdown's last WAL round: servers flushed side by side (each a Barman command and a
+# store upload, mostly waiting).
+FLUSH_AT_ONCE = 8
+# The commands that round runs: archive-wal, and the store's listing and upload of WAL.
+FLUSH_KINDS = ("archive-wal", "offsite-list", "offsite-wal")
+
+
+def _connections(settings: Settings) -> dict[str, Postgres]:
+    """One ``Postgres`` per owned server; a sharded replica names its shard in its sessions."""
+    shard = settings.shard
+    application = shard.application_name(APPLICATION_NAME) if shard else APPLICATION_NAME
+    return {
+        server.name: Postgres(
+            server, settings.pgpass_file, settings.pg_connect_timeout, application
+        )
+        for server in settings.servers
+    }
 
 
 class Jobs:
@@ -71,11 +91,11 @@ class Jobs:
     ) -> None:
         """``on_fatal``: a server can never be protected; ``on_ready``: its start-up is through
         (schedule its jobs); ``on_backup_owed``: run ``owed_backup`` for it soon."""
-        postgres = {
-            server.name: Postgres(server, settings.pgpass_file, settings.pg_connect_timeout)
-            for server in settings.servers
-        }
+        postgres = _connections(settings)
         self._postgres = postgres
+        self._claims = Claims(settings, state, postgres, stop)
+        self._settings = settings
+        self._state = state
         recorder = JobRecorder(state, stop)
         # Why each owed backup is owed, for its trigger: a WAL gap unless a failover said so.
         self._owed_trigger: dict[str, str] = {}
@@ -111,6 +131,7 @@ class Jobs:
             streaming=self._streaming,
             checks=self._checks,
             backups=self._backups,
+            claims=self._claims,
             on_fatal=on_fatal,
             on_ready=lambda server: self._ready(server, on_ready),
         )
@@ -121,13 +142,14 @@ class Jobs:
         self._archive_now = {
             server.name: Coalesced(
                 f"archive-now-{server.name}",
-                partial(self._archiving.archive_if_waiting, server, "segment"),
+                partial(self._if_held, server, self._archiving.archive_if_waiting, "segment"),
             )
             for server in settings.servers
         }
         self._offsite_now = {
             server.name: Coalesced(
-                f"offsite-wal-now-{server.name}", partial(self._offsite.run_wal, server, True)
+                f"offsite-wal-now-{server.name}",
+                partial(self._if_held, server, self._offsite.run_wal, True),
             )
             for server in settings.servers
             if server.offsite is not None
@@ -149,6 +171,11 @@ class Jobs:
         if server.name in self._offsite_now:
             self._offsite_now[server.name].trigger()
 
+    def _if_held(self, server: ServerSettings, job: Callable[..., object], *args: object) -> None:
+        """A per-server job, run only while this replica holds the server (``claims``)."""
+        if self._claims.held(server):
+            job(server, *args)
+
     # What the scheduler calls -------------------------------------------------------------------
     def bootstrap(self, server: ServerSettings) -> None:
         self._startup.bootstrap(server)
@@ -160,20 +187,22 @@ class Jobs:
         self._streaming.check_identities()
 
     def monitor(self, server: ServerSettings) -> None:
+        """The probes run whoever holds the server (they are how a lost claim is noticed)."""
         self._streaming.monitor(server)
-        self._backups.refresh_if_changed(server)
+        self._if_held(server, self._backups.refresh_if_changed)
 
     def archive_wal(self, server: ServerSettings) -> None:
-        self._archiving.archive_if_waiting(server)
+        self._if_held(server, self._archiving.archive_if_waiting)
 
     def backup(self, server: ServerSettings) -> None:
-        self._backups.scheduled(server)
+        self._if_held(server, self._backups.scheduled)
 
     def incremental_backup(self, server: ServerSettings) -> None:
-        self._backups.scheduled_incremental(server)
+        self._if_held(server, self._backups.scheduled_incremental)
 
     def owed_backup(self, server: ServerSettings) -> None:
-        self._backups.owed(server, trigger=self._owed_trigger.pop(server.name, "wal_gap"))
+        trigger = self._owed_trigger.pop(server.name, "wal_gap")
+        self._if_held(server, partial(self._backups.owed, trigger=trigger))
 
     def _confirm_streaming(self, server: ServerSettings) -> bool:
         """For the failover handler, built before the streaming one it waits on."""
@@ -185,16 +214,16 @@ class Jobs:
         self._on_backup_owed(server)
 
     def check(self, server: ServerSettings) -> None:
-        self._checks.check(server)
+        self._if_held(server, self._checks.check)
 
     def drill(self, server: ServerSettings) -> None:
-        self._drills.drill(server)
+        self._if_held(server, self._drills.drill)
 
     def offsite_backups(self, server: ServerSettings) -> None:
-        self._offsite.run_backups(server)
+        self._if_held(server, self._offsite.run_backups)
 
     def offsite_wal(self, server: ServerSettings) -> None:
-        self._offsite.run_wal(server)
+        self._if_held(server, self._offsite.run_wal)
 
     # What the daemon calls before its first write ------------------------------------------------
     def offsite_connectivity_check(self) -> None:
@@ -224,6 +253,23 @@ class Jobs:
 
     def wait_for_drills(self, timeout: float) -> bool:
         return self._drills.wait(timeout)
+
+    def flush_wal(self, runner: Runner) -> None:
+        """The shutdown's last WAL round, once streaming stopped: every completed segment
+        archived and copied off-site, so that what this replica received survives it (the next
+        owner of a moved server streams from the slot's position, after what it received).
+        Only for servers it holds; the claims are let go after it, in ``close``."""
+        runner.reopen_for(FLUSH_KINDS)
+        held = [s for s in self._settings.servers if self._state.server(s.name).phase == "running"]
+        held = [s for s in held if self._claims.held(s)]
+        if not held:
+            return
+        with ThreadPoolExecutor(max_workers=min(FLUSH_AT_ONCE, len(held))) as pool:
+            list(pool.map(self._flush_one, held))
+
+    def _flush_one(self, server: ServerSettings) -> None:
+        self._archiving.flush(server)
+        self._offsite.run_wal(server, True)
 
     def close(self) -> None:
         """The kept PostgreSQL connections, once no job runs any more."""

@@ -23,12 +23,17 @@ from barman_supervisor.barman.commands import Barman
 from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.log import bind
+from barman_supervisor.postgres.wal import (
+    DEFAULT_SEGMENT_SIZE,
+    is_segment_name,
+    next_segment_name,
+)
 from barman_supervisor.status.state import State
 
 PARTIAL_SUFFIX = ".partial"
 TEMP_SUFFIX = ".tmp"
 # What started a run, in its log lines: the WAL watcher or the WAL_ARCHIVE_INTERVAL job.
-Trigger = Literal["segment", "interval"]
+Trigger = Literal["segment", "interval", "shutdown"]
 
 
 def wal_waiting(streaming: Iterable[str], incoming: Iterable[str]) -> bool:
@@ -45,6 +50,21 @@ def wal_waiting(streaming: Iterable[str], incoming: Iterable[str]) -> bool:
         completed = completed[:-1]
     delivered = (n for n in incoming if not n.startswith("."))
     return bool(completed) or any(delivered)
+
+
+def resume_file(streaming: Iterable[str], segment_size: int) -> str | None:
+    """The empty ``.partial`` that lets the shutdown archive the newest completed segment:
+    with no ``.partial`` in ``streaming/`` Barman holds that segment back (``wal_waiting``),
+    so that ``pg_receivewal`` resumes after it; an empty ``.partial`` of the next segment keeps
+    that resume point (``pg_receivewal`` starts from its newest file) and frees the segment.
+    None when a ``.partial`` is there already, or nothing completed."""
+    visible = [n for n in streaming if not n.startswith(".") and not n.endswith(TEMP_SUFFIX)]
+    if any(n.endswith(PARTIAL_SUFFIX) for n in visible):
+        return None
+    completed = sorted(n for n in visible if is_segment_name(n))
+    if not completed:
+        return None
+    return next_segment_name(completed[-1], segment_size) + PARTIAL_SUFFIX
 
 
 class Archiving:
@@ -74,3 +94,19 @@ class Archiving:
             with bind(trigger=trigger), self._recorder.job("archive_wal", server.name) as run:
                 run.take(self._barman.archive_wal(server.name))
         self._on_archived(server)
+
+    def flush(self, server: ServerSettings) -> None:
+        """At shutdown, once ``receive-wal`` stopped: every completed segment into ``wals/``,
+        the newest included (``resume_file``)."""
+        home = self._barman.home
+        streaming, _ = home.waiting_wal(server.name)
+        facts = self._state.server(server.name).facts
+        resume = resume_file(streaming, facts.wal_segment_size if facts else DEFAULT_SEGMENT_SIZE)
+        if resume is not None:
+            home.add_resume_file(server.name, resume)
+        lock: threading.Lock = self._locks(server.name)
+        with lock:
+            if not wal_waiting(*home.waiting_wal(server.name)):
+                return
+            with bind(trigger="shutdown"), self._recorder.job("archive_wal", server.name) as run:
+                run.take(self._barman.archive_wal(server.name))

@@ -24,6 +24,7 @@ from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import StartupFailed, first_line
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.claims import Claims
 from barman_supervisor.jobs.fairness import FairSemaphore
 from barman_supervisor.jobs.healing import client_tool_problems, redundancy_check_stale
 from barman_supervisor.jobs.recorder import JobRecorder, Run
@@ -86,6 +87,12 @@ class ClientPrograms:
 
 
 class Startup:
+    """A server's start-up steps, in order, one method each.
+
+    Kept long: the steps read top to bottom in the order they run; split across classes, the
+    order would have to be pieced together.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -98,6 +105,7 @@ class Startup:
         streaming: Streaming,
         checks: Checks,
         backups: Backups,
+        claims: Claims,
         on_fatal: Callable[[str, str], None],
         on_ready: Callable[[ServerSettings], None],
     ) -> None:
@@ -110,6 +118,7 @@ class Startup:
         self._streaming = streaming
         self._checks = checks
         self._backups = backups
+        self._claims = claims
         self._on_fatal = on_fatal
         self._on_ready = on_ready
         # Fifty servers starting at once ran fifty Barman commands at once on two cores: every
@@ -125,6 +134,7 @@ class Startup:
                 self._wait_for_postgres(server)
                 self._preflight(server)
                 self._identify(server)
+                self._claims.acquire(server)
                 self._stream(server, run)
                 self._take_turn(server)
                 try:

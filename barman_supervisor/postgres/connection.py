@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from barman_supervisor.config import ServerSettings
+from barman_supervisor.postgres.claim import LOCK_HOLDER, Claim, holder_text, lock_parts
 from barman_supervisor.postgres.tls import tls_refusal, uses_tls_settings
 from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, timeline_of
 
@@ -93,23 +94,42 @@ _SERVER_UNAVAILABLE = (
 )
 
 
+# What pg_stat_activity shows for the daemon's sessions (a sharded replica adds its shard).
+APPLICATION_NAME = "barman_supervisor"
+
+
 class Postgres:
     """Connections to one server: one kept for the frequent one-row queries, short-lived ones
-    for the rest."""
+    for the rest.
 
-    def __init__(self, server: ServerSettings, passfile: Path, connect_timeout: int) -> None:
+    Kept long: every query of the daemon on a server is here, beside the kept connection's
+    lock and its claim (which must be asked again on each new kept connection).
+    """
+
+    def __init__(
+        self,
+        server: ServerSettings,
+        passfile: Path,
+        connect_timeout: int,
+        application_name: str = APPLICATION_NAME,
+    ) -> None:
         self.server = server
+        self._application_name = application_name
         self._passfile = passfile
         self._timeout = connect_timeout
         self._kept: psycopg.Connection[Row] | None = None
         self._kept_lock = threading.Lock()
+        # Sharded: the advisory lock the kept connection holds while this replica owns the
+        # server (None: not sharded, no lock), and whether the current kept connection got it.
+        self._claim_key: int | None = None
+        self._claimed = False
 
     def _connect(self, replication: bool = False) -> psycopg.Connection[Row]:
         base = self.server.streaming_conninfo if replication else self.server.conninfo
         extra: dict[str, str] = {
             "passfile": str(self._passfile),
             "connect_timeout": str(self._timeout),
-            "application_name": "barman_supervisor",
+            "application_name": self._application_name,
         }
         if replication:
             extra |= {"replication": "true", "dbname": "replication"}
@@ -125,17 +145,59 @@ class Postgres:
                     return self._kept.execute(query, params).fetchone()
                 except psycopg.OperationalError:
                     self._drop_kept()
-            self._kept = self._connect()
+            self._keep_new()
+            assert self._kept is not None
             try:
                 return self._kept.execute(query, params).fetchone()
             except psycopg.Error:
                 self._drop_kept()
                 raise
 
+    def _keep_new(self) -> None:
+        """A new kept connection; sharded, it asks for the claim at once, so that a reconnect
+        (a restart of PostgreSQL, a failover to another host) never leaves the claim unknown."""
+        self._kept = self._connect()
+        self._claimed = False
+        if self._claim_key is not None:
+            self._try_claim()
+
+    def _try_claim(self) -> None:
+        assert self._kept is not None and self._claim_key is not None
+        row = self._kept.execute("SELECT pg_try_advisory_lock(%s)", (self._claim_key,)).fetchone()
+        self._claimed = bool(row and row[0])
+
     def _drop_kept(self) -> None:
         if self._kept is not None:
             self._kept.close()
             self._kept = None
+        self._claimed = False
+
+    def claim(self, key: int) -> Claim:
+        """Take (or confirm) the session advisory lock ``key`` on the kept connection: while a
+        replica holds it, no other replica protects this server. Held until the connection
+        ends (the daemon stops, or PostgreSQL drops the session: then the next query asks
+        again). Not held: who holds it, from ``pg_locks`` and ``pg_stat_activity``."""
+        with self._kept_lock:
+            self._claim_key = key
+            try:
+                if self._kept is None:
+                    self._keep_new()
+                elif not self._claimed:
+                    self._try_claim()
+                if self._claimed:
+                    return Claim(True, None)
+                assert self._kept is not None
+                row = self._kept.execute(LOCK_HOLDER, lock_parts(key)).fetchone()
+            except psycopg.OperationalError:
+                self._drop_kept()
+                raise
+        return Claim(False, holder_text(row))
+
+    @property
+    def claimed(self) -> bool:
+        """Whether the kept connection holds the claim, as of its last query."""
+        with self._kept_lock:
+            return self._claimed
 
     def close(self) -> None:
         """At shutdown, so PostgreSQL sees the session end rather than the socket drop."""

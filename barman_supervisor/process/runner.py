@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -87,6 +87,7 @@ class Runner:
         self._lock = threading.Lock()
         self._running: dict[int, _Running] = {}
         self._closed = False
+        self._reopened: frozenset[str] = frozenset()
         self._forkserver: ForkServer | None = None
 
     @property
@@ -128,6 +129,12 @@ class Runner:
         with self._lock:
             self._closed = True
 
+    def reopen_for(self, kinds: Iterable[str]) -> None:
+        """Once closed, commands of these kinds start again: the last WAL round of a shutdown,
+        run after everything else stopped, is made of commands the jobs also run."""
+        with self._lock:
+            self._reopened = frozenset(kinds)
+
     def running_kinds(self) -> list[str]:
         with self._lock:
             return [entry.kind for entry in self._running.values()]
@@ -157,7 +164,7 @@ class Runner:
         ``env`` overrides variables of the daemon's child environment for this command only.
         """
         with self._lock:
-            if self._closed and not during_shutdown:
+            if self._closed and not during_shutdown and kind not in self._reopened:
                 raise RunnerClosed(kind)
         command = " ".join(argv)
         started = time.monotonic()

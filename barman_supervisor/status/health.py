@@ -61,11 +61,20 @@ def liveness_problems(
     return problems
 
 
+# The start-up phase of a server another replica still holds (jobs/claims).
+HANDOVER = "handover"
+
+
 def server_problems(state: ServerState, now: float, limits: Limits) -> list[Problem]:
     """Every reason this server is not protected right now; empty when it is."""
     if state.phase == "failed":
         reasons = "; ".join(state.problems or ["see the logs"])
         return [Problem("startup_failed", f"start-up failed: {reasons}")]
+    if state.phase == HANDOVER:
+        # Another replica holds it and protects it until it lets go (a rolling change of
+        # SHARD_COUNT): not this replica's problem, and a red /readyz here would stop the
+        # rollout that makes the other let go.
+        return []
     problems = _postgres(state, now, limits)
     if state.phase != "running":
         return [Problem("startup", f"starting ({state.phase})"), *problems]

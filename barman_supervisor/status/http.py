@@ -102,6 +102,13 @@ def _chain_status(backup: Backup, backups: list[Backup]) -> dict[str, Any]:
     }
 
 
+def _claim_status(claim: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Sharded: whether this replica holds the server, or who does (``pg_stat_activity``)."""
+    if claim is None:
+        return None
+    return {"held": claim["held"], "holder": claim["holder"], "since": _iso(claim["since"])}
+
+
 def server_status(
     name: str, server: ServerState, now: float, limits: Limits, next_runs: Mapping[str, str | None]
 ) -> dict[str, Any]:
@@ -123,6 +130,7 @@ def server_status(
             else None,
         },
         "failover": server.failover.as_dict() if server.failover else None,
+        "claim": _claim_status(server.claim),
         "streaming": _streaming_status(server, now),
         "backups": _backups_status(server, now, limits),
         "drill": MASKER.mask_values(server.last_drill or None),
@@ -246,6 +254,7 @@ class Probes:
             "now": _iso(now),
             "jobs": {job: MASKER.mask_values(asdict(run)) for job, run in runs.items()},
             "next_runs": {k: v for k, v in next_runs.items() if ":" not in k},
+            "shard": self._state.shard,
             "servers": {
                 name: server_status(name, server, now, self._limits(name), next_runs)
                 for name, server in self._state.servers().items()

@@ -159,6 +159,8 @@ class ServerState:
     runs: dict[str, JobRun] = field(default_factory=dict)
     run_counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    # Sharded: this replica's claim on the server (held, or who holds it, since when).
+    claim: dict[str, Any] | None = None
 
     def recovery_points(self) -> dict[str, float | None]:
         """When the newest WAL was written, in ``wals/`` (``local``) and, with OFFSITE_URL, in
@@ -178,6 +180,8 @@ class State:
         self._run_counts: Counter[tuple[str, bool]] = Counter()
         self.started_at = clock()
         self.heartbeat_at = clock()
+        # Sharded: this replica's shard and every configured server's owner (/status).
+        self.shard: dict[str, Any] | None = None
 
     # Writers: one per fact -------------------------------------------------------------------
     def set_phase(self, server: str, phase: str) -> None:
@@ -188,6 +192,21 @@ class State:
         """Which PostgreSQL client and server programs serve this server (``/status``)."""
         with self._lock:
             self._servers[server].programs = dict(programs)
+
+    def set_shard(self, document: Mapping[str, Any]) -> None:
+        """Once at start: which shard this replica is, which servers it owns and why."""
+        with self._lock:
+            self.shard = dict(document)
+
+    def record_claim(self, server: str, held: bool, holder: str | None) -> bool:
+        """This replica's claim on the server, as just asked; True when that changed."""
+        with self._lock:
+            target = self._servers[server]
+            previous = target.claim
+            if previous is not None and previous["held"] == held and previous["holder"] == holder:
+                return False
+            target.claim = {"held": held, "holder": holder, "since": self._clock()}
+            return True
 
     def set_problems(self, server: str, problems: list[str]) -> None:
         """Why the start-up refused the server (preflight, grants, client tools)."""

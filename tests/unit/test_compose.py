@@ -27,6 +27,9 @@ COMPOSE_FILE = REPO_ROOT / "compose" / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / "compose" / ".env.example"
 # What the stack fixes itself, or leaves to the image, and why.
 NOT_FROM_ENV_FILE = {
+    "SHARD_COUNT": "compose runs one replica; sharding is for several (deploy/kubernetes)",
+    "SHARD_INDEX": "compose runs one replica; sharding is for several (deploy/kubernetes)",
+    "POD_NAME": "a StatefulSet's pod name (deploy/kubernetes); compose has none",
     "PG_HOST": "the postgres service",
     "PG_PORT": "the postgres service's port",
     "PG_USER": "the role docker/postgres/initdb.d creates",

@@ -506,3 +506,24 @@ def test_a_kms_key_goes_with_aws_kms_only(environ: dict[str, str]) -> None:
         "OFFSITE_SSE_KMS_KEY_ID: a KMS key encrypts only with aws:kms; set "
         "OFFSITE_ENCRYPTION=aws:kms or unset OFFSITE_SSE_KMS_KEY_ID"
     )
+
+
+def test_a_sharded_replica_configures_only_the_servers_it_owns(environ: dict[str, str]) -> None:
+    """Every replica gets the full list; the owners split it with no overlap and no hole."""
+    names = [f"pg{n}" for n in range(1, 13)]
+    owned = [
+        [s.name for s in load(environ, BARMAN_SERVERS=",".join(names), SHARD_COUNT="3",
+                              POD_NAME=f"barman-{index}").servers]
+        for index in range(3)
+    ]  # fmt: skip
+    assert sorted(name for shard in owned for name in shard) == sorted(names)
+    settings = load(environ, BARMAN_SERVERS=",".join(names), SHARD_COUNT="3", SHARD_INDEX="1")
+    assert settings.shard is not None and settings.shard.index == 1
+    assert [o.server for o in settings.ownership] == names
+    assert [s.name for s in settings.servers] == owned[1]
+
+
+def test_unsharded_the_daemon_owns_every_server(environ: dict[str, str]) -> None:
+    settings = load(environ, BARMAN_SERVERS="a,b")
+    assert settings.shard is None and settings.ownership == ()
+    assert [s.name for s in settings.servers] == ["a", "b"]

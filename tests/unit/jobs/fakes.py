@@ -17,6 +17,7 @@ import psycopg
 from barman_supervisor.barman.commands import Barman, Outcome
 from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.config import Secret, ServerSettings, Settings, load_settings
+from barman_supervisor.postgres.claim import Claim
 from barman_supervisor.postgres.connection import Identity, Postgres, ServerFacts, SlotState
 from barman_supervisor.process.proctable import ProcInfo
 from barman_supervisor.process.runner import Completed
@@ -141,6 +142,16 @@ class FakePostgres(Postgres):
         # The new timeline's history file after a promotion; None: the server cannot say.
         self.history_answer: str | None = None
         self.primary_answer = ("db2", 5432)
+        # Sharded: the claim's answers in turn (the last one repeats), and the keys asked.
+        self.claim_answers: list[Claim] = [Claim(True, None)]
+        self.claim_keys: list[int] = []
+
+    def claim(self, key: int) -> Claim:
+        self._refuse()
+        self.claim_keys.append(key)
+        if len(self.claim_answers) > 1:
+            return self.claim_answers.pop(0)
+        return self.claim_answers[0]
 
     def _refuse(self) -> None:
         if self.down:

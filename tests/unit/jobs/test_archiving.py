@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from barman_supervisor.config import ServerSettings
-from barman_supervisor.jobs.archiving import Archiving, wal_waiting
+from barman_supervisor.jobs.archiving import Archiving, resume_file, wal_waiting
 from tests.unit.jobs.conftest import World
 from tests.unit.jobs.fakes import Answer
 
@@ -84,3 +84,33 @@ def test_nothing_runs_during_start_up(world: World) -> None:
     world.state.set_phase("pg", "first_wal")
     make(world, []).archive_if_waiting(world.server)
     assert world.barman.calls == []
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        # Barman holds the newest completed segment back without a .partial: one is added.
+        (["000000010000000000000001", "000000010000000000000002"], "000000010000000000000003"),
+        (["000000010000000000000001", ".tmpfile", "x.tmp"], "000000010000000000000002"),
+        # A .partial already frees every completed segment; nothing completed, nothing to free.
+        (["000000010000000000000001", "000000010000000000000002.partial"], None),
+        ([], None),
+        (["00000002.history"], None),
+    ],
+)
+def test_the_shutdown_frees_the_newest_completed_segment(
+    names: list[str], expected: str | None
+) -> None:
+    segment_size = 16 * 2**20
+    assert resume_file(names, segment_size) == (None if expected is None else f"{expected}.partial")
+
+
+def test_the_shutdown_flush_archives_the_held_back_segment(world: World) -> None:
+    """After receive-wal stopped on a segment boundary: archived, the resume point kept."""
+    directory = world.settings.barman_home / "pg" / "streaming"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / SEGMENT).write_bytes(b"")
+    world.state.set_phase("pg", "running")
+    make(world, []).flush(world.server)
+    assert world.barman.calls == [("archive-wal", "pg")]
+    assert (directory / "000000010000000000000004.partial").exists()

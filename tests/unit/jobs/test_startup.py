@@ -11,6 +11,7 @@ import psycopg
 from barman_supervisor.config import ServerSettings
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
+from barman_supervisor.jobs.claims import Claims
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.process.pid1 import Pid1
@@ -66,6 +67,7 @@ def startup(world: World, outcomes: Outcomes) -> Startup:
         streaming=streaming,
         checks=Checks(world.barman, world.state, world.recorder, backups),
         backups=backups,
+        claims=Claims(world.settings, world.state, postgres, world.stop),
         on_fatal=outcomes.on_fatal,
         on_ready=outcomes.on_ready,
     )

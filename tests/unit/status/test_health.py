@@ -171,3 +171,9 @@ def test_a_slot_with_room_left_or_no_limit_is_green() -> None:
     unlimited = SlotState(exists=True, active=True, wal_status="reserved")
     for slot in (room, unlimited):
         assert "slot" not in conditions(replace(protected(), slot=slot))
+
+
+def test_a_server_another_replica_holds_is_not_this_replicas_problem() -> None:
+    """Phase handover: a red /readyz would stop the rollout that makes the holder let go."""
+    waiting = replace(protected(), phase="handover", receive_wal_running=False, backups=[])
+    assert conditions(waiting) == []
