@@ -56,6 +56,8 @@ class Claims:
         self._state = state
         self._postgres = postgres
         self._stop = stop
+        # Servers whose start-up took the claim: only those have one to lose.
+        self._acquired: set[str] = set()
 
     def acquire(self, server: ServerSettings) -> None:
         """Wait (phase ``handover``) until this replica holds the claim, or the daemon stops
@@ -67,6 +69,7 @@ class Claims:
             self._stop, HANDOVER_POLL, retry_on=(HeldElsewhere, psycopg.OperationalError)
         )
         policy(lambda: self._wait_turn(server))
+        self._acquired.add(server.name)
         _log.info(
             "claim_held",
             server=server.name,
@@ -96,9 +99,12 @@ class Claims:
     def held(self, server: ServerSettings) -> bool:
         """Whether a job may act on this server now: the claim asked again (no query while the
         kept connection holds it). A claim lost is logged once, and the server's jobs wait for
-        it to come back. Unsharded: always."""
+        it to come back. Unsharded: always; before its start-up took it: never (no query:
+        the start-up is asking)."""
         if not self._sharded:
             return True
+        if server.name not in self._acquired:
+            return False
         try:
             claim, changed = self._ask(server)
         except psycopg.OperationalError:

@@ -70,6 +70,9 @@ def test_jobs_wait_while_the_claim_is_lost_or_postgres_is_down(
 ) -> None:
     world = sharded(environ, tmp_path)
     handler = claims(world)
+    assert not handler.held(world.server), "nothing to hold before the start-up took it"
+    assert world.postgres.claim_keys == []
+    handler.acquire(world.server)
     assert handler.held(world.server)
     world.postgres.claim_answers = [Claim(False, HOLDER)]
     assert not handler.held(world.server)
