@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -38,6 +39,31 @@ def _now() -> float:
 def _newest_end(backups: Iterable[Backup]) -> float | None:
     """When the newest of these backups ended (the time readiness ages); None: none did."""
     return max((b.end_time for b in backups if b.end_time is not None), default=None)
+
+
+def _shard_families(
+    shard: Mapping[str, Any] | None, servers: Mapping[str, ServerState]
+) -> Iterator[Metric]:
+    """Sharded: every configured server's owner (the same series from every replica, so a
+    server whose owner is down still has one), and this replica's claims. A server with an
+    owner and no claim held anywhere is protected by nobody (``BarmanServerUnclaimed``)."""
+    if shard is None:
+        return
+    owners = _gauge(
+        "shard_owner",
+        "1 for every configured server, labelled with the shard that owns it",
+        ["server", "shard"],
+    )
+    for name, entry in shard["servers"].items():
+        owners.add_metric([name, str(entry["owner"])], 1)
+    claims = _gauge(
+        "claim_held", "1 while this replica holds the server's claim (advisory lock)", ["server"]
+    )
+    for name, server in servers.items():
+        held = bool(server.claim and server.claim["held"])
+        claims.add_metric([name], 1 if held else 0)
+    yield owners
+    yield claims
 
 
 class StateCollector(Collector):
@@ -77,6 +103,7 @@ class StateCollector(Collector):
         for group in (streaming, backups, jobs, drills, offsite, chains, limit_families):
             yield from group.families()
         yield from exporter_families(servers)
+        yield from _shard_families(self._state.shard, servers)
 
 
 class _Families:

@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from barman_supervisor.barman.records import Backup
+from barman_supervisor.config.shard import Shard, ownership, shard_status
 from barman_supervisor.postgres.connection import SlotState
 from barman_supervisor.status.health import Limits
 from barman_supervisor.status.metrics import registry
@@ -215,3 +216,39 @@ def test_the_recovery_point_is_served_for_wals_and_the_store() -> None:
     }
     assert ages == {("pg", "local"): 3, ("pg", "offsite"): 5}
     assert state.server("idle").recovery_points() == {"local": None}
+
+
+def test_sharded_every_servers_owner_and_this_replicas_claims_are_served() -> None:
+    """Every configured server has an owner series on every replica; claims only for the
+    servers this replica owns (0 while it waits for another to let go)."""
+    names = ["pg1", "pg2", "pg3"]
+    shard = Shard(0, 2, "from SHARD_INDEX 0")
+    owners = ownership(names, shard)
+    mine = [entry.server for entry in owners if entry.mine]
+    assert mine and len(mine) < len(names), "the test needs servers on both shards"
+    state = State(mine)
+    state.set_shard(shard_status(shard, owners))
+    for index, name in enumerate(mine):
+        state.record_claim(name, index == 0, None if index == 0 else "backend 7")
+    text = generate_latest(registry(state, lambda _server: LIMITS, clock=lambda: NOW)).decode()
+    samples = [
+        (sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+    owner_series = {
+        labels["server"]: labels["shard"]
+        for name, labels, _ in samples
+        if name == "barman_supervisor_shard_owner"
+    }
+    assert owner_series == {entry.server: str(entry.owner) for entry in owners}
+    claims = {
+        labels["server"]: value
+        for name, labels, value in samples
+        if name == "barman_supervisor_claim_held"
+    }
+    assert claims == {name: (1 if index == 0 else 0) for index, name in enumerate(mine)}
+
+
+def test_unsharded_no_shard_series() -> None:
+    assert not [key for key in scrape(State(["pg"])) if key[0] in ("shard_owner", "claim_held")]

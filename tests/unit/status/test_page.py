@@ -13,6 +13,7 @@ from markupsafe import escape
 
 from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.records import Backup
+from barman_supervisor.config.shard import Shard, ownership, shard_status
 from barman_supervisor.log import MASKER
 from barman_supervisor.status import page
 from barman_supervisor.status.state import BackupSummary, DrillResult, State
@@ -220,3 +221,23 @@ def test_every_condition_of_the_health_model_has_what_to_do() -> None:
 
     assert {"postgres", "streaming", "backup", "offsite"} <= conditions
     assert conditions <= set(page.WHAT_TO_DO)
+
+
+def test_a_sharded_replica_names_its_shard_and_the_servers_another_replica_holds() -> None:
+    names = ["pg1", "pg2", "pg3"]
+    shard = Shard(0, 2, "from POD_NAME barman-0")
+    owners = ownership(names, shard)
+    mine = [entry.server for entry in owners if entry.mine]
+    others = [entry for entry in owners if not entry.mine]
+    assert mine and others, "the test needs servers on both shards"
+    state = State(mine)
+    state.set_shard(shard_status(shard, owners))
+    holder = "backend 4242 from 10.0.0.7/32 (barman_supervisor shard 1 of 2) since <then>"
+    state.set_phase(mine[0], "handover")
+    state.record_claim(mine[0], False, holder)
+    html = rendered(state)
+    assert "Shard 0 of 2" in html and escaped("(from POD_NAME barman-0)") in html
+    for entry in others:
+        assert escaped(f"{entry.server} → shard {entry.owner}") in html
+    assert "HELD ELSEWHERE" in html and escaped(holder) in html
+    assert f"0 of {len(mine)} servers ready" in html or f"0 of {len(mine)} server ready" in html
