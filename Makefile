@@ -15,7 +15,7 @@ APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev g
 POLICY_RC_D := /usr/sbin/policy-rc.d
 COMPOSE := docker compose -f compose/docker-compose.yml --env-file compose/.env
 
-.PHONY: install system-packages test unit integration container lint format up down local bench bench-chains clean certs lock
+.PHONY: install system-packages bench-packages test unit integration container lint format up down local bench bench-chains clean certs lock
 SECRETS_DIR := compose/secrets
 SECRETS := $(addprefix $(SECRETS_DIR)/,postgres_password barman_db_password barman_streaming_password grafana_admin_password)
 # Secrets that are off until a person writes them (S3 keys, webhook and dead-man's URLs): empty
@@ -30,10 +30,9 @@ PYTHON ?= $(shell for c in python3.13 python3.12 \
 	/usr/bin/python3.13 /usr/bin/python3.12 python3; do \
 	$$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$c; break; }; done)
 
-install: system-packages $(VENV)/.installed
-
-system-packages:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs whichever of the Debian packages $(1) are missing (as root, or through sudo).
+define apt-install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq; \
@@ -45,6 +44,12 @@ system-packages:
 		fi; \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+install: system-packages $(VENV)/.installed
+
+system-packages:
+	$(call apt-install,$(APT_PACKAGES))
 	@test -x $(PG_BIN)/postgres || { echo "no PostgreSQL $(PG_MAJOR) server in $(PG_BIN)"; exit 1; }
 
 $(VENV)/.installed: pyproject.toml
@@ -141,8 +146,13 @@ lock: install
 
 # Not part of `make test`: the code in bench/, its measured ratios in bench/results/
 # (latest.json, latest.md).
-bench: install
+bench: install bench-packages
 	PG_BIN=$(PG_BIN) $(BIN)/python -m bench.run
+
+# The peer the bench measures beside the daemon (phase peer): Debian's pgbackrest, test-only.
+BENCH_PACKAGES := pgbackrest
+bench-packages:
+	$(call apt-install,$(BENCH_PACKAGES))
 
 # Incremental and compressed backups (issue 13) need PostgreSQL >= 17: measured inside the product
 # image (bench/results/chains.json, chains.md). Heavy: run it alone on the machine.

@@ -1,7 +1,8 @@
 """Scenario 9, the peer: full backup and restore beside pgBackRest on one cluster (issue 27).
 
-``python -m bench.peer`` runs it alone (``make bench-peer``); ``bench.run`` runs it on the main
-cluster after the backup cost has loaded it. The same PostgreSQL 15 cluster (pgbench -s 50,
+``python -m bench.peer`` runs it alone (``--cluster DIR`` keeps the loaded cluster for the next
+run); ``make bench`` runs it last, phase ``peer``, on a cluster of its own (Debian's
+``pgbackrest`` is installed by ``make bench``). The same PostgreSQL 15 cluster (pgbench -s 50,
 about 750 MB), the same disk, per compression (``none``, ``zstd``):
 
 * pgBackRest (Debian's package): a local repository, ``process-max`` = cores,
@@ -262,6 +263,20 @@ def reusable_cluster(base: Path, scale: int) -> Cluster:
     return pg
 
 
+def measure(
+    root: Path, scale: int = SCALE, rounds: int = RESTORE_ROUNDS, base: Path | None = None
+) -> dict[str, Any]:
+    """The scenario on a cluster of its own (``base``: kept and reused; default: in ``root``),
+    stopped at the end; the load average before and after with the results."""
+    pg = reusable_cluster(base or root / "peer-cluster", scale)
+    try:
+        results = {"loadavg_at_start": list(os.getloadavg()), **run(root, pg, rounds)}
+    finally:
+        pg.stop()
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scale", type=int, default=SCALE, help="pgbench scale of the cluster")
@@ -276,14 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bs-peer-"))
     root.chmod(0o755)
-    base = args.cluster or root / "cluster"
-    pg = reusable_cluster(base, args.scale)
     try:
-        results = {"loadavg_at_start": list(os.getloadavg()), **run(root, pg, args.rounds)}
+        results = measure(root, args.scale, args.rounds, args.cluster)
     finally:
-        pg.stop()
         shutil.rmtree(root, ignore_errors=True)
-    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "peer.json").write_text(json.dumps({"peer": results}, indent=2) + "\n")
     (args.results / "peer.md").write_text(

@@ -476,6 +476,7 @@ SECTIONS = (
     ("http", "9. HTTP port under idle and slow clients", http_section),
     ("failover", "10. Failover followed", failover_section),
     ("rpo", "11. Recovery point", rpo_section),
+    ("peer", "12. Backup and restore beside pgBackRest", peer_section),
 )
 
 

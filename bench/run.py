@@ -37,6 +37,7 @@ from bench import (
     health,
     http,
     offsite,
+    peer,
     protect,
     report,
     rpo,
@@ -50,6 +51,8 @@ from tests.support.poll import wait_until
 from tests.support.postgres import Cluster, cluster
 
 RESULTS = REPO / "bench" / "results"
+# The quick run's peer cluster: pgbench -s 2 (about 40 MB) proves the scenario runs.
+PEER_QUICK_SCALE = 2
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ class Bench:
         self.phase("http", lambda: http.run(self.root))
         self.phase("failover", lambda: failover.run(self.root, self.params.failover_samples))
         self.phase("rpo", lambda: rpo.run(self.root, *((5, 10) if quick else (60, 200))))
+        scale_, rounds = (PEER_QUICK_SCALE, 1) if quick else (peer.SCALE, peer.RESTORE_ROUNDS)
+        self.phase("peer", lambda: peer.measure(self.root, scale_, rounds))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,13 @@ CHILD_ENV_NAMES = frozenset(
     }
 )
 CHILD_ENV_PREFIXES = ("LC_",)
+# GNU tar's record size when Barman extracts a compressed backup (``tar --use-compress-program
+# zstd -xf``: a restore, a drill): tar reads the decompressor's pipe one record at a time, 10 KiB
+# by default. Measured on a 770 MB zstd backup on 2 cores (bench/peer.py): extraction 2.0 s with
+# 10 KiB records, 1.7 s with 256 KiB, 1.7 s with 1 MiB, 2.1 s with 4 MiB (best of three); the
+# whole `barman recover` 2.45 -> 2.0 s (median of four). Barman gives tar no options of its own,
+# and TAR_OPTIONS is how GNU tar takes them.
+TAR_OPTIONS = "--record-size=262144"
 
 
 def child_environment(environ: Mapping[str, str], pgpass_file: Path) -> dict[str, str]:
@@ -48,6 +55,7 @@ def child_environment(environ: Mapping[str, str], pgpass_file: Path) -> dict[str
         and _encodable(name + value)
     }
     env["PGPASSFILE"] = str(pgpass_file)
+    env["TAR_OPTIONS"] = TAR_OPTIONS
     return env
 
 

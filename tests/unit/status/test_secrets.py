@@ -30,6 +30,7 @@ from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.logtail import LogTail
 from barman_supervisor.barman.records import Backup
 from barman_supervisor.config import load_settings
+from barman_supervisor.config.children import TAR_OPTIONS
 from barman_supervisor.log import MASKER, configure, get_logger
 from barman_supervisor.postgres.connection import SlotState
 from barman_supervisor.process.pid1 import Pid1
@@ -264,4 +265,5 @@ def test_children_inherit_only_the_allow_list(tmp_path: Path) -> None:
         "TZ": "UTC",
         "PGSSLMODE": "require",
         "PGPASSFILE": str(tmp_path / "home" / ".pgpass"),
+        "TAR_OPTIONS": TAR_OPTIONS,
     }
