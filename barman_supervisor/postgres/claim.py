@@ -11,6 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 Row = tuple[Any, ...]
+# The claim lives as long as the session that took it. A replica whose node vanished sends no
+# FIN: PostgreSQL would hold its claim until TCP keepalive notices, after two hours by the
+# operating system's default, and the replica restarted elsewhere would wait as long. These
+# (settable by any role, for its own session) make PostgreSQL notice within about a minute:
+# 30 s idle, then 3 probes 10 s apart.
+CLAIM_SESSION_SETTINGS = (
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+)
+# One round trip: the session's keepalive settings, then the lock (its answer is the last column).
+CLAIM_QUERY = (
+    "SELECT "
+    + ", ".join(f"set_config('{name}', '{value}', false)" for name, value in CLAIM_SESSION_SETTINGS)
+    + ", pg_try_advisory_lock(%s)"
+)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from barman_supervisor.config import ServerSettings
-from barman_supervisor.postgres.claim import LOCK_HOLDER, Claim, holder_text, lock_parts
+from barman_supervisor.postgres.claim import (
+    CLAIM_QUERY,
+    LOCK_HOLDER,
+    Claim,
+    holder_text,
+    lock_parts,
+)
 from barman_supervisor.postgres.tls import tls_refusal, uses_tls_settings
 from barman_supervisor.postgres.wal import DEFAULT_SEGMENT_SIZE, timeline_of
 
@@ -163,8 +169,8 @@ class Postgres:
 
     def _try_claim(self) -> None:
         assert self._kept is not None and self._claim_key is not None
-        row = self._kept.execute("SELECT pg_try_advisory_lock(%s)", (self._claim_key,)).fetchone()
-        self._claimed = bool(row and row[0])
+        row = self._kept.execute(CLAIM_QUERY, (self._claim_key,)).fetchone()
+        self._claimed = bool(row and row[-1])
 
     def _drop_kept(self) -> None:
         if self._kept is not None:
