@@ -172,6 +172,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 }
 
 
+# Commands that need no replica's catalogue: from any replica of a sharded set, any server.
+UNSHARDED_COMMANDS = frozenset({"restore-offsite"})
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     """Exit code 0 done, 1 failed (or unhealthy), 2 bad input."""
     args = _parser().parse_args(argv)
@@ -179,7 +183,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         if args.command == "healthcheck":
             # Only the HTTP settings: a probe never fails on a setting it does not need.
             return _healthcheck(probe_address(environ), args.live, args.timeout)
-        settings = load_settings(environ)
+        settings = load_settings(environ, sharded=args.command not in UNSHARDED_COMMANDS)
         _configure_logging(settings, args.command)
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:

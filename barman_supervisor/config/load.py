@@ -11,7 +11,7 @@ import shutil
 import sys
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -45,8 +45,10 @@ class _BarmanFiles:
     log_file: Path
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read and validate every setting; raise ConfigError on the first problem.
+def load_settings(environ: Mapping[str, str], sharded: bool = True) -> Settings:
+    """Read and validate every setting; raise ConfigError on the first problem. ``sharded``
+    False: every configured server, whatever the shard (a restore from the store needs no
+    replica's catalogue); the shard settings are still checked.
 
     Kept long: one keyword per setting of ``Settings``; this is the one place they are put
     together, and splitting it would scatter them.
@@ -56,6 +58,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     files = _barman_files(env)
     configured = _servers(env, files, timezone)
     shard, owners = _shard(env, configured)
+    if not sharded:
+        shard, owners = None, tuple(replace(o, mine=True) for o in owners)
     servers = tuple(s for s, o in zip(configured, owners, strict=True) if o.mine)
     home = _fill(files.home)
     pgpass_file = absolute_path(

@@ -33,6 +33,17 @@ TARGET_ACTIONS = ("pause", "promote", "shutdown")
 RESTORE_SPACE_FACTOR, RESTORE_SPACE_MARGIN = 1.0, 0
 
 
+def elsewhere(settings: Settings, server: str) -> str:
+    """For a refusal: where a server another replica of a sharded set owns is restored from."""
+    owner = next((o.owner for o in settings.ownership if o.server == server and not o.mine), None)
+    if owner is None or settings.shard is None:
+        return ""
+    return (
+        f"; it is protected by shard {owner} of {settings.shard.count}: run the restore on that "
+        f"replica (pod ordinal {owner}), or restore-offsite here"
+    )
+
+
 def recover_jobs(cores: int) -> int:
     """``barman recover --jobs``: one rsync per core the restore may use.
 

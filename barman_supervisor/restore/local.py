@@ -66,6 +66,7 @@ from barman_supervisor.restore.common import (
     barman_runner,
     checked_target,
     destination_problem,
+    elsewhere,
     free_space,
     next_steps,
     recover_jobs,
@@ -148,7 +149,10 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
 
     if args.server not in {server.name for server in settings.servers}:
         names = ", ".join(server.name for server in settings.servers)
-        raise ConfigError(f"no server {args.server!r} is configured (servers: {names})")
+        raise ConfigError(
+            f"no server {args.server!r} is configured (servers: {names})"
+            + elsewhere(settings, args.server)
+        )
     destination = Path(args.destination)
     problem = destination_problem(destination, settings.barman_home)
     if problem is not None:

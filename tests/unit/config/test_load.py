@@ -527,3 +527,18 @@ def test_unsharded_the_daemon_owns_every_server(environ: dict[str, str]) -> None
     settings = load(environ, BARMAN_SERVERS="a,b")
     assert settings.shard is None and settings.ownership == ()
     assert [s.name for s in settings.servers] == ["a", "b"]
+
+
+def test_a_restore_from_the_store_sees_every_server_on_any_replica(
+    environ: dict[str, str],
+) -> None:
+    names = [f"pg{n}" for n in range(1, 13)]
+    settings = load(environ, BARMAN_SERVERS=",".join(names), SHARD_COUNT="3", SHARD_INDEX="0")
+    everything = load_settings(
+        {**environ, "BARMAN_SERVERS": ",".join(names), "SHARD_COUNT": "3", "SHARD_INDEX": "0"},
+        sharded=False,
+    )
+    assert len(settings.servers) < len(names)
+    assert [s.name for s in everything.servers] == names and everything.shard is None
+    with pytest.raises(ConfigError, match="SHARD_COUNT"):
+        load_settings({**environ, "SHARD_COUNT": "0"}, sharded=False)

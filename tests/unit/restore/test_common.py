@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from barman_supervisor.config import load_settings
 from barman_supervisor.restore import common as restore
 
 
@@ -79,3 +80,15 @@ def test_a_new_destination_is_measured_on_its_nearest_existing_directory(tmp_pat
     assert restore.existing_ancestor(tmp_path / "new" / "pg") == tmp_path
     assert restore.existing_ancestor(tmp_path) == tmp_path
     assert restore.free_space(tmp_path / "new") > 0
+
+
+def test_a_server_another_replica_owns_is_named_with_its_shard(environ: dict[str, str]) -> None:
+    names = [f"pg{n}" for n in range(1, 13)]
+    settings = load_settings(
+        {**environ, "BARMAN_SERVERS": ",".join(names), "SHARD_COUNT": "3", "SHARD_INDEX": "0"}
+    )
+    other = next(o for o in settings.ownership if not o.mine)
+    hint = restore.elsewhere(settings, other.server)
+    assert f"protected by shard {other.owner} of 3" in hint and "restore-offsite" in hint
+    assert restore.elsewhere(settings, settings.servers[0].name) == ""
+    assert restore.elsewhere(settings, "nowhere") == ""
