@@ -28,9 +28,10 @@ May import: every subpackage below it (``drill`` included), never ``daemon``.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 
 from barman_supervisor.barman.commands import Barman
@@ -47,6 +48,7 @@ from barman_supervisor.jobs.recorder import JobRecorder
 from barman_supervisor.jobs.startup import Startup
 from barman_supervisor.jobs.streaming import Streaming
 from barman_supervisor.jobs.walwatch import WalWatcher
+from barman_supervisor.log import get_logger
 from barman_supervisor.offsite.copier import OffsiteCopier
 from barman_supervisor.postgres.connection import APPLICATION_NAME, Postgres
 from barman_supervisor.process.runner import Runner
@@ -54,6 +56,7 @@ from barman_supervisor.status.alerts import Notifier
 from barman_supervisor.status.state import State
 
 __all__ = ["Jobs"]
+_log = get_logger(__name__)
 # Servers whose TLS settings are tried at once at start (each try waits PG_CONNECT_TIMEOUT at
 # most for a server that does not answer).
 TLS_CHECKS_AT_ONCE = 16
@@ -62,6 +65,11 @@ TLS_CHECKS_AT_ONCE = 16
 FLUSH_AT_ONCE = 8
 # The commands that round runs: archive-wal, and the store's listing and upload of WAL.
 FLUSH_KINDS = ("archive-wal", "offsite-list", "offsite-wal")
+# The round is seconds (a few segments); a store that does not answer must not hold the
+# shutdown: after FLUSH_TIMEOUT its commands are stopped, and get FLUSH_STOP_GRACE to end. Both
+# count in the margin over SHUTDOWN_GRACE the container's stop timeout needs (docs/operations.md).
+FLUSH_TIMEOUT = 20.0
+FLUSH_STOP_GRACE = 5.0
 
 
 def _connections(settings: Settings) -> dict[str, Postgres]:
@@ -264,8 +272,15 @@ class Jobs:
         held = [s for s in held if self._claims.held(s)]
         if not held:
             return
-        with ThreadPoolExecutor(max_workers=min(FLUSH_AT_ONCE, len(held))) as pool:
-            list(pool.map(self._flush_one, held))
+        pool = ThreadPoolExecutor(max_workers=min(FLUSH_AT_ONCE, len(held)))
+        futures = [pool.submit(self._flush_one, server) for server in held]
+        _, late = wait(futures, timeout=FLUSH_TIMEOUT)
+        if late:
+            _log.warning("wal_flush_late", timeout_s=FLUSH_TIMEOUT, action="stopping its commands")
+            runner.reopen_for(())
+            runner.signal(list(FLUSH_KINDS), signal.SIGTERM)
+            wait(late, timeout=FLUSH_STOP_GRACE)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _flush_one(self, server: ServerSettings) -> None:
         self._archiving.flush(server)

@@ -6,8 +6,9 @@ Three replicas protect every server exactly once. Going to four rolls the set as
 does (the new replica first, then the old ones restarted from the highest ordinal down, each
 with the new count): the new replica waits in phase ``handover`` while a server's old owner
 still holds its claim, and takes it when that owner restarts without it; only the servers the
-hash moves change owner, no claim or slot is ever held twice, and the store's WAL of every
-server stays gapless. A replica killed leaves its servers unprotected until it is back (as the
+hash moves change owner, no claim or slot is ever held twice, the store's WAL of every server
+stays gapless, and a moved server's backup taken by its old owner restores from the store (on
+another replica, as on a new host) to data written after the move. A replica killed leaves its servers unprotected until it is back (as the
 StatefulSet restarts it): nobody else takes them.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
@@ -26,9 +28,11 @@ import pytest
 from barman_supervisor.config.shard import advisory_lock_key, moved, owner
 from barman_supervisor.postgres.wal import segment_number
 from tests.support.daemon import Daemon
-from tests.support.offsite import PREFIX, offsite_env, uncompressed_name
+from tests.support.offsite import PREFIX, RESTORE_TIMEOUT_S, offsite_env, uncompressed_name
+from tests.support.paths import SUPERVISOR
 from tests.support.poll import wait_until
 from tests.support.postgres import Cluster, cluster
+from tests.support.restored import restore_dir, started_copy
 from tests.support.s3 import S3, s3_server
 
 pytestmark = pytest.mark.integration
@@ -38,10 +42,15 @@ SEGMENT_SIZE = 16 * 2**20
 START_TIMEOUT_S = 180
 # A handover is a restart and a claim: seconds; this bounds a hung one.
 HANDOVER_TIMEOUT_S = 120
-# What every replica shares: the full list, a slot per server, the store, fast probes.
+# The servers going from 3 to 4 replicas moves (to the new shard).
+MOVING = moved(SERVERS, 3, 4)
+# What every replica shares: the full list, a slot per server, the store, fast probes; a first
+# backup only for the servers that will move (the history the store carries across the move).
 COMMON = {
     "BARMAN_SERVERS": ",".join(SERVERS),
     "BACKUP_ON_START": "false",
+    **{f"BACKUP_ON_START__{name.upper()}": "true" for name in MOVING},
+    "OFFSITE_INTERVAL": "5",
     "HEALTH_INTERVAL": "1",
     "SHUTDOWN_GRACE": "30",
     **{f"BARMAN_SLOT_NAME__{name.upper()}": f"slot_{name}" for name in SERVERS},
@@ -121,6 +130,10 @@ def active_slots(pg: Cluster) -> set[str]:
     return {name.removeprefix("slot_") for name in names}
 
 
+def store_backups(s3: S3, server: str) -> set[str]:
+    return {key.split("/")[3] for key in s3.keys(f"{PREFIX}/{server}/base/")}
+
+
 def store_segments(s3: S3, server: str) -> list[str]:
     names = {uncompressed_name(k.rsplit("/", 1)[1]) for k in s3.keys(f"{PREFIX}/{server}/wals/")}
     return sorted(name for name in names if len(name) == 24)
@@ -177,13 +190,20 @@ def test_three_replicas_protect_every_server_exactly_once(replicas: Replicas) ->
         assert set(status(daemon)["servers"]) == set(owned(3, index))
     wait_until(lambda: active_slots(replicas.pg) == set(SERVERS), 60, what="every slot active")
     assert lock_holders(replicas.pg) == dict.fromkeys(SERVERS, 1)
+    for name in MOVING:
+        wait_until(
+            lambda name=name: store_backups(replicas.s3, name),  # type: ignore[misc]
+            HANDOVER_TIMEOUT_S,
+            what=f"{name}'s first backup in the store",
+        )
 
 
 def test_going_to_four_moves_only_what_the_hash_moves_with_no_overlap_and_no_gap(
     replicas: Replicas,
 ) -> None:
     pg, s3 = replicas.pg, replicas.s3
-    moving = moved(SERVERS, 3, 4)
+    moving = MOVING
+    before = {name: store_backups(s3, name) for name in moving}
     assert moving and all(new == 3 for _, new in moving.values()), moving
     new = replicas.start(3, 4)
     for name in moving:
@@ -225,6 +245,42 @@ def test_going_to_four_moves_only_what_the_hash_moves_with_no_overlap_and_no_gap
             what=f"{segment} of {name} in the store",
         )
         assert gaps(store_segments(s3, name)) == [], (name, store_segments(s3, name))
+    # The store is a moved server's history: its old owner's backup, restored from the store by
+    # another replica (restore-offsite needs no catalogue), replays past the move.
+    name = sorted(moving)[0]
+    elsewhere = next(i for i in range(4) if i != owner(name, 4))
+    assert_restored_past_the_move(replicas, name, sorted(before[name])[0], elsewhere)
+
+
+def assert_restored_past_the_move(replicas: Replicas, name: str, backup: str, via: int) -> None:
+    pg, s3 = replicas.pg, replicas.s3
+    pg.sql("CREATE TABLE after_the_move AS SELECT 1 AS marker")
+    segment = pg.sql("SELECT pg_walfile_name(pg_switch_wal())")
+    pg.sql("SELECT txid_current()")
+    wait_until(
+        lambda: segment in store_segments(s3, name),
+        HANDOVER_TIMEOUT_S,
+        what=f"{segment} of {name} in the store",
+    )
+    env = {**replicas.running[via].env, "BARMAN_HOME": str(replicas.root / f"fresh-{via}")}
+    with restore_dir("bs-shard-restore-") as base:
+        destination = base / "data"
+        done = subprocess.run(
+            [SUPERVISOR, "restore-offsite", name, str(destination), "--backup-id", backup],
+            capture_output=True,
+            text=True,
+            timeout=RESTORE_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        with started_copy(destination) as copy:
+            wait_until(
+                lambda: copy.sql("SELECT pg_is_in_recovery()") == "f",
+                RESTORE_TIMEOUT_S,
+                what="the copy replayed the store's WAL and opened",
+            )
+            assert copy.sql("SELECT marker FROM after_the_move") == "1"
 
 
 def test_a_killed_replicas_servers_wait_for_it_and_nobody_else_takes_them(
