@@ -1,6 +1,6 @@
-"""Sharding with real processes (issue 28): replicas of one StatefulSet, each its own Barman
-home (its volume), all given the same twelve servers (one PostgreSQL, a slot each) and a real S3
-API server as the store.
+"""Sharding with real processes (issue 28): replicas of one StatefulSet, each its own Barman home
+(its volume), all given the same twelve servers (one PostgreSQL, a slot each) and a real S3 API
+server as the store.
 
 Three replicas protect every server exactly once. Going to four rolls the set as a StatefulSet
 does (the new replica first, then the old ones restarted from the highest ordinal down, each
@@ -8,8 +8,8 @@ with the new count): the new replica waits in phase ``handover`` while a server'
 still holds its claim, and takes it when that owner restarts without it; only the servers the
 hash moves change owner, no claim or slot is ever held twice, the store's WAL of every server
 stays gapless, and a moved server's backup taken by its old owner restores from the store (on
-another replica, as on a new host) to data written after the move. A replica killed leaves its servers unprotected until it is back (as the
-StatefulSet restarts it): nobody else takes them.
+another replica, as on a new host) to data written after the move. A replica killed leaves its
+servers unprotected until it is back (as the StatefulSet restarts it): nobody else takes them.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.records import Backup
 from barman_supervisor.config.shard import Shard, ownership, shard_status
 from barman_supervisor.log import MASKER
+from barman_supervisor.postgres.connection import Identity
 from barman_supervisor.status import page
-from barman_supervisor.status.state import BackupSummary, DrillResult, State
+from barman_supervisor.status.state import BackupSummary, DrillResult, FailoverRecord, State
 from tests.unit.status.test_http import probes, protected_state, streaming
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -241,3 +242,16 @@ def test_a_sharded_replica_names_its_shard_and_the_servers_another_replica_holds
         assert escaped(f"{entry.server} → shard {entry.owner}") in html
     assert "HELD ELSEWHERE" in html and escaped(holder) in html
     assert f"0 of {len(mine)} servers ready" in html or f"0 of {len(mine)} server ready" in html
+
+
+def test_a_followed_failover_and_the_primary_are_shown() -> None:
+    state = protected_state()
+    name = next(iter(state.servers()))
+    lost = ("0/5000060", "0/50000D8", "/b/pg/wals-old-timeline")
+    record = FailoverRecord(1, 2, "0/5000060", ("db2", 5432), time.time() - 300, lost)
+    state.record_failover(name, record, Identity("7400000000000000001", 2))
+    state.record_primary(name, ("db2", 5432))
+    html = rendered(state)
+    assert "primary db2:5432" in html
+    assert escaped("timeline 1 → 2 at") in html and "new primary db2:5432" in html
+    assert "exists only on the old timeline" in html and "/b/pg/wals-old-timeline" in html
