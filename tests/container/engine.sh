@@ -94,9 +94,17 @@ if ! docker info >/dev/null 2>&1; then
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     # setsid + nohup: dockerd outlives this script and the shell that ran it.
     # --bridge=none/--iptables=false: no docker0, no NAT rules; containers and
-    # builds must use host networking.
-    setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false \
-        >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    # builds must use host networking. Descriptors above 2 are closed for it: a
+    # caller's `flock` lock (or any pipe) inherited by dockerd would be held for
+    # as long as dockerd runs.
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+        done
+        exec setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false \
+            >>"$DOCKERD_LOG" 2>&1 </dev/null
+    ) &
     for _ in $(seq 1 "$DOCKERD_WAIT"); do
         docker info >/dev/null 2>&1 && break
         sleep 1
