@@ -217,12 +217,15 @@ def test_going_to_four_moves_only_what_the_hash_moves_with_no_overlap_and_no_gap
         assert f"shard {old_shard} of 3" in claims[name]["claim"]["holder"]
     assert lock_holders(pg) == dict.fromkeys(SERVERS, 1)
     stopped_at: dict[int, datetime] = {}
+    last_job: dict[str, datetime] = {}
     for index in (2, 1, 0):  # a StatefulSet rolls from the highest ordinal down
         leaving = [name for name, (old_shard, _) in moving.items() if old_shard == index]
         if leaving:
             complete_a_segment(pg, leaving)
         old = replicas.stop(index)
         stopped_at[index] = at(old.find("daemon_stopping")[-1])
+        for name in leaving:
+            last_job[name] = max(at(e) for e in old.find("job_finished", server=name))
         replicas.start(index, 4)
         wait_running(replicas.running[index], owned(4, index))
     wait_running(new, list(moving))
@@ -231,6 +234,11 @@ def test_going_to_four_moves_only_what_the_hash_moves_with_no_overlap_and_no_gap
         for name, (old, _) in moving.items()
     }
     print(f"\nmoved {len(moving)} of {len(SERVERS)}: {moving}; handover seconds {handovers}")
+    for name in moving:  # the old owner's last job on it (its last WAL round) came first
+        first_job = min(
+            at(e) for e in new.find("job_started", server=name) if e["job"] != "bootstrap"
+        )
+        assert last_job[name] <= at(new.find("claim_held", server=name)[-1]) <= first_job, name
     assert all(0 <= seconds < HANDOVER_TIMEOUT_S for seconds in handovers.values()), handovers
     for index in range(4):
         assert set(status(replicas.running[index])["servers"]) == set(owned(4, index))
