@@ -66,7 +66,7 @@ class Claims:
             return
         started = time.monotonic()
         policy = retry.every(
-            self._stop, HANDOVER_POLL, retry_on=(HeldElsewhere, psycopg.OperationalError)
+            self._stop, HANDOVER_POLL, retry_on=(HeldElsewhere, psycopg.Error)
         )
         policy(lambda: self._wait_turn(server))
         self._acquired.add(server.name)
@@ -107,7 +107,7 @@ class Claims:
             return False
         try:
             claim, changed = self._ask(server)
-        except psycopg.OperationalError:
+        except psycopg.Error:
             return False
         if changed and not claim.held:
             _log.error(
