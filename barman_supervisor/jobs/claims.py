@@ -65,9 +65,7 @@ class Claims:
         if not self._sharded:
             return
         started = time.monotonic()
-        policy = retry.every(
-            self._stop, HANDOVER_POLL, retry_on=(HeldElsewhere, psycopg.Error)
-        )
+        policy = retry.every(self._stop, HANDOVER_POLL, retry_on=(HeldElsewhere, psycopg.Error))
         policy(lambda: self._wait_turn(server))
         self._acquired.add(server.name)
         _log.info(
