@@ -27,6 +27,11 @@ BACKUP_STOP_GRACE = 60.0
 # A drill's PostgreSQL gets a fast shutdown, then immediate, then SIGKILL: at most 50 s.
 DRILL_STOP_GRACE = 60.0
 LEFTOVER_GRACE = 10.0
+# The longest a stop takes beyond SHUTDOWN_GRACE: a backup's SIGTERM grace, a drill's stop, the
+# streaming and leftover graces, the last WAL round (jobs: FLUSH_TIMEOUT + FLUSH_STOP_GRACE),
+# with room for `terminate-process`. A container's stop timeout is SHUTDOWN_GRACE plus at least
+# this (compose stop_grace_period, Kubernetes terminationGracePeriodSeconds); 165 s add up today.
+STOP_MARGIN = 180.0
 # ``terminate-process`` waits for its receiver to end, about a second: one after the other,
 # fifty servers took fifty seconds to stop.
 STREAMING_STOPPERS = 16

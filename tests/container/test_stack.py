@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from barman_supervisor.daemon.shutdown import STOP_MARGIN
 from tests.container.conftest import (
     BARMAN_IMAGE,
     DEFAULT_MAJOR,
@@ -110,7 +111,7 @@ def test_compose_config_accepts_the_product_file(built_images: float, tmp_path: 
     assert environment["HTTP_PORT"] == "9798"
     assert environment["BACKUP_SCHEDULE"] == "0 3 * * 0"
     assert environment["BACKUP_INCREMENTAL_SCHEDULE"] == "0 3 * * 1-6"
-    assert _seconds(barman["stop_grace_period"]) > int(environment["SHUTDOWN_GRACE"]) + 60
+    assert _seconds(barman["stop_grace_period"]) >= int(environment["SHUTDOWN_GRACE"]) + STOP_MARGIN
     # TLS to PostgreSQL, checked against the stack's CA; the container locked down.
     assert environment["PG_SSLMODE"] == "verify-full"
     assert environment["PG_SSLROOTCERT"] == "/run/secrets/postgres_ca_cert"
