@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 PG_MAJOR ?= 15
 PG_BIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4 chromium chromium-driver prometheus
+# `kubectl kustomize` renders deploy/kubernetes/ for the unit tests: Debian's kubernetes-client,
+# unless a kubectl is on PATH already (another package's /usr/bin/kubectl, which Debian's would
+# collide with; the manifests render with kubectl 1.20's kustomize and with newer ones).
+KUBECTL_PACKAGE := $(if $(shell command -v kubectl),,kubernetes-client)
+APT_PACKAGES := postgresql-$(PG_MAJOR) postgresql-client-$(PG_MAJOR) libpq-dev gcc rsync procps util-linux zstd lz4 chromium chromium-driver prometheus $(KUBECTL_PACKAGE)
 # Installing Debian's prometheus would start it as a service (init script or systemd unit): the
 # tests run their own on free ports, and its init script failing where there is no init system
 # would fail the install. While none exists, a policy-rc.d refuses that one start (exit 101).

@@ -25,6 +25,8 @@
   ``deploy/prometheus/`` configuration and rules, and its HTTP API (alerts, queries); ``PROMTOOL``.
 - ``promql``: the metric names a PromQL expression reads (dashboard and rule queries held
   against what the daemon serves).
+- ``kubernetes``: the manifests of ``deploy/kubernetes/`` as ``kubectl kustomize`` renders them,
+  and the pod's container, settings and selectors read out of them.
 
 The benchmarks (``bench/``, ``make bench``) run their clusters and daemons with these too.
 
