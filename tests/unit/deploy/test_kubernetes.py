@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from barman_supervisor.daemon.shutdown import STOP_MARGIN
 from barman_supervisor.config.env import server_suffix
 from barman_supervisor.config.variables import VARIABLES, Variable, variable
 from barman_supervisor.config.web import allowed_hosts, host_allowed
@@ -155,13 +156,13 @@ def test_the_startup_probe_waits_as_long_as_the_image_healthcheck() -> None:
 
 @pytest.mark.parametrize("directory", DEPLOYMENTS)
 def test_the_grace_period_outlasts_the_daemon_s_shutdown(directory: Path) -> None:
-    """At least ``SHUTDOWN_GRACE`` plus the margin docs/operations.md gives every stop (the
-    backup's own stop, streaming, the last WAL round), which compose gives too."""
+    """At least ``SHUTDOWN_GRACE`` plus the daemon's STOP_MARGIN (the backup's own stop, a
+    drill's, streaming, the last WAL round), which compose gives too, and operations.md says."""
     margin = re.search(r"`SHUTDOWN_GRACE` \+ (\d+) s", OPERATIONS_DOC.read_text())
-    assert margin
+    assert margin and int(margin[1]) == STOP_MARGIN
     shutdown = float(_effective(settings(render(directory)), "SHUTDOWN_GRACE"))
     grace = _pod(directory)["terminationGracePeriodSeconds"]
-    assert grace >= shutdown + int(margin[1])
+    assert grace >= shutdown + STOP_MARGIN
     compose = yaml.safe_load(COMPOSE.read_text())["services"]["barman"]["stop_grace_period"]
     assert grace == _duration(re.sub(r"\$\{\w+:-(\w+)\}", r"\1", compose))
 
