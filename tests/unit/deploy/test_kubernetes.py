@@ -21,10 +21,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from barman_supervisor.daemon.shutdown import STOP_MARGIN
 from barman_supervisor.config.env import server_suffix
 from barman_supervisor.config.variables import VARIABLES, Variable, variable
 from barman_supervisor.config.web import allowed_hosts, host_allowed
+from barman_supervisor.daemon.shutdown import STOP_MARGIN
 from barman_supervisor.status.http import VERDICT_ONLY
 from deploy.kubernetes import generate
 from tests.support.kubernetes import (
