@@ -30,6 +30,9 @@ LOST = "lost"
 # How ENOSPC reads in Barman's errors and log (``logtail`` names it as a failure's cause).
 NO_SPACE = "no space left on device"
 INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
+# Barman's check that it reached PostgreSQL: failed, it reports the compatibility checks failed
+# too ("PostgreSQL version: None"), which then says nothing about the client tools.
+POSTGRESQL_CHECK = "postgresql"
 
 
 def orphaned_receivers(table: Iterable[ProcInfo], streaming_dir: str) -> list[ProcInfo]:
@@ -89,7 +92,12 @@ def identity_change(
 
 
 def client_tool_problems(checks: Iterable[Check], version_num: int | None) -> list[str]:
-    """``pg_basebackup``/``pg_receivewal`` older than the server refuse to work with it."""
+    """``pg_basebackup``/``pg_receivewal`` older than the server refuse to work with it. Only
+    when Barman reached the server: a check that ran while it was down (a failover, a restart
+    during the start-up) once stopped the daemon for "client tools older than the server"."""
+    checks = list(checks)
+    if any(c.name == POSTGRESQL_CHECK and not c.ok for c in checks):
+        return []
     failed = [c.name for c in checks if c.name in INCOMPATIBLE_CLIENT_CHECKS and not c.ok]
     if not failed:
         return []

@@ -121,6 +121,18 @@ def test_old_client_tools_name_the_package_to_install() -> None:
     assert client_tool_problems([Check("pg_basebackup_compatible", True, "")], 170002) == []
 
 
+def test_a_check_that_did_not_reach_postgresql_says_nothing_of_the_client_tools() -> None:
+    """Seen in the failover bench: PostgreSQL down during the start-up's check, Barman failed
+    the compatibility checks with "PostgreSQL version: None", and the daemon stopped."""
+    unknown = "PostgreSQL version: None, {} version: 15.18"
+    checks = [
+        Check("postgresql", False, ""),
+        Check("pg_basebackup_compatible", False, unknown.format("pg_basebackup")),
+        Check("pg_receivexlog_compatible", False, unknown.format("pg_receivexlog")),
+    ]
+    assert client_tool_problems(checks, 150018) == []
+
+
 def test_restart_delay_grows_and_is_capped() -> None:
     delays = [restart_delay(attempt, initial=1, ceiling=60) for attempt in (1, 2, 3, 10)]
     assert 1 <= delays[0] < 2 and 2 <= delays[1] < 3 and 4 <= delays[2] < 5
