@@ -83,6 +83,11 @@ def render_server(server: ServerSettings) -> str:
         # The floor under retention: Barman never deletes below it (REDUNDANCY n less than it
         # is raised to it), so a policy or a hand can never remove the last backup.
         f"minimum_redundancy = {server.minimum_redundancy}",
+        # Barman's first backup purges the WAL streamed before it; that WAL is what the store's
+        # older backups need to be restored past a handover (a server moved between replicas, a
+        # volume replaced). Skipping that purge is worm_mode's one effect with a local archive;
+        # retention removes the WAL with the first backup.
+        "worm_mode = on",
     ]
     if server.bandwidth_limit_kbps:
         # pg_basebackup --max-rate: keeps a backup from saturating the primary's disk or link.
