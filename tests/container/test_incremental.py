@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
 MAJOR = 18
 INCREMENTALS = 2
+# A delete refused because a Barman command of the daemon holds the lock is asked again this
+# long (each of those commands takes seconds).
+DELETE_TIMEOUT_S = 120
 ROWS_PER_STEP, ROWS_AFTER_TARGET = 100, 7
 
 
@@ -157,7 +160,14 @@ def test_incrementals_chain_on_the_newest_backup_and_restore_to_a_point_in_time(
     # breath (docs/backups.md); releasing a backup with no keep changes nothing.
     for backup_id in reversed(ids):
         release_and_delete = f"barman keep --release pg {backup_id} && barman delete pg {backup_id}"
-        stack.exec("barman", "sh", "-c", release_and_delete, timeout=300)
+        # Barman refuses a delete while another of its commands holds the server's lock (the
+        # daemon's archive-wal or check at that moment): asked again until it is free.
+        wait_until(
+            functools.partial(_succeeds, stack, release_and_delete),
+            DELETE_TIMEOUT_S,
+            what=f"backup {backup_id} released and deleted",
+            interval=2,
+        )
     full = wait_until(
         functools.partial(_new_full, stack, set(ids)),
         240,
@@ -178,3 +188,7 @@ def _drill_of(stack: Stack, backup_ids: set[str]) -> dict[str, Any] | None:
     """The last drill, once it passed on one of these backups."""
     drill: dict[str, Any] | None = stack.status()["servers"]["pg"]["drill"]
     return drill if drill and drill["ok"] is True and drill["backup_id"] in backup_ids else None
+
+
+def _succeeds(stack: Stack, command: str) -> bool:
+    return stack.exec_status("barman", "sh", "-c", command, timeout=300)[0] == 0
