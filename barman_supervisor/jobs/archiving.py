@@ -36,6 +36,11 @@ TEMP_SUFFIX = ".tmp"
 Trigger = Literal["segment", "interval", "shutdown"]
 
 
+def _visible(streaming: Iterable[str]) -> list[str]:
+    """The files of ``streaming/`` Barman looks at: no hidden file, no ``.tmp``."""
+    return [n for n in streaming if not n.startswith(".") and not n.endswith(TEMP_SUFFIX)]
+
+
 def wal_waiting(streaming: Iterable[str], incoming: Iterable[str]) -> bool:
     """Whether ``archive-wal`` has something to move: in ``streaming/`` a completed file (not
     the ``.partial`` segment pg_receivewal is writing, not a ``.tmp`` or hidden file) that
@@ -44,7 +49,7 @@ def wal_waiting(streaming: Iterable[str], incoming: Iterable[str]) -> bool:
     Barman keeps the newest completed file back while no ``.partial`` follows it (measured: a
     switched segment stays in ``streaming/`` until the next WAL is written, and ``archive-wal``
     says "no file found"): it counts only then."""
-    visible = [n for n in streaming if not n.startswith(".") and not n.endswith(TEMP_SUFFIX)]
+    visible = _visible(streaming)
     completed = sorted(n for n in visible if not n.endswith(PARTIAL_SUFFIX))
     if len(completed) == len(visible):  # no .partial: the newest completed one is held back
         completed = completed[:-1]
@@ -58,7 +63,7 @@ def resume_file(streaming: Iterable[str], segment_size: int) -> str | None:
     so that ``pg_receivewal`` resumes after it; an empty ``.partial`` of the next segment keeps
     that resume point (``pg_receivewal`` starts from its newest file) and frees the segment.
     None when a ``.partial`` is there already, or nothing completed."""
-    visible = [n for n in streaming if not n.startswith(".") and not n.endswith(TEMP_SUFFIX)]
+    visible = _visible(streaming)
     if any(n.endswith(PARTIAL_SUFFIX) for n in visible):
         return None
     completed = sorted(n for n in visible if is_segment_name(n))
