@@ -201,6 +201,16 @@ class Stack:
             document: dict[str, Any] = json.load(page)
         return document
 
+    def server_status(self, name: str = "pg") -> dict[str, Any] | None:
+        """One server's part of /status, or None while the daemon does not answer: not up yet,
+        or one answer slower than the read timeout under a loaded run (seen once in CI). For
+        polls, which ask again; a daemon that never answers fails the poll's own deadline."""
+        try:
+            server: dict[str, Any] = self.status()["servers"][name]
+        except OSError:
+            return None
+        return server
+
     def psql(self, sql: str) -> str:
         """SQL as the superuser over the Unix socket, as OS user postgres (peer in pg_hba.conf)."""
         return self.exec(

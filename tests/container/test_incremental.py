@@ -82,7 +82,8 @@ def _more_done_than(stack: Stack, count: int) -> list[dict[str, Any]] | None:
 
 def _newest_in_status(stack: Stack, backup_id: str) -> dict[str, Any] | None:
     """The daemon lists backups again after verifying a new one: a moment after Barman."""
-    newest: dict[str, Any] | None = stack.status()["servers"]["pg"]["backups"]["newest"]
+    server = stack.server_status()
+    newest: dict[str, Any] | None = server["backups"]["newest"] if server else None
     return newest if newest and newest["id"] == backup_id else None
 
 
@@ -186,7 +187,8 @@ def _new_full(stack: Stack, old: set[str]) -> dict[str, Any] | None:
 
 def _drill_of(stack: Stack, backup_ids: set[str]) -> dict[str, Any] | None:
     """The last drill, once it passed on one of these backups."""
-    drill: dict[str, Any] | None = stack.status()["servers"]["pg"]["drill"]
+    server = stack.server_status()
+    drill: dict[str, Any] | None = server["drill"] if server else None
     return drill if drill and drill["ok"] is True and drill["backup_id"] in backup_ids else None
 
 

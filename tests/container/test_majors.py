@@ -66,16 +66,8 @@ def _server(stack: Stack) -> dict[str, Any]:
     return server
 
 
-def _answering(stack: Stack) -> dict[str, Any] | None:
-    """The server's /status, or None while the daemon's HTTP server is not up yet."""
-    try:
-        return _server(stack)
-    except OSError:
-        return None
-
-
 def _verified_backup(stack: Stack) -> dict[str, Any] | None:
-    server = _answering(stack)
+    server = stack.server_status()
     if server is None:
         return None
     backups: dict[str, Any] = server["backups"]
@@ -108,7 +100,8 @@ def test_backup_is_done_and_verified_with_the_newest_clients(major_stack: Stack)
 
 
 def _drill(stack: Stack, ok: bool) -> dict[str, Any] | None:
-    drill: dict[str, Any] | None = _server(stack)["drill"]
+    server = stack.server_status()
+    drill: dict[str, Any] | None = server["drill"] if server else None
     return drill if drill and drill["ok"] is ok and drill["backup_id"] else None
 
 

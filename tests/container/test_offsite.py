@@ -104,7 +104,8 @@ def test_offsite_is_switched_on_through_the_env_file_and_the_key_files(
     assert wal and all(key.endswith(".gz") or key.endswith(".history") for key in wal), wal
 
     def up_to_date() -> dict[str, Any] | None:
-        record: dict[str, Any] = offsite_stack.status()["servers"]["pg"]["offsite"] or {}
+        server = offsite_stack.server_status() or {}
+        record: dict[str, Any] = server.get("offsite") or {}
         copied_newest = record.get("newest_copied_backup") in done and not record["backups_owed"]
         return record if copied_newest else None
 
