@@ -25,6 +25,7 @@ from barman_supervisor.daemon.shutdown import BarmanStopper
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.jobs import Jobs
 from barman_supervisor.log import MASKER, RepeatFilter, get_logger
+from barman_supervisor.offsite.plan import forkserver_preload
 from barman_supervisor.process.forkserver import ForkServer
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
@@ -148,7 +149,10 @@ class Daemon:
             if self.settings.barman_forkserver:
                 self.runner.serve_from(
                     ForkServer.start(
-                        self.settings.barman_bin, self.settings.child_env, self.supervisor
+                        self.settings.barman_bin,
+                        self.settings.child_env,
+                        self.supervisor,
+                        forkserver_preload(server.offsite for server in self.settings.servers),
                     )
                 )
         except OSError as exc:

@@ -11,8 +11,11 @@ This file runs under the interpreter that has Barman installed (read from ``BARM
 daemon starts it by path. Protocol, one datagram each way on an ``AF_UNIX``/``SOCK_SEQPACKET``
 socket inherited as file descriptor ``argv[1]``:
 
-* from the daemon: ``{"id", "argv", "env"}`` with three descriptors (stdin, stdout, stderr);
+* from the daemon: ``{"id", "argv", "env"}`` with three descriptors (stdin, stdout, stderr), and
+  ``"script"`` when the child runs that Python script (``barman-cloud-*``, the store listing)
+  rather than Barman's CLI;
 * the third argument is padding: room for the children's command lines (``set_command_line``);
+  the fourth, comma-separated modules to import once beside Barman's CLI (may be empty);
 * to the daemon: ``{"ready": true}`` once Barman is imported; ``{"id", "pid"}`` after each fork;
   ``{"id", "exit"}`` with the exit code (negative: the signal) when that child ends.
 
@@ -27,6 +30,7 @@ import ctypes
 import importlib
 import json
 import os
+import runpy
 import selectors
 import signal
 import socket
@@ -48,9 +52,11 @@ def main() -> None:
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
     channel = socket.socket(fileno=int(sys.argv[1]))
     barman_bin = sys.argv[2]
+    modules = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else []
     set_command_line([sys.executable, barman_bin, "fork-server"])
     sys.argv = [barman_bin]  # Barman's parser takes its name (``prog``) from it at import
     importlib.import_module("barman.cli")  # the cost paid once
+    preload(modules)
 
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -68,6 +74,15 @@ def main() -> None:
             elif not serve(channel, barman_bin, children, (wake_read, wake_write)):
                 return
         reap(channel, children)
+
+
+def preload(modules: list[str]) -> None:
+    """Import what the children will need (the cloud clients and their provider, boto3 for
+    S3) once, here. One that does not import is left for the child, which then fails as it
+    would have without this server."""
+    for module in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
 
 
 def serve(
@@ -130,12 +145,16 @@ def run_child(
     os.environ.clear()
     os.environ.update(request["env"])
     time.tzset()  # backup IDs are local time: TZ is the command's
-    sys.argv = [barman_bin, *request["argv"]]
+    script = request.get("script")
+    sys.argv = [script or barman_bin, *request["argv"]]
     set_command_line([sys.executable, *sys.argv])
     os.close(settled)
     code = 0
     try:
-        importlib.import_module("barman.cli").main()
+        if script:
+            runpy.run_path(script, run_name="__main__")  # as ``python script`` runs it
+        else:
+            importlib.import_module("barman.cli").main()
     except SystemExit as exc:
         code = exit_code(exc.code)
     except BaseException:  # what an uncaught exception does to a fresh interpreter

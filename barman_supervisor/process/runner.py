@@ -224,9 +224,10 @@ class Runner:
     def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Child:
         """In a session of its own (a signal to the daemon's group never reaches it), with the
         child environment; registered with the supervisor so that the reaper leaves it alone.
-        Barman's own commands fork from the fork server when there is one."""
+        Barman's own commands, and the other scripts of its interpreter (``barman-cloud-*``),
+        fork from the fork server when there is one."""
         forkserver = self._forkserver
-        if forkserver is not None and argv and argv[0] == forkserver.program:
+        if forkserver is not None and forkserver.serves(argv):
             forked = forkserver.spawn(argv, {**self._env, **(env or {})})
             if forked is not None:
                 return forked

@@ -20,6 +20,7 @@ from pathlib import Path
 from barman_supervisor.barman.space import space_problem
 from barman_supervisor.config import Settings
 from barman_supervisor.errors import ConfigError
+from barman_supervisor.offsite.plan import forkserver_preload
 from barman_supervisor.process.forkserver import ForkServer
 from barman_supervisor.process.pid1 import Pid1
 from barman_supervisor.process.runner import Runner
@@ -62,7 +63,10 @@ def barman_runner(settings: Settings) -> Iterator[Runner]:
     supervisor = Pid1()
     runner = Runner(supervisor, settings.child_env)
     if settings.barman_forkserver:
-        runner.serve_from(ForkServer.start(settings.barman_bin, settings.child_env, supervisor))
+        preload = forkserver_preload(server.offsite for server in settings.servers)
+        runner.serve_from(
+            ForkServer.start(settings.barman_bin, settings.child_env, supervisor, preload)
+        )
     try:
         yield runner
     finally:

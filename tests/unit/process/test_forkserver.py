@@ -181,3 +181,46 @@ def test_without_a_fork_server_nothing_is_started_detached(program: Path) -> Non
     runner = Runner(Pid1(), {"PATH": os.environ["PATH"]})
 
     assert runner.start_detached([str(program), "sleep", "30"], kind="receive-wal") is None
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    preloaded = "barman.preloaded" in sys.modules
+    print(os.getppid(), os.path.basename(sys.argv[0]), *sys.argv[1:], preloaded)
+    sys.exit(4)
+    """
+)
+
+
+def test_other_scripts_of_barmans_interpreter_are_forked_with_the_modules_preloaded(
+    program: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``barman-cloud-*`` beside ``barman`` and ``python script.py`` fork from the server (their
+    parent is the server), with the modules asked for imported once there; a module that does
+    not import is left for the child; a script of another interpreter starts on its own."""
+    (program.parent.parent / "lib" / "barman" / "preloaded.py").write_text("")
+    cloud = program.parent / "barman-cloud-thing"
+    cloud.write_text(f"#!{sys.executable}\n{SCRIPT}")
+    listing = tmp_path / "listing.py"
+    listing.write_text(SCRIPT)
+    other = tmp_path / "other"
+    other.write_text(f"#!/usr/bin/python3.99\n{SCRIPT}")
+    supervisor = Pid1()
+    forkserver = ForkServer.start(
+        str(program), env, supervisor, ("barman.preloaded", "barman.does_not_exist")
+    )
+    assert forkserver is not None
+    runner = Runner(supervisor, env)
+    runner.serve_from(forkserver)
+    try:
+        by_name = runner.run([str(cloud), "a"], kind="t")
+        by_path = runner.run([sys.executable, str(listing), "b"], kind="t")
+        assert not forkserver.serves([str(other)]) and not forkserver.serves(["relative"])
+        assert not forkserver.serves([sys.executable, "-c", "pass"])
+    finally:
+        runner.close_forkserver()
+
+    assert by_name.returncode == 4 and by_path.returncode == 4
+    assert by_name.stdout.split() == [str(forkserver.pid), "barman-cloud-thing", "a", "True"]
+    assert by_path.stdout.split() == [str(forkserver.pid), "listing.py", "b", "True"]
