@@ -35,6 +35,7 @@ from barman_supervisor.offsite.plan import (
     CopyKind,
     OffsiteRecord,
     StoreBackup,
+    StoreListing,
     backups_owed,
     cloud_env,
     cloud_options,
@@ -42,12 +43,11 @@ from barman_supervisor.offsite.plan import (
     connectivity_refusal,
     contiguous_prefix,
     first_error_line,
-    parse_store_backups,
-    parse_wal_listing,
+    parse_store_listing,
     refusals_that_matter,
+    store_listing_argv,
     uncopyable_reason,
     upload_options,
-    wal_listing_argv,
     wal_owed,
 )
 from barman_supervisor.postgres.wal import is_wal_name, timeline_of
@@ -95,18 +95,19 @@ class Cloud:
         env = {**cloud_env(offsite), **(extra_env or {})}
         return self._runner.run(argv, kind=kind, timeout=timeout, env=env)
 
-    def wal_names(self, server: ServerSettings) -> list[str]:
-        """The names of the WAL files in the store (``WAL_LISTING_SCRIPT``)."""
+    def listing(self, server: ServerSettings) -> StoreListing:
+        """What the store holds for the server: its backups and WAL names, in one run
+        (``STORE_LISTING_SCRIPT``)."""
         offsite = _offsite(server)
-        argv = wal_listing_argv(self._settings.barman_bin, offsite, server.name)
+        argv = store_listing_argv(self._settings.barman_bin, offsite, server.name)
         done = self._runner.run(
             argv, kind="offsite-list", timeout=LIST_TIMEOUT, env=cloud_env(offsite)
         )
-        self.require(done, "listing the store's WAL")
-        names = parse_wal_listing(done.stdout)
-        if names is None:
-            raise CopyFailed("listing the store's WAL: not a list of names")
-        return names
+        self.require(done, "listing the store")
+        listing = parse_store_listing(done.stdout)
+        if listing is None:
+            raise CopyFailed("listing the store: not a listing of backups and WAL")
+        return listing
 
     def require(self, done: Completed, what: str) -> None:
         if done.timed_out:
@@ -292,20 +293,16 @@ class OffsiteCopier:
 
     # Backups ----------------------------------------------------------------------------------
     def _backups_round(self, server: ServerSettings) -> None:
+        """One listing of the store (taken first: a consistent view for the hole check, even
+        when retention deletes later in the round), the backups owed copied, retention."""
         record = self._records.get(server.name)
-        listed = self._list_store(server)
-        if self._copy_backups(server, listed) or record is None or record.retention_at is None:
+        listing = self._cloud.listing(server)
+        copied = self._copy_backups(server, listing.backups)
+        if copied or record is None or record.retention_at is None:
             self._apply_retention(server, _offsite(server))
-        self._check_wal(server, listed)
+        self._check_wal(server, listing)
 
-    def _list_store(self, server: ServerSettings) -> list[StoreBackup]:
-        listed = self._cloud.run(
-            server, "barman-cloud-backup-list", "--format", "json", kind="offsite-list"
-        )
-        self._cloud.require(listed, "listing the store")
-        return parse_store_backups(listed.stdout)
-
-    def _check_wal(self, server: ServerSettings, listed: list[StoreBackup]) -> None:
+    def _check_wal(self, server: ServerSettings, listing: StoreListing) -> None:
         """Issue 24: the store's WAL is contiguous from each stored backup's first segment to
         the newest copied segment; a hole is recorded (``/readyz``, ``/status``, ``/metrics``)
         and logged once per change. The history files are read from the local archive."""
@@ -313,12 +310,12 @@ class OffsiteCopier:
             timeline_of(path.name): path.read_text()
             for path in self._home.wals_dir(server.name).glob("*.history")
         }
-        segments = store_segments(self._cloud.wal_names(server))
+        segments = store_segments(listing.wal_names)
         # Up to the newest segment copied in order: one after it is owed, not lost (a parallel
         # batch may have sent a later file before an earlier one failed).
         mark = self._ledger.read(server.name).get("wal_copied")
         upto = max((s for s in segments if mark and s <= str(mark)), default=None)
-        holes = wal_holes(segments, listed, histories, upto) if upto else []
+        holes = wal_holes(segments, listing.backups, histories, upto) if upto else []
         before = self._records.get(server.name)
         if before is not None and before.wal_holes != [hole_record(hole) for hole in holes]:
             for hole in holes:

@@ -106,13 +106,13 @@ def cloud_program(barman_bin: str, name: str) -> str:
     return str(sibling) if Path(barman_bin).is_absolute() and sibling.is_file() else name
 
 
-# The store's WAL listing: a script run under Barman's interpreter (``wal_listing.py``).
-WAL_LISTING_SCRIPT = Path(__file__).with_name("wal_listing.py")
+# The store's listing (backups and WAL names): a script run under Barman's interpreter.
+STORE_LISTING_SCRIPT = Path(__file__).with_name("store_listing.py")
 
 
 def cloud_python(barman_bin: str) -> str:
     """The Python that runs Barman's cloud programs (their ``#!`` line), for
-    ``WAL_LISTING_SCRIPT``; the daemon's own when that cannot be read (one virtualenv)."""
+    ``STORE_LISTING_SCRIPT``; the daemon's own when that cannot be read (one virtualenv)."""
     try:
         with Path(cloud_program(barman_bin, "barman-cloud-backup-list")).open("rb") as program:
             first = program.readline().decode(errors="replace").strip()
@@ -121,22 +121,35 @@ def cloud_python(barman_bin: str) -> str:
     return first[2:].split()[0] if first.startswith("#!/") else sys.executable
 
 
-def wal_listing_argv(barman_bin: str, offsite: Offsite, server: str) -> list[str]:
-    """The command that lists the store's WAL (no secret on it: the keys go in its environment,
-    ``cloud_env``)."""
-    script = [cloud_python(barman_bin), str(WAL_LISTING_SCRIPT)]
+def store_listing_argv(barman_bin: str, offsite: Offsite, server: str) -> list[str]:
+    """The command that lists what the store holds (no secret on it: the keys go in its
+    environment, ``cloud_env``)."""
+    script = [cloud_python(barman_bin), str(STORE_LISTING_SCRIPT)]
     return [*script, *cloud_options(offsite), offsite.url, server]
 
 
-def parse_wal_listing(stdout: str) -> list[str] | None:
-    """``WAL_LISTING_SCRIPT``'s output; None when it is not a list of names."""
+@dataclass(frozen=True)
+class StoreListing:
+    """What the store holds for a server: its backups and the names of its WAL files."""
+
+    backups: list[StoreBackup]
+    wal_names: list[str]
+
+
+def parse_store_listing(stdout: str) -> StoreListing | None:
+    """``STORE_LISTING_SCRIPT``'s output; None when it is not such a listing."""
     try:
-        names = json.loads(stdout or "null")
+        document = json.loads(stdout or "null")
     except json.JSONDecodeError:
         return None
+    if not isinstance(document, dict):
+        return None
+    names, rows = document.get("wal_names"), document.get("backups_list")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return None
-    return names
+    if not isinstance(rows, list):
+        return None
+    return StoreListing(_store_backups(rows), names)
 
 
 def cloud_options(offsite: Offsite) -> list[str]:
@@ -200,6 +213,10 @@ def parse_store_backups(stdout: str) -> list[StoreBackup]:
     except json.JSONDecodeError:
         return []
     rows = document.get("backups_list", []) if isinstance(document, dict) else []
+    return _store_backups(rows if isinstance(rows, list) else [])
+
+
+def _store_backups(rows: list[Any]) -> list[StoreBackup]:
     return [_store_backup(row) for row in rows if isinstance(row, dict) and row.get("backup_id")]
 
 

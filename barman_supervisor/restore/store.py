@@ -45,8 +45,8 @@ from barman_supervisor.offsite.plan import (
     contiguous_prefix,
     first_error_line,
     parse_store_backups,
-    parse_wal_listing,
-    wal_listing_argv,
+    parse_store_listing,
+    store_listing_argv,
 )
 from barman_supervisor.postgres.wal import (
     FIRST_TIMELINE,
@@ -205,13 +205,13 @@ class StoreRestore:
 
     def wal_names(self) -> list[str] | str:
         """The names of the store's WAL files, or why they cannot be listed."""
-        argv = wal_listing_argv(self._settings.barman_bin, self._offsite, self._server)
+        argv = store_listing_argv(self._settings.barman_bin, self._offsite, self._server)
         env = cloud_env(self._offsite)
         listed = self._runner.run(argv, kind=self._kind, timeout=LIST_TIMEOUT, env=env)
-        names = parse_wal_listing(listed.stdout) if listed.ok else None
-        if names is None:
+        listing = parse_store_listing(listed.stdout) if listed.ok else None
+        if listing is None:
             return first_error_line(listed.stderr, f"exit code {listed.returncode}")
-        return names
+        return listing.wal_names
 
     def histories(self) -> dict[int, str] | str:
         """Every timeline history file in the store, from timeline 2 up to the first missing

@@ -17,6 +17,7 @@ from barman_supervisor.config import Offsite, Secret, load_settings
 from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.plan import (
     LocalBackup,
+    StoreListing,
     backup_to_protect,
     backups_owed,
     choose_store_backup,
@@ -27,7 +28,7 @@ from barman_supervisor.offsite.plan import (
     contiguous_prefix,
     first_error_line,
     parse_store_backups,
-    parse_wal_listing,
+    parse_store_listing,
     refusals_that_matter,
     uncopyable_reason,
     upload_options,
@@ -478,15 +479,28 @@ def test_a_parallel_batch_counts_only_up_to_its_first_failure() -> None:
     assert contiguous_prefix(batch, {"B", "C"}) == []
 
 
-def test_the_wal_listing_is_a_list_of_names_or_nothing() -> None:
-    assert parse_wal_listing('["000000010000000000000003", "00000002.history"]\n') == [
-        "000000010000000000000003",
-        "00000002.history",
-    ]
-    assert parse_wal_listing("") is None
-    assert parse_wal_listing("Traceback") is None
-    assert parse_wal_listing('{"a": 1}') is None
-    assert parse_wal_listing("[1]") is None
+def test_the_store_listing_is_backups_and_wal_names_or_nothing() -> None:
+    row = {
+        "backup_id": "20261130T010203",
+        "status": "DONE",
+        "begin_wal": "000000010000000000000003",
+    }
+    listing = parse_store_listing(
+        json.dumps(
+            {
+                "backups_list": [row, {"no": "id"}],
+                "wal_names": ["000000010000000000000003", "00000002.history"],
+            }
+        )
+    )
+    assert listing is not None
+    assert [b.backup_id for b in listing.backups] == ["20261130T010203"]
+    assert listing.backups[0].begin_wal == "000000010000000000000003"
+    assert listing.wal_names == ["000000010000000000000003", "00000002.history"]
+    assert parse_store_listing('{"backups_list": [], "wal_names": []}') == StoreListing([], [])
+    for bad in ("", "Traceback", "[]", '{"wal_names": []}', '{"backups_list": []}'):
+        assert parse_store_listing(bad) is None, bad
+    assert parse_store_listing('{"backups_list": [], "wal_names": [1]}') is None
 
 
 def test_the_wal_listing_runs_on_the_python_of_barmans_cloud_programs(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
-"""The store's WAL names as one JSON list (compression suffixes dropped), through Barman's own
-cloud catalogue: ``barman-cloud-*`` have no program for it.
+"""What the store holds for a server, in one JSON object: ``backups_list`` as
+``barman-cloud-backup-list --format json`` prints it, and ``wal_names``, the WAL files'
+names (compression suffixes dropped), which no ``barman-cloud-*`` program lists. Both through
+Barman's own cloud catalogue, in one process: one client, one import.
 
 A script, never imported by the daemon: it runs under Barman's interpreter (the ``#!`` of
 ``barman-cloud-backup-list``), forked from the fork server when there is one (no import of
@@ -24,7 +26,12 @@ def main() -> None:
     config = cli.parse_arguments(sys.argv[1:])
     with closing(providers.get_cloud_interface(config)) as interface:
         catalog = cloud.CloudBackupCatalog(interface, config.server_name)
-        print(json.dumps(sorted(catalog.get_wal_paths())))
+        backups = catalog.get_backup_list()
+        listing = {
+            "backups_list": [backups[backup_id].to_json() for backup_id in sorted(backups)],
+            "wal_names": sorted(catalog.get_wal_paths()),
+        }
+        print(json.dumps(listing))
 
 
 if __name__ == "__main__":
