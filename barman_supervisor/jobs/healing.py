@@ -30,9 +30,13 @@ LOST = "lost"
 # How ENOSPC reads in Barman's errors and log (``logtail`` names it as a failure's cause).
 NO_SPACE = "no space left on device"
 INCOMPATIBLE_CLIENT_CHECKS = ("pg_basebackup_compatible", "pg_receivexlog_compatible")
-# Barman's check that it reached PostgreSQL: failed, it reports the compatibility checks failed
-# too ("PostgreSQL version: None"), which then says nothing about the client tools.
+# Barman's checks that it reached PostgreSQL, on the normal and on the streaming connection.
+# Either failed, it reports the compatibility checks failed too ("PostgreSQL version: None":
+# Barman reads the server's version over the streaming connection), which then says nothing
+# about the client tools.
 POSTGRESQL_CHECK = "postgresql"
+STREAMING_CHECK = "postgresql_streaming"
+REACHED_CHECKS = (POSTGRESQL_CHECK, STREAMING_CHECK)
 
 
 def orphaned_receivers(table: Iterable[ProcInfo], streaming_dir: str) -> list[ProcInfo]:
@@ -93,10 +97,12 @@ def identity_change(
 
 def client_tool_problems(checks: Iterable[Check], version_num: int | None) -> list[str]:
     """``pg_basebackup``/``pg_receivewal`` older than the server refuse to work with it. Only
-    when Barman reached the server: a check that ran while it was down (a failover, a restart
-    during the start-up) once stopped the daemon for "client tools older than the server"."""
+    when Barman reached the server on both connections: a check that ran while it was down (a
+    failover, a restart during the start-up) once stopped the daemon for "client tools older
+    than the server", and so did one that ran as the primary was shutting down, after the
+    normal connection answered and before the streaming one did (the failover bench)."""
     checks = list(checks)
-    if any(c.name == POSTGRESQL_CHECK and not c.ok for c in checks):
+    if any(c.name in REACHED_CHECKS and not c.ok for c in checks):
         return []
     failed = [c.name for c in checks if c.name in INCOMPATIBLE_CLIENT_CHECKS and not c.ok]
     if not failed:

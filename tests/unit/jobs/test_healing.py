@@ -133,6 +133,20 @@ def test_a_check_that_did_not_reach_postgresql_says_nothing_of_the_client_tools(
     assert client_tool_problems(checks, 150018) == []
 
 
+def test_a_check_that_reached_only_the_normal_connection_says_nothing_of_the_client_tools() -> None:
+    """Seen in the failover bench: the primary shut down between the two connections of the
+    start-up's check; Barman reads the server's version over the streaming one."""
+    checks = [
+        Check("postgresql", True, ""),
+        Check("postgresql_streaming", False, ""),
+        Check("pg_basebackup_compatible", False, ""),
+        Check("pg_receivexlog_compatible", False, ""),
+    ]
+    assert client_tool_problems(checks, 150018) == []
+    reached = [Check("postgresql_streaming", True, ""), *checks[:1], *checks[2:]]
+    assert len(client_tool_problems(reached, 150018)) == 1
+
+
 def test_restart_delay_grows_and_is_capped() -> None:
     delays = [restart_delay(attempt, initial=1, ceiling=60) for attempt in (1, 2, 3, 10)]
     assert 1 <= delays[0] < 2 and 2 <= delays[1] < 3 and 4 <= delays[2] < 5
