@@ -116,7 +116,6 @@ class Jobs:
             notifier,
             self._failover_backup,
             self._confirm_streaming,
-            recheck=self.check,
         )
         self._streaming = Streaming(
             settings, barman, state, postgres, recorder, stop, on_backup_owed, failover
