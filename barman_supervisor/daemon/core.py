@@ -152,7 +152,7 @@ class Daemon:
                         self.settings.barman_bin,
                         self.settings.child_env,
                         self.supervisor,
-                        forkserver_preload(server.offsite for server in self.settings.servers),
+                        forkserver_preload(self.settings.servers),
                     )
                 )
         except OSError as exc:

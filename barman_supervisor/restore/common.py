@@ -63,7 +63,7 @@ def barman_runner(settings: Settings) -> Iterator[Runner]:
     supervisor = Pid1()
     runner = Runner(supervisor, settings.child_env)
     if settings.barman_forkserver:
-        preload = forkserver_preload(server.offsite for server in settings.servers)
+        preload = forkserver_preload(settings.servers)
         runner.serve_from(
             ForkServer.start(settings.barman_bin, settings.child_env, supervisor, preload)
         )

@@ -38,6 +38,7 @@ from barman_supervisor.errors import ConfigError
 from barman_supervisor.offsite.holes import restore_hole
 from barman_supervisor.offsite.plan import (
     StoreBackup,
+    StoreListing,
     choose_store_backup,
     cloud_env,
     cloud_options,
@@ -203,15 +204,15 @@ class StoreRestore:
             return first_error_line(listed.stderr, f"exit code {listed.returncode}")
         return parse_store_backups(listed.stdout)
 
-    def wal_names(self) -> list[str] | str:
-        """The names of the store's WAL files, or why they cannot be listed."""
+    def listing(self) -> StoreListing | str:
+        """The store's backups and WAL names in one run, or why they cannot be listed."""
         argv = store_listing_argv(self._settings.barman_bin, self._offsite, self._server)
         env = cloud_env(self._offsite)
         listed = self._runner.run(argv, kind=self._kind, timeout=LIST_TIMEOUT, env=env)
         listing = parse_store_listing(listed.stdout) if listed.ok else None
         if listing is None:
             return first_error_line(listed.stderr, f"exit code {listed.returncode}")
-        return listing.wal_names
+        return listing
 
     def histories(self) -> dict[int, str] | str:
         """Every timeline history file in the store, from timeline 2 up to the first missing
@@ -350,16 +351,17 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
         raise ConfigError(f"--target-tli {args.target_tli} is not a timeline; use 1 or more")
 
     run = StoreRestore(settings, server.name, server.offsite, Runner(Pid1(), settings.child_env))
-    listed = run.backups()
-    histories = run.histories() if not isinstance(listed, str) else listed
-    if isinstance(listed, str) or isinstance(histories, str):
-        reason = listed if isinstance(listed, str) else histories
+    # One listing gives the backups to choose from and the WAL the hole check reads.
+    listing = run.listing()
+    histories = run.histories() if not isinstance(listing, str) else listing
+    if isinstance(listing, str) or isinstance(histories, str):
+        reason = listing if isinstance(listing, str) else histories
         raise ConfigError(f"cannot read the off-site store {server.offsite.url}: {reason}")
-    listed = without_failed(settings, server.name, listed, args)
+    listed = without_failed(settings, server.name, listing.backups, args)
     plan = plan_restore(listed, histories, target_time, args.backup_id, args.target_tli)
     if isinstance(plan, str):
         raise ConfigError(f"{plan} ({server.offsite.url}, server {server.name})")
-    refuse_a_hole(run, plan, target)
+    refuse_a_hole(listing.wal_names, plan, target)
     room = room_problem(destination, free_space(destination), plan.backup.size_bytes)
     if room is not None:
         raise ConfigError(room)
@@ -367,13 +369,11 @@ def main(args: argparse.Namespace, settings: Settings, out: TextIO | None = None
     return _restore(run, out, server.name, server.offsite, plan, destination, target, args)
 
 
-def refuse_a_hole(run: StoreRestore, plan: StorePlan, target: tuple[str, str] | None) -> None:
+def refuse_a_hole(names: list[str], plan: StorePlan, target: tuple[str, str] | None) -> None:
     """Issue 24: recovery stops at the first segment missing and PostgreSQL opens there as if it
     were the newest point; a hole in the WAL the restore needs (up to the newest segment, or an
-    LSN target) is refused in one line, before anything is written."""
-    names = run.wal_names()
-    if isinstance(names, str):
-        raise ConfigError(f"cannot list the off-site store's WAL: {names}")
+    LSN target) in the store's WAL ``names`` is refused in one line, before anything is
+    written."""
     lsn = parse_lsn(target[1]) if target is not None and target[0] == "lsn" else None
     if target is not None and lsn is None:
         return  # a time, xid or name: PostgreSQL refuses to end short of it
