@@ -105,6 +105,12 @@ def _drill(stack: Stack, ok: bool) -> dict[str, Any] | None:
     return drill if drill and drill["ok"] is ok and drill["backup_id"] else None
 
 
+def _only_the_drill_refused(stack: Stack) -> bool:
+    server = stack.server_status()
+    problems = server["problems"] if server else [{"condition": "no /status answer"}]
+    return [p for p in problems if p["condition"] != "drill"] == []
+
+
 def _restored_sql(stack: Stack, sql: str) -> tuple[int, str]:
     """SQL on the restored copy; stdout only: a copy started on another C library than the one
     that created it warns about the collation version on every connection (stderr)."""
@@ -178,6 +184,8 @@ def test_drill_of_a_major_without_server_programs_is_refused_in_one_line(
     assert reason.startswith(f"no PostgreSQL {major_stack.major} server programs"), reason
     assert "server programs here: 17, 18" in reason and "DRILL_SCHEDULE" in reason, reason
     assert "\n" not in reason and "Traceback" not in reason
-    # Only the drill is refused: the supervisor runs on, backups and streaming untouched.
-    assert [p for p in _server(major_stack)["problems"] if p["condition"] != "drill"] == []
+    # Only the drill is refused: the supervisor runs on, backups and streaming untouched. Read
+    # as a wait: on a saturated machine a login can outlast PG_CONNECT_TIMEOUT for a moment (CI
+    # saw one), a true problem the next probe clears; what the refusal caused would stay.
+    wait_until(lambda: _only_the_drill_refused(major_stack), 120, what="no problem but the drill")
     assert major_stack.container("barman").attrs["State"]["Running"]
