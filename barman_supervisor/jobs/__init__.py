@@ -109,18 +109,15 @@ class Jobs:
         self._owed_trigger: dict[str, str] = {}
         self._on_backup_owed = on_backup_owed
         failover = Failover(
-            settings,
-            barman,
-            state,
-            postgres,
-            notifier,
-            self._failover_backup,
-            self._confirm_streaming,
-        )
+            settings, barman, state, postgres, notifier, self._failover_backup,
+            self._confirm_streaming, recheck=self.check,
+        )  # fmt: skip
         self._streaming = Streaming(
             settings, barman, state, postgres, recorder, stop, on_backup_owed, failover
         )
-        self._backups = Backups(settings, barman, state, recorder, stop, notifier, postgres)
+        self._backups = Backups(
+            settings, barman, state, recorder, stop, notifier, postgres, self._recheck_if_failed
+        )
         self._checks = Checks(barman, state, recorder, self._backups)
         self._archiving = Archiving(barman, state, recorder, on_archived=self._archived)
         self._drills = Drills(
@@ -223,6 +220,10 @@ class Jobs:
 
     def check(self, server: ServerSettings) -> None:
         self._if_held(server, self._checks.check)
+
+    def _recheck_if_failed(self, server: ServerSettings) -> None:
+        """For the backups handler, built before the checks handler it calls."""
+        self._if_held(server, self._checks.recheck_if_failed)
 
     def drill(self, server: ServerSettings) -> None:
         self._if_held(server, self._drills.drill)

@@ -11,7 +11,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import psycopg
 
@@ -95,6 +95,11 @@ def wait_for_copy_slot(
     return False
 
 
+_OUT_OF_SPACE_WHY = (
+    "it ran out of space and holds space the next backup needs (FAILED_BACKUPS=delete)"
+)
+
+
 class Backups:
     def __init__(
         self,
@@ -105,7 +110,9 @@ class Backups:
         stop: threading.Event,
         notifier: Notifier | None,
         postgres: Mapping[str, Postgres] | None = None,  # database sizes, for ``no_room``
+        on_done: Callable[[ServerSettings], None] | None = None,  # a DONE backup's re-check
     ) -> None:
+        self._on_done = on_done
         self._settings = settings
         self._postgres = postgres or {}
         self._barman = barman
@@ -171,7 +178,8 @@ class Backups:
     def take(
         self, server: ServerSettings, *, immediate: bool, trigger: str, incremental: bool = False
     ) -> Outcome | None:
-        """One backup, or None when one of this server is already running."""
+        """One backup, or None when one of this server is already running; once DONE,
+        ``on_done`` outside the lock (the front re-checks a red check the backup may clear)."""
         lock = self._running(server.name)
         if not lock.acquire(blocking=False):
             _log.warning("backup_skipped", reason="a backup of this server is already running")
@@ -181,11 +189,16 @@ class Backups:
                 raise RunnerClosed("backup")
             try:
                 parent = self._parent(server) if incremental else None
-                return self._backup(server, immediate=immediate, trigger=trigger, parent=parent)
+                outcome, done = self._backup(
+                    server, immediate=immediate, trigger=trigger, parent=parent
+                )
             finally:
                 self._copy_slots.release()
         finally:
             lock.release()
+        if done and self._on_done is not None:
+            self._on_done(server)
+        return outcome
 
     def _parent(self, server: ServerSettings) -> str | None:
         """The parent of the next incremental, chosen from a fresh list; None means a full."""
@@ -203,7 +216,7 @@ class Backups:
 
     def _backup(
         self, server: ServerSettings, *, immediate: bool, trigger: str, parent: str | None = None
-    ) -> Outcome:
+    ) -> tuple[Outcome, bool]:  # Barman's outcome; whether it is DONE and verified
         _log.info("backup_starting", trigger=trigger, immediate_checkpoint=immediate, parent=parent)
         self._deadman(server, "/start")
         started = time.time()
@@ -246,13 +259,13 @@ class Backups:
         )
         self._deadman(server, "" if summary.ok else "/fail")
         after = self.refresh(server) or []
-        if not summary.ok:  # the space a copy cut short holds is what the next attempt needs
-            why = (
-                "it ran out of space and holds space the next backup needs (FAILED_BACKUPS=delete)"
-            )
+        if summary.ok:  # a FAILED backup keeps barman check red: superseded now, so gone now
+            self._delete_failures(server)
+        else:  # the space a copy cut short holds is what the next attempt needs
             policy = self._settings.failed_backups
-            self._delete(server, out_of_space_failures(backups, after, reason, policy), why)
-        return outcome
+            doomed = out_of_space_failures(backups, after, reason, policy)
+            self._delete(server, doomed, _OUT_OF_SPACE_WHY)
+        return outcome, summary.ok
 
     def _verify(self, server: ServerSettings, backup_id: str) -> str:
         """pg_verifybackup on the new backup; why it was rejected, or empty."""

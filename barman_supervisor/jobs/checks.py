@@ -25,10 +25,13 @@ class Checks:
         self._running = ServerLocks()
 
     def check(self, server: ServerSettings) -> None:
-        """Run ``barman check``, log each result, then refresh backups (when Barman's files
-        changed), clear superseded failures (a FAILED backup keeps the check red) and verify
+        """Refresh backups (when Barman's files changed) and clear superseded failures first
+        (a FAILED backup keeps the check red: cleared after it, the check just recorded would
+        stay red until the next one), run ``barman check`` and log each result, then verify
         the newest backup that has no verdict yet."""
         with self._running(server.name), self._recorder.job("check", server.name) as run:
+            self._backups.refresh_if_files_changed(server)
+            self._backups.delete_superseded_failures(server)
             outcome, checks = self._barman.check(server.name)
             for check in checks:
                 _log.log(
@@ -44,6 +47,11 @@ class Checks:
             elif not outcome.ok:
                 failed = [check.name for check in checks if not check.ok]
                 run.fail(f"failed checks: {', '.join(failed)}", outcome.completed.returncode)
-            self._backups.refresh_if_files_changed(server)
-            self._backups.delete_superseded_failures(server)
             self._backups.verify_pending(server)
+
+    def recheck_if_failed(self, server: ServerSettings) -> None:
+        """After a backup is DONE: a red check it may have cleared (minimum redundancy, a
+        failed backup it superseded) is asked again now, not at the next BARMAN_CHECK_INTERVAL
+        (five minutes by default) with ``/readyz`` red meanwhile. A green one stands."""
+        if any(not check.ok for check in self._state.server(server.name).checks):
+            self.check(server)

@@ -51,11 +51,16 @@ class Failover:
         notifier: Notifier | None,
         on_backup_owed: Callable[[ServerSettings], None],
         confirm_streaming: Callable[[ServerSettings], bool],
+        recheck: Callable[[ServerSettings], None],
     ) -> None:
         """``on_backup_owed``: a full backup on the new timeline (FAILOVER_BACKUP);
         ``confirm_streaming``: start receive-wal if needed and wait until the slot is active
-        (``Streaming.confirm_started``), since ``barman backup`` refuses to start before."""
+        (``Streaming.confirm_started``), since ``barman backup`` refuses to start before;
+        ``recheck``: ``barman check`` again once streaming runs on the new primary (the last
+        one ran during the switch and failed; it would keep ``/readyz`` red until the next
+        BARMAN_CHECK_INTERVAL, five minutes by default, on a server protected again)."""
         self._confirm_streaming = confirm_streaming
+        self._recheck = recheck
         # Reentrant: waiting for streaming runs the identity check, which may find the next
         # promotion (two in a row) and follow it from inside this one.
         self._locks = {server.name: threading.RLock() for server in settings.servers}
@@ -133,8 +138,10 @@ class Failover:
         alert_failover_followed(self._settings, self._notifier, server.name, record)
         if not self._confirm_streaming(server):
             _log.warning("failover_backup_deferred", reason="streaming not running yet")
-        elif server.failover_backup:
+            return True
+        if server.failover_backup:
             self._on_backup_owed(server)
+        self._recheck(server)
         return True
 
     def _old_timeline_only(

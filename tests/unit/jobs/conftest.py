@@ -27,11 +27,16 @@ class World:
     notifier: RecordingNotifier
     recorder: JobRecorder
     owed: list[str]
+    # Servers whose barman check the failover handler asked again.
+    rechecked: list[str]
     # What the failover handler's wait for streaming answers.
     streaming_confirmed: bool = True
 
     def backup_owed(self, server: ServerSettings) -> None:
         self.owed.append(server.name)
+
+    def recheck(self, server: ServerSettings) -> None:
+        self.rechecked.append(server.name)
 
     def streaming(self) -> Streaming:
         """The streaming handler over this world's fakes, following promotions with
@@ -57,6 +62,7 @@ class World:
             self.notifier,
             on_backup_owed=self.backup_owed,
             confirm_streaming=lambda server: self.streaming_confirmed,
+            recheck=self.recheck,
         )
 
 
@@ -74,6 +80,7 @@ def make_world(environ: dict[str, str], tmp_path: Path, **extra: str) -> World:
         notifier=RecordingNotifier(),
         recorder=JobRecorder(state, stop),
         owed=[],
+        rechecked=[],
     )
 
 

@@ -292,3 +292,35 @@ def test_a_backup_that_ran_out_of_space_is_failed_and_deleted_at_once(world: Wor
     server = world.state.server("pg")
     assert server.last_backup["ok"] is False and "No space left" in server.last_backup["reason"]
     assert ("delete", "pg", "B1") in world.barman.calls
+
+
+def test_a_done_backup_deletes_the_failure_it_supersedes_then_asks_for_a_recheck(
+    world: World,
+) -> None:
+    """The FAILED backup kept barman check red; the front re-checks a red check (on_done)."""
+    done: list[str] = []
+    backups = Backups(
+        world.settings,
+        world.barman,
+        world.state,
+        world.recorder,
+        world.stop,
+        world.notifier,
+        on_done=lambda server: done.append(server.name),
+    )
+    for day in (23, 24):
+        write_backup_info(
+            world.settings, "pg", f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00"
+        )
+    listed = backup_list(("20261124T030000", "DONE"), ("20261123T030000", "FAILED"))
+    world.barman.answer("list-backups", listed)
+    world.barman.answer("backup", Answer(data={"backup_id": "20261124T030000", "status": "DONE"}))
+
+    backups.take(world.server, immediate=True, trigger="failover")
+
+    assert ("delete", "pg", "20261123T030000") in world.barman.calls
+    assert done == ["pg"]
+
+    world.barman.answer("backup", Answer(returncode=1, stderr="connection refused"))
+    backups.take(world.server, immediate=True, trigger="failover")
+    assert done == ["pg"]  # a failed attempt clears nothing

@@ -5,7 +5,7 @@ from __future__ import annotations
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from tests.unit.jobs.conftest import World
-from tests.unit.jobs.fakes import Answer, backup_list
+from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
 
 
 def handler(world: World) -> Checks:
@@ -50,8 +50,42 @@ def test_the_backup_list_is_asked_again_only_when_barmans_files_changed(world: W
 
     checks.check(world.server)
     checks.check(world.server)
-    assert world.barman.commands() == ["check", "list-backups", "check"]
+    assert world.barman.commands() == ["list-backups", "check", "check"]
 
     (world.settings.barman_home / "pg" / "base" / "B2").mkdir(parents=True)
     checks.check(world.server)
-    assert world.barman.commands()[3:] == ["check", "list-backups"]
+    assert world.barman.commands()[3:] == ["list-backups", "check"]
+
+
+def test_a_failure_a_done_backup_superseded_is_deleted_before_the_check(world: World) -> None:
+    """Deleted after it, the check just recorded would say failed_backups until the next."""
+    world.barman.answer(
+        "list-backups", backup_list(("20261124T030000", "DONE"), ("20261123T030000", "FAILED"))
+    )
+    for day in (23, 24):
+        write_backup_info(
+            world.settings, "pg", f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00"
+        )
+    world.barman.answer("check", Answer(data={"pg": {"failed_backups": {"status": "OK"}}}))
+
+    handler(world).check(world.server)
+
+    commands = world.barman.commands()
+    assert commands.index("delete") < commands.index("check"), commands
+    assert ("delete", "pg", "20261123T030000") in world.barman.calls
+
+
+def test_a_red_check_is_asked_again_after_a_done_backup_a_green_one_is_not(world: World) -> None:
+    world.barman.answer("list-backups", backup_list(("B1", "DONE")))
+    red = {"pg": {"minimum_redundancy": {"status": "FAILED"}}}
+    world.barman.answer("check", Answer(returncode=1, data=red))
+    checks = handler(world)
+    checks.check(world.server)
+    world.barman.answer("check", Answer(data={"pg": {"minimum_redundancy": {"status": "OK"}}}))
+
+    checks.recheck_if_failed(world.server)
+    assert world.barman.commands().count("check") == 2
+    assert all(check.ok for check in world.state.server("pg").checks)
+
+    checks.recheck_if_failed(world.server)
+    assert world.barman.commands().count("check") == 2

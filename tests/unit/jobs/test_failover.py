@@ -59,6 +59,7 @@ def test_a_promotion_after_full_replay_is_followed_with_nothing_moved(
     assert world.postgres.slots_created == [world.server.slot_name]
     assert ("terminate-process", "pg", "receive-wal") in world.barman.calls
     assert world.owed == ["pg"]  # FAILOVER_BACKUP
+    assert world.rechecked == ["pg"]  # the check of the switch is stale: asked again
     assert [payload["state"] for payload in world.notifier.posts] == ["failover_followed"]
     assert "timeline 1 → 2 at 0/3000100, primary now db2:5432" in world.notifier.posts[0]["summary"]
 
@@ -108,7 +109,7 @@ def test_the_failover_backup_waits_for_streaming_on_the_new_timeline(
     cron(world)
 
     assert world.state.server("pg").failover is not None
-    assert world.owed == []
+    assert world.owed == [] and world.rechecked == []
 
 
 def test_a_promotion_seen_twice_is_followed_once(environ: dict[str, str], tmp_path: Path) -> None:
