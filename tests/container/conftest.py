@@ -56,6 +56,9 @@ TLS_FILES = {
 BUILD_LOCK = Path("/tmp/barman-supervisor-build.lock")
 BUILD_TIMEOUT = 1800  # engine + base images + product image, cold, on 2 cores: ~2 min seen
 COMPOSE_TIMEOUT = 300
+# One /status read: an answer takes milliseconds, but CI once saw one outlast 10 s on a machine
+# the whole suite saturated; a read that never comes still fails at this bound.
+STATUS_TIMEOUT = 30
 
 
 def run(
@@ -197,7 +200,7 @@ class Stack:
     def status(self) -> dict[str, Any]:
         """The daemon's /status document."""
         url = f"http://127.0.0.1:{self.http_port}/status"
-        with urllib.request.urlopen(url, timeout=10) as page:
+        with urllib.request.urlopen(url, timeout=STATUS_TIMEOUT) as page:
             document: dict[str, Any] = json.load(page)
         return document
 
