@@ -42,9 +42,15 @@ class Forwarder:
         self._drop_open()
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        """Refused from now on. ``shutdown`` first: a ``close`` alone leaves the accepting
+        thread blocked in ``accept()`` on the socket, which then takes one more connection after
+        the cut (CI saw a WAL segment reach the store through it during an outage)."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         self._drop_open()
 
     def _drop_open(self) -> None:
@@ -68,7 +74,13 @@ class Forwarder:
                 client.close()
                 continue
             with self._lock:
-                self._open.update((client, upstream))
+                current = self._listener is listener  # else cut while this one connected
+                if current:
+                    self._open.update((client, upstream))
+            if not current:
+                for conn in (client, upstream):
+                    conn.close()
+                return
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
