@@ -114,6 +114,15 @@ class BarmanHome:
             text = ""
         return parse_backup_info(text)
 
+    def backup_infos(self, server: str) -> dict[str, BackupInfo]:
+        """Every backup's ``backup.info`` read from disk, by backup ID, without Barman: for when
+        ``barman list-backups`` itself fails on one of them."""
+        meta = self.root / server / "meta"
+        ids = {path.name.removesuffix("-backup.info") for path in meta.glob("*-backup.info")}
+        base = self.root / server / "base"
+        ids |= {path.parent.name for path in base.glob("*/backup.info")}
+        return {backup_id: self.backup_info(server, backup_id) for backup_id in sorted(ids)}
+
     def backup_info_time(self, server: str, backup_id: str) -> float | None:
         """When Barman last wrote this backup's ``backup.info``; None without one."""
         path = self.backup_info_path(server, backup_id)

@@ -125,6 +125,10 @@ class BackupInfo:
         return self.get("begin_wal")
 
     @property
+    def end_wal(self) -> str | None:
+        return self.get("end_wal")
+
+    @property
     def parent_id(self) -> str | None:
         """The parent of a block-level incremental backup; None for a full one."""
         return self.get("parent_backup_id")

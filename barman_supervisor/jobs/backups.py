@@ -17,6 +17,7 @@ import psycopg
 
 from barman_supervisor.barman.chains import next_backup
 from barman_supervisor.barman.commands import COMMAND_NOT_RUN, Barman, Outcome
+from barman_supervisor.barman.home import BarmanHome
 from barman_supervisor.barman.records import (
     RUNNING_STATUSES,
     Backup,
@@ -28,9 +29,11 @@ from barman_supervisor.barman.verify import verify_backup
 from barman_supervisor.config import ServerSettings, Settings
 from barman_supervisor.errors import RunnerClosed, first_line
 from barman_supervisor.jobs.healing import (
+    UNFINISHED_REASON,
     failed_to_delete,
     out_of_space_failures,
     stale_started,
+    unfinished_copies,
 )
 from barman_supervisor.jobs.recorder import JobRecorder, ServerLocks
 from barman_supervisor.jobs.verdicts import BackupVerdicts
@@ -95,6 +98,17 @@ def wait_for_copy_slot(
     return False
 
 
+def fail_unfinished(home: BarmanHome, server: str) -> bool:
+    """A backup Barman recorded as copied without its end (``unfinished_copies``) is FAILED,
+    since every Barman listing of the server fails on it; True when one was."""
+    doomed = unfinished_copies(home.backup_infos(server))
+    for backup_id in doomed:
+        marked = home.mark_failed(server, backup_id, UNFINISHED_REASON)
+        _log.warning("unfinished_backup_marked_failed", backup_id=backup_id, marked=marked)
+    return bool(doomed)
+
+
+_INTERRUPTED = "interrupted: the process running it was killed"
 _OUT_OF_SPACE_WHY = (
     "it ran out of space and holds space the next backup needs (FAILED_BACKUPS=delete)"
 )
@@ -300,6 +314,8 @@ class Backups:
         """Barman's list of backups into the state; None when Barman could not say."""
         fingerprint = self._fingerprint(server)
         outcome, backups = self._barman.list_backups(server.name)
+        if not outcome.ok and fail_unfinished(self._barman.home, server.name):  # then again
+            outcome, backups = self._barman.list_backups(server.name)
         if not outcome.ok:
             return None
         self._state.record_backups(server.name, backups)
@@ -318,9 +334,7 @@ class Backups:
         backups = self.current(server)
         stale = stale_started(backups or [])
         for backup_id in stale:
-            marked = self._barman.home.mark_failed(
-                server.name, backup_id, "interrupted: the process running it was killed"
-            )
+            marked = self._barman.home.mark_failed(server.name, backup_id, _INTERRUPTED)
             _log.warning("interrupted_backup_marked_failed", backup_id=backup_id, marked=marked)
         return self.refresh(server) if stale else backups
 

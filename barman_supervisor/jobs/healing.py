@@ -8,13 +8,13 @@ functions decide; the functions never touch a process or a file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.config_files import MINIMUM_REDUNDANCY_CHECK
 from barman_supervisor.barman.home import WalHoldings
-from barman_supervisor.barman.records import Backup, BackupStatus, newest_done
+from barman_supervisor.barman.records import Backup, BackupInfo, BackupStatus, newest_done
 from barman_supervisor.postgres.connection import Identity, SlotState
 from barman_supervisor.postgres.wal import (
     WalGap,
@@ -124,6 +124,29 @@ def redundancy_check_stale(checks: Iterable[Check], backups: Iterable[Backup]) -
     a failure that is over instead of waiting BARMAN_CHECK_INTERVAL for the next check."""
     failed = any(check.name == MINIMUM_REDUNDANCY_CHECK and not check.ok for check in checks)
     return failed and newest_done(backups) is not None
+
+
+# Barman counts WAL for a backup in these (``STATUS_COPY_DONE``), from its begin to its end WAL.
+_COPY_DONE = (BackupStatus.WAITING_FOR_WALS, BackupStatus.DONE)
+UNFINISHED_REASON = (
+    "Barman stopped before recording where the backup ended (no end_wal): the primary went away "
+    "as it finished; not restorable"
+)
+
+
+def unfinished_copies(infos: Mapping[str, BackupInfo]) -> list[str]:
+    """Backups recorded as copied (WAITING_FOR_WALS, DONE) with no ``end_wal``.
+
+    Barman 3.20 leaves one when the primary goes away (a switchover) as its backup stops: it
+    saves WAITING_FOR_WALS, then crashes printing the end position it never got; every
+    ``barman list-backups``, ``backup`` and ``check`` of the server then fails on that file
+    ("'<=' not supported between instances of 'str' and 'NoneType'"), so no backup is taken
+    again until someone edits it. Recorded FAILED, Barman skips its WAL and works again."""
+    return [
+        backup_id
+        for backup_id, info in infos.items()
+        if info.status in _COPY_DONE and info.end_wal is None
+    ]
 
 
 def stale_started(backups: Iterable[Backup]) -> list[str]:

@@ -340,3 +340,37 @@ def test_a_dropped_slot_is_told_as_a_wal_gap_and_a_fresh_backup_is_taken(tmp_pat
             gap = daemon.wait_for("wal_gap_detected", timeout=120, server="pg")
             assert gap["first_missing"] <= gap["last_missing"]
             daemon.wait_for("backup_finished", timeout=240, server="pg", trigger="wal_gap", ok=True)
+
+
+def _unfinish(daemon: Daemon, backup_id: str) -> None:
+    """The ``backup.info`` Barman 3.20 leaves when the primary goes away as its backup stops
+    (seen in the failover test's two switchovers in a row): WAITING_FOR_WALS, no end_wal."""
+    info = daemon.home / "pg" / "meta" / f"{backup_id}-backup.info"
+    lines = info.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith(("status=", "end_wal="))]
+    info.write_text("\n".join([*kept, "status=WAITING_FOR_WALS"]) + "\n")
+
+
+def test_a_backup_barman_left_without_its_end_is_failed_and_backups_go_on(
+    tmp_path: Path,
+) -> None:
+    with cluster() as pg:
+        pg.init()
+        env = {"HEALTH_INTERVAL": "1", "BARMAN_CHECK_INTERVAL": "5"}
+        with running_daemon(tmp_path, pg, **env) as daemon:
+            (first,) = daemon.backups()
+        _unfinish(daemon, first["backup_id"])
+        listed = daemon.barman_command("list-backups", "pg")
+        assert listed.returncode != 0 and "'<=' not supported" in listed.stderr, listed
+        with running_daemon(tmp_path, pg, output="second", **env) as second:
+            marked = second.find("unfinished_backup_marked_failed", backup_id=first["backup_id"])
+            assert marked, second.tail()
+            # Its newest backup FAILED: a new one at start, then the failure it supersedes goes.
+            wait_until(
+                lambda: [b["status"] for b in second.backups()] == ["DONE"],
+                timeout=120,
+                what="one DONE backup, the unfinished one deleted",
+            )
+            wait_until(
+                lambda: second.probe.get("/readyz")[0] == 200, timeout=60, what="/readyz 200"
+            )

@@ -35,6 +35,23 @@ def test_backup_info_is_found_in_meta_first_then_beside_the_backup(tmp_path: Pat
     assert home.backup_info_time("pg", "GONE") is None
 
 
+def test_every_backup_info_is_read_without_barman(tmp_path: Path) -> None:
+    home = home_with(
+        tmp_path,
+        "pg/meta/NEW-backup.info=status=WAITING_FOR_WALS\n",
+        "pg/base/NEW/backup.info=status=FAILED\n",
+        "pg/base/OLD/backup.info=status=DONE\nend_wal=000000010000000000000003\n",
+        "pg/base/EMPTY/data/PG_VERSION=15",
+    )
+
+    infos = home.backup_infos("pg")
+
+    assert sorted(infos) == ["NEW", "OLD"]
+    assert infos["NEW"].status == "WAITING_FOR_WALS" and infos["NEW"].end_wal is None
+    assert infos["OLD"].end_wal == "000000010000000000000003"
+    assert home.backup_infos("other") == {}
+
+
 def test_an_interrupted_backup_is_marked_failed_in_place(tmp_path: Path) -> None:
     home = home_with(tmp_path, "pg/base/B2/backup.info=backup_id=B2\nstatus=STARTED\n")
     info = tmp_path / "pg/base/B2/backup.info"

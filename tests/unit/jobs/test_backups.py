@@ -324,3 +324,24 @@ def test_a_done_backup_deletes_the_failure_it_supersedes_then_asks_for_a_recheck
     world.barman.answer("backup", Answer(returncode=1, stderr="connection refused"))
     backups.take(world.server, immediate=True, trigger="failover")
     assert done == ["pg"]  # a failed attempt clears nothing
+
+
+def test_a_backup_barman_left_without_its_end_is_failed_so_barman_lists_again(
+    world: World,
+) -> None:
+    """Barman's list-backups fails on a WAITING_FOR_WALS backup.info with no end_wal (left by
+    a backup the primary's switchover cut short): marked FAILED, then listed again."""
+    info = world.settings.barman_home / "pg" / "meta" / "B2-backup.info"
+    info.parent.mkdir(parents=True)
+    info.write_text("backup_id=B2\nstatus=WAITING_FOR_WALS\n")
+    world.barman.answer(
+        "list-backups",
+        Answer(returncode=1, stderr="'<=' not supported between instances of 'str' and 'NoneType'"),
+        backup_list(("B2", "FAILED"), ("B1", "DONE")),
+    )
+
+    backups = handler(world).refresh(world.server)
+
+    assert world.barman.marked_failed == ["B2"]
+    assert backups is not None and [b.status for b in backups] == ["FAILED", "DONE"]
+    assert world.barman.commands() == ["list-backups", "list-backups"]

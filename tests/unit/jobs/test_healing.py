@@ -6,7 +6,7 @@ import pytest
 
 from barman_supervisor.barman.commands import Check
 from barman_supervisor.barman.home import WalHoldings
-from barman_supervisor.barman.records import Backup
+from barman_supervisor.barman.records import Backup, BackupInfo
 from barman_supervisor.jobs.healing import (
     client_tool_problems,
     failed_to_delete,
@@ -16,6 +16,7 @@ from barman_supervisor.jobs.healing import (
     redundancy_check_stale,
     slot_start,
     stale_started,
+    unfinished_copies,
     wal_gap,
 )
 from barman_supervisor.postgres.connection import Identity, SlotState
@@ -266,3 +267,19 @@ def test_a_lost_slot_keeps_nothing_so_what_barman_lacks_up_to_now_is_a_gap() -> 
         "000000010000000000000004",
         "000000010000000000000008",
     )
+
+
+def test_a_copied_backup_with_no_end_is_unfinished_others_are_not() -> None:
+    """Barman 3.20 leaves WAITING_FOR_WALS without end_wal when the primary goes away as its
+    backup stops; every barman list-backups then fails on it."""
+    end = {"end_wal": "000000010000000000000003"}
+    infos = {
+        "CUT": BackupInfo({"status": "WAITING_FOR_WALS"}),
+        "DONE_NO_END": BackupInfo({"status": "DONE", "end_wal": "None"}),
+        "WAITING": BackupInfo({"status": "WAITING_FOR_WALS", **end}),
+        "DONE": BackupInfo({"status": "DONE", **end}),
+        "RUNNING": BackupInfo({"status": "STARTED"}),
+        "FAILED": BackupInfo({"status": "FAILED"}),
+    }
+
+    assert unfinished_copies(infos) == ["CUT", "DONE_NO_END"]
