@@ -356,13 +356,14 @@ def test_a_backup_barman_left_without_its_end_is_failed_and_backups_go_on(
 ) -> None:
     with cluster() as pg:
         pg.init()
-        env = {"HEALTH_INTERVAL": "1", "BARMAN_CHECK_INTERVAL": "5"}
-        with running_daemon(tmp_path, pg, **env) as daemon:
+        with running_daemon(tmp_path, pg, HEALTH_INTERVAL="1", BARMAN_CHECK_INTERVAL="5") as daemon:
             (first,) = daemon.backups()
         _unfinish(daemon, first["backup_id"])
         listed = daemon.barman_command("list-backups", "pg")
         assert listed.returncode != 0 and "'<=' not supported" in listed.stderr, listed
-        with running_daemon(tmp_path, pg, output="second", **env) as second:
+        with running_daemon(
+            tmp_path, pg, output="second", HEALTH_INTERVAL="1", BARMAN_CHECK_INTERVAL="5"
+        ) as second:
             marked = second.find("unfinished_backup_marked_failed", backup_id=first["backup_id"])
             assert marked, second.tail()
             # Its newest backup FAILED: a new one at start, then the failure it supersedes goes.
