@@ -261,3 +261,10 @@ def write_backup_info(
     info = settings.barman_home / server / "base" / backup_id / "backup.info"
     info.parent.mkdir(parents=True, exist_ok=True)
     info.write_text(f"backup_id={backup_id}\nbegin_time={begin_time}\nversion={version_num}\n")
+
+
+def write_nightly_backup_infos(settings: Settings, server: str, *days: int) -> None:
+    """``backup.info`` of backups that began at 03:00 on these days of November 2026 (IDs
+    ``202611DDT030000``): times that order them, as Barman's own do."""
+    for day in days:
+        write_backup_info(settings, server, f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00")

@@ -13,7 +13,12 @@ from barman_supervisor.errors import Interrupted
 from barman_supervisor.jobs.backups import Backups, needs_backup_at_start
 from tests.support.poll import wait_until
 from tests.unit.jobs.conftest import World, make_world
-from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
+from tests.unit.jobs.fakes import (
+    Answer,
+    backup_list,
+    write_backup_info,
+    write_nightly_backup_infos,
+)
 
 WAIT = 10.0
 
@@ -160,10 +165,7 @@ def test_only_failures_older_than_a_done_backup_are_deleted(world: World) -> Non
             ("20261122T030000", "FAILED"),
         ),
     )
-    for day in (22, 23, 24):
-        write_backup_info(
-            world.settings, "pg", f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00"
-        )
+    write_nightly_backup_infos(world.settings, "pg", 22, 23, 24)
     backups = handler(world)
     backups.refresh(world.server)
 
@@ -308,10 +310,7 @@ def test_a_done_backup_deletes_the_failure_it_supersedes_then_asks_for_a_recheck
         world.notifier,
         on_done=lambda server: done.append(server.name),
     )
-    for day in (23, 24):
-        write_backup_info(
-            world.settings, "pg", f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00"
-        )
+    write_nightly_backup_infos(world.settings, "pg", 23, 24)
     listed = backup_list(("20261124T030000", "DONE"), ("20261123T030000", "FAILED"))
     world.barman.answer("list-backups", listed)
     world.barman.answer("backup", Answer(data={"backup_id": "20261124T030000", "status": "DONE"}))

@@ -5,7 +5,11 @@ from __future__ import annotations
 from barman_supervisor.jobs.backups import Backups
 from barman_supervisor.jobs.checks import Checks
 from tests.unit.jobs.conftest import World
-from tests.unit.jobs.fakes import Answer, backup_list, write_backup_info
+from tests.unit.jobs.fakes import (
+    Answer,
+    backup_list,
+    write_nightly_backup_infos,
+)
 
 
 def handler(world: World) -> Checks:
@@ -62,10 +66,7 @@ def test_a_failure_a_done_backup_superseded_is_deleted_before_the_check(world: W
     world.barman.answer(
         "list-backups", backup_list(("20261124T030000", "DONE"), ("20261123T030000", "FAILED"))
     )
-    for day in (23, 24):
-        write_backup_info(
-            world.settings, "pg", f"202611{day}T030000", f"2026-11-{day} 03:00:00+00:00"
-        )
+    write_nightly_backup_infos(world.settings, "pg", 23, 24)
     world.barman.answer("check", Answer(data={"pg": {"failed_backups": {"status": "OK"}}}))
 
     handler(world).check(world.server)
